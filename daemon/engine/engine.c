@@ -1,0 +1,358 @@
+/*
+ * engine.c - engine set-up and stream slots.
+ *
+ * eng_open opens the device, uploads the weights (weights.c), builds the
+ * pipelines, and allocates the per-layer state arenas and the activation
+ * scratch.  Stream state is laid out slot-major inside each layer's arena so
+ * that one dispatch can serve every stream in a batch with a single binding
+ * per layer.  The forward pass itself is in forward.c.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine_impl.h"
+#include "infini_err.h"
+
+static int
+make_pipes(struct eng *e, char *err, size_t errlen)
+{
+	for (int k = 0; k < ENG_K_COUNT; k++) {
+		uint32_t spec[2] = { 0, (uint32_t)e->c.head_dim };
+		uint32_t nspec = k == ENG_K_ATTENTION ? 2 : 0;
+		int rv = gpu_pipe_create(e->dev, &eng_kernels[k], spec, nspec,
+		    &e->pipe[k]);
+		if (rv != 0) {
+			snprintf(err, errlen, "cannot build pipeline %s",
+			    eng_kernels[k].name);
+			return (rv);
+		}
+	}
+	return (0);
+}
+
+static int
+alloc_act(struct eng *e, struct gpu_buf *b, size_t floats)
+{
+	return (gpu_buf_alloc(e->dev, GPU_POOL_ACT, floats * sizeof(float), b));
+}
+
+static int
+alloc_state(struct eng *e, char *err, size_t errlen)
+{
+	const struct eng_config *c = &e->c;
+	uint64_t S = (uint64_t)e->max_streams;
+	int rv;
+
+	e->kv_stride = (uint32_t)(c->n_kv_heads * c->segment_size * c->head_dim);
+	e->m_stride = (uint32_t)(c->n_kv_heads * c->head_dim * c->head_dim);
+	e->z_stride = (uint32_t)(c->n_kv_heads * c->head_dim);
+	if (S * e->kv_stride * 4 > e->binding_limit ||
+	    S * e->m_stride * 4 > e->binding_limit) {
+		snprintf(err, errlen, "%d stream slots do not fit one binding "
+		    "per layer (%llu bytes); lower max_streams", e->max_streams,
+		    (unsigned long long)e->binding_limit);
+		return (INFINI_EINVAL);
+	}
+	for (int l = 0; l < c->n_layers; l++) {
+		struct eng_dlayer *d = &e->L[l];
+		if ((rv = gpu_buf_alloc(e->dev, GPU_POOL_STATE,
+		    S * e->kv_stride * 4, &d->kc)) != 0 ||
+		    (rv = gpu_buf_alloc(e->dev, GPU_POOL_STATE,
+		    S * e->kv_stride * 4, &d->vc)) != 0 ||
+		    (e->sep_kmem && (rv = gpu_buf_alloc(e->dev, GPU_POOL_STATE,
+		    S * e->kv_stride * 4, &d->km)) != 0) ||
+		    (rv = gpu_buf_alloc(e->dev, GPU_POOL_STATE,
+		    S * e->m_stride * 4, &d->M)) != 0 ||
+		    (rv = gpu_buf_alloc(e->dev, GPU_POOL_STATE,
+		    S * e->z_stride * 4, &d->z)) != 0) {
+			snprintf(err, errlen, "out of device memory for stream "
+			    "state (%d slots)", e->max_streams);
+			return (rv);
+		}
+	}
+	return (0);
+}
+
+static int
+alloc_acts(struct eng *e, char *err, size_t errlen)
+{
+	const struct eng_config *c = &e->c;
+	size_t R = (size_t)e->max_batch, H = (size_t)c->hidden_size;
+	size_t A = (size_t)c->n_heads * c->head_dim;
+	size_t QKV = (size_t)(c->n_heads + 2 * c->n_kv_heads) * c->head_dim;
+	size_t I = (size_t)c->intermediate_size, V = (size_t)c->vocab_size;
+	size_t lr = e->binding_limit / (V * 4);
+	int rv;
+
+	e->logit_rows = (int)(lr < R ? lr : R);
+	if (e->logit_rows < 1) {
+		snprintf(err, errlen, "one row of logits exceeds a binding");
+		return (INFINI_EUNSUPPORTED);
+	}
+	if ((rv = alloc_act(e, &e->ids, R)) != 0 ||
+	    (rv = alloc_act(e, &e->rows, 2 * R)) != 0 ||
+	    (rv = alloc_act(e, &e->vecs, R * H)) != 0 ||
+	    (rv = alloc_act(e, &e->x, R * H)) != 0 ||
+	    (rv = alloc_act(e, &e->xn, R * (H > A ? H : A))) != 0 ||
+	    (rv = alloc_act(e, &e->qkv, R * QKV)) != 0 ||
+	    (rv = alloc_act(e, &e->qr, R * A)) != 0 ||
+	    (rv = alloc_act(e, &e->ad, R * A)) != 0 ||
+	    (rv = alloc_act(e, &e->am, R * A)) != 0 ||
+	    (rv = alloc_act(e, &e->gu, R * 2 * I)) != 0 ||
+	    (rv = alloc_act(e, &e->hm, R * I)) != 0 ||
+	    (rv = alloc_act(e, &e->hid, R * H)) != 0 ||
+	    (rv = alloc_act(e, &e->lrows, (size_t)e->logit_rows * H)) != 0 ||
+	    (rv = alloc_act(e, &e->logits, (size_t)e->logit_rows * V)) != 0 ||
+	    (rv = alloc_act(e, &e->slots, (size_t)e->max_streams)) != 0) {
+		snprintf(err, errlen, "out of device memory for activations "
+		    "(max_batch %d)", e->max_batch);
+		return (rv);
+	}
+	return (0);
+}
+
+int
+eng_open(const struct eng_model *m, const struct eng_opts *o,
+    struct eng **out, char *err, size_t errlen)
+{
+	struct eng *e;
+	const struct gpu_info *gi;
+	const char *lim;
+	char dummy[8];
+	int rv;
+
+	if (err == NULL) {
+		err = dummy;
+		errlen = sizeof(dummy);
+	}
+	if (m->cfg.head_dim > 256 || m->cfg.hidden_size % 4 != 0 ||
+	    m->cfg.intermediate_size % 4 != 0) {
+		snprintf(err, errlen, "unsupported shape: head_dim must be <= 256, "
+		    "hidden and intermediate sizes multiples of 4");
+		return (INFINI_EUNSUPPORTED);
+	}
+	if ((e = calloc(1, sizeof(*e))) == NULL)
+		return (INFINI_ENOMEM);
+	e->m = m;
+	e->c = m->cfg;
+	e->max_streams = o && o->max_streams > 0 ? o->max_streams : 16;
+	e->max_batch = o && o->max_batch > 0 ? o->max_batch : 256;
+	e->sep_kmem = e->c.rope && !e->c.memory_rope;
+	if ((e->L = calloc((size_t)e->c.n_layers, sizeof(*e->L))) == NULL ||
+	    (e->used = calloc((size_t)e->max_streams, sizeof(bool))) == NULL ||
+	    (e->pos = calloc((size_t)e->max_streams, sizeof(int64_t))) == NULL) {
+		rv = INFINI_ENOMEM;
+		goto fail;
+	}
+	if ((rv = gpu_dev_open(o ? o->device : NULL, &e->dev, err, errlen)) != 0)
+		goto fail;
+	gi = gpu_dev_info(e->dev);
+	e->binding_limit = gi->max_storage_range;
+	e->wpart_limit = e->binding_limit;
+	/* Tests lower the weight part size to exercise split tensors on tiny
+	 * models. */
+	if ((lim = getenv("INFINI_MAX_BINDING_BYTES")) != NULL &&
+	    strtoull(lim, NULL, 10) > 0 &&
+	    strtoull(lim, NULL, 10) < e->wpart_limit)
+		e->wpart_limit = strtoull(lim, NULL, 10);
+	switch (m->embed->dtype) {
+	case ENG_F16: e->k_embed = ENG_K_EMBED_F16; break;
+	case ENG_BF16: e->k_embed = ENG_K_EMBED_BF16; break;
+	default: e->k_embed = ENG_K_EMBED_F32; break;
+	}
+	if ((rv = gpu_cmd_alloc(e->dev, &e->cmd)) != 0)
+		goto fail;
+	gpu_cmd_profile(e->cmd, o && o->profile);
+	if ((rv = make_pipes(e, err, errlen)) != 0 ||
+	    (rv = eng_weights_upload(e, err, errlen)) != 0 ||
+	    (rv = alloc_state(e, err, errlen)) != 0 ||
+	    (rv = alloc_acts(e, err, errlen)) != 0)
+		goto fail;
+	*out = e;
+	return (0);
+fail:
+	eng_close(e);
+	return (rv);
+}
+
+void
+eng_close(struct eng *e)
+{
+	struct gpu_buf *acts[] = { &e->ids, &e->rows, &e->vecs, &e->x, &e->xn,
+	    &e->qkv, &e->qr, &e->ad, &e->am, &e->gu, &e->hm, &e->hid,
+	    &e->lrows, &e->logits, &e->slots };
+
+	if (e == NULL)
+		return;
+	if (e->dev != NULL) {
+		eng_weights_free(e);
+		for (int l = 0; l < e->c.n_layers && e->L != NULL; l++) {
+			gpu_buf_free(e->dev, &e->L[l].kc);
+			gpu_buf_free(e->dev, &e->L[l].vc);
+			gpu_buf_free(e->dev, &e->L[l].km);
+			gpu_buf_free(e->dev, &e->L[l].M);
+			gpu_buf_free(e->dev, &e->L[l].z);
+		}
+		for (size_t i = 0; i < sizeof(acts) / sizeof(acts[0]); i++)
+			gpu_buf_free(e->dev, acts[i]);
+		for (int k = 0; k < ENG_K_COUNT; k++)
+			gpu_pipe_free(e->dev, e->pipe[k]);
+		gpu_cmd_free(e->cmd);
+		gpu_dev_free(e->dev);
+	}
+	free(e->L);
+	free(e->used);
+	free(e->pos);
+	free(e);
+}
+
+const struct eng_config *
+eng_config(const struct eng *e)
+{
+	return (&e->c);
+}
+
+const char *
+eng_device_name(const struct eng *e)
+{
+	return (gpu_dev_info(e->dev)->name);
+}
+
+unsigned
+eng_validation_errors(const struct eng *e)
+{
+	return (gpu_dev_validation_errors(e->dev));
+}
+
+uint64_t
+eng_state_bytes(const struct eng *e)
+{
+	uint64_t kv = (uint64_t)e->kv_stride * (e->sep_kmem ? 3 : 2);
+	return ((kv + e->m_stride + e->z_stride) * 4 * (uint64_t)e->c.n_layers);
+}
+
+/* slot_zero clears every arena range of a slot. */
+static int
+slot_zero(struct eng *e, int s)
+{
+	int rv = 0;
+	for (int l = 0; l < e->c.n_layers && rv == 0; l++) {
+		struct eng_dlayer *d = &e->L[l];
+		size_t kv = (size_t)e->kv_stride * 4;
+		if ((rv = gpu_buf_zero(e->dev, &d->kc, s * kv, kv)) != 0 ||
+		    (rv = gpu_buf_zero(e->dev, &d->vc, s * kv, kv)) != 0 ||
+		    (e->sep_kmem &&
+		    (rv = gpu_buf_zero(e->dev, &d->km, s * kv, kv)) != 0))
+			break;
+		rv = gpu_buf_zero(e->dev, &d->M, (size_t)s * e->m_stride * 4,
+		    (size_t)e->m_stride * 4);
+		if (rv == 0)
+			rv = gpu_buf_zero(e->dev, &d->z,
+			    (size_t)s * e->z_stride * 4, (size_t)e->z_stride * 4);
+	}
+	return (rv);
+}
+
+int
+eng_stream_alloc(struct eng *e, int *slot)
+{
+	int rv;
+	for (int s = 0; s < e->max_streams; s++) {
+		if (e->used[s])
+			continue;
+		if ((rv = slot_zero(e, s)) != 0)
+			return (rv);
+		e->used[s] = true;
+		e->pos[s] = 0;
+		*slot = s;
+		return (0);
+	}
+	return (INFINI_EFULL);
+}
+
+void
+eng_stream_free(struct eng *e, int slot)
+{
+	if (slot >= 0 && slot < e->max_streams)
+		e->used[slot] = false;
+}
+
+int64_t
+eng_stream_pos(const struct eng *e, int slot)
+{
+	return (e->pos[slot]);
+}
+
+int
+eng_stream_copy(struct eng *e, int src, int dst)
+{
+	int rv;
+
+	if (src < 0 || src >= e->max_streams || dst < 0 ||
+	    dst >= e->max_streams || !e->used[src] || !e->used[dst])
+		return (INFINI_EINVAL);
+	if ((rv = gpu_cmd_begin(e->cmd)) != 0)
+		return (rv);
+	for (int l = 0; l < e->c.n_layers; l++) {
+		struct eng_dlayer *d = &e->L[l];
+		struct gpu_buf *bufs[5] = { &d->kc, &d->vc, &d->km, &d->M, &d->z };
+		uint32_t strides[5] = { e->kv_stride, e->kv_stride, e->kv_stride,
+		    e->m_stride, e->z_stride };
+		for (int i = 0; i < 5; i++) {
+			VkDeviceSize n = (VkDeviceSize)strides[i] * 4;
+			if (bufs[i]->buf == VK_NULL_HANDLE)
+				continue;
+			struct gpu_arg a = gpu_arg_of(bufs[i], src * n, n);
+			struct gpu_arg b = gpu_arg_of(bufs[i], dst * n, n);
+			gpu_cmd_copy(e->cmd, &a, &b, n);
+		}
+	}
+	if ((rv = gpu_cmd_submit(e->cmd)) != 0)
+		return (rv);
+	e->pos[dst] = e->pos[src];
+	return (0);
+}
+
+int
+eng_stream_read_mem(struct eng *e, int slot, int layer, int kvh, float *M,
+    float *z)
+{
+	struct eng_dlayer *d;
+	size_t hd = (size_t)e->c.head_dim;
+	int rv = 0;
+
+	if (slot < 0 || slot >= e->max_streams || layer < 0 ||
+	    layer >= e->c.n_layers || kvh < 0 || kvh >= e->c.n_kv_heads)
+		return (INFINI_EINVAL);
+	d = &e->L[layer];
+	if (M != NULL)
+		rv = gpu_buf_read(e->dev, &d->M,
+		    ((size_t)slot * e->m_stride + kvh * hd * hd) * 4, M,
+		    hd * hd * 4);
+	if (rv == 0 && z != NULL)
+		rv = gpu_buf_read(e->dev, &d->z,
+		    ((size_t)slot * e->z_stride + kvh * hd) * 4, z, hd * 4);
+	return (rv);
+}
+
+void
+eng_profile_print(const struct eng *e, FILE *f)
+{
+	double total = 0;
+	for (int i = 0; i < e->nprof; i++)
+		total += e->prof[i].ns;
+	fprintf(f, "%-16s %10s %12s %6s\n", "op", "calls", "ms", "%");
+	for (int i = 0; i < e->nprof; i++)
+		fprintf(f, "%-16s %10llu %12.3f %6.1f\n", e->prof[i].label,
+		    (unsigned long long)e->prof[i].calls, e->prof[i].ns / 1e6,
+		    total > 0 ? 100.0 * e->prof[i].ns / total : 0.0);
+}
+
+void
+eng_last_counts(const struct eng *e, uint32_t *dispatches, uint32_t *barriers)
+{
+	*dispatches = gpu_cmd_dispatches(e->cmd);
+	*barriers = gpu_cmd_barriers(e->cmd);
+}

@@ -1,0 +1,417 @@
+/*
+ * forward.c - one batched forward pass, recorded as one command buffer.
+ *
+ * eng_run splits the work of all jobs into rounds.  In a round every stream
+ * contributes the inputs up to the end of its current segment (and the batch
+ * limit), so within a round no stream crosses a segment boundary: memory
+ * retrieval reads the state from before the segment, and a stream whose
+ * segment fills is compressed into memory at the end of each layer, exactly
+ * once.  Chunking therefore never changes results.
+ *
+ * Per layer (the paper's Infini-attention block inside a Llama/Gemma layer):
+ *
+ *   xn  = rmsnorm(x)                            rmsnorm
+ *   qkv = xn Wqkv^T                             matmul
+ *   q~, k~ = rope(q, k); cache k~, v (and k)    rope
+ *   A_dot = softmax(q~ K~^T / sqrt(d)) V        attention
+ *   A_mem = s(q) M / (s(q) . z + eps)           retrieve
+ *   A = mix(A_mem, A_dot; sigmoid(beta))        gate
+ *   x += A Wo^T                                 matmul (accumulate)
+ *   x += W_down (act(xn W_gate) * xn W_up)      rmsnorm, matmul, glu, matmul
+ *   if segment full: M, z += s(K)^T V ...       memupd, memz
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine_impl.h"
+#include "infini_err.h"
+
+#include "attention_pc.h"
+#include "embed_pc.h"
+#include "gate_pc.h"
+#include "glu_pc.h"
+#include "memupd_pc.h"
+#include "retrieve_pc.h"
+#include "rmsnorm_pc.h"
+#include "rope_pc.h"
+
+/* A job's rows in the current round. */
+struct chunk {
+	int job;
+	int row;        /* first row in the batch */
+	int n;
+	int first;      /* index of the first input within the job */
+	int lrow;       /* first row in the logits batch, or -1 */
+	int nlog;
+};
+
+#define ARG(b) gpu_arg_of((b), 0, 0)
+
+/* grid1 covers n invocations of 64-wide groups within the x-count limit. */
+static void
+grid1(const struct eng *e, uint64_t n, uint32_t *gx, uint32_t *gy)
+{
+	uint64_t groups = (n + 63) / 64;
+	uint64_t maxx = gpu_dev_info(e->dev)->max_groups_x;
+	*gx = (uint32_t)(groups < maxx ? groups : maxx);
+	*gy = *gx ? (uint32_t)((groups + *gx - 1) / *gx) : 0;
+}
+
+static void
+rec_rmsnorm(struct eng *e, const struct gpu_buf *x, const struct gpu_buf *w,
+    const struct gpu_buf *out, uint32_t T)
+{
+	struct rmsnorm_pc pc = { T, (uint32_t)e->c.hidden_size,
+	    (float)e->c.rms_norm_eps, e->c.arch == ENG_ARCH_GEMMA ? 1.0f : 0.0f };
+	struct gpu_arg a[3] = { ARG(x), ARG(w), ARG(out) };
+	gpu_cmd_dispatch(e->cmd, e->pipe[ENG_K_RMSNORM], a, 1u << 2, &pc, T, 1,
+	    1, "rmsnorm");
+}
+
+static void
+rec_layer(struct eng *e, int l, uint32_t T, uint32_t nfill)
+{
+	const struct eng_config *c = &e->c;
+	struct eng_dlayer *d = &e->L[l];
+	uint32_t H = (uint32_t)c->hidden_size, nh = (uint32_t)c->n_heads;
+	uint32_t nkv = (uint32_t)c->n_kv_heads, hd = (uint32_t)c->head_dim;
+	uint32_t A = nh * hd, QKV = (nh + 2 * nkv) * hd;
+	uint32_t I = (uint32_t)c->intermediate_size, N = (uint32_t)c->segment_size;
+	const struct gpu_buf *km = e->sep_kmem ? &d->km : &d->kc;
+	uint32_t gx, gy;
+
+	rec_rmsnorm(e, &e->x, &d->attn_norm, &e->xn, T);
+	eng_rec_matmul(e, &e->xn, H, &d->wqkv, &e->qkv, QKV, T, false);
+
+	struct rope_pc rp = { T, nh, nkv, hd, N, e->kv_stride, c->rope,
+	    e->sep_kmem, (float)c->rope_theta };
+	struct gpu_arg ra[6] = { ARG(&e->qkv), ARG(&e->rows), ARG(&e->qr),
+	    ARG(&d->kc), ARG(&d->vc), ARG(km) };
+	grid1(e, (uint64_t)T * (nh + 2 * nkv) * (hd / 2), &gx, &gy);
+	gpu_cmd_dispatch(e->cmd, e->pipe[ENG_K_ROPE], ra,
+	    (1u << 2) | (1u << 3) | (1u << 4) | (e->sep_kmem ? 1u << 5 : 0), &rp,
+	    gx, gy, 1, "rope");
+
+	struct attention_pc ap = { T, nh, nkv, hd, N, e->kv_stride,
+	    (float)(1.0 / sqrt((double)hd)) };
+	struct gpu_arg aa[5] = { ARG(&e->qr), ARG(&e->rows), ARG(&d->kc),
+	    ARG(&d->vc), ARG(&e->ad) };
+	grid1(e, (uint64_t)T * nh, &gx, &gy);
+	gpu_cmd_dispatch(e->cmd, e->pipe[ENG_K_ATTENTION], aa, 1u << 4, &ap, gx,
+	    gy, 1, "attention");
+
+	/* Memory reads the unrotated query unless memory_rope says otherwise. */
+	bool rq = c->rope && c->memory_rope;
+	struct retrieve_pc qp = { T, nh, nkv, hd, rq ? A : QKV, e->m_stride,
+	    e->z_stride, (float)c->memory_eps };
+	struct gpu_arg qa[5] = { ARG(rq ? &e->qr : &e->qkv), ARG(&e->rows),
+	    ARG(&d->M), ARG(&d->z), ARG(&e->am) };
+	grid1(e, (uint64_t)T * A, &gx, &gy);
+	gpu_cmd_dispatch(e->cmd, e->pipe[ENG_K_RETRIEVE], qa, 1u << 4, &qp, gx,
+	    gy, 1, "retrieve");
+
+	struct gate_pc gp = { T, nh, hd, c->gate_on == ENG_GATE_LOCAL };
+	struct gpu_arg ga[3] = { ARG(&e->am), ARG(&d->beta), ARG(&e->ad) };
+	gpu_cmd_dispatch(e->cmd, e->pipe[ENG_K_GATE], ga, 1u << 2, &gp, gx, gy,
+	    1, "gate");
+
+	eng_rec_matmul(e, &e->ad, A, &d->wo, &e->x, H, T, true);
+
+	rec_rmsnorm(e, &e->x, &d->mlp_norm, &e->xn, T);
+	eng_rec_matmul(e, &e->xn, H, &d->wgu, &e->gu, 2 * I, T, false);
+	struct glu_pc up = { T, I, (uint32_t)c->act };
+	struct gpu_arg ua[2] = { ARG(&e->gu), ARG(&e->hm) };
+	grid1(e, (uint64_t)T * I, &gx, &gy);
+	gpu_cmd_dispatch(e->cmd, e->pipe[ENG_K_GLU], ua, 1u << 1, &up, gx, gy,
+	    1, "glu");
+	eng_rec_matmul(e, &e->hm, I, &d->wdown, &e->x, H, T, true);
+
+	if (nfill == 0)
+		return;
+	struct memupd_pc mp = { nfill, nkv, hd, N, e->kv_stride, e->m_stride,
+	    e->z_stride, c->memory_update == ENG_UPDATE_DELTA,
+	    (float)c->memory_eps };
+	struct gpu_arg ma[5] = { ARG(km), ARG(&d->vc), ARG(&d->M), ARG(&d->z),
+	    ARG(&e->slots) };
+	gpu_cmd_dispatch(e->cmd, e->pipe[ENG_K_MEMUPD], ma, 1u << 2, &mp, hd,
+	    nkv, nfill, "memupd");
+	struct gpu_arg za[3] = { ARG(km), ARG(&d->z), ARG(&e->slots) };
+	grid1(e, (uint64_t)nfill * nkv * hd, &gx, &gy);
+	gpu_cmd_dispatch(e->cmd, e->pipe[ENG_K_MEMZ], za, 1u << 1, &mp, gx, gy,
+	    1, "memz");
+}
+
+static void
+rec_embed(struct eng *e, uint32_t T)
+{
+	uint32_t H = (uint32_t)e->c.hidden_size, gx, gy;
+	float scale = e->c.arch == ENG_ARCH_GEMMA ? sqrtf((float)H) : 1.0f;
+
+	grid1(e, (uint64_t)T * H, &gx, &gy);
+	for (int i = 0; i < e->embed.nparts; i++) {
+		const struct eng_wpart *pt = &e->embed.parts[i];
+		struct embed_pc pc = { T, H, (uint32_t)pt->row0,
+		    (uint32_t)(pt->row0 + pt->rows), scale, i == 0 };
+		struct gpu_arg a[4] = { ARG(&e->ids), ARG(&pt->buf),
+		    ARG(&e->vecs), ARG(&e->x) };
+		gpu_cmd_dispatch(e->cmd, e->pipe[e->k_embed], a, 1u << 3, &pc,
+		    gx, gy, 1, "embed");
+	}
+}
+
+static void
+add_prof(void *arg, const char *label, double ns)
+{
+	struct eng *e = arg;
+	int i;
+	for (i = 0; i < e->nprof; i++)
+		if (e->prof[i].label == label)
+			break;
+	if (i == e->nprof) {
+		if (e->nprof == (int)(sizeof(e->prof) / sizeof(e->prof[0])))
+			return;
+		e->prof[e->nprof++] = (struct eng_prof){ label, 0, 0 };
+	}
+	e->prof[i].ns += ns;
+	e->prof[i].calls++;
+}
+
+static int
+check_jobs(struct eng *e, const struct eng_job *jobs, int njobs, char *err,
+    size_t errlen)
+{
+	int H = e->c.hidden_size;
+
+	for (int j = 0; j < njobs; j++) {
+		const struct eng_job *b = &jobs[j];
+		if (b->slot < 0 || b->slot >= e->max_streams || !e->used[b->slot]) {
+			snprintf(err, errlen, "job %d: no such stream slot %d", j,
+			    b->slot);
+			return (INFINI_EINVAL);
+		}
+		for (int k = 0; k < j; k++)
+			if (jobs[k].slot == b->slot) {
+				snprintf(err, errlen, "job %d: slot %d appears "
+				    "twice in one run", j, b->slot);
+				return (INFINI_EINVAL);
+			}
+		if (b->n < 1 || (b->tokens == NULL && b->vectors == NULL) ||
+		    (b->out != ENG_OUT_NONE && b->result == NULL) ||
+		    (b->sample != NULL && b->token == NULL)) {
+			snprintf(err, errlen, "job %d: no inputs or no output "
+			    "buffer", j);
+			return (INFINI_EINVAL);
+		}
+		if (b->sample != NULL) {
+			snprintf(err, errlen, "sampling is not available");
+			return (INFINI_EUNSUPPORTED);
+		}
+		if (b->tokens != NULL) {
+			for (int i = 0; i < b->n; i++)
+				if (b->tokens[i] < 0 ||
+				    b->tokens[i] >= e->c.vocab_size) {
+					snprintf(err, errlen, "token %d at %d is "
+					    "outside the vocabulary [0, %d)",
+					    b->tokens[i], i, e->c.vocab_size);
+					return (INFINI_EINVAL);
+				}
+		} else {
+			for (size_t i = 0; i < (size_t)b->n * H; i++)
+				if (!isfinite(b->vectors[i])) {
+					snprintf(err, errlen, "vector %zu has a "
+					    "non-finite value at column %zu",
+					    i / H, i % H);
+					return (INFINI_EINVAL);
+				}
+		}
+	}
+	return (0);
+}
+
+static bool
+wants_logits(const struct eng_job *b, int first, int n)
+{
+	if (b->out == ENG_OUT_LOGITS)
+		return (true);
+	return ((b->out == ENG_OUT_LAST_LOGITS || b->sample != NULL) &&
+	    first + n == b->n);
+}
+
+int
+eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
+    size_t errlen)
+{
+	const int H = e->c.hidden_size, V = e->c.vocab_size;
+	const int N = e->c.segment_size;
+	int *done = NULL, *ids = NULL;
+	uint32_t *rows = NULL, *slots = NULL;
+	float *vecs = NULL, *row = NULL;
+	double *mean = NULL;
+	struct chunk *ch = NULL;
+	int R = e->max_batch, rv;
+	char dummy[8];
+
+	if (err == NULL) {
+		err = dummy;
+		errlen = sizeof(dummy);
+	}
+	if ((rv = check_jobs(e, jobs, njobs, err, errlen)) != 0)
+		return (rv);
+	for (int j = 0; j < njobs; j++)
+		if (jobs[j].out == ENG_OUT_LOGITS && R > e->logit_rows)
+			R = e->logit_rows;
+	done = calloc((size_t)njobs, sizeof(*done));
+	ch = calloc((size_t)njobs, sizeof(*ch));
+	ids = calloc((size_t)R, sizeof(*ids));
+	rows = calloc((size_t)R * 2, sizeof(*rows));
+	vecs = calloc((size_t)R * H, sizeof(*vecs));
+	slots = calloc((size_t)e->max_streams, sizeof(*slots));
+	mean = calloc((size_t)njobs * H, sizeof(*mean));
+	row = calloc((size_t)(H > V ? H : V), sizeof(*row));
+	if (!done || !ch || !ids || !rows || !vecs || !slots || !mean || !row) {
+		rv = INFINI_ENOMEM;
+		goto out;
+	}
+
+	for (;;) {
+		int T = 0, nch = 0, nfill = 0, nlog = 0;
+		bool any_vec = false;
+
+		/* Gather this round: each stream up to its segment's end. */
+		for (int j = 0; j < njobs && T < R; j++) {
+			struct eng_job *b = &jobs[j];
+			int64_t p = e->pos[b->slot];
+			int k = b->n - done[j];
+			int room = N - (int)(p % N);
+			if (k <= 0)
+				continue;
+			if (k > room)
+				k = room;
+			if (k > R - T)
+				k = R - T;
+			struct chunk *c = &ch[nch++];
+			*c = (struct chunk){ j, T, k, done[j], -1, 0 };
+			if (wants_logits(b, done[j], k)) {
+				int need = b->out == ENG_OUT_LOGITS ? k : 1;
+				if (nlog + need > e->logit_rows) {
+					nch--;
+					break;
+				}
+				c->lrow = nlog;
+				c->nlog = need;
+				nlog += need;
+			}
+			for (int i = 0; i < k; i++) {
+				int in = done[j] + i;
+				ids[T + i] = b->tokens ? b->tokens[in] : -1;
+				if (b->tokens == NULL) {
+					memcpy(vecs + (size_t)(T + i) * H,
+					    b->vectors + (size_t)in * H,
+					    (size_t)H * sizeof(float));
+					any_vec = true;
+				}
+				rows[2 * (T + i)] = (uint32_t)b->slot;
+				rows[2 * (T + i) + 1] = (uint32_t)(p % N) + i;
+			}
+			if ((p % N) + k == N)
+				slots[nfill++] = (uint32_t)b->slot;
+			T += k;
+		}
+		if (T == 0)
+			break;
+
+		if ((rv = gpu_buf_write(e->dev, &e->ids, 0, ids,
+		    (size_t)T * 4)) != 0 ||
+		    (rv = gpu_buf_write(e->dev, &e->rows, 0, rows,
+		    (size_t)T * 8)) != 0 ||
+		    (any_vec && (rv = gpu_buf_write(e->dev, &e->vecs, 0, vecs,
+		    (size_t)T * H * 4)) != 0) ||
+		    (nfill && (rv = gpu_buf_write(e->dev, &e->slots, 0, slots,
+		    (size_t)nfill * 4)) != 0))
+			goto devfail;
+
+		if ((rv = gpu_cmd_begin(e->cmd)) != 0)
+			goto devfail;
+		rec_embed(e, (uint32_t)T);
+		for (int l = 0; l < e->c.n_layers; l++)
+			rec_layer(e, l, (uint32_t)T, (uint32_t)nfill);
+		rec_rmsnorm(e, &e->x, &e->norm, &e->hid, (uint32_t)T);
+		if (nlog > 0) {
+			for (int i = 0; i < nch; i++) {
+				struct chunk *c = &ch[i];
+				VkDeviceSize rb = (VkDeviceSize)H * 4;
+				int from = c->row + c->n - c->nlog;
+				if (c->lrow < 0)
+					continue;
+				struct gpu_arg s = gpu_arg_of(&e->hid, from * rb,
+				    c->nlog * rb);
+				struct gpu_arg t = gpu_arg_of(&e->lrows,
+				    c->lrow * rb, c->nlog * rb);
+				gpu_cmd_copy(e->cmd, &s, &t, c->nlog * rb);
+			}
+			eng_rec_matmul(e, &e->lrows, (uint32_t)H, &e->lm_head,
+			    &e->logits, (uint32_t)V, (uint32_t)nlog, false);
+		}
+		if ((rv = gpu_cmd_submit(e->cmd)) != 0)
+			goto devfail;
+		gpu_cmd_timings(e->cmd, add_prof, e);
+
+		/* Hand results back and advance the streams. */
+		for (int i = 0; i < nch; i++) {
+			struct chunk *c = &ch[i];
+			struct eng_job *b = &jobs[c->job];
+			size_t hb = (size_t)H * 4;
+			for (int r = 0; r < c->n && b->out >= ENG_OUT_EMBED &&
+			    b->out <= ENG_OUT_LAST; r++) {
+				int in = c->first + r;
+				if (b->out == ENG_OUT_LAST && in != b->n - 1)
+					continue;
+				if ((rv = gpu_buf_read(e->dev, &e->hid,
+				    (size_t)(c->row + r) * hb, row, hb)) != 0)
+					goto devfail;
+				if (b->out == ENG_OUT_EMBED)
+					memcpy(b->result + (size_t)in * H, row, hb);
+				else if (b->out == ENG_OUT_LAST)
+					memcpy(b->result, row, hb);
+				else
+					for (int k = 0; k < H; k++)
+						mean[(size_t)c->job * H + k] += row[k];
+			}
+			if (c->lrow >= 0 && b->out == ENG_OUT_LOGITS) {
+				if ((rv = gpu_buf_read(e->dev, &e->logits,
+				    (size_t)c->lrow * V * 4,
+				    b->result + (size_t)c->first * V,
+				    (size_t)c->nlog * V * 4)) != 0)
+					goto devfail;
+			} else if (c->lrow >= 0 &&
+			    b->out == ENG_OUT_LAST_LOGITS) {
+				if ((rv = gpu_buf_read(e->dev, &e->logits,
+				    (size_t)c->lrow * V * 4, b->result,
+				    (size_t)V * 4)) != 0)
+					goto devfail;
+			}
+			e->pos[b->slot] += c->n;
+			done[c->job] += c->n;
+		}
+	}
+	for (int j = 0; j < njobs; j++)
+		if (jobs[j].out == ENG_OUT_MEAN)
+			for (int k = 0; k < H; k++)
+				jobs[j].result[k] = (float)(mean[(size_t)j * H + k] /
+				    jobs[j].n);
+	rv = 0;
+	goto out;
+devfail:
+	snprintf(err, errlen, "device submission failed");
+out:
+	free(done);
+	free(ch);
+	free(ids);
+	free(rows);
+	free(vecs);
+	free(slots);
+	free(mean);
+	free(row);
+	return (rv);
+}

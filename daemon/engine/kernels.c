@@ -1,0 +1,46 @@
+/*
+ * kernels.c - binds the SPIR-V that the build embedded (one header per variant in the build tree)
+ * to the kernel table.  Binding kinds and push-constant sizes come from the
+ * same _pc.h headers the shaders include.
+ */
+#include "engine/kernels.h"
+
+#include "embed_pc.h"
+#include "matmul_pc.h"
+#include "rmsnorm_pc.h"
+#include "rope_pc.h"
+#include "attention_pc.h"
+#include "retrieve_pc.h"
+#include "gate_pc.h"
+#include "glu_pc.h"
+#include "memupd_pc.h"
+
+#include "embed_f32.h"
+#include "embed_f16.h"
+#include "embed_bf16.h"
+#include "matmul_f32.h"
+#include "matmul_f16.h"
+#include "matmul_bf16.h"
+#include "rmsnorm.h"
+#include "rope.h"
+#include "attention.h"
+#include "retrieve.h"
+#include "gate.h"
+#include "glu.h"
+#include "memupd.h"
+#include "memz.h"
+
+#define S2 { GPU_STORAGE, GPU_STORAGE }
+#define S3 { GPU_STORAGE, GPU_STORAGE, GPU_STORAGE }
+#define S4 { GPU_STORAGE, GPU_STORAGE, GPU_STORAGE, GPU_STORAGE }
+#define S5 { GPU_STORAGE, GPU_STORAGE, GPU_STORAGE, GPU_STORAGE, GPU_STORAGE }
+#define S6 { GPU_STORAGE, GPU_STORAGE, GPU_STORAGE, GPU_STORAGE, GPU_STORAGE, \
+	GPU_STORAGE }
+
+const struct gpu_kernel eng_kernels[ENG_K_COUNT] = {
+#define X(id, kname, nb, binds, pc)                                        \
+	[ENG_K_##id] = { #kname, kname##_spv, sizeof(kname##_spv), nb, binds, \
+	    sizeof(struct pc) },
+	ENG_KERNELS(X)
+#undef X
+};

@@ -1,0 +1,35 @@
+/*
+ * kernels.h - the table of compute kernels built into the engine: one row
+ * per shader variant (SPIR-V words, binding kinds, push-constant size).
+ */
+#ifndef ENG_KERNELS_H
+#define ENG_KERNELS_H
+
+#include "gpu/gpu.h"
+
+#define ENG_KERNELS(X)                                                     \
+	X(EMBED_F32, embed_f32, 4, S4, embed_pc)                           \
+	X(EMBED_F16, embed_f16, 4, S4, embed_pc)                           \
+	X(EMBED_BF16, embed_bf16, 4, S4, embed_pc)                         \
+	X(MATMUL_F32, matmul_f32, 3, S3, matmul_pc)                        \
+	X(MATMUL_F16, matmul_f16, 3, S3, matmul_pc)                        \
+	X(MATMUL_BF16, matmul_bf16, 3, S3, matmul_pc)                      \
+	X(RMSNORM, rmsnorm, 3, S3, rmsnorm_pc)                             \
+	X(ROPE, rope, 6, S6, rope_pc)                                      \
+	X(ATTENTION, attention, 5, S5, attention_pc)                       \
+	X(RETRIEVE, retrieve, 5, S5, retrieve_pc)                          \
+	X(GATE, gate, 3, S3, gate_pc)                                      \
+	X(GLU, glu, 2, S2, glu_pc)                                         \
+	X(MEMUPD, memupd, 5, S5, memupd_pc)                                \
+	X(MEMZ, memz, 3, S3, memupd_pc)
+
+enum eng_kernel_id {
+#define X(id, name, nb, binds, pc) ENG_K_##id,
+	ENG_KERNELS(X)
+#undef X
+	ENG_K_COUNT
+};
+
+extern const struct gpu_kernel eng_kernels[ENG_K_COUNT];
+
+#endif

@@ -1,0 +1,375 @@
+/*
+ * infini_run.c - infini-run, the one-shot runner: load a model, push one
+ * input stream through the engine (optionally in chunks), write embeddings
+ * or logits, or generate tokens.  No daemon involved; tests and benchmarks
+ * use it as the reference path of the command-line tools.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/engine.h"
+#include "gpu/gpu.h"
+#include "engine/model.h"
+#include "infini_err.h"
+#include "npy.h"
+
+#ifndef INFINI_DEFAULT_MODEL
+#define INFINI_DEFAULT_MODEL "models/default"
+#endif
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+"usage: infini-run [--model DIR] INPUT [options]\n"
+"\n"
+"Runs an Infini-attention model over one stream, without the daemon.\n"
+"\n"
+"input (one of):\n"
+"  --tokens FILE        token ids separated by spaces, commas or newlines\n"
+"  --text STR           UTF-8 text (models with the byte tokenizer)\n"
+"  --text-file FILE     UTF-8 text from a file\n"
+"  --vectors FILE.npy   float32 [n, hidden_size] raw input vectors\n"
+"options:\n"
+"  --model DIR          model directory (default $INFINI_MODEL or %s)\n"
+"  --output KIND        embeddings | logits | mean | last (default last)\n"
+"  --out FILE.npy       write the output as float32 .npy (default: print)\n"
+"  --chunk N            push the input N tokens at a time (default: all)\n"
+"  --generate N         then generate N tokens and print them\n"
+"  --temperature T      sampling temperature (default 0: greedy)\n"
+"  --top-k K            keep the K most likely tokens (default 0: all)\n"
+"  --top-p P            nucleus sampling mass (default 1: off)\n"
+"  --seed S             sampling seed (default 0)\n"
+"  --device SEL         Vulkan device index or name substring\n"
+"                       (default $INFINI_DEVICE, else the best device)\n"
+"  --list-devices       print the Vulkan devices and exit\n"
+"  --profile            print per-op device time to stderr\n"
+"  -h, --help           this text\n", INFINI_DEFAULT_MODEL);
+}
+
+static int
+read_file(const char *path, char **out, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	size_t cap = 0, n = 0;
+
+	if (f == NULL)
+		return (INFINI_EIO);
+	for (;;) {
+		if (n + 4096 + 1 > cap) {
+			char *nb = realloc(buf, cap = (cap ? cap * 2 : 65536));
+			if (nb == NULL) {
+				free(buf);
+				fclose(f);
+				return (INFINI_ENOMEM);
+			}
+			buf = nb;
+		}
+		size_t k = fread(buf + n, 1, 4096, f);
+		n += k;
+		if (k < 4096)
+			break;
+	}
+	if (ferror(f)) {
+		free(buf);
+		fclose(f);
+		return (INFINI_EIO);
+	}
+	fclose(f);
+	buf[n] = '\0';
+	*out = buf;
+	*len = n;
+	return (0);
+}
+
+/* parse_tokens reads integers separated by spaces, commas or newlines. */
+static int
+parse_tokens(const char *s, int32_t **out, int *n)
+{
+	int32_t *t = NULL;
+	int cap = 0, k = 0;
+
+	while (*s) {
+		char *end;
+		long v;
+		if (strchr(" \t\r\n,", *s)) {
+			s++;
+			continue;
+		}
+		errno = 0;
+		v = strtol(s, &end, 10);
+		if (end == s || errno != 0 || v < 0 || v > INT32_MAX) {
+			free(t);
+			return (INFINI_EINVAL);
+		}
+		if (k == cap) {
+			int32_t *nt = realloc(t, (size_t)(cap = cap ? cap * 2 : 256) *
+			    sizeof(*t));
+			if (nt == NULL) {
+				free(t);
+				return (INFINI_ENOMEM);
+			}
+			t = nt;
+		}
+		t[k++] = (int32_t)v;
+		s = end;
+	}
+	*out = t;
+	*n = k;
+	return (0);
+}
+
+static int
+bytes_to_tokens(const char *s, size_t len, int32_t **out, int *n)
+{
+	int32_t *t = malloc((len ? len : 1) * sizeof(*t));
+	if (t == NULL)
+		return (INFINI_ENOMEM);
+	for (size_t i = 0; i < len; i++)
+		t[i] = (unsigned char)s[i];
+	*out = t;
+	*n = (int)len;
+	return (0);
+}
+
+static void
+print_rows(const float *d, size_t rows, size_t cols)
+{
+	for (size_t r = 0; r < rows; r++) {
+		for (size_t c = 0; c < cols; c++)
+			printf("%s%.7g", c ? " " : "", d[r * cols + c]);
+		printf("\n");
+	}
+}
+
+static double
+now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (ts.tv_sec + ts.tv_nsec * 1e-9);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "model", 1, 0, 'm' }, { "tokens", 1, 0, 't' },
+		{ "text", 1, 0, 'x' }, { "text-file", 1, 0, 'f' },
+		{ "vectors", 1, 0, 'v' }, { "output", 1, 0, 'o' },
+		{ "out", 1, 0, 'O' }, { "chunk", 1, 0, 'c' },
+		{ "generate", 1, 0, 'g' }, { "temperature", 1, 0, 'T' },
+		{ "top-k", 1, 0, 'k' }, { "top-p", 1, 0, 'p' },
+		{ "seed", 1, 0, 's' }, { "device", 1, 0, 'd' },
+		{ "list-devices", 0, 0, 'L' }, { "profile", 0, 0, 'P' },
+		{ "help", 0, 0, 'h' }, { 0, 0, 0, 0 },
+	};
+	const char *model_dir = getenv("INFINI_MODEL"), *out_path = NULL;
+	const char *tok_file = NULL, *text = NULL, *text_file = NULL;
+	const char *vec_file = NULL, *output = "last";
+	const char *device = getenv("INFINI_DEVICE");
+	struct eng_sampler smp = { 0, 0, 1.0f, 0 };
+	int chunk = 0, gen = 0, opt, rv = 1, ninputs = 0, H, V, slot;
+	bool profile = false;
+	enum eng_out kind;
+	struct eng_model *m = NULL;
+	struct eng *e = NULL;
+	int32_t *tokens = NULL;
+	float *vectors = NULL, *result = NULL;
+	char err[512] = "";
+	char *buf = NULL;
+	size_t len;
+
+	while ((opt = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (opt) {
+		case 'm': model_dir = optarg; break;
+		case 't': tok_file = optarg; break;
+		case 'x': text = optarg; break;
+		case 'f': text_file = optarg; break;
+		case 'v': vec_file = optarg; break;
+		case 'o': output = optarg; break;
+		case 'O': out_path = optarg; break;
+		case 'c': chunk = atoi(optarg); break;
+		case 'g': gen = atoi(optarg); break;
+		case 'T': smp.temperature = strtof(optarg, NULL); break;
+		case 'k': smp.top_k = atoi(optarg); break;
+		case 'p': smp.top_p = strtof(optarg, NULL); break;
+		case 's': smp.seed = strtoull(optarg, NULL, 0); break;
+		case 'd': device = optarg; break;
+		case 'L': return (gpu_dev_list(stdout) > 0 ? 0 : 1);
+		case 'P': profile = true; break;
+		case 'h': usage(stdout); return (0);
+		default: usage(stderr); return (2);
+		}
+	}
+	if (optind != argc || (!!tok_file + !!text + !!text_file + !!vec_file) != 1) {
+		fprintf(stderr, "infini-run: give exactly one of --tokens, "
+		    "--text, --text-file, --vectors (see --help)\n");
+		return (2);
+	}
+	if (chunk < 0 || gen < 0) {
+		fprintf(stderr, "infini-run: --chunk and --generate take "
+		    "non-negative counts\n");
+		return (2);
+	}
+	if (strcmp(output, "embeddings") == 0)
+		kind = ENG_OUT_EMBED;
+	else if (strcmp(output, "logits") == 0)
+		kind = ENG_OUT_LOGITS;
+	else if (strcmp(output, "mean") == 0)
+		kind = ENG_OUT_MEAN;
+	else if (strcmp(output, "last") == 0)
+		kind = ENG_OUT_LAST;
+	else {
+		fprintf(stderr, "infini-run: unknown --output %s\n", output);
+		return (2);
+	}
+	if (model_dir == NULL)
+		model_dir = INFINI_DEFAULT_MODEL;
+	if ((rv = eng_model_load(model_dir, &m, err, sizeof(err))) != 0) {
+		fprintf(stderr, "infini-run: model %s: %s\n", model_dir, err);
+		return (1);
+	}
+	H = m->cfg.hidden_size;
+	V = m->cfg.vocab_size;
+	rv = 1;
+
+	/* Input. */
+	if (tok_file != NULL) {
+		if (read_file(tok_file, &buf, &len) != 0 ||
+		    parse_tokens(buf, &tokens, &ninputs) != 0) {
+			fprintf(stderr, "infini-run: %s: cannot read token ids\n",
+			    tok_file);
+			goto out;
+		}
+	} else if (text != NULL || text_file != NULL) {
+		if (!m->cfg.byte_tokenizer) {
+			fprintf(stderr, "infini-run: this model declares no "
+			    "tokenizer; give --tokens or --vectors\n");
+			goto out;
+		}
+		if (text_file != NULL && read_file(text_file, &buf, &len) != 0) {
+			fprintf(stderr, "infini-run: %s: %s\n", text_file,
+			    strerror(errno));
+			goto out;
+		}
+		if (bytes_to_tokens(text ? text : buf, text ? strlen(text) : len,
+		    &tokens, &ninputs) != 0)
+			goto out;
+	} else {
+		size_t r, c;
+		if (npy_read(vec_file, &vectors, &r, &c, err, sizeof(err)) != 0) {
+			fprintf(stderr, "infini-run: %s\n", err);
+			goto out;
+		}
+		if ((int)c != H) {
+			fprintf(stderr, "infini-run: %s: vectors have width %zu, "
+			    "the model's hidden_size is %d\n", vec_file, c, H);
+			goto out;
+		}
+		ninputs = (int)r;
+	}
+	if (ninputs == 0) {
+		fprintf(stderr, "infini-run: the input is empty\n");
+		goto out;
+	}
+
+	struct eng_opts eo = { .device = device, .max_streams = 1,
+	    .max_batch = 512, .profile = profile };
+	if (eng_open(m, &eo, &e, err, sizeof(err)) != 0) {
+		fprintf(stderr, "infini-run: %s\n", err);
+		goto out;
+	}
+	if (eng_stream_alloc(e, &slot) != 0)
+		goto out;
+
+	size_t per = kind == ENG_OUT_EMBED ? (size_t)H * ninputs :
+	    kind == ENG_OUT_LOGITS ? (size_t)V * ninputs : (size_t)H;
+	double *mean = calloc((size_t)H, sizeof(double));
+	if ((result = calloc(per, sizeof(float))) == NULL || mean == NULL) {
+		free(mean);
+		goto out;
+	}
+	double t0 = now();
+	int step = chunk > 0 ? chunk : ninputs;
+	for (int at = 0; at < ninputs; at += step) {
+		int n = ninputs - at < step ? ninputs - at : step;
+		struct eng_job j = {
+			.slot = slot, .n = n,
+			.tokens = tokens ? tokens + at : NULL,
+			.vectors = vectors ? vectors + (size_t)at * H : NULL,
+			.out = kind,
+			.result = kind == ENG_OUT_EMBED ? result + (size_t)at * H :
+			    kind == ENG_OUT_LOGITS ? result + (size_t)at * V : result,
+		};
+		if (eng_run(e, &j, 1, err, sizeof(err)) != 0) {
+			fprintf(stderr, "infini-run: %s\n", err);
+			free(mean);
+			goto out;
+		}
+		if (kind == ENG_OUT_MEAN)
+			for (int k = 0; k < H; k++)
+				mean[k] += (double)result[k] * n;
+	}
+	if (kind == ENG_OUT_MEAN)
+		for (int k = 0; k < H; k++)
+			result[k] = (float)(mean[k] / ninputs);
+	free(mean);
+	double t1 = now();
+	fprintf(stderr, "infini-run: %d inputs in %.3f s (%.1f tokens/s) on %s\n",
+	    ninputs, t1 - t0, ninputs / (t1 - t0), eng_device_name(e));
+
+	size_t rows = kind == ENG_OUT_EMBED || kind == ENG_OUT_LOGITS ?
+	    (size_t)ninputs : 1;
+	size_t cols = kind == ENG_OUT_LOGITS ? (size_t)V : (size_t)H;
+	if (out_path != NULL) {
+		if (npy_write(out_path, result, rows,
+		    rows == 1 && kind != ENG_OUT_EMBED && kind != ENG_OUT_LOGITS ?
+		    0 : cols) != 0) {
+			fprintf(stderr, "infini-run: cannot write %s\n", out_path);
+			goto out;
+		}
+		/* 1-D for pooled outputs: rows == 1 means shape [H]. */
+	} else if (gen == 0) {
+		print_rows(result, rows, cols);
+	}
+
+	/* Generation: sample, feed the token back, repeat. */
+	if (gen > 0) {
+		int32_t tok;
+		int32_t last = tokens ? tokens[ninputs - 1] : -1;
+		(void)last;
+		for (int i = 0; i < gen; i++) {
+			struct eng_job j = { .slot = slot, .n = 1, .out = ENG_OUT_NONE,
+			    .sample = &smp, .token = &tok };
+			/* The first sample comes from the prompt's last input,
+			 * which was already processed: re-running it would write
+			 * it twice, so the prompt's last input is held back. */
+			(void)j;
+			break;
+		}
+		fprintf(stderr, "infini-run: generation needs the sampler\n");
+		goto out;
+	}
+	if (profile)
+		eng_profile_print(e, stderr);
+	if (eng_validation_errors(e) > 0) {
+		fprintf(stderr, "infini-run: %u Vulkan validation messages\n",
+		    eng_validation_errors(e));
+		goto out;
+	}
+	rv = 0;
+out:
+	eng_close(e);
+	eng_model_free(m);
+	free(tokens);
+	free(vectors);
+	free(result);
+	free(buf);
+	return (rv);
+}

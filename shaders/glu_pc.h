@@ -1,0 +1,8 @@
+#include "pc.h"
+/* glu: h = act(gate) * up over a fused [gate | up] row. act: 0 silu,
+ * 1 gelu (erf), 2 gelu (tanh approximation). */
+PC_BEGIN(glu_pc)
+	uint32_t n_rows;
+	uint32_t inter;
+	uint32_t act;
+PC_END(glu_pc)

@@ -1,0 +1,15 @@
+# Kernel variants: infini_shader(<name> <source> [DEFINES...]).
+# Names follow <op>[_<weight dtype>]; daemon/engine/kernels.c lists them.
+foreach(t f32 f16 bf16)
+  string(TOUPPER ${t} T)
+  infini_shader(embed_${t} embed.comp W_${T})
+  infini_shader(matmul_${t} matmul.comp W_${T})
+endforeach()
+infini_shader(rmsnorm rmsnorm.comp)
+infini_shader(rope rope.comp)
+infini_shader(attention attention.comp)
+infini_shader(retrieve retrieve.comp)
+infini_shader(gate gate.comp)
+infini_shader(glu glu.comp)
+infini_shader(memupd memupd.comp)
+infini_shader(memz memz.comp)
