@@ -233,6 +233,15 @@ eng_state_bytes(const struct eng *e)
 	return ((kv + e->m_stride + e->z_stride) * 4 * (uint64_t)e->c.n_layers);
 }
 
+void
+eng_device_bytes(const struct eng *e, uint64_t *weights, uint64_t *state,
+    uint64_t *act)
+{
+	*weights = gpu_pool_bytes(e->dev, GPU_POOL_WEIGHTS);
+	*state = gpu_pool_bytes(e->dev, GPU_POOL_STATE);
+	*act = gpu_pool_bytes(e->dev, GPU_POOL_ACT);
+}
+
 /* slot_zero clears every arena range of a slot. */
 static int
 slot_zero(struct eng *e, int s)

@@ -81,6 +81,9 @@ int64_t eng_stream_pos(const struct eng *e, int slot);
 int eng_stream_copy(struct eng *e, int src, int dst);
 /* Bytes of one stream's device state: constant, whatever its length. */
 uint64_t eng_state_bytes(const struct eng *e);
+/* eng_device_bytes: device memory the engine holds now, by purpose. */
+void eng_device_bytes(const struct eng *e, uint64_t *weights, uint64_t *state,
+    uint64_t *act);
 
 /*
  * eng_stream_read_mem copies layer/kv-head memory of a slot to the host:

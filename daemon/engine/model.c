@@ -1,7 +1,8 @@
 /*
  * model.c - loading an Infini-attention model directory: config.json, the
  * safetensors weights (one file or an indexed set of shards), the tensor table
- * and the per-layer view of it, plus the half-precision conversions.
+ * and the per-layer view of it.  (The F16/BF16 conversions declared in
+ * model.h are in safetensors.c, with the other dtype code.)
  *
  * Weights are mapped read-only and never copied: struct eng_tensor points into
  * the mappings, which live as long as the model.  Every tensor the forward
@@ -826,92 +827,4 @@ eng_model_free(struct eng_model *m)
 	free(m->names);
 	free(m->dir);
 	free(m);
-}
-
-/* ------------------------------------------------------------------ */
-/* Half-precision conversions                                          */
-
-static uint32_t
-f2u(float f)
-{
-	uint32_t u;
-	memcpy(&u, &f, 4);
-	return (u);
-}
-
-static float
-u2f(uint32_t u)
-{
-	float f;
-	memcpy(&f, &u, 4);
-	return (f);
-}
-
-float
-eng_bf16_to_f32(uint16_t h)
-{
-	return (u2f((uint32_t)h << 16));
-}
-
-uint16_t
-eng_f32_to_bf16(float f)
-{
-	uint32_t u = f2u(f);
-
-	/* Truncating a NaN could leave an all-zero mantissa, i.e. infinity:
-	 * keep the top payload bits and force the quiet bit. */
-	if ((u & 0x7fffffffu) > 0x7f800000u)
-		return ((uint16_t)((u >> 16) | 0x0040u));
-	/* Adding 0x7fff plus the lowest kept bit rounds half to even; a carry
-	 * out of the mantissa correctly bumps the exponent, up to infinity. */
-	u += 0x7fffu + ((u >> 16) & 1u);
-	return ((uint16_t)(u >> 16));
-}
-
-float
-eng_f16_to_f32(uint16_t h)
-{
-	uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-	uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
-	float v;
-
-	if (exp == 0x1f)        /* inf, NaN with its payload */
-		return (u2f(sign | 0x7f800000u | (mant << 13)));
-	if (exp != 0)           /* normal: rebias 15 -> 127 */
-		return (u2f(sign | ((exp + 112u) << 23) | (mant << 13)));
-	v = (float)mant * 0x1p-24f;  /* subnormal or zero, exact */
-	return (sign ? -v : v);
-}
-
-uint16_t
-eng_f32_to_f16(float f)
-{
-	uint32_t u = f2u(f);
-	uint32_t sign = (u >> 16) & 0x8000u, x = u & 0x7fffffffu;
-	uint32_t h, rem, m, shift;
-
-	if (x > 0x7f800000u)    /* NaN: keep the top payload bits, quiet */
-		return ((uint16_t)(sign | 0x7e00u | ((x >> 13) & 0x3ffu)));
-	if (x >= 0x477ff000u)   /* >= 65520 rounds (to even) to infinity */
-		return ((uint16_t)(sign | 0x7c00u));
-	if (x >= 0x38800000u) { /* normal half: >= 2^-14 */
-		h = ((x >> 23) - 112u) << 10 | ((x >> 13) & 0x3ffu);
-		rem = x & 0x1fffu;
-		/* A carry into the exponent is the right answer here too. */
-		if (rem > 0x1000u || (rem == 0x1000u && (h & 1u)))
-			h++;
-		return ((uint16_t)(sign | h));
-	}
-	if (x < 0x33000000u)    /* below 2^-25: rounds to zero */
-		return ((uint16_t)sign);
-	/* Subnormal half: count units of 2^-24.  x = m * 2^(e-150), so the
-	 * units are m >> (126 - e), which is 14..24 bits of shift here. */
-	m = (x & 0x7fffffu) | 0x800000u;
-	shift = 126u - (x >> 23);
-	h = m >> shift;
-	rem = m & ((1u << shift) - 1u);
-	if (rem > (1u << (shift - 1)) ||
-	    (rem == (1u << (shift - 1)) && (h & 1u)))
-		h++;
-	return ((uint16_t)(sign | h));
 }

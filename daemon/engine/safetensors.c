@@ -4,7 +4,8 @@
  * Everything in a header is untrusted: lengths, offsets and shapes are checked
  * against the file before anyone dereferences a byte of tensor data, and every
  * product is checked for overflow.  Errors name the tensor so a user can tell
- * which part of a broken checkpoint to look at.
+ * which part of a broken checkpoint to look at.  The F16/BF16 conversions of
+ * model.h live here too, with the rest of the dtype knowledge.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -115,9 +116,14 @@ st_header(const char *fname, const void *map, size_t size, cJSON **hdr,
 
 	for (int i = 7; i >= 0; i--)
 		n = (n << 8) | b[i];
-	if (n < 2 || n > ST_HEADER_MAX || n > size - 8) {
-		ERR("%s: header length %llu past end of file (%zu bytes) or "
-		    "out of range", fname, (unsigned long long)n, size);
+	if (n > size - 8) {
+		ERR("%s: header length %llu past end of file (%zu bytes)",
+		    fname, (unsigned long long)n, size);
+		return (INFINI_ECORRUPT);
+	}
+	if (n < 2 || n > ST_HEADER_MAX) {
+		ERR("%s: header length %llu out of range", fname,
+		    (unsigned long long)n);
 		return (INFINI_ECORRUPT);
 	}
 	root = cJSON_ParseWithLength((const char *)b + 8, (size_t)n);
@@ -230,4 +236,92 @@ st_entry(const cJSON *item, size_t data_len, struct st_entry *e, char *err,
 	e->offset = (size_t)begin;
 	e->nbytes = (size_t)(end - begin);
 	return (0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Half-precision conversions (declared in model.h)                   */
+
+static uint32_t
+f2u(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	return (u);
+}
+
+static float
+u2f(uint32_t u)
+{
+	float f;
+	memcpy(&f, &u, 4);
+	return (f);
+}
+
+float
+eng_bf16_to_f32(uint16_t h)
+{
+	return (u2f((uint32_t)h << 16));
+}
+
+uint16_t
+eng_f32_to_bf16(float f)
+{
+	uint32_t u = f2u(f);
+
+	/* Truncating a NaN could leave an all-zero mantissa, i.e. infinity:
+	 * keep the top payload bits and force the quiet bit. */
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return ((uint16_t)((u >> 16) | 0x0040u));
+	/* Adding 0x7fff plus the lowest kept bit rounds half to even; a carry
+	 * out of the mantissa correctly bumps the exponent, up to infinity. */
+	u += 0x7fffu + ((u >> 16) & 1u);
+	return ((uint16_t)(u >> 16));
+}
+
+float
+eng_f16_to_f32(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+	uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
+	float v;
+
+	if (exp == 0x1f)        /* inf, NaN with its payload */
+		return (u2f(sign | 0x7f800000u | (mant << 13)));
+	if (exp != 0)           /* normal: rebias 15 -> 127 */
+		return (u2f(sign | ((exp + 112u) << 23) | (mant << 13)));
+	v = (float)mant * 0x1p-24f;  /* subnormal or zero, exact */
+	return (sign ? -v : v);
+}
+
+uint16_t
+eng_f32_to_f16(float f)
+{
+	uint32_t u = f2u(f);
+	uint32_t sign = (u >> 16) & 0x8000u, x = u & 0x7fffffffu;
+	uint32_t h, rem, m, shift;
+
+	if (x > 0x7f800000u)    /* NaN: keep the top payload bits, quiet */
+		return ((uint16_t)(sign | 0x7e00u | ((x >> 13) & 0x3ffu)));
+	if (x >= 0x477ff000u)   /* >= 65520 rounds (to even) to infinity */
+		return ((uint16_t)(sign | 0x7c00u));
+	if (x >= 0x38800000u) { /* normal half: >= 2^-14 */
+		h = ((x >> 23) - 112u) << 10 | ((x >> 13) & 0x3ffu);
+		rem = x & 0x1fffu;
+		/* A carry into the exponent is the right answer here too. */
+		if (rem > 0x1000u || (rem == 0x1000u && (h & 1u)))
+			h++;
+		return ((uint16_t)(sign | h));
+	}
+	if (x < 0x33000000u)    /* below 2^-25: rounds to zero */
+		return ((uint16_t)sign);
+	/* Subnormal half: count units of 2^-24.  x = m * 2^(e-150), so the
+	 * units are m >> (126 - e), which is 14..24 bits of shift here. */
+	m = (x & 0x7fffffu) | 0x800000u;
+	shift = 126u - (x >> 23);
+	h = m >> shift;
+	rem = m & ((1u << shift) - 1u);
+	if (rem > (1u << (shift - 1)) ||
+	    (rem == (1u << (shift - 1)) && (h & 1u)))
+		h++;
+	return ((uint16_t)(sign | h));
 }
