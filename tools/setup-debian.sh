@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what infinid needs to build, test and run on Debian 12.
+# Run as root (or through sudo).  Idempotent.
+set -euo pipefail
+if [ "$(id -u)" -ne 0 ]; then
+	exec sudo "$0" "$@"
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends \
+	build-essential cmake pkg-config perl \
+	libvulkan-dev mesa-vulkan-drivers vulkan-validationlayers \
+	glslang-tools spirv-tools \
+	libcjson-dev libxxhash-dev \
+	libnng-dev libprotobuf-c-dev protobuf-c-compiler \
+	>/dev/null
+echo "setup-debian: build and test dependencies installed"
