@@ -510,10 +510,12 @@ def cmd_bench(a):
     dec = torch.tensor(bench_tokens(D, cfg.vocab_size, 2), dtype=torch.long)
     pre_t, dec_t = [], []
     with torch.inference_mode():
-        for r in range(R + 1):          # rep 0 warms up, untimed
+        for r in range(R + 1):
+            # Rep 0 warms up, untimed, on one segment's worth of prompt.
             st = model.new_state(1)
+            pr = prompt if r else prompt[:min(P, cfg.segment_size)]
             t0 = time.perf_counter()
-            h, _, st = model(prompt, st, logits="none")
+            h, _, st = model(pr, st, logits="none")
             t1 = time.perf_counter()
             steps = []
             for i in range(D if r else min(D, 4)):

@@ -91,6 +91,17 @@ alloc_acts(struct eng *e, char *err, size_t errlen)
 		snprintf(err, errlen, "one row of logits exceeds a binding");
 		return (INFINI_EUNSUPPORTED);
 	}
+	/* One sampled row per stream per submission; the sampler's scratch
+	 * row is two floats per logit. */
+	lr = e->binding_limit / (V * 8);
+	e->samp_rows = e->max_streams < e->logit_rows ? e->max_streams :
+	    e->logit_rows;
+	if ((size_t)e->samp_rows > lr)
+		e->samp_rows = (int)lr;
+	if (e->samp_rows < 1) {
+		snprintf(err, errlen, "one sampler row exceeds a binding");
+		return (INFINI_EUNSUPPORTED);
+	}
 	if ((rv = alloc_act(e, &e->ids, R)) != 0 ||
 	    (rv = alloc_act(e, &e->rows, 2 * R)) != 0 ||
 	    (rv = alloc_act(e, &e->vecs, R * H)) != 0 ||
@@ -105,7 +116,10 @@ alloc_acts(struct eng *e, char *err, size_t errlen)
 	    (rv = alloc_act(e, &e->hid, R * H)) != 0 ||
 	    (rv = alloc_act(e, &e->lrows, (size_t)e->logit_rows * H)) != 0 ||
 	    (rv = alloc_act(e, &e->logits, (size_t)e->logit_rows * V)) != 0 ||
-	    (rv = alloc_act(e, &e->slots, (size_t)e->max_streams)) != 0) {
+	    (rv = alloc_act(e, &e->slots, (size_t)e->max_streams)) != 0 ||
+	    (rv = alloc_act(e, &e->samp_par, (size_t)e->samp_rows * 8)) != 0 ||
+	    (rv = alloc_act(e, &e->samp_e, (size_t)e->samp_rows * V * 2)) != 0 ||
+	    (rv = alloc_act(e, &e->samp_tok, (size_t)e->samp_rows)) != 0) {
 		snprintf(err, errlen, "out of device memory for activations "
 		    "(max_batch %d)", e->max_batch);
 		return (rv);
@@ -142,7 +156,9 @@ eng_open(const struct eng_model *m, const struct eng_opts *o,
 	e->sep_kmem = e->c.rope && !e->c.memory_rope;
 	if ((e->L = calloc((size_t)e->c.n_layers, sizeof(*e->L))) == NULL ||
 	    (e->used = calloc((size_t)e->max_streams, sizeof(bool))) == NULL ||
-	    (e->pos = calloc((size_t)e->max_streams, sizeof(int64_t))) == NULL) {
+	    (e->pos = calloc((size_t)e->max_streams, sizeof(int64_t))) == NULL ||
+	    (e->sample_step = calloc((size_t)e->max_streams,
+	    sizeof(uint64_t))) == NULL) {
 		rv = INFINI_ENOMEM;
 		goto fail;
 	}
@@ -157,6 +173,7 @@ eng_open(const struct eng_model *m, const struct eng_opts *o,
 	    strtoull(lim, NULL, 10) > 0 &&
 	    strtoull(lim, NULL, 10) < e->wpart_limit)
 		e->wpart_limit = strtoull(lim, NULL, 10);
+	e->mm = eng_mm_choose(gi);
 	switch (m->embed->dtype) {
 	case ENG_F16: e->k_embed = ENG_K_EMBED_F16; break;
 	case ENG_BF16: e->k_embed = ENG_K_EMBED_BF16; break;
@@ -170,6 +187,10 @@ eng_open(const struct eng_model *m, const struct eng_opts *o,
 	    (rv = alloc_state(e, err, errlen)) != 0 ||
 	    (rv = alloc_acts(e, err, errlen)) != 0)
 		goto fail;
+	if ((rv = eng_mm_open(e)) != 0) {
+		snprintf(err, errlen, "cannot make texel views for matmul");
+		goto fail;
+	}
 	*out = e;
 	return (0);
 fail:
@@ -182,11 +203,13 @@ eng_close(struct eng *e)
 {
 	struct gpu_buf *acts[] = { &e->ids, &e->rows, &e->vecs, &e->x, &e->xn,
 	    &e->qkv, &e->qr, &e->ad, &e->am, &e->gu, &e->hm, &e->hid,
-	    &e->lrows, &e->logits, &e->slots };
+	    &e->lrows, &e->logits, &e->slots, &e->samp_par, &e->samp_e,
+	    &e->samp_tok };
 
 	if (e == NULL)
 		return;
 	if (e->dev != NULL) {
+		eng_mm_close(e);
 		eng_weights_free(e);
 		for (int l = 0; l < e->c.n_layers && e->L != NULL; l++) {
 			gpu_buf_free(e->dev, &e->L[l].kc);
@@ -205,6 +228,7 @@ eng_close(struct eng *e)
 	free(e->L);
 	free(e->used);
 	free(e->pos);
+	free(e->sample_step);
 	free(e);
 }
 
@@ -275,6 +299,7 @@ eng_stream_alloc(struct eng *e, int *slot)
 			return (rv);
 		e->used[s] = true;
 		e->pos[s] = 0;
+		e->sample_step[s] = 0;
 		*slot = s;
 		return (0);
 	}
@@ -292,6 +317,19 @@ int64_t
 eng_stream_pos(const struct eng *e, int slot)
 {
 	return (e->pos[slot]);
+}
+
+uint64_t
+eng_stream_sample_step(const struct eng *e, int slot)
+{
+	return (e->sample_step[slot]);
+}
+
+void
+eng_stream_set_sample_step(struct eng *e, int slot, uint64_t step)
+{
+	if (slot >= 0 && slot < e->max_streams)
+		e->sample_step[slot] = step;
 }
 
 int
@@ -321,6 +359,7 @@ eng_stream_copy(struct eng *e, int src, int dst)
 	if ((rv = gpu_cmd_submit(e->cmd)) != 0)
 		return (rv);
 	e->pos[dst] = e->pos[src];
+	e->sample_step[dst] = e->sample_step[src];
 	return (0);
 }
 

@@ -77,6 +77,14 @@ unsigned eng_validation_errors(const struct eng *e);
 int eng_stream_alloc(struct eng *e, int *slot);
 void eng_stream_free(struct eng *e, int slot);
 int64_t eng_stream_pos(const struct eng *e, int slot);
+/*
+ * eng_stream_sample_step: tokens sampled from the slot so far, the counter
+ * the sampler's RNG draws with (ref_uniform(seed, step)); 0 after
+ * eng_stream_alloc, copied by eng_stream_copy.  eng_stream_set_sample_step
+ * restores it (snapshots).
+ */
+uint64_t eng_stream_sample_step(const struct eng *e, int slot);
+void eng_stream_set_sample_step(struct eng *e, int slot, uint64_t step);
 /* eng_stream_copy copies src's whole state into dst (fork). */
 int eng_stream_copy(struct eng *e, int src, int dst);
 /* Bytes of one stream's device state: constant, whatever its length. */

@@ -13,7 +13,28 @@
  * each fit one binding (maxStorageBufferRange). */
 struct eng_wpart {
 	struct gpu_buf buf;
+	VkBufferView view;         /* texel view of buf (texel matmuls), or null */
 	int row0, rows;
+};
+
+/* Matmul kernel families (matmul.c).  TEXEL picks its tile or one of its
+ * matrix-vector shapes by m; the _TILE/_M4/_M1 values force one (tests,
+ * benchmarks). */
+enum eng_mm_var {
+	ENG_MM_PORTABLE,           /* matmul.comp: SSBO + shared memory */
+	ENG_MM_TEXEL,              /* matmul_texel.comp: llvmpipe-fast */
+	ENG_MM_TEXEL_TILE,
+	ENG_MM_TEXEL_M4,
+	ENG_MM_TEXEL_M1,
+	ENG_MM_COUNT
+};
+
+/* A matmul input: rows of ldx floats in buf, with an RGBA32F texel view of
+ * buf for the texel family (null for the portable one). */
+struct eng_mm_in {
+	const struct gpu_buf *buf;
+	VkBufferView view;
+	uint32_t ldx;
 };
 
 struct eng_wmat {
@@ -62,10 +83,14 @@ struct eng {
 	int max_streams, max_batch;
 	bool *used;
 	int64_t *pos;
+	uint64_t *sample_step;     /* per slot: tokens sampled so far (RNG counter) */
 	bool sep_kmem;             /* memory reads unrotated k */
 	uint32_t kv_stride, m_stride, z_stride; /* floats per slot in a layer */
 	uint64_t binding_limit;    /* bytes one storage binding may span */
 	uint64_t wpart_limit;      /* bytes of one weight part (<= binding_limit) */
+	enum eng_mm_var mm;        /* matmul family for this device */
+	struct eng_mm_in mmx[4];   /* matmul inputs with texel views (xn, ad, ...) */
+	int nmmx;
 
 	/* Activations, [max_batch] rows each. */
 	struct gpu_buf ids;        /* int32 [R] */
@@ -84,6 +109,11 @@ struct eng {
 	struct gpu_buf logits;     /* [LR, V] */
 	struct gpu_buf slots;      /* uint [max_streams] slots whose segment filled */
 	int logit_rows;            /* LR */
+	/* Sampling, [SR] rows per submission (one per sampling job). */
+	struct gpu_buf samp_par;   /* struct sample_row [SR] */
+	struct gpu_buf samp_e;     /* vec2 [SR, V] exp(logit / T) as float-float */
+	struct gpu_buf samp_tok;   /* int32 [SR] sampled ids */
+	int samp_rows;             /* SR */
 
 	struct eng_prof prof[64];
 	int nprof;
@@ -97,6 +127,35 @@ struct eng {
 void eng_rec_matmul(struct eng *e, const struct gpu_buf *X, uint32_t ldx,
     const struct eng_wmat *w, const struct gpu_buf *Y, uint32_t ldy,
     uint32_t m, bool acc);
+
+/*
+ * eng_mm_choose returns the matmul family for a device: INFINI_MATMUL
+ * (portable, texel, texel-tile, texel-m4, texel-m1) if set and valid, else
+ * TEXEL on CPU devices and PORTABLE elsewhere.
+ */
+enum eng_mm_var eng_mm_choose(const struct gpu_info *gi);
+/* eng_mm_var_name: the INFINI_MATMUL spelling of v. */
+const char *eng_mm_var_name(enum eng_mm_var v);
+/* eng_mm_wformat: the texel format family v reads weights of dtype t in, or
+ * VK_FORMAT_UNDEFINED when v binds weights as storage buffers. */
+VkFormat eng_mm_wformat(enum eng_mm_var v, enum eng_dtype t);
+/* eng_mm_texel_bytes: bytes per weight texel for dtype t (16 or 8). */
+uint32_t eng_mm_texel_bytes(enum eng_dtype t);
+/*
+ * eng_mm_record records Y[:, part.row0 + j] (+)= X W^T for the first m rows
+ * of X, one dispatch per part of w, with family v (pipe is indexed by
+ * enum eng_kernel_id and must hold that family's kernels).  A texel family
+ * needs X->view and the parts' views; without X->view it falls back to the
+ * portable kernel.
+ */
+void eng_mm_record(struct gpu_cmd *c, struct gpu_pipe *const *pipe,
+    enum eng_mm_var v, const struct eng_mm_in *X, const struct eng_wmat *w,
+    const struct gpu_buf *Y, uint32_t ldy, uint32_t m, bool acc);
+/* eng_mm_open makes the texel views of the activation buffers that are
+ * matmul inputs (a no-op for the portable family); eng_mm_close frees them.
+ * Returns 0 or INFINI_ENOMEM. */
+int eng_mm_open(struct eng *e);
+void eng_mm_close(struct eng *e);
 
 int eng_weights_upload(struct eng *e, char *err, size_t errlen);
 void eng_weights_free(struct eng *e);

@@ -19,6 +19,10 @@
  *   x += A Wo^T                                 matmul (accumulate)
  *   x += W_down (act(xn W_gate) * xn W_up)      rmsnorm, matmul, glu, matmul
  *   if segment full: M, z += s(K)^T V ...       memupd, memz
+ *
+ * After the last layer: the final norm, the lm_head rows that some job
+ * needs, and, for jobs with a sampler, one sample dispatch over all of
+ * them (each draws with the slot's own RNG step, which then advances).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -35,6 +39,7 @@
 #include "retrieve_pc.h"
 #include "rmsnorm_pc.h"
 #include "rope_pc.h"
+#include "sample_pc.h"
 
 /* A job's rows in the current round. */
 struct chunk {
@@ -44,6 +49,7 @@ struct chunk {
 	int first;      /* index of the first input within the job */
 	int lrow;       /* first row in the logits batch, or -1 */
 	int nlog;
+	int srow;       /* row in the sample batch, or -1 */
 };
 
 #define ARG(b) gpu_arg_of((b), 0, 0)
@@ -203,9 +209,14 @@ check_jobs(struct eng *e, const struct eng_job *jobs, int njobs, char *err,
 			    "buffer", j);
 			return (INFINI_EINVAL);
 		}
-		if (b->sample != NULL) {
-			snprintf(err, errlen, "sampling is not available");
-			return (INFINI_EUNSUPPORTED);
+		if (b->sample != NULL && (isnan(b->sample->temperature) ||
+		    isinf(b->sample->temperature) || b->sample->top_k < 0 ||
+		    isnan(b->sample->top_p))) {
+			snprintf(err, errlen, "job %d: bad sampler (temperature "
+			    "%g, top_k %d, top_p %g)", j,
+			    (double)b->sample->temperature, b->sample->top_k,
+			    (double)b->sample->top_p);
+			return (INFINI_EINVAL);
 		}
 		if (b->tokens != NULL) {
 			for (int i = 0; i < b->n; i++)
@@ -249,6 +260,8 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 	float *vecs = NULL, *row = NULL;
 	double *mean = NULL;
 	struct chunk *ch = NULL;
+	struct sample_row *sp = NULL;
+	int32_t *stok = NULL;
 	int R = e->max_batch, rv;
 	char dummy[8];
 
@@ -269,13 +282,16 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 	slots = calloc((size_t)e->max_streams, sizeof(*slots));
 	mean = calloc((size_t)njobs * H, sizeof(*mean));
 	row = calloc((size_t)(H > V ? H : V), sizeof(*row));
-	if (!done || !ch || !ids || !rows || !vecs || !slots || !mean || !row) {
+	sp = calloc((size_t)e->samp_rows, sizeof(*sp));
+	stok = calloc((size_t)e->samp_rows, sizeof(*stok));
+	if (!done || !ch || !ids || !rows || !vecs || !slots || !mean || !row ||
+	    !sp || !stok) {
 		rv = INFINI_ENOMEM;
 		goto out;
 	}
 
 	for (;;) {
-		int T = 0, nch = 0, nfill = 0, nlog = 0;
+		int T = 0, nch = 0, nfill = 0, nlog = 0, nsamp = 0;
 		bool any_vec = false;
 
 		/* Gather this round: each stream up to its segment's end. */
@@ -291,16 +307,32 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 			if (k > R - T)
 				k = R - T;
 			struct chunk *c = &ch[nch++];
-			*c = (struct chunk){ j, T, k, done[j], -1, 0 };
+			bool samp = b->sample != NULL && done[j] + k == b->n;
+			*c = (struct chunk){ j, T, k, done[j], -1, 0, -1 };
 			if (wants_logits(b, done[j], k)) {
 				int need = b->out == ENG_OUT_LOGITS ? k : 1;
-				if (nlog + need > e->logit_rows) {
+				if (nlog + need > e->logit_rows ||
+				    (samp && nsamp == e->samp_rows)) {
 					nch--;
 					break;
 				}
 				c->lrow = nlog;
 				c->nlog = need;
 				nlog += need;
+			}
+			if (samp) {
+				/* The job's last input is the chunk's last
+				 * logits row. */
+				const struct eng_sampler *s = b->sample;
+				uint64_t st = e->sample_step[b->slot];
+				c->srow = nsamp;
+				sp[nsamp++] = (struct sample_row){
+				    (uint32_t)(c->lrow + c->nlog - 1),
+				    s->temperature,
+				    s->top_k > 0 ? (uint32_t)s->top_k : 0,
+				    s->top_p, (uint32_t)s->seed,
+				    (uint32_t)(s->seed >> 32), (uint32_t)st,
+				    (uint32_t)(st >> 32) };
 			}
 			for (int i = 0; i < k; i++) {
 				int in = done[j] + i;
@@ -328,7 +360,9 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 		    (any_vec && (rv = gpu_buf_write(e->dev, &e->vecs, 0, vecs,
 		    (size_t)T * H * 4)) != 0) ||
 		    (nfill && (rv = gpu_buf_write(e->dev, &e->slots, 0, slots,
-		    (size_t)nfill * 4)) != 0))
+		    (size_t)nfill * 4)) != 0) ||
+		    (nsamp && (rv = gpu_buf_write(e->dev, &e->samp_par, 0, sp,
+		    (size_t)nsamp * sizeof(*sp))) != 0))
 			goto devfail;
 
 		if ((rv = gpu_cmd_begin(e->cmd)) != 0)
@@ -353,9 +387,20 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 			eng_rec_matmul(e, &e->lrows, (uint32_t)H, &e->lm_head,
 			    &e->logits, (uint32_t)V, (uint32_t)nlog, false);
 		}
+		if (nsamp > 0) {
+			struct sample_pc pc = { (uint32_t)nsamp, (uint32_t)V };
+			struct gpu_arg a[4] = { ARG(&e->logits), ARG(&e->samp_par),
+			    ARG(&e->samp_e), ARG(&e->samp_tok) };
+			gpu_cmd_dispatch(e->cmd, e->pipe[ENG_K_SAMPLE], a,
+			    (1u << 2) | (1u << 3), &pc, (uint32_t)nsamp, 1, 1,
+			    "sample");
+		}
 		if ((rv = gpu_cmd_submit(e->cmd)) != 0)
 			goto devfail;
 		gpu_cmd_timings(e->cmd, add_prof, e);
+		if (nsamp > 0 && (rv = gpu_buf_read(e->dev, &e->samp_tok, 0,
+		    stok, (size_t)nsamp * sizeof(*stok))) != 0)
+			goto devfail;
 
 		/* Hand results back and advance the streams. */
 		for (int i = 0; i < nch; i++) {
@@ -391,6 +436,10 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 				    (size_t)V * 4)) != 0)
 					goto devfail;
 			}
+			if (c->srow >= 0) {
+				*b->token = stok[c->srow];
+				e->sample_step[b->slot]++;
+			}
 			e->pos[b->slot] += c->n;
 			done[c->job] += c->n;
 		}
@@ -413,5 +462,7 @@ out:
 	free(slots);
 	free(mean);
 	free(row);
+	free(sp);
+	free(stok);
 	return (rv);
 }

@@ -14,6 +14,7 @@
 #include "gate_pc.h"
 #include "glu_pc.h"
 #include "memupd_pc.h"
+#include "sample_pc.h"
 
 #include "embed_f32.h"
 #include "embed_f16.h"
@@ -21,6 +22,15 @@
 #include "matmul_f32.h"
 #include "matmul_f16.h"
 #include "matmul_bf16.h"
+#include "matmul_texel_f32.h"
+#include "matmul_texel_f16.h"
+#include "matmul_texel_bf16.h"
+#include "matmul_texel_m4_f32.h"
+#include "matmul_texel_m4_f16.h"
+#include "matmul_texel_m4_bf16.h"
+#include "matmul_texel_m1_f32.h"
+#include "matmul_texel_m1_f16.h"
+#include "matmul_texel_m1_bf16.h"
 #include "rmsnorm.h"
 #include "rope.h"
 #include "attention.h"
@@ -29,8 +39,11 @@
 #include "glu.h"
 #include "memupd.h"
 #include "memz.h"
+#include "sample.h"
 
 #define S2 { GPU_STORAGE, GPU_STORAGE }
+/* texel X, texel W, storage Y (matmul_texel) */
+#define TTS { GPU_TEXEL, GPU_TEXEL, GPU_STORAGE }
 #define S3 { GPU_STORAGE, GPU_STORAGE, GPU_STORAGE }
 #define S4 { GPU_STORAGE, GPU_STORAGE, GPU_STORAGE, GPU_STORAGE }
 #define S5 { GPU_STORAGE, GPU_STORAGE, GPU_STORAGE, GPU_STORAGE, GPU_STORAGE }

@@ -14,6 +14,15 @@
 	X(MATMUL_F32, matmul_f32, 3, S3, matmul_pc)                        \
 	X(MATMUL_F16, matmul_f16, 3, S3, matmul_pc)                        \
 	X(MATMUL_BF16, matmul_bf16, 3, S3, matmul_pc)                      \
+	X(MATMUL_TEXEL_F32, matmul_texel_f32, 3, TTS, matmul_pc)            \
+	X(MATMUL_TEXEL_F16, matmul_texel_f16, 3, TTS, matmul_pc)            \
+	X(MATMUL_TEXEL_BF16, matmul_texel_bf16, 3, TTS, matmul_pc)          \
+	X(MATMUL_TEXEL_M4_F32, matmul_texel_m4_f32, 3, TTS, matmul_pc)      \
+	X(MATMUL_TEXEL_M4_F16, matmul_texel_m4_f16, 3, TTS, matmul_pc)      \
+	X(MATMUL_TEXEL_M4_BF16, matmul_texel_m4_bf16, 3, TTS, matmul_pc)    \
+	X(MATMUL_TEXEL_M1_F32, matmul_texel_m1_f32, 3, TTS, matmul_pc)      \
+	X(MATMUL_TEXEL_M1_F16, matmul_texel_m1_f16, 3, TTS, matmul_pc)      \
+	X(MATMUL_TEXEL_M1_BF16, matmul_texel_m1_bf16, 3, TTS, matmul_pc)    \
 	X(RMSNORM, rmsnorm, 3, S3, rmsnorm_pc)                             \
 	X(ROPE, rope, 6, S6, rope_pc)                                      \
 	X(ATTENTION, attention, 5, S5, attention_pc)                       \
@@ -21,7 +30,8 @@
 	X(GATE, gate, 3, S3, gate_pc)                                      \
 	X(GLU, glu, 2, S2, glu_pc)                                         \
 	X(MEMUPD, memupd, 5, S5, memupd_pc)                                \
-	X(MEMZ, memz, 3, S3, memupd_pc)
+	X(MEMZ, memz, 3, S3, memupd_pc)                                    \
+	X(SAMPLE, sample, 4, S4, sample_pc)
 
 enum eng_kernel_id {
 #define X(id, name, nb, binds, pc) ENG_K_##id,

@@ -1,16 +1,121 @@
 /*
  * matmul.c - recording projections: Y (+)= X W^T with W in its storage
  * dtype, fp32 accumulation, split over the parts of a large matrix.
+ *
+ * Two kernel families exist, chosen per device at eng_open (eng_mm_choose):
+ * the portable one (matmul.comp: storage buffers, shared-memory tiles) and
+ * the texel one for CPU drivers (matmul_texel.comp: X and W read through
+ * texel buffer views, register tiles; see NOTES.md section 4 for why
+ * llvmpipe wants it).  The texel family has a 16x8-per-invocation tile for
+ * prefill and two matrix-vector shapes for decode-sized m, picked per call.
+ * This file does not own pipelines (engine.c builds every kernel row) or
+ * weight views (weights.c makes them in the format eng_mm_wformat names).
  */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
 #include "engine/engine_impl.h"
+#include "infini_err.h"
 
 #include "matmul_pc.h"
 
-static enum eng_kernel_id
-matmul_kernel(enum eng_dtype t)
+/* One kernel shape: its rows per dtype, and how outputs map to the grid:
+ * an invocation owns rm X rows by rn W rows, a workgroup lx by ly of them. */
+struct mm_shape {
+	enum eng_kernel_id k[3];   /* by enum eng_dtype */
+	uint32_t rm, rn, lx, ly;   /* must match the build defines */
+};
+
+static const struct mm_shape mm_shapes[ENG_MM_COUNT] = {
+	[ENG_MM_PORTABLE] = { { ENG_K_MATMUL_F32, ENG_K_MATMUL_F16,
+	    ENG_K_MATMUL_BF16 }, 1, 1, 16, 16 },
+	[ENG_MM_TEXEL_TILE] = { { ENG_K_MATMUL_TEXEL_F32,
+	    ENG_K_MATMUL_TEXEL_F16, ENG_K_MATMUL_TEXEL_BF16 }, 16, 8, 8, 2 },
+	[ENG_MM_TEXEL_M4] = { { ENG_K_MATMUL_TEXEL_M4_F32,
+	    ENG_K_MATMUL_TEXEL_M4_F16, ENG_K_MATMUL_TEXEL_M4_BF16 }, 4, 4, 8, 1 },
+	[ENG_MM_TEXEL_M1] = { { ENG_K_MATMUL_TEXEL_M1_F32,
+	    ENG_K_MATMUL_TEXEL_M1_F16, ENG_K_MATMUL_TEXEL_M1_BF16 }, 1, 4, 8, 1 },
+};
+
+static const char *const mm_names[ENG_MM_COUNT] = {
+	[ENG_MM_PORTABLE] = "portable",
+	[ENG_MM_TEXEL] = "texel",
+	[ENG_MM_TEXEL_TILE] = "texel-tile",
+	[ENG_MM_TEXEL_M4] = "texel-m4",
+	[ENG_MM_TEXEL_M1] = "texel-m1",
+};
+
+enum eng_mm_var
+eng_mm_choose(const struct gpu_info *gi)
 {
-	return (t == ENG_F16 ? ENG_K_MATMUL_F16 :
-	    t == ENG_BF16 ? ENG_K_MATMUL_BF16 : ENG_K_MATMUL_F32);
+	const char *s = getenv("INFINI_MATMUL");
+
+	for (int v = 0; s != NULL && v < ENG_MM_COUNT; v++)
+		if (strcasecmp(s, mm_names[v]) == 0)
+			return ((enum eng_mm_var)v);
+	return (gi->type == VK_PHYSICAL_DEVICE_TYPE_CPU ? ENG_MM_TEXEL :
+	    ENG_MM_PORTABLE);
+}
+
+const char *
+eng_mm_var_name(enum eng_mm_var v)
+{
+	return (v >= 0 && v < ENG_MM_COUNT ? mm_names[v] : "?");
+}
+
+VkFormat
+eng_mm_wformat(enum eng_mm_var v, enum eng_dtype t)
+{
+	if (v == ENG_MM_PORTABLE)
+		return (VK_FORMAT_UNDEFINED);
+	return (t == ENG_F16 ? VK_FORMAT_R16G16B16A16_SFLOAT :
+	    t == ENG_BF16 ? VK_FORMAT_R32G32_UINT :
+	    VK_FORMAT_R32G32B32A32_SFLOAT);
+}
+
+uint32_t
+eng_mm_texel_bytes(enum eng_dtype t)
+{
+	return (t == ENG_F32 ? 16 : 8);
+}
+
+/* texel_shape: the texel kernel for m rows.  Measured on llvmpipe (2
+ * cores): the 1-row shape wins for m <= 2, the 4-row one up to 7, the tile
+ * from 8 on. */
+static enum eng_mm_var
+texel_shape(uint32_t m)
+{
+	return (m <= 2 ? ENG_MM_TEXEL_M1 : m < 8 ? ENG_MM_TEXEL_M4 :
+	    ENG_MM_TEXEL_TILE);
+}
+
+void
+eng_mm_record(struct gpu_cmd *c, struct gpu_pipe *const *pipe,
+    enum eng_mm_var v, const struct eng_mm_in *X, const struct eng_wmat *w,
+    const struct gpu_buf *Y, uint32_t ldy, uint32_t m, bool acc)
+{
+	if (v == ENG_MM_TEXEL)
+		v = texel_shape(m);
+	for (int i = 0; i < w->nparts; i++) {
+		const struct eng_wpart *pt = &w->parts[i];
+		enum eng_mm_var pv = v;
+		if (pv != ENG_MM_PORTABLE && (X->view == VK_NULL_HANDLE ||
+		    pt->view == VK_NULL_HANDLE))
+			pv = ENG_MM_PORTABLE;
+		const struct mm_shape *s = &mm_shapes[pv];
+		struct matmul_pc pc = { m, (uint32_t)pt->rows,
+		    (uint32_t)w->cols, X->ldx, ldy, (uint32_t)pt->row0, acc };
+		struct gpu_arg a[3] = { gpu_arg_of(X->buf, 0, 0),
+		    gpu_arg_of(&pt->buf, 0, 0), gpu_arg_of(Y, 0, 0) };
+		if (pv != ENG_MM_PORTABLE) {
+			a[0].view = X->view;
+			a[1].view = pt->view;
+		}
+		gpu_cmd_dispatch(c, pipe[s->k[w->dt]], a, 1u << 2, &pc,
+		    ((uint32_t)pt->rows + s->lx * s->rn - 1) / (s->lx * s->rn),
+		    (m + s->ly * s->rm - 1) / (s->ly * s->rm), 1, "matmul");
+	}
 }
 
 void
@@ -18,14 +123,42 @@ eng_rec_matmul(struct eng *e, const struct gpu_buf *X, uint32_t ldx,
     const struct eng_wmat *w, const struct gpu_buf *Y, uint32_t ldy,
     uint32_t m, bool acc)
 {
-	const struct gpu_pipe *p = e->pipe[matmul_kernel(w->dt)];
-	for (int i = 0; i < w->nparts; i++) {
-		const struct eng_wpart *pt = &w->parts[i];
-		struct matmul_pc pc = { m, (uint32_t)pt->rows, (uint32_t)w->cols,
-		    ldx, ldy, (uint32_t)pt->row0, acc };
-		struct gpu_arg a[3] = { gpu_arg_of(X, 0, 0),
-		    gpu_arg_of(&pt->buf, 0, 0), gpu_arg_of(Y, 0, 0) };
-		gpu_cmd_dispatch(e->cmd, p, a, 1u << 2, &pc,
-		    ((uint32_t)pt->rows + 15) / 16, (m + 15) / 16, 1, "matmul");
+	struct eng_mm_in in = { X, VK_NULL_HANDLE, ldx };
+
+	for (int i = 0; i < e->nmmx; i++)
+		if (e->mmx[i].buf == X)
+			in.view = e->mmx[i].view;
+	eng_mm_record(e->cmd, e->pipe, e->mm, &in, w, Y, ldy, m, acc);
+}
+
+int
+eng_mm_open(struct eng *e)
+{
+	const struct gpu_buf *in[] = { &e->xn, &e->ad, &e->hm, &e->lrows };
+	uint64_t max = gpu_dev_info(e->dev)->max_texel_elems * 16;
+	int rv;
+
+	if (e->mm == ENG_MM_PORTABLE)
+		return (0);
+	for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
+		struct eng_mm_in *x = &e->mmx[e->nmmx];
+		VkDeviceSize range = in[i]->size / 16 * 16;
+		/* Too big for one view: that input takes the portable kernel. */
+		if (range == 0 || range > max)
+			continue;
+		if ((rv = gpu_view_create(e->dev, in[i], 0, range,
+		    VK_FORMAT_R32G32B32A32_SFLOAT, &x->view)) != 0)
+			return (rv);
+		x->buf = in[i];
+		e->nmmx++;
 	}
+	return (0);
+}
+
+void
+eng_mm_close(struct eng *e)
+{
+	for (int i = 0; i < e->nmmx; i++)
+		gpu_view_free(e->dev, e->mmx[i].view);
+	e->nmmx = 0;
 }

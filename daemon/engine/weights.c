@@ -29,6 +29,8 @@ wmat_upload(struct eng *e, const struct eng_tensor *const *src, int nsrc,
 	int rows = 0, cols = (int)src[0]->shape[1];
 	size_t esz = dtype_size(src[0]->dtype), rowb;
 	int per_part, rv;
+	VkFormat wfmt;
+	uint64_t tlimit;
 
 	for (int i = 0; i < nsrc; i++) {
 		if (src[i]->dtype != src[0]->dtype) {
@@ -40,6 +42,12 @@ wmat_upload(struct eng *e, const struct eng_tensor *const *src, int nsrc,
 	}
 	rowb = (size_t)cols * esz;
 	per_part = (int)(e->wpart_limit / rowb);
+	/* Texel matmuls also need a part within one texel view. */
+	wfmt = eng_mm_wformat(e->mm, src[0]->dtype);
+	tlimit = gpu_dev_info(e->dev)->max_texel_elems *
+	    eng_mm_texel_bytes(src[0]->dtype);
+	if (wfmt != VK_FORMAT_UNDEFINED && (uint64_t)per_part * rowb > tlimit)
+		per_part = (int)(tlimit / rowb);
 	if (per_part < 1) {
 		snprintf(err, errlen, "%s: a row of %zu bytes exceeds one "
 		    "binding", src[0]->name, rowb);
@@ -61,6 +69,13 @@ wmat_upload(struct eng *e, const struct eng_tensor *const *src, int nsrc,
 		if ((rv = gpu_buf_alloc(e->dev, GPU_POOL_WEIGHTS,
 		    (VkDeviceSize)pt->rows * rowb, &pt->buf)) != 0) {
 			snprintf(err, errlen, "out of device memory for %s",
+			    src[0]->name);
+			return (rv);
+		}
+		if (wfmt != VK_FORMAT_UNDEFINED && (rv = gpu_view_create(e->dev,
+		    &pt->buf, 0, (VkDeviceSize)pt->rows * rowb, wfmt,
+		    &pt->view)) != 0) {
+			snprintf(err, errlen, "cannot make a texel view of %s",
 			    src[0]->name);
 			return (rv);
 		}
@@ -87,8 +102,10 @@ wmat_upload(struct eng *e, const struct eng_tensor *const *src, int nsrc,
 void
 eng_wmat_free(struct eng *e, struct eng_wmat *w)
 {
-	for (int p = 0; p < w->nparts && w->parts != NULL; p++)
+	for (int p = 0; p < w->nparts && w->parts != NULL; p++) {
+		gpu_view_free(e->dev, w->parts[p].view);
 		gpu_buf_free(e->dev, &w->parts[p].buf);
+	}
 	free(w->parts);
 	memset(w, 0, sizeof(*w));
 }

@@ -1,0 +1,64 @@
+/*
+ * client_impl.h - what the libinfini sources share and callers never see:
+ * the client structure, the one call path every method goes through
+ * (cl_call) and the thread-local error text behind infini_errmsg().
+ *
+ * Not installed; the public API is include/infini.h.
+ */
+#ifndef CLIENT_IMPL_H
+#define CLIENT_IMPL_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <nng/nng.h>
+
+#include "infini.h"
+#include "wire.h"
+
+/* Default per-call deadline (ms), see infini_set_timeout. */
+#define CL_DEFAULT_TIMEOUT 60000
+
+struct infini_client {
+	nng_socket sock;
+	atomic_int timeout_ms;       /* per-call deadline; <= 0: none */
+	atomic_uint_fast64_t next_id; /* call ids, unique per client */
+	char url[256];
+};
+
+/*
+ * A decoded reply body.  The body was unpacked with the bounded allocator
+ * inside this struct, so the struct must stay put (on the caller's stack)
+ * until cl_reply_fini.
+ */
+struct cl_reply {
+	struct wire_alloc a;
+	ProtobufCMessage *body;
+};
+
+/*
+ * cl_call sends one request (method, body req) and waits up to timeout_ms
+ * (<= 0: forever) for the reply, then checks its call id and status and
+ * unpacks the body as rdesc into rep->body.  Returns 0, the INFINI_E* code
+ * mapped from a non-OK status (infini_errmsg then holds "CODE: message"),
+ * INFINI_ETIMEDOUT, INFINI_EUNAVAILABLE when no daemon took the request or
+ * the connection dropped, INFINI_EPROTO for a malformed reply or
+ * INFINI_ENOMEM.  On success the caller must call cl_reply_fini.
+ */
+int cl_call(infini_client *c, int method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *rdesc, int timeout_ms,
+    struct cl_reply *rep);
+void cl_reply_fini(struct cl_reply *rep);
+
+/* cl_timeout returns the client's current per-call deadline. */
+int cl_timeout(infini_client *c);
+
+/* cl_err records fmt as this thread's error text and returns err, so
+ * failures read `return (cl_err(INFINI_EINVAL, "..."))`. */
+int cl_err(int err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* cl_check_id validates a stream id argument before it goes on the wire. */
+int cl_check_id(const char *what, const char *id);
+
+#endif /* CLIENT_IMPL_H */

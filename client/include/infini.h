@@ -1,0 +1,146 @@
+/*
+ * infini.h - libinfini, the C client of the infinid daemon.
+ *
+ * A client holds one NNG REQ socket to the daemon; every call opens its own
+ * NNG context, so one client may be used from several threads at once.
+ * Every function returns 0 or a positive INFINI_E* code (infini_err.h);
+ * the daemon's message for the last failed call on this thread is available
+ * from infini_errmsg().
+ */
+#ifndef INFINI_H
+#define INFINI_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "infini_err.h"
+
+#define INFINI_VERSION "0.1.0"
+#define INFINI_DEFAULT_SOCKET "ipc:///run/infinid/infinid.sock"
+#define INFINI_ID_MAX 128
+
+typedef struct infini_client infini_client;
+
+enum infini_output {
+	INFINI_OUT_NONE = 0,
+	INFINI_OUT_EMBEDDINGS = 1,   /* [n, hidden] */
+	INFINI_OUT_MEAN = 2,         /* [1, hidden] */
+	INFINI_OUT_LAST = 3,         /* [1, hidden] */
+	INFINI_OUT_LOGITS = 4,       /* [n, vocab] */
+	INFINI_OUT_LAST_LOGITS = 5,  /* [1, vocab] */
+};
+
+struct infini_health {
+	char version[32];
+	char model[256];
+	char device[256];
+	uint64_t uptime_ms;
+	uint32_t streams;
+	uint64_t model_fingerprint;
+	uint32_t hidden_size, vocab_size, segment_size;
+};
+
+/* The outcome of a push: the stream's position afterwards and, when an
+ * output was asked for, data[rows * cols] (owned by the caller: free with
+ * infini_result_free). */
+struct infini_result {
+	uint64_t position;
+	uint64_t segments;
+	uint32_t rows, cols;
+	float *data;
+};
+
+struct infini_sampling {
+	float temperature;           /* <= 0: greedy */
+	uint32_t top_k;              /* 0: off */
+	float top_p;                 /* 0 or >= 1: off */
+	uint64_t seed;
+};
+
+struct infini_stream_info {
+	char id[INFINI_ID_MAX + 1];
+	uint64_t position, segments, idle_ms;
+	uint32_t owner_uid;
+	bool generating;
+};
+
+struct infini_stats {
+	uint64_t requests, errors, tokens_in, tokens_out, submissions;
+	uint64_t device_busy_us, state_bytes_per_stream, uptime_ms;
+	uint32_t streams, max_streams;
+};
+
+/*
+ * infini_on_token is called for each generated token, in order, with the
+ * token id and its bytes (byte-tokenizer models; len 0 otherwise).  Return
+ * nonzero to cancel the generation.
+ */
+typedef int (*infini_on_token)(void *arg, int32_t token, const char *bytes,
+    size_t len);
+
+/* infini_connect dials url (NULL: $INFINI_SOCKET, else the default socket)
+ * and checks the daemon answers Health within timeout_ms.  *out is owned by
+ * the caller: release with infini_close. */
+int infini_connect(const char *url, int timeout_ms, infini_client **out);
+void infini_close(infini_client *c);
+
+/* infini_set_timeout sets the per-call deadline (ms; default 60000). */
+void infini_set_timeout(infini_client *c, int timeout_ms);
+
+/* infini_errmsg: the daemon's (or library's) text for this thread's last
+ * failure. */
+const char *infini_errmsg(void);
+
+int infini_health(infini_client *c, struct infini_health *out);
+
+/* infini_open opens stream id (NULL or "": the daemon picks one, written to
+ * id_out of size INFINI_ID_MAX + 1).  reuse: an existing stream is fine. */
+int infini_open(infini_client *c, const char *id, bool reuse, char *id_out,
+    bool *created);
+int infini_close_stream(infini_client *c, const char *id);
+int infini_fork(infini_client *c, const char *id, const char *new_id,
+    char *id_out);
+/* infini_list returns *n infos in a malloc'd array (caller frees). */
+int infini_list(infini_client *c, struct infini_stream_info **out, size_t *n);
+int infini_stats(infini_client *c, struct infini_stats *out);
+
+int infini_push_tokens(infini_client *c, const char *id, const int32_t *tokens,
+    size_t n, enum infini_output want, struct infini_result *res);
+int infini_push_text(infini_client *c, const char *id, const char *text,
+    size_t len, enum infini_output want, struct infini_result *res);
+int infini_push_vectors(infini_client *c, const char *id, const float *data,
+    size_t n, uint32_t dim, enum infini_output want,
+    struct infini_result *res);
+void infini_result_free(struct infini_result *res);
+
+/*
+ * infini_generate pushes an optional prompt (tokens or text; both NULL for
+ * none) and generates up to max_tokens, calling on_token as tokens arrive
+ * (long-polling the daemon).  stop: NULL-terminated list of stop strings, or
+ * NULL.  Returns 0 when the generation ended (length, stop, eos),
+ * INFINI_ECANCELED when on_token or infini_generate_cancel stopped it.
+ * finish (may be NULL, 16 bytes) receives the daemon's finish reason.
+ */
+int infini_generate(infini_client *c, const char *id, const int32_t *prompt,
+    size_t nprompt, const char *text, uint32_t max_tokens,
+    const struct infini_sampling *s, const char *const *stop,
+    infini_on_token on_token, void *arg, char *finish);
+
+/* infini_snapshot writes the stream's snapshot under the daemon's state
+ * directory as name (may be NULL) and/or returns its bytes in *data (malloc'd;
+ * data may be NULL to skip export). */
+int infini_snapshot(infini_client *c, const char *id, const char *name,
+    uint8_t **data, size_t *len);
+/* infini_restore creates stream id from a named snapshot or from bytes. */
+int infini_restore(infini_client *c, const char *id, const char *name,
+    const uint8_t *data, size_t len, uint64_t *position);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* INFINI_H */

@@ -1,0 +1,187 @@
+/*
+ * config.c - the settings table.  Every key lives in one row: its name, type,
+ * where it is stored, default, bounds and a line of documentation, so the
+ * file parser, the flags, --print-config and infinid.conf(5) agree.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "infini_err.h"
+
+#ifndef INFINI_DEFAULT_MODEL
+#define INFINI_DEFAULT_MODEL "models/default"
+#endif
+
+enum ctype { C_STR, C_INT, C_MODE };
+
+struct crow {
+	const char *name;
+	enum ctype type;
+	size_t off, size;
+	const char *def;
+	long min, max;
+	const char *doc;
+};
+
+#define S(f, def, doc) { #f, C_STR, offsetof(struct cfg, f),               \
+	sizeof(((struct cfg *)0)->f), def, 0, 0, doc }
+#define I(f, def, lo, hi, doc) { #f, C_INT, offsetof(struct cfg, f), 0, def, \
+	lo, hi, doc }
+
+static const struct crow rows[] = {
+	S(model, INFINI_DEFAULT_MODEL, "model directory (config.json + safetensors)"),
+	S(listen, "ipc:///run/infinid/infinid.sock",
+	    "comma-separated NNG listen URLs (ipc://, tcp://, tls+tcp://)"),
+	S(device, "", "Vulkan device index or name substring; empty: best"),
+	S(state_dir, "/var/lib/infinid", "directory for snapshots"),
+	S(admin_group, "", "group whose members may use every stream"),
+	S(log_level, "info", "error, warning, notice, info or debug"),
+	I(max_streams, "64", 1, 65536, "open streams at most"),
+	I(max_batch, "256", 1, 8192, "tokens per device submission"),
+	I(max_queue, "16", 1, 4096, "queued requests per stream"),
+	I(max_request_tokens, "65536", 1, 1 << 24, "inputs in one Push"),
+	I(max_message_bytes, "67108864", 4096, 1 << 30,
+	    "largest request accepted (NNG_OPT_RECVMAXSZ)"),
+	I(max_generate, "4096", 1, 1 << 20, "max_tokens of one Generate"),
+	I(workers, "128", 4, 4096, "requests in flight (NNG contexts)"),
+	{ "socket_mode", C_MODE, offsetof(struct cfg, socket_mode), 0, "0660",
+	    0, 0777, "file mode of ipc:// sockets (octal)" },
+	I(poll_max_ms, "5000", 10, 50000, "longest Poll wait (below NNG's 60 s resend)"),
+	I(generate_idle_s, "30", 1, 86400,
+	    "cancel a generation nobody polled for this long"),
+};
+#define NROWS (sizeof(rows) / sizeof(rows[0]))
+
+static const struct crow *
+row(const char *name)
+{
+	for (size_t i = 0; i < NROWS; i++)
+		if (strcmp(rows[i].name, name) == 0)
+			return (&rows[i]);
+	return (NULL);
+}
+
+bool
+cfg_is_key(const char *name)
+{
+	return (row(name) != NULL);
+}
+
+static int
+set_row(struct cfg *c, const struct crow *r, const char *v, char *err,
+    size_t errlen)
+{
+	char *end;
+	long n;
+
+	if (r->type == C_STR) {
+		if (strlen(v) >= r->size) {
+			snprintf(err, errlen, "%s: value too long", r->name);
+			return (INFINI_EINVAL);
+		}
+		memcpy((char *)c + r->off, v, strlen(v) + 1);
+		return (0);
+	}
+	errno = 0;
+	n = strtol(v, &end, r->type == C_MODE ? 8 : 10);
+	if (*v == '\0' || *end != '\0' || errno != 0 || n < r->min ||
+	    n > r->max) {
+		snprintf(err, errlen, "%s: \"%s\" is not %s in [%ld, %ld]",
+		    r->name, v, r->type == C_MODE ? "an octal mode" : "a number",
+		    r->min, r->max);
+		return (INFINI_EINVAL);
+	}
+	*(long *)((char *)c + r->off) = n;
+	return (0);
+}
+
+void
+cfg_defaults(struct cfg *c)
+{
+	char err[64];
+	memset(c, 0, sizeof(*c));
+	for (size_t i = 0; i < NROWS; i++)
+		(void)set_row(c, &rows[i], rows[i].def, err, sizeof(err));
+}
+
+int
+cfg_set(struct cfg *c, const char *key, const char *value, char *err,
+    size_t errlen)
+{
+	const struct crow *r = row(key);
+	if (r == NULL) {
+		snprintf(err, errlen, "unknown setting \"%s\"", key);
+		return (INFINI_ENOENT);
+	}
+	return (set_row(c, r, value, err, errlen));
+}
+
+static char *
+trim(char *s)
+{
+	char *e;
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return (s);
+}
+
+int
+cfg_load(struct cfg *c, const char *path, bool optional, char *err,
+    size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	char line[4096], msg[256];
+	int lineno = 0, rv = 0;
+
+	if (f == NULL) {
+		if (optional && errno == ENOENT)
+			return (0);
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return (INFINI_EIO);
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char *s = trim(line), *eq;
+		lineno++;
+		if (*s == '\0' || *s == '#')
+			continue;
+		if ((eq = strchr(s, '=')) == NULL) {
+			snprintf(err, errlen, "%s:%d: expected key = value", path,
+			    lineno);
+			rv = INFINI_EINVAL;
+			break;
+		}
+		*eq = '\0';
+		if ((rv = cfg_set(c, trim(s), trim(eq + 1), msg,
+		    sizeof(msg))) != 0) {
+			snprintf(err, errlen, "%s:%d: %s", path, lineno, msg);
+			break;
+		}
+	}
+	fclose(f);
+	return (rv);
+}
+
+void
+cfg_print(const struct cfg *c, FILE *f)
+{
+	for (size_t i = 0; i < NROWS; i++) {
+		const struct crow *r = &rows[i];
+		fprintf(f, "# %s (default %s)\n", r->doc, r->def[0] ? r->def : "empty");
+		if (r->type == C_STR)
+			fprintf(f, "%s = %s\n", r->name, (const char *)c + r->off);
+		else if (r->type == C_MODE)
+			fprintf(f, "%s = %04lo\n", r->name,
+			    *(const long *)((const char *)c + r->off));
+		else
+			fprintf(f, "%s = %ld\n", r->name,
+			    *(const long *)((const char *)c + r->off));
+	}
+}

@@ -1,0 +1,53 @@
+/*
+ * config.h - infinid's settings: one table of keys with defaults, bounds and
+ * documentation, read from /etc/infinid/infinid.conf (key = value lines)
+ * and overridden by command-line flags of the same names.
+ */
+#ifndef INFINI_CONFIG_H
+#define INFINI_CONFIG_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#define CFG_PATH "/etc/infinid/infinid.conf"
+
+struct cfg {
+	char model[1024];
+	char listen[2048];       /* comma-separated NNG URLs */
+	char device[256];
+	char state_dir[1024];
+	char admin_group[64];
+	char log_level[16];
+	long max_streams;
+	long max_batch;
+	long max_queue;
+	long max_request_tokens;
+	long max_message_bytes;
+	long max_generate;
+	long workers;
+	long socket_mode;
+	long poll_max_ms;
+	long generate_idle_s;
+};
+
+/* cfg_defaults fills c with every key's default. */
+void cfg_defaults(struct cfg *c);
+
+/* cfg_set sets key to the text value, checking type and bounds.  Returns 0,
+ * INFINI_ENOENT (unknown key) or INFINI_EINVAL; err names the problem. */
+int cfg_set(struct cfg *c, const char *key, const char *value, char *err,
+    size_t errlen);
+
+/* cfg_load reads a key = value file ('#' comments).  A missing file is not
+ * an error when optional is set.  Returns 0 or an error with err naming the
+ * file and line. */
+int cfg_load(struct cfg *c, const char *path, bool optional, char *err,
+    size_t errlen);
+
+/* cfg_is_key: is name a configuration key?  (flags reuse the names) */
+bool cfg_is_key(const char *name);
+
+/* cfg_print writes every key with its value and documentation. */
+void cfg_print(const struct cfg *c, FILE *f);
+
+#endif

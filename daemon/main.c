@@ -1,0 +1,199 @@
+/*
+ * main.c - infinid: load the model onto the device, warm the pipelines up,
+ * listen, and serve until SIGTERM/SIGINT.  Flags mirror the configuration
+ * keys (config.c): --max-streams 8 is max_streams = 8.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "infinid.h"
+#include "log.h"
+
+static volatile sig_atomic_t got_signal;
+
+static void
+on_signal(int sig)
+{
+	got_signal = sig;
+}
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+"usage: infinid [--config FILE] [--KEY VALUE]... [--print-config]\n"
+"\n"
+"Serves Infini-attention model streams over NNG (see infinid(8)).\n"
+"\n"
+"  --config FILE     settings file (default %s, optional)\n"
+"  --KEY VALUE       any setting, e.g. --model DIR, --listen URL,\n"
+"                    --device SEL, --max-streams N (dashes or underscores)\n"
+"  --print-config    print the effective settings and exit\n"
+"  --version         print the version and exit\n"
+"  -h, --help        this text\n"
+"\n"
+"settings:\n", CFG_PATH);
+	struct cfg c;
+	cfg_defaults(&c);
+	cfg_print(&c, f);
+}
+
+/* warm_up runs one token so every pipeline is compiled before clients come
+ * (lavapipe compiles on first dispatch). */
+static int
+warm_up(struct infinid *d, char *err, size_t errlen)
+{
+	int slot, rv;
+	int32_t tok = 0;
+	struct eng_sampler smp = { 0, 0, 1.0f, 0 };
+	int32_t out;
+	struct eng_job j = { .n = 1, .tokens = &tok, .out = ENG_OUT_LAST_LOGITS,
+	    .sample = &smp, .token = &out };
+	float *logits = calloc((size_t)eng_config(d->eng)->vocab_size,
+	    sizeof(float));
+
+	if (logits == NULL)
+		return (INFINI_ENOMEM);
+	j.result = logits;
+	if ((rv = eng_stream_alloc(d->eng, &slot)) == 0) {
+		j.slot = slot;
+		rv = eng_run(d->eng, &j, 1, err, errlen);
+		eng_stream_free(d->eng, slot);
+	}
+	free(logits);
+	return (rv);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct infinid d;
+	const char *config = CFG_PATH;
+	bool config_given = false, print = false;
+	char err[1024];
+	int rv;
+
+	memset(&d, 0, sizeof(d));
+	cfg_defaults(&d.cfg);
+	/* First pass: the config file, so flags can override it. */
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			usage(stdout);
+			return (0);
+		}
+		if (strcmp(argv[i], "--version") == 0) {
+			printf("infinid %s\n", INFINI_VERSION_STRING);
+			return (0);
+		}
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+			config = argv[++i];
+			config_given = true;
+		}
+	}
+	if (cfg_load(&d.cfg, config, !config_given, err, sizeof(err)) != 0) {
+		fprintf(stderr, "infinid: %s\n", err);
+		return (2);
+	}
+	for (int i = 1; i < argc; i++) {
+		char key[64];
+		const char *a = argv[i];
+		if (strcmp(a, "--config") == 0) {
+			i++;
+			continue;
+		}
+		if (strcmp(a, "--print-config") == 0) {
+			print = true;
+			continue;
+		}
+		if (strncmp(a, "--", 2) != 0 || i + 1 >= argc) {
+			fprintf(stderr, "infinid: unexpected argument '%s' "
+			    "(see --help)\n", a);
+			return (2);
+		}
+		snprintf(key, sizeof(key), "%s", a + 2);
+		for (char *p = key; *p; p++)
+			if (*p == '-')
+				*p = '_';
+		if (cfg_set(&d.cfg, key, argv[++i], err, sizeof(err)) != 0) {
+			fprintf(stderr, "infinid: %s\n", err);
+			return (2);
+		}
+	}
+	if (print) {
+		cfg_print(&d.cfg, stdout);
+		return (0);
+	}
+	if ((log_level = log_parse_level(d.cfg.log_level)) < 0) {
+		fprintf(stderr, "infinid: log_level: unknown level '%s'\n",
+		    d.cfg.log_level);
+		return (2);
+	}
+	if (d.cfg.admin_group[0]) {
+		struct group *g = getgrnam(d.cfg.admin_group);
+		if (g == NULL) {
+			fprintf(stderr, "infinid: admin_group: no group '%s'\n",
+			    d.cfg.admin_group);
+			return (2);
+		}
+		d.admin_gid = g->gr_gid;
+		d.have_admin = true;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	pthread_mutex_init(&d.mu, NULL);
+	pthread_cond_init(&d.cv, NULL);
+	d.start_ms = now_ms();
+
+	LOG(LOG_INFO, "loading model %s", d.cfg.model);
+	if ((rv = eng_model_load(d.cfg.model, &d.model, err, sizeof(err))) != 0) {
+		LOG(LOG_ERR, "model %s: %s", d.cfg.model, err);
+		return (1);
+	}
+	struct eng_opts eo = { .device = d.cfg.device[0] ? d.cfg.device : NULL,
+	    .max_streams = (int)d.cfg.max_streams + 1,
+	    .max_batch = (int)d.cfg.max_batch };
+	if ((rv = eng_open(d.model, &eo, &d.eng, err, sizeof(err))) != 0) {
+		LOG(LOG_ERR, "engine: %s", err);
+		eng_model_free(d.model);
+		return (1);
+	}
+	snprintf(d.device_name, sizeof(d.device_name), "%s",
+	    eng_device_name(d.eng));
+	LOG(LOG_INFO, "device %s, %llu bytes of state per stream",
+	    d.device_name, (unsigned long long)eng_state_bytes(d.eng));
+	if ((rv = warm_up(&d, err, sizeof(err))) != 0) {
+		LOG(LOG_ERR, "warm-up failed: %s", err);
+		goto out;
+	}
+	if ((rv = sched_start(&d)) != 0) {
+		LOG(LOG_ERR, "cannot start the scheduler");
+		goto out;
+	}
+	if ((rv = srv_start(&d, err, sizeof(err))) != 0) {
+		LOG(LOG_ERR, "%s", err);
+		srv_stop(&d);
+		sched_stop(&d);
+		goto out;
+	}
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	LOG(LOG_NOTICE, "ready: model %s on %s", d.cfg.model, d.device_name);
+	while (!got_signal)
+		pause();
+	LOG(LOG_NOTICE, "signal %d: shutting down", (int)got_signal);
+	srv_stop(&d);
+	sched_stop(&d);
+	rv = 0;
+out:
+	eng_close(d.eng);
+	eng_model_free(d.model);
+	return (rv ? 1 : 0);
+}

@@ -1,0 +1,558 @@
+/*
+ * methods.c - one function per rpc of service infini.v1.Infini.
+ *
+ * Each handler runs on an NNG callback with d->mu held, checks its request
+ * fully (IDs, ownership, shapes, token ranges, finite vectors, limits) and
+ * then either answers at once (Health, ListStreams, Stats, Poll, Cancel) or
+ * hands an item to the scheduler, which answers when the device work is
+ * done.  Input that passes here never fails in the engine for being bad.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "infinid.h"
+#include "log.h"
+
+#define C(x) INFINI__V1__CODE__##x
+
+struct call {
+	struct infinid *d;
+	struct work *w;
+	uint32_t uid, pipe;
+};
+
+/* stream_for finds id and checks the caller may use it; replies on error. */
+static struct stream *
+stream_for(struct call *c, const char *id)
+{
+	struct stream *s;
+
+	if (!wire_valid_id(id)) {
+		srv_replyf(c->w, C(INVALID_ARGUMENT), "invalid stream id '%.140s':"
+		    " 1-128 characters of [A-Za-z0-9._:-]", id ? id : "");
+		return (NULL);
+	}
+	if ((s = strm_find(c->d, id)) == NULL) {
+		srv_replyf(c->w, C(NOT_FOUND), "no stream '%s'", id);
+		return (NULL);
+	}
+	if (!strm_may_use(c->d, c->uid, s->owner)) {
+		srv_replyf(c->w, C(PERMISSION_DENIED), "stream '%s' belongs to "
+		    "another user", id);
+		return (NULL);
+	}
+	return (s);
+}
+
+static bool
+queue_room(struct call *c, struct stream *s)
+{
+	if (s->nqueued < c->d->cfg.max_queue)
+		return (true);
+	srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "stream '%s' has %d requests "
+	    "queued (max_queue)", s->id, s->nqueued);
+	return (false);
+}
+
+static struct item *
+new_item(struct call *c, enum item_kind k)
+{
+	struct item *it = calloc(1, sizeof(*it));
+	if (it == NULL) {
+		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "out of memory");
+		return (NULL);
+	}
+	it->kind = k;
+	it->w = c->w;
+	it->uid = c->uid;
+	return (it);
+}
+
+static void
+m_health(struct call *c, const ProtobufCMessage *in)
+{
+	Infini__V1__HealthReply r = INFINI__V1__HEALTH_REPLY__INIT;
+	const struct eng_config *cf = eng_config(c->d->eng);
+	(void)in;
+
+	r.version = (char *)INFINI_VERSION_STRING;
+	r.model = c->d->cfg.model;
+	r.device = c->d->device_name;
+	r.uptime_ms = (uint64_t)(now_ms() - c->d->start_ms);
+	r.streams = (uint32_t)c->d->nstreams;
+	r.model_fingerprint = c->d->model->fingerprint;
+	r.hidden_size = (uint32_t)cf->hidden_size;
+	r.vocab_size = (uint32_t)cf->vocab_size;
+	r.segment_size = (uint32_t)cf->segment_size;
+	srv_reply(c->w, 0, NULL, &r.base);
+}
+
+static void
+m_open(struct call *c, const ProtobufCMessage *in)
+{
+	const Infini__V1__OpenStreamRequest *q = (const void *)in;
+	struct item *it;
+
+	if (q->stream_id[0] && !wire_valid_id(q->stream_id)) {
+		srv_replyf(c->w, C(INVALID_ARGUMENT), "invalid stream id '%.140s':"
+		    " 1-128 characters of [A-Za-z0-9._:-]", q->stream_id);
+		return;
+	}
+	if ((it = new_item(c, IT_OPEN)) == NULL)
+		return;
+	snprintf(it->id, sizeof(it->id), "%s", q->stream_id);
+	it->reuse = q->reuse;
+	sched_enqueue(c->d, NULL, it);
+}
+
+static int32_t *
+text_tokens(const char *text, size_t len)
+{
+	int32_t *t = malloc((len ? len : 1) * sizeof(*t));
+	if (t != NULL)
+		for (size_t i = 0; i < len; i++)
+			t[i] = (unsigned char)text[i];
+	return (t);
+}
+
+/* take_input copies tokens / text / vectors into it; replies on error. */
+static bool
+take_input(struct call *c, struct item *it, const Infini__V1__Tokens *tk,
+    const char *text, const Infini__V1__Vectors *vec)
+{
+	const struct eng_config *cf = eng_config(c->d->eng);
+	size_t n = 0;
+
+	if (tk != NULL) {
+		n = tk->n_ids;
+		if (n > 0 && n <= (size_t)c->d->cfg.max_request_tokens) {
+			for (size_t i = 0; i < n; i++)
+				if (tk->ids[i] < 0 || tk->ids[i] >= cf->vocab_size) {
+					srv_replyf(c->w, C(INVALID_ARGUMENT),
+					    "token %d at %zu is outside the "
+					    "vocabulary [0, %d)", tk->ids[i], i,
+					    cf->vocab_size);
+					return (false);
+				}
+			it->tokens = malloc(n * sizeof(int32_t));
+			if (it->tokens)
+				memcpy(it->tokens, tk->ids, n * sizeof(int32_t));
+		}
+	} else if (text != NULL) {
+		if (!cf->byte_tokenizer) {
+			srv_replyf(c->w, C(FAILED_PRECONDITION), "the model has no "
+			    "tokenizer: send tokens or vectors");
+			return (false);
+		}
+		n = strlen(text);
+		if (n > 0 && n <= (size_t)c->d->cfg.max_request_tokens)
+			it->tokens = text_tokens(text, n);
+	} else if (vec != NULL) {
+		if (vec->dim != (uint32_t)cf->hidden_size ||
+		    vec->n_data % (vec->dim ? vec->dim : 1) != 0) {
+			srv_replyf(c->w, C(INVALID_ARGUMENT), "vectors must have "
+			    "dim %d and a whole number of rows (got dim %u, %zu "
+			    "values)", cf->hidden_size, vec->dim, vec->n_data);
+			return (false);
+		}
+		n = vec->n_data / (size_t)cf->hidden_size;
+		for (size_t i = 0; i < vec->n_data; i++)
+			if (!isfinite(vec->data[i])) {
+				srv_replyf(c->w, C(INVALID_ARGUMENT), "vector %zu "
+				    "has a non-finite value at column %zu",
+				    i / vec->dim, i % vec->dim);
+				return (false);
+			}
+		if (n > 0 && n <= (size_t)c->d->cfg.max_request_tokens) {
+			it->vectors = malloc(vec->n_data * sizeof(float));
+			if (it->vectors)
+				memcpy(it->vectors, vec->data,
+				    vec->n_data * sizeof(float));
+		}
+	}
+	if (n == 0) {
+		srv_replyf(c->w, C(INVALID_ARGUMENT), "no input: give tokens, "
+		    "text or vectors");
+		return (false);
+	}
+	if (n > (size_t)c->d->cfg.max_request_tokens) {
+		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "%zu inputs exceed "
+		    "max_request_tokens (%ld)", n, c->d->cfg.max_request_tokens);
+		return (false);
+	}
+	if (it->tokens == NULL && it->vectors == NULL) {
+		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "out of memory");
+		return (false);
+	}
+	it->n = (int)n;
+	return (true);
+}
+
+static void
+m_push(struct call *c, const ProtobufCMessage *in)
+{
+	const Infini__V1__PushRequest *q = (const void *)in;
+	const struct eng_config *cf = eng_config(c->d->eng);
+	struct stream *s;
+	struct item *it;
+	size_t len = 0;
+
+	if ((s = stream_for(c, q->stream_id)) == NULL || !queue_room(c, s))
+		return;
+	if ((unsigned)q->output > INFINI__V1__OUTPUT__OUTPUT_LAST_LOGITS) {
+		srv_replyf(c->w, C(INVALID_ARGUMENT), "unknown output %d",
+		    (int)q->output);
+		return;
+	}
+	if ((it = new_item(c, IT_PUSH)) == NULL)
+		return;
+	if (!take_input(c, it,
+	    q->input_case == INFINI__V1__PUSH_REQUEST__INPUT_TOKENS ? q->tokens : NULL,
+	    q->input_case == INFINI__V1__PUSH_REQUEST__INPUT_TEXT ? q->text : NULL,
+	    q->input_case == INFINI__V1__PUSH_REQUEST__INPUT_VECTORS ?
+	    q->vectors : NULL)) {
+		item_free(it);
+		return;
+	}
+	/* Output kinds map one to one onto the engine's. */
+	it->out = (enum eng_out)q->output;
+	switch (it->out) {
+	case ENG_OUT_EMBED: len = (size_t)it->n * cf->hidden_size; break;
+	case ENG_OUT_LOGITS: len = (size_t)it->n * cf->vocab_size; break;
+	case ENG_OUT_LAST_LOGITS: len = (size_t)cf->vocab_size; break;
+	case ENG_OUT_MEAN:
+	case ENG_OUT_LAST: len = (size_t)cf->hidden_size; break;
+	default: break;
+	}
+	if (len * sizeof(float) > (size_t)c->d->cfg.max_message_bytes) {
+		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "the reply would be %zu "
+		    "bytes, over max_message_bytes", len * sizeof(float));
+		item_free(it);
+		return;
+	}
+	if ((len && (it->result = calloc(len, sizeof(float))) == NULL) ||
+	    (it->out == ENG_OUT_MEAN &&
+	    (it->mean = calloc((size_t)cf->hidden_size, sizeof(double))) == NULL)) {
+		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "out of memory");
+		item_free(it);
+		return;
+	}
+	it->result_len = len;
+	sched_enqueue(c->d, s, it);
+}
+
+static void
+m_generate(struct call *c, const ProtobufCMessage *in)
+{
+	const Infini__V1__GenerateRequest *q = (const void *)in;
+	Infini__V1__GenerateReply r = INFINI__V1__GENERATE_REPLY__INIT;
+	struct stream *s;
+	struct item *it;
+	struct gen *g;
+
+	if ((s = stream_for(c, q->stream_id)) == NULL || !queue_room(c, s))
+		return;
+	if (q->max_tokens == 0 || q->max_tokens > c->d->cfg.max_generate) {
+		srv_replyf(c->w, C(INVALID_ARGUMENT), "max_tokens must be in "
+		    "[1, %ld]", c->d->cfg.max_generate);
+		return;
+	}
+	if (q->prompt_case == INFINI__V1__GENERATE_REQUEST__PROMPT__NOT_SET) {
+		srv_replyf(c->w, C(INVALID_ARGUMENT), "a prompt of at least one "
+		    "token is required");
+		return;
+	}
+	if (q->sampling != NULL && (!isfinite(q->sampling->temperature) ||
+	    !isfinite(q->sampling->top_p) || q->sampling->top_p < 0)) {
+		srv_replyf(c->w, C(INVALID_ARGUMENT), "bad sampling parameters");
+		return;
+	}
+	if ((it = new_item(c, IT_GENERATE)) == NULL)
+		return;
+	if (!take_input(c, it,
+	    q->prompt_case == INFINI__V1__GENERATE_REQUEST__PROMPT_TOKENS ?
+	    q->tokens : NULL,
+	    q->prompt_case == INFINI__V1__GENERATE_REQUEST__PROMPT_TEXT ?
+	    q->text : NULL, NULL)) {
+		item_free(it);
+		return;
+	}
+	if ((g = calloc(1, sizeof(*g))) == NULL ||
+	    (g->toks = calloc(q->max_tokens, sizeof(int32_t))) == NULL ||
+	    (g->text = calloc(q->max_tokens + 1, 1)) == NULL ||
+	    (q->n_stop && (g->stop = calloc(q->n_stop, sizeof(char *))) == NULL)) {
+		if (g) {
+			free(g->toks);
+			free(g->text);
+			free(g);
+		}
+		item_free(it);
+		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < q->n_stop; i++)
+		if ((g->stop[g->nstop] = strdup(q->stop[i])) != NULL)
+			g->nstop++;
+	g->id = ++c->d->next_gen;
+	g->s = s;
+	g->owner = s->owner;
+	g->pipe = c->pipe;
+	g->prompt = it->tokens;
+	g->nprompt = it->n;
+	it->tokens = NULL;
+	g->max = q->max_tokens;
+	g->last_poll_ms = now_ms();
+	if (q->sampling != NULL) {
+		g->smp.temperature = q->sampling->temperature;
+		g->smp.top_k = (int)q->sampling->top_k;
+		g->smp.top_p = q->sampling->top_p > 0 ? q->sampling->top_p : 1.0f;
+		g->smp.seed = q->sampling->seed;
+	} else {
+		g->smp.top_p = 1.0f;
+	}
+	g->next = c->d->gens;
+	c->d->gens = g;
+	it->gen = g;
+	it->w = NULL;   /* answered now, not by the scheduler */
+	sched_enqueue(c->d, s, it);
+	r.generation_id = g->id;
+	srv_reply(c->w, 0, NULL, &r.base);
+}
+
+static struct gen *
+gen_for(struct call *c, uint64_t id)
+{
+	for (struct gen *g = c->d->gens; g != NULL; g = g->next)
+		if (g->id == id) {
+			if (!strm_may_use(c->d, c->uid, g->owner)) {
+				srv_replyf(c->w, C(PERMISSION_DENIED),
+				    "generation %llu belongs to another user",
+				    (unsigned long long)id);
+				return (NULL);
+			}
+			return (g);
+		}
+	srv_replyf(c->w, C(NOT_FOUND), "no generation %llu",
+	    (unsigned long long)id);
+	return (NULL);
+}
+
+void
+methods_poll_reply(struct infinid *d, struct work *w, struct gen *g,
+    uint64_t after)
+{
+	Infini__V1__PollReply r = INFINI__V1__POLL_REPLY__INIT;
+	const struct eng_config *cf = eng_config(d->eng);
+	uint64_t n = g->ntok > after ? g->ntok - after : 0;
+	size_t b0 = 0, b1 = 0;
+
+	if (cf->byte_tokenizer) {
+		/* Tokens below 256 are one byte each; specials have none. */
+		for (uint64_t i = 0; i < after && i < g->ntok; i++)
+			b0 += g->toks[i] < 256;
+		b1 = b0;
+		for (uint64_t i = after; i < g->ntok; i++)
+			b1 += g->toks[i] < 256;
+	}
+	r.n_tokens = n;
+	r.tokens = g->toks + (n ? after : 0);
+	r.text.data = (uint8_t *)g->text + b0;
+	r.text.len = b1 - b0;
+	r.next = after + n;
+	r.done = g->done && after + n >= g->ntok;
+	r.finish_reason = r.done ? g->finish : (char *)"";
+	srv_reply(w, 0, NULL, &r.base);
+}
+
+static void
+m_poll(struct call *c, const ProtobufCMessage *in)
+{
+	const Infini__V1__PollRequest *q = (const void *)in;
+	struct gen *g;
+	uint32_t wait;
+
+	if ((g = gen_for(c, q->generation_id)) == NULL)
+		return;
+	g->last_poll_ms = now_ms();
+	if (q->after > g->ntok) {
+		srv_replyf(c->w, C(OUT_OF_RANGE), "after %llu is beyond the %u "
+		    "tokens generated", (unsigned long long)q->after, g->ntok);
+		return;
+	}
+	wait = q->wait_ms < c->d->cfg.poll_max_ms ? q->wait_ms :
+	    (uint32_t)c->d->cfg.poll_max_ms;
+	if (g->ntok > q->after || g->done || wait == 0) {
+		methods_poll_reply(c->d, c->w, g, q->after);
+		return;
+	}
+	c->w->pgen = g;
+	c->w->pafter = q->after;
+	c->w->pnext = g->waiters;
+	g->waiters = c->w;
+	nng_sleep_aio(wait, c->w->timer);
+}
+
+static void
+m_cancel(struct call *c, const ProtobufCMessage *in)
+{
+	const Infini__V1__CancelRequest *q = (const void *)in;
+	Infini__V1__CancelReply r = INFINI__V1__CANCEL_REPLY__INIT;
+	struct gen *g;
+
+	if ((g = gen_for(c, q->generation_id)) == NULL)
+		return;
+	if (!g->done) {
+		g->cancel = true;
+		pthread_cond_signal(&c->d->cv);
+	}
+	srv_reply(c->w, 0, NULL, &r.base);
+}
+
+static void
+m_fork(struct call *c, const ProtobufCMessage *in)
+{
+	const Infini__V1__ForkRequest *q = (const void *)in;
+	struct stream *s;
+	struct item *it;
+
+	if ((s = stream_for(c, q->stream_id)) == NULL || !queue_room(c, s))
+		return;
+	if (q->new_stream_id[0] && !wire_valid_id(q->new_stream_id)) {
+		srv_replyf(c->w, C(INVALID_ARGUMENT), "invalid new stream id");
+		return;
+	}
+	if ((it = new_item(c, IT_FORK)) == NULL)
+		return;
+	snprintf(it->id, sizeof(it->id), "%s", q->new_stream_id);
+	sched_enqueue(c->d, s, it);
+}
+
+static void
+m_close(struct call *c, const ProtobufCMessage *in)
+{
+	const Infini__V1__CloseStreamRequest *q = (const void *)in;
+	struct stream *s;
+	struct item *it;
+
+	if ((s = stream_for(c, q->stream_id)) == NULL)
+		return;
+	if ((it = new_item(c, IT_CLOSE)) == NULL)
+		return;
+	/* A running generation ends so the close is not held behind it. */
+	if (s->gen != NULL)
+		s->gen->cancel = true;
+	sched_enqueue(c->d, s, it);
+}
+
+static void
+m_list(struct call *c, const ProtobufCMessage *in)
+{
+	Infini__V1__ListStreamsReply r = INFINI__V1__LIST_STREAMS_REPLY__INIT;
+	Infini__V1__StreamInfo *info, **ptrs;
+	int n = 0, N = c->d->cfg.max_streams ? 0 : 0;
+	int64_t t = now_ms();
+	(void)in;
+	(void)N;
+
+	info = calloc((size_t)c->d->nstreams + 1, sizeof(*info));
+	ptrs = calloc((size_t)c->d->nstreams + 1, sizeof(*ptrs));
+	if (info == NULL || ptrs == NULL) {
+		free(info);
+		free(ptrs);
+		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "out of memory");
+		return;
+	}
+	for (struct stream *s = c->d->streams; s != NULL; s = s->next) {
+		if (!strm_may_use(c->d, c->uid, s->owner))
+			continue;
+		Infini__V1__StreamInfo *i = &info[n];
+		infini__v1__stream_info__init(i);
+		i->stream_id = s->id;
+		i->position = (uint64_t)eng_stream_pos(c->d->eng, s->slot);
+		i->segments = i->position /
+		    (uint64_t)eng_config(c->d->eng)->segment_size;
+		i->owner_uid = s->owner;
+		i->idle_ms = (uint64_t)(t - s->last_used_ms);
+		i->generating = s->gen != NULL;
+		ptrs[n++] = i;
+	}
+	r.n_streams = (size_t)n;
+	r.streams = ptrs;
+	srv_reply(c->w, 0, NULL, &r.base);
+	free(info);
+	free(ptrs);
+}
+
+static void
+m_stats(struct call *c, const ProtobufCMessage *in)
+{
+	Infini__V1__StatsReply r = INFINI__V1__STATS_REPLY__INIT;
+	(void)in;
+
+	r.requests = c->d->st.requests;
+	r.errors = c->d->st.errors;
+	r.tokens_in = c->d->st.tokens_in;
+	r.tokens_out = c->d->st.tokens_out;
+	r.submissions = c->d->st.submissions;
+	r.device_busy_us = c->d->st.device_busy_us;
+	r.streams = (uint32_t)c->d->nstreams;
+	r.max_streams = (uint32_t)c->d->cfg.max_streams;
+	r.state_bytes_per_stream = eng_state_bytes(c->d->eng);
+	r.uptime_ms = (uint64_t)(now_ms() - c->d->start_ms);
+	srv_reply(c->w, 0, NULL, &r.base);
+}
+
+static void
+m_unimplemented(struct call *c, const ProtobufCMessage *in)
+{
+	(void)in;
+	srv_replyf(c->w, C(UNIMPLEMENTED), "snapshots are not available in "
+	    "this version");
+}
+
+typedef void (*handler)(struct call *, const ProtobufCMessage *);
+
+/* Indexed by infini.v1.Method. */
+static const handler handlers[] = {
+	[INFINI__V1__METHOD__HEALTH] = m_health,
+	[INFINI__V1__METHOD__OPEN_STREAM] = m_open,
+	[INFINI__V1__METHOD__PUSH] = m_push,
+	[INFINI__V1__METHOD__GENERATE] = m_generate,
+	[INFINI__V1__METHOD__POLL] = m_poll,
+	[INFINI__V1__METHOD__CANCEL] = m_cancel,
+	[INFINI__V1__METHOD__FORK] = m_fork,
+	[INFINI__V1__METHOD__CLOSE_STREAM] = m_close,
+	[INFINI__V1__METHOD__LIST_STREAMS] = m_list,
+	[INFINI__V1__METHOD__STATS] = m_stats,
+	[INFINI__V1__METHOD__SNAPSHOT] = m_unimplemented,
+	[INFINI__V1__METHOD__RESTORE] = m_unimplemented,
+};
+
+void
+methods_dispatch(struct infinid *d, struct work *w, uint32_t uid,
+    uint32_t pipe, const Infini__V1__Request *req)
+{
+	const ProtobufCMethodDescriptor *md = wire_method(req->method);
+	struct call c = { d, w, uid, pipe };
+	ProtobufCMessage *body;
+	struct wire_alloc a;
+
+	if (md == NULL || (size_t)req->method >= sizeof(handlers) /
+	    sizeof(handlers[0]) || handlers[req->method] == NULL) {
+		srv_replyf(w, C(UNIMPLEMENTED), "unknown method %d",
+		    (int)req->method);
+		return;
+	}
+	wire_alloc_init(&a, 4 * req->body.len + (1u << 16));
+	body = protobuf_c_message_unpack(md->input, &a.pa, req->body.len,
+	    req->body.data);
+	if (body == NULL) {
+		srv_replyf(w, C(INVALID_ARGUMENT), "malformed %s body",
+		    md->input->name);
+		return;
+	}
+	handlers[req->method](&c, body);
+	protobuf_c_message_free_unpacked(body, &a.pa);
+}

@@ -1,0 +1,507 @@
+/*
+ * sched.c - the scheduler thread: the only user of the engine.
+ *
+ * Each turn it serves the control queue (stream opens), then gathers at most
+ * one piece of work from every stream that is not already in the device:
+ * the head Push (in slices of max_batch inputs, so a long push does not hold
+ * other streams back), a step of its running generation, or a queued Fork or
+ * Close once nothing of that stream is in flight.  The gathered jobs run as
+ * one batched eng_run; results go back through srv_reply.  Requests on one
+ * stream are served strictly in arrival order because only the head of its
+ * queue is ever taken.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "infinid.h"
+#include "log.h"
+
+int64_t
+now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+void
+sched_enqueue(struct infinid *d, struct stream *s, struct item *it)
+{
+	struct item **head = s ? &s->head : &d->ctl_head;
+	struct item **tail = s ? &s->tail : &d->ctl_tail;
+
+	it->next = NULL;
+	if (*head == NULL)
+		*head = it;
+	else
+		(*tail)->next = it;
+	*tail = it;
+	if (s != NULL)
+		s->nqueued++;
+	pthread_cond_signal(&d->cv);
+}
+
+static struct item *
+pop(struct stream *s)
+{
+	struct item *it = s->head;
+	if (it != NULL) {
+		s->head = it->next;
+		if (s->head == NULL)
+			s->tail = NULL;
+		s->nqueued--;
+	}
+	return (it);
+}
+
+static void
+auto_id(struct infinid *d, char *out)
+{
+	do
+		snprintf(out, WIRE_ID_MAX + 1, "s%llu",
+		    (unsigned long long)++d->next_auto_id);
+	while (strm_find(d, out) != NULL);
+}
+
+/* new_stream registers a stream over a fresh engine slot. */
+static int
+new_stream(struct infinid *d, const char *id, uint32_t owner,
+    struct stream **out)
+{
+	struct stream *s;
+	int slot, rv;
+
+	if (d->nstreams >= d->cfg.max_streams)
+		return (INFINI_EFULL);
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return (INFINI_ENOMEM);
+	if ((rv = eng_stream_alloc(d->eng, &slot)) != 0) {
+		free(s);
+		return (rv);
+	}
+	snprintf(s->id, sizeof(s->id), "%s", id);
+	s->slot = slot;
+	s->owner = owner;
+	s->last_used_ms = now_ms();
+	s->next = d->streams;
+	d->streams = s;
+	d->nstreams++;
+	*out = s;
+	return (0);
+}
+
+static void
+do_open(struct infinid *d, struct item *it)
+{
+	Infini__V1__OpenStreamReply r = INFINI__V1__OPEN_STREAM_REPLY__INIT;
+	struct stream *s = it->id[0] ? strm_find(d, it->id) : NULL;
+	int rv;
+
+	if (s != NULL) {
+		if (!it->reuse) {
+			srv_replyf(it->w, INFINI__V1__CODE__ALREADY_EXISTS,
+			    "stream '%s' exists", it->id);
+			return;
+		}
+		if (!strm_may_use(d, it->uid, s->owner)) {
+			srv_replyf(it->w, INFINI__V1__CODE__PERMISSION_DENIED,
+			    "stream '%s' belongs to another user", it->id);
+			return;
+		}
+		r.stream_id = s->id;
+		r.position = (uint64_t)eng_stream_pos(d->eng, s->slot);
+		srv_reply(it->w, 0, NULL, &r.base);
+		return;
+	}
+	if (!it->id[0])
+		auto_id(d, it->id);
+	if ((rv = new_stream(d, it->id, it->uid, &s)) != 0) {
+		srv_replyf(it->w, infini_err_status(rv), "cannot open '%s': %s "
+		    "(%d of %ld streams open)", it->id, infini_strerror(rv),
+		    d->nstreams, d->cfg.max_streams);
+		return;
+	}
+	LOG(LOG_INFO, "stream %s opened (uid %u, slot %d)", s->id, s->owner,
+	    s->slot);
+	r.stream_id = s->id;
+	r.created = true;
+	srv_reply(it->w, 0, NULL, &r.base);
+}
+
+static void
+fail_queue(struct infinid *d, struct stream *s, int code, const char *why)
+{
+	struct item *it;
+	(void)d;
+	while ((it = pop(s)) != NULL) {
+		if (it->kind == IT_GENERATE && it->gen != NULL) {
+			it->gen->done = true;
+			snprintf(it->gen->finish, sizeof(it->gen->finish), "error");
+			it->gen->s = NULL;
+		}
+		if (it->w != NULL)
+			srv_replyf(it->w, code, "stream '%s' %s", s->id, why);
+		item_free(it);
+	}
+}
+
+static void
+finish_gen(struct infinid *d, struct gen *g, const char *why)
+{
+	g->done = true;
+	g->done_ms = now_ms();
+	snprintf(g->finish, sizeof(g->finish), "%s", why);
+	if (g->s != NULL && g->s->gen == g)
+		g->s->gen = NULL;
+	srv_wake_polls(d, g);
+}
+
+/* do_control runs a Fork or Close at the head of an idle stream's queue.
+ * Returns true when the stream was freed. */
+static bool
+do_control(struct infinid *d, struct stream *s, struct item *it)
+{
+	if (it->kind == IT_CLOSE) {
+		Infini__V1__CloseStreamReply r = INFINI__V1__CLOSE_STREAM_REPLY__INIT;
+		pop(s);
+		srv_reply(it->w, 0, NULL, &r.base);
+		item_free(it);
+		fail_queue(d, s, INFINI__V1__CODE__NOT_FOUND, "was closed");
+		for (struct gen *g = d->gens; g != NULL; g = g->next)
+			if (g->s == s) {
+				if (!g->done)
+					finish_gen(d, g, "cancelled");
+				g->s = NULL;
+			}
+		strm_unlink(d, s);
+		eng_stream_free(d->eng, s->slot);
+		LOG(LOG_INFO, "stream %s closed", s->id);
+		free(s);
+		return (true);
+	}
+	/* Fork. */
+	Infini__V1__ForkReply r = INFINI__V1__FORK_REPLY__INIT;
+	struct stream *c;
+	int rv;
+	pop(s);
+	if (it->id[0] && strm_find(d, it->id) != NULL) {
+		srv_replyf(it->w, INFINI__V1__CODE__ALREADY_EXISTS,
+		    "stream '%s' exists", it->id);
+	} else {
+		if (!it->id[0])
+			auto_id(d, it->id);
+		if ((rv = new_stream(d, it->id, it->uid, &c)) != 0)
+			srv_replyf(it->w, infini_err_status(rv), "cannot fork: %s",
+			    infini_strerror(rv));
+		else if ((rv = eng_stream_copy(d->eng, s->slot, c->slot)) != 0) {
+			strm_unlink(d, c);
+			eng_stream_free(d->eng, c->slot);
+			free(c);
+			srv_replyf(it->w, INFINI__V1__CODE__INTERNAL,
+			    "fork failed: %s", infini_strerror(rv));
+		} else {
+			r.stream_id = c->id;
+			srv_reply(it->w, 0, NULL, &r.base);
+		}
+	}
+	item_free(it);
+	return (false);
+}
+
+/* A job of the batch and what it serves. */
+struct slotjob {
+	struct stream *s;
+	struct item *it;      /* a push, or NULL for a generation step */
+	struct gen *g;
+	int n;
+	int32_t tok;          /* generation: the fed-back token */
+	int32_t sampled;
+};
+
+static void
+push_reply(struct infinid *d, struct stream *s, struct item *it)
+{
+	Infini__V1__PushReply r = INFINI__V1__PUSH_REPLY__INIT;
+	const struct eng_config *c = eng_config(d->eng);
+
+	r.position = (uint64_t)eng_stream_pos(d->eng, s->slot);
+	r.segments = r.position / (uint64_t)c->segment_size;
+	switch (it->out) {
+	case ENG_OUT_EMBED: r.rows = it->n; r.cols = c->hidden_size; break;
+	case ENG_OUT_MEAN:
+		for (int k = 0; k < c->hidden_size; k++)
+			it->result[k] = (float)(it->mean[k] / it->n);
+		/* fall through */
+	case ENG_OUT_LAST: r.rows = 1; r.cols = c->hidden_size; break;
+	case ENG_OUT_LOGITS: r.rows = it->n; r.cols = c->vocab_size; break;
+	case ENG_OUT_LAST_LOGITS: r.rows = 1; r.cols = c->vocab_size; break;
+	default: break;
+	}
+	r.n_data = (size_t)r.rows * r.cols;
+	r.data = it->result;
+	srv_reply(it->w, 0, NULL, &r.base);
+}
+
+static bool
+ends_with_stop(const struct gen *g)
+{
+	for (int i = 0; i < g->nstop; i++) {
+		size_t n = strlen(g->stop[i]);
+		if (n > 0 && g->tlen >= n &&
+		    memcmp(g->text + g->tlen - n, g->stop[i], n) == 0)
+			return (true);
+	}
+	return (false);
+}
+
+/* gather builds this turn's jobs.  d->mu held. */
+static int
+gather(struct infinid *d, struct slotjob *sj, int max)
+{
+	const struct eng_config *c = eng_config(d->eng);
+	int n = 0;
+	long budget = d->cfg.max_batch;
+
+	for (struct stream *s = d->streams, *next; s != NULL && n < max;
+	    s = next) {
+		next = s->next;
+		if (s->busy)
+			continue;
+		if (s->gen != NULL) {
+			struct gen *g = s->gen;
+			if (g->cancel) {
+				finish_gen(d, g, "cancelled");
+				continue;
+			}
+			sj[n] = (struct slotjob){ s, NULL, g, 0, 0, -1 };
+			if (!g->started)
+				sj[n].n = g->nprompt;
+			else {
+				sj[n].tok = g->toks[g->ntok - 1];
+				sj[n].n = 1;
+			}
+			s->busy = true;
+			n++;
+			continue;
+		}
+		struct item *it = s->head;
+		if (it == NULL)
+			continue;
+		if (it->kind == IT_CLOSE || it->kind == IT_FORK) {
+			if (do_control(d, s, it))
+				continue;
+			it = s->head;
+			if (it == NULL || it->kind != IT_PUSH) {
+				pthread_cond_signal(&d->cv);
+				continue;
+			}
+		}
+		if (it->kind == IT_GENERATE) {
+			pop(s);
+			s->gen = it->gen;
+			it->gen = NULL;
+			item_free(it);
+			pthread_cond_signal(&d->cv);
+			continue;
+		}
+		int k = it->n - it->done;
+		if (k > budget && n > 0)
+			continue;
+		if (k > budget)
+			k = (int)budget;
+		budget -= k;
+		sj[n] = (struct slotjob){ s, it, NULL, k, 0, -1 };
+		s->busy = true;
+		n++;
+		(void)c;
+	}
+	return (n);
+}
+
+static void
+complete(struct infinid *d, struct slotjob *sj, int n, int rv,
+    const char *err)
+{
+	const struct eng_config *c = eng_config(d->eng);
+
+	for (int i = 0; i < n; i++) {
+		struct stream *s = sj[i].s;
+		s->busy = false;
+		s->last_used_ms = now_ms();
+		if (sj[i].it != NULL) {
+			struct item *it = sj[i].it;
+			if (rv != 0) {
+				pop(s);
+				srv_replyf(it->w, INFINI__V1__CODE__INTERNAL,
+				    "device error: %s", err);
+				item_free(it);
+				continue;
+			}
+			it->done += sj[i].n;
+			d->st.tokens_in += (uint64_t)sj[i].n;
+			if (it->done == it->n) {
+				pop(s);
+				push_reply(d, s, it);
+				item_free(it);
+			}
+			continue;
+		}
+		struct gen *g = sj[i].g;
+		if (rv != 0) {
+			finish_gen(d, g, "error");
+			continue;
+		}
+		if (!g->started)
+			d->st.tokens_in += (uint64_t)g->nprompt;
+		g->started = true;
+		g->toks[g->ntok++] = sj[i].sampled;
+		d->st.tokens_out++;
+		if (c->byte_tokenizer && sj[i].sampled < 256)
+			g->text[g->tlen++] = (char)sj[i].sampled;
+		if (c->byte_tokenizer && sj[i].sampled == ENG_TOK_EOS)
+			finish_gen(d, g, "eos");
+		else if (ends_with_stop(g))
+			finish_gen(d, g, "stop");
+		else if (g->ntok >= g->max)
+			finish_gen(d, g, "length");
+		else
+			srv_wake_polls(d, g);
+	}
+}
+
+/* reap cancels generations nobody polls and frees finished ones. */
+static void
+reap(struct infinid *d)
+{
+	int64_t t = now_ms();
+	for (struct gen **pp = &d->gens; *pp != NULL;) {
+		struct gen *g = *pp;
+		if (!g->done && t - g->last_poll_ms > d->cfg.generate_idle_s * 1000) {
+			LOG(LOG_NOTICE, "generation %llu abandoned: cancelled",
+			    (unsigned long long)g->id);
+			g->cancel = true;
+			if (g->s == NULL || g->s->gen != g)
+				finish_gen(d, g, "cancelled");
+		}
+		if (g->done && g->waiters == NULL && t - g->done_ms > 60000) {
+			*pp = g->next;
+			free(g->prompt);
+			free(g->toks);
+			free(g->text);
+			for (int i = 0; i < g->nstop; i++)
+				free(g->stop[i]);
+			free(g->stop);
+			free(g);
+			continue;
+		}
+		pp = &g->next;
+	}
+}
+
+static void *
+sched_main(void *arg)
+{
+	struct infinid *d = arg;
+	int max = (int)d->cfg.max_streams;
+	struct slotjob *sj = calloc((size_t)max, sizeof(*sj));
+	struct eng_job *jobs = calloc((size_t)max, sizeof(*jobs));
+	const struct eng_config *c = eng_config(d->eng);
+	char err[256];
+
+	if (sj == NULL || jobs == NULL) {
+		LOG(LOG_ERR, "scheduler: out of memory");
+		abort();
+	}
+	pthread_mutex_lock(&d->mu);
+	while (!d->stopping) {
+		struct item *it;
+		while ((it = d->ctl_head) != NULL) {
+			d->ctl_head = it->next;
+			if (d->ctl_head == NULL)
+				d->ctl_tail = NULL;
+			do_open(d, it);
+			item_free(it);
+		}
+		reap(d);
+		int n = gather(d, sj, max);
+		if (n == 0) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += 1;
+			pthread_cond_timedwait(&d->cv, &d->mu, &ts);
+			continue;
+		}
+		for (int i = 0; i < n; i++) {
+			struct eng_job *j = &jobs[i];
+			struct item *p = sj[i].it;
+			memset(j, 0, sizeof(*j));
+			j->slot = sj[i].s->slot;
+			j->n = sj[i].n;
+			if (p != NULL) {
+				size_t H = (size_t)c->hidden_size;
+				j->tokens = p->tokens ? p->tokens + p->done : NULL;
+				j->vectors = p->vectors ? p->vectors + p->done * H : NULL;
+				j->out = p->out == ENG_OUT_MEAN ? ENG_OUT_MEAN : p->out;
+				j->result = p->result;
+				if (p->out == ENG_OUT_EMBED)
+					j->result = p->result + p->done * H;
+				else if (p->out == ENG_OUT_LOGITS)
+					j->result = p->result +
+					    (size_t)p->done * c->vocab_size;
+				else if (p->out == ENG_OUT_LAST &&
+				    p->done + j->n < p->n)
+					j->out = ENG_OUT_NONE;
+				else if (p->out == ENG_OUT_LAST_LOGITS &&
+				    p->done + j->n < p->n)
+					j->out = ENG_OUT_NONE;
+			} else {
+				struct gen *g = sj[i].g;
+				j->tokens = g->started ? &sj[i].tok : g->prompt;
+				j->sample = &g->smp;
+				j->token = &sj[i].sampled;
+			}
+		}
+		pthread_mutex_unlock(&d->mu);
+		int64_t t0 = now_ms();
+		int rv = eng_run(d->eng, jobs, n, err, sizeof(err));
+		int64_t t1 = now_ms();
+		pthread_mutex_lock(&d->mu);
+		if (rv != 0)
+			LOG(LOG_ERR, "device run failed: %s", err);
+		/* Mean pooling over slices: accumulate each slice's mean. */
+		for (int i = 0; i < n; i++) {
+			struct item *p = sj[i].it;
+			if (rv == 0 && p != NULL && p->out == ENG_OUT_MEAN)
+				for (int k = 0; k < c->hidden_size; k++)
+					p->mean[k] += (double)p->result[k] * sj[i].n;
+		}
+		d->st.submissions++;
+		d->st.device_busy_us += (uint64_t)(t1 - t0) * 1000;
+		complete(d, sj, n, rv, err);
+	}
+	pthread_mutex_unlock(&d->mu);
+	free(sj);
+	free(jobs);
+	return (NULL);
+}
+
+int
+sched_start(struct infinid *d)
+{
+	if (pthread_create(&d->sched, NULL, sched_main, d) != 0)
+		return (INFINI_ENOMEM);
+	return (0);
+}
+
+void
+sched_stop(struct infinid *d)
+{
+	pthread_mutex_lock(&d->mu);
+	d->stopping = true;
+	pthread_cond_broadcast(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+	pthread_join(d->sched, NULL);
+}

@@ -1,0 +1,334 @@
+/*
+ * server.c - the NNG side: one REP socket listening on every configured URL,
+ * served by a pool of contexts each running the RECV -> serve -> SEND state
+ * machine of NNG's async demo server.  A context whose request waits on the
+ * scheduler or on a long-poll just holds its request (W_WAIT) while the other
+ * contexts keep serving.  Peer credentials on ipc:// give each request its
+ * caller's UID; a pipe that closes cancels the generations it started.
+ */
+#include <grp.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "infinid.h"
+
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/transport/ipc/ipc.h>
+#include "log.h"
+
+static void work_cb(void *arg);
+static void timer_cb(void *arg);
+
+void
+srv_reply(struct work *w, int code, const char *msg,
+    const ProtobufCMessage *body)
+{
+	struct infinid *d = w->d;
+	nng_msg *m;
+	uint8_t *buf;
+	size_t len;
+
+	if (code != 0) {
+		d->st.errors++;
+		LOG(LOG_DEBUG, "reply %s: %s", wire_code_name(code), msg);
+	}
+	buf = wire_pack_reply(w->call_id, code, msg, body, &len);
+	if (buf == NULL || nng_msg_alloc(&m, 0) != 0) {
+		free(buf);
+		/* Nothing can be sent; free the context for the next request. */
+		w->state = W_RECV;
+		nng_ctx_recv(w->ctx, w->aio);
+		return;
+	}
+	if (nng_msg_append(m, buf, len) != 0) {
+		nng_msg_free(m);
+		free(buf);
+		w->state = W_RECV;
+		nng_ctx_recv(w->ctx, w->aio);
+		return;
+	}
+	free(buf);
+	w->state = W_SEND;
+	nng_aio_set_msg(w->aio, m);
+	nng_ctx_send(w->ctx, w->aio);
+}
+
+void
+srv_replyf(struct work *w, int code, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	srv_reply(w, code, msg, NULL);
+}
+
+void
+srv_wake_polls(struct infinid *d, struct gen *g)
+{
+	struct work *w, *next;
+
+	for (w = g->waiters; w != NULL; w = next) {
+		next = w->pnext;
+		w->pgen = NULL;
+		w->pnext = NULL;
+		nng_aio_cancel(w->timer);
+		methods_poll_reply(d, w, g, w->pafter);
+	}
+	g->waiters = NULL;
+}
+
+/* timer_cb: a parked poll's wait ran out; answer with what there is. */
+static void
+timer_cb(void *arg)
+{
+	struct work *w = arg;
+	struct infinid *d = w->d;
+
+	if (nng_aio_result(w->timer) != 0)
+		return;     /* cancelled: the poll was answered already */
+	pthread_mutex_lock(&d->mu);
+	struct gen *g = w->pgen;
+	if (g != NULL) {
+		for (struct work **pp = &g->waiters; *pp != NULL;
+		    pp = &(*pp)->pnext)
+			if (*pp == w) {
+				*pp = w->pnext;
+				break;
+			}
+		w->pgen = NULL;
+		w->pnext = NULL;
+		methods_poll_reply(d, w, g, w->pafter);
+	}
+	pthread_mutex_unlock(&d->mu);
+}
+
+static bool
+in_admin_group(struct infinid *d, uint32_t uid, uint32_t gid)
+{
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+	gid_t groups[256];
+	int n = 256;
+
+	if (!d->have_admin)
+		return (false);
+	if (gid == d->admin_gid)
+		return (true);
+	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) != 0 || res == NULL)
+		return (false);
+	if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0)
+		return (false);
+	for (int i = 0; i < n; i++)
+		if (groups[i] == d->admin_gid)
+			return (true);
+	return (false);
+}
+
+/* caller_uid reads the peer's credentials; root and the admin group map to
+ * uid 0 (they may use every stream). */
+static uint32_t
+caller_uid(struct infinid *d, nng_msg *m, uint32_t *pipe_id)
+{
+	nng_pipe p = nng_msg_get_pipe(m);
+	uint64_t uid, gid;
+
+	*pipe_id = nng_pipe_id(p);
+	if (nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_UID, &uid) != 0)
+		return (UID_ANON);
+	if (nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_GID, &gid) != 0)
+		gid = (uint64_t)-1;
+	if (uid != 0 && in_admin_group(d, (uint32_t)uid, (uint32_t)gid))
+		return (0);
+	return ((uint32_t)uid);
+}
+
+static void
+serve(struct work *w, nng_msg *m)
+{
+	struct infinid *d = w->d;
+	Infini__V1__Request *req;
+	struct wire_alloc a;
+	uint32_t uid, pipe;
+
+	uid = caller_uid(d, m, &pipe);
+	wire_alloc_init(&a, 4 * (size_t)d->cfg.max_message_bytes + (1u << 20));
+	req = infini__v1__request__unpack(&a.pa, nng_msg_len(m), nng_msg_body(m));
+	nng_msg_free(m);
+	pthread_mutex_lock(&d->mu);
+	d->st.requests++;
+	w->call_id = req ? req->call_id : 0;
+	if (req == NULL)
+		srv_replyf(w, INFINI__V1__CODE__INVALID_ARGUMENT,
+		    "request is not a valid infini.v1.Request envelope");
+	else if (req->version != WIRE_VERSION)
+		srv_replyf(w, INFINI__V1__CODE__FAILED_PRECONDITION,
+		    "protocol version %u not supported (this daemon speaks %d)",
+		    req->version, WIRE_VERSION);
+	else
+		methods_dispatch(d, w, uid, pipe, req);
+	pthread_mutex_unlock(&d->mu);
+	if (req != NULL)
+		infini__v1__request__free_unpacked(req, &a.pa);
+}
+
+static void
+work_cb(void *arg)
+{
+	struct work *w = arg;
+	int rv;
+
+	switch (w->state) {
+	case W_INIT:
+		w->state = W_RECV;
+		nng_ctx_recv(w->ctx, w->aio);
+		break;
+	case W_RECV:
+		if ((rv = nng_aio_result(w->aio)) != 0) {
+			if (rv != NNG_ECLOSED && rv != NNG_ECANCELED) {
+				nng_ctx_recv(w->ctx, w->aio);
+			}
+			break;
+		}
+		w->state = W_WAIT;
+		/* A previous poll's timer callback must have finished before
+		 * this context can park again. */
+		nng_aio_wait(w->timer);
+		serve(w, nng_aio_get_msg(w->aio));
+		break;
+	case W_SEND:
+		if ((rv = nng_aio_result(w->aio)) != 0) {
+			nng_msg_free(nng_aio_get_msg(w->aio));
+			if (rv == NNG_ECLOSED)
+				break;
+		}
+		w->state = W_RECV;
+		nng_ctx_recv(w->ctx, w->aio);
+		break;
+	default:
+		break;
+	}
+}
+
+/* on_pipe_rem: a client went away; stop the generations it started. */
+static void
+on_pipe_rem(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	struct infinid *d = arg;
+	uint32_t id = nng_pipe_id(p);
+	(void)ev;
+
+	pthread_mutex_lock(&d->mu);
+	for (struct gen *g = d->gens; g != NULL; g = g->next)
+		if (g->pipe == id && !g->done && !g->cancel) {
+			LOG(LOG_INFO, "client left: generation %llu cancelled",
+			    (unsigned long long)g->id);
+			g->cancel = true;
+			pthread_cond_signal(&d->cv);
+		}
+	pthread_mutex_unlock(&d->mu);
+}
+
+static int
+listen_one(struct infinid *d, const char *url, char *err, size_t errlen)
+{
+	nng_listener l;
+	int rv;
+
+	if ((rv = nng_listener_create(&l, d->sock, url)) != 0) {
+		snprintf(err, errlen, "listen %s: %s", url, nng_strerror(rv));
+		return (INFINI_EINVAL);
+	}
+	if (strncmp(url, "ipc://", 6) == 0) {
+		(void)nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS,
+		    (int)d->cfg.socket_mode);
+		/* A stale socket file from a crashed daemon blocks the bind. */
+		struct stat sb;
+		if (stat(url + 6, &sb) == 0 && S_ISSOCK(sb.st_mode))
+			unlink(url + 6);
+	}
+	if ((rv = nng_listener_start(l, 0)) != 0) {
+		snprintf(err, errlen, "listen %s: %s", url, nng_strerror(rv));
+		return (INFINI_EIO);
+	}
+	if (strncmp(url, "ipc://", 6) == 0)
+		chmod(url + 6, (mode_t)d->cfg.socket_mode);
+	LOG(LOG_INFO, "listening on %s", url);
+	return (0);
+}
+
+int
+srv_start(struct infinid *d, char *err, size_t errlen)
+{
+	char urls[sizeof(d->cfg.listen)], *save = NULL, *u;
+	int rv;
+
+	if ((rv = nng_rep0_open(&d->sock)) != 0) {
+		snprintf(err, errlen, "nng_rep0_open: %s", nng_strerror(rv));
+		return (INFINI_EIO);
+	}
+	nng_socket_set_size(d->sock, NNG_OPT_RECVMAXSZ,
+	    (size_t)d->cfg.max_message_bytes);
+	nng_pipe_notify(d->sock, NNG_PIPE_EV_REM_POST, on_pipe_rem, d);
+	d->nworks = (int)d->cfg.workers;
+	if ((d->works = calloc((size_t)d->nworks, sizeof(*d->works))) == NULL)
+		return (INFINI_ENOMEM);
+	for (int i = 0; i < d->nworks; i++) {
+		struct work *w = calloc(1, sizeof(*w));
+		if (w == NULL)
+			return (INFINI_ENOMEM);
+		d->works[i] = w;
+		w->d = d;
+		if (nng_aio_alloc(&w->aio, work_cb, w) != 0 ||
+		    nng_aio_alloc(&w->timer, timer_cb, w) != 0 ||
+		    nng_ctx_open(&w->ctx, d->sock) != 0) {
+			snprintf(err, errlen, "cannot set up NNG contexts");
+			return (INFINI_ENOMEM);
+		}
+	}
+	snprintf(urls, sizeof(urls), "%s", d->cfg.listen);
+	for (u = strtok_r(urls, ",", &save); u != NULL;
+	    u = strtok_r(NULL, ",", &save)) {
+		while (*u == ' ')
+			u++;
+		if (*u && (rv = listen_one(d, u, err, errlen)) != 0)
+			return (rv);
+	}
+	for (int i = 0; i < d->nworks; i++)
+		work_cb(d->works[i]);
+	return (0);
+}
+
+void
+srv_stop(struct infinid *d)
+{
+	if (d->works == NULL)
+		return;
+	nng_close(d->sock);
+	for (int i = 0; i < d->nworks; i++) {
+		struct work *w = d->works[i];
+		if (w == NULL)
+			continue;
+		if (w->aio)
+			nng_aio_stop(w->aio);
+		if (w->timer)
+			nng_aio_stop(w->timer);
+	}
+	for (int i = 0; i < d->nworks; i++) {
+		struct work *w = d->works[i];
+		if (w == NULL)
+			continue;
+		nng_aio_free(w->aio);
+		nng_aio_free(w->timer);
+		free(w);
+	}
+	free(d->works);
+	d->works = NULL;
+}

@@ -1,0 +1,140 @@
+/*
+ * wire.c - envelope packing, the bounded unpack allocator and shared checks.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "wire.h"
+
+/* Each block carries its size in front so free can return it to the
+ * budget. */
+static void *
+balloc(void *data, size_t size)
+{
+	struct wire_alloc *a = data;
+	size_t *p;
+
+	if (size > a->budget - a->used || size + sizeof(size_t) < size)
+		return (NULL);
+	if ((p = malloc(size + sizeof(size_t))) == NULL)
+		return (NULL);
+	p[0] = size;
+	a->used += size;
+	return (p + 1);
+}
+
+static void
+bfree(void *data, void *ptr)
+{
+	struct wire_alloc *a = data;
+	size_t *p = ptr;
+
+	if (p == NULL)
+		return;
+	a->used -= p[-1];
+	free(p - 1);
+}
+
+void
+wire_alloc_init(struct wire_alloc *a, size_t budget)
+{
+	a->pa.alloc = balloc;
+	a->pa.free = bfree;
+	a->pa.allocator_data = a;
+	a->budget = budget;
+	a->used = 0;
+}
+
+const ProtobufCMethodDescriptor *
+wire_method(int m)
+{
+	if (m < 1 || (unsigned)m > infini__v1__infini__descriptor.n_methods)
+		return (NULL);
+	return (&infini__v1__infini__descriptor.methods[m - 1]);
+}
+
+bool
+wire_valid_id(const char *id)
+{
+	size_t n = 0;
+
+	if (id == NULL)
+		return (false);
+	for (; id[n] != '\0'; n++) {
+		char c = id[n];
+		if (n >= WIRE_ID_MAX)
+			return (false);
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' ||
+		    c == '-'))
+			return (false);
+	}
+	return (n > 0);
+}
+
+static uint8_t *
+pack_body(const ProtobufCMessage *body, size_t *len)
+{
+	uint8_t *buf;
+
+	*len = body ? protobuf_c_message_get_packed_size(body) : 0;
+	if ((buf = malloc(*len ? *len : 1)) == NULL)
+		return (NULL);
+	if (body != NULL)
+		protobuf_c_message_pack(body, buf);
+	return (buf);
+}
+
+uint8_t *
+wire_pack_reply(uint64_t call_id, int code, const char *msg,
+    const ProtobufCMessage *body, size_t *len)
+{
+	Infini__V1__Reply r = INFINI__V1__REPLY__INIT;
+	Infini__V1__Status st = INFINI__V1__STATUS__INIT;
+	uint8_t *b, *out;
+	size_t blen;
+
+	if ((b = pack_body(code == 0 ? body : NULL, &blen)) == NULL)
+		return (NULL);
+	st.code = code;
+	st.message = (char *)(msg ? msg : "");
+	r.call_id = call_id;
+	r.status = &st;
+	r.body.data = b;
+	r.body.len = blen;
+	*len = infini__v1__reply__get_packed_size(&r);
+	if ((out = malloc(*len)) != NULL)
+		infini__v1__reply__pack(&r, out);
+	free(b);
+	return (out);
+}
+
+uint8_t *
+wire_pack_request(int method, uint64_t call_id, const ProtobufCMessage *body,
+    size_t *len)
+{
+	Infini__V1__Request q = INFINI__V1__REQUEST__INIT;
+	uint8_t *b, *out;
+	size_t blen;
+
+	if ((b = pack_body(body, &blen)) == NULL)
+		return (NULL);
+	q.version = WIRE_VERSION;
+	q.method = method;
+	q.call_id = call_id;
+	q.body.data = b;
+	q.body.len = blen;
+	*len = infini__v1__request__get_packed_size(&q);
+	if ((out = malloc(*len ? *len : 1)) != NULL)
+		infini__v1__request__pack(&q, out);
+	free(b);
+	return (out);
+}
+
+const char *
+wire_code_name(int code)
+{
+	const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(
+	    &infini__v1__code__descriptor, code);
+	return (v ? v->name : "UNKNOWN");
+}

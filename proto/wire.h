@@ -1,0 +1,64 @@
+/*
+ * wire.h - the wire format shared by infinid and libinfini: the generated
+ * protobuf-c messages (infini.pb-c.h), the envelope, a bounded allocator
+ * for unpacking untrusted bytes, and the checks both sides apply.
+ *
+ * Nothing here does I/O; the daemon's server and the client library move
+ * the packed bytes over NNG.
+ */
+#ifndef WIRE_H
+#define WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "infini.pb-c.h"
+
+#define WIRE_VERSION 1
+#define WIRE_ID_MAX 128
+
+/* Largest request or reply the two sides exchange by default. */
+#define WIRE_MAX_MSG (64u << 20)
+
+/*
+ * A ProtobufCAllocator that refuses to hand out more than `budget` bytes in
+ * total, so a hostile message cannot make unpacking allocate without bound:
+ * protobuf_c_message_unpack then returns NULL cleanly.
+ */
+struct wire_alloc {
+	ProtobufCAllocator pa;
+	size_t budget;
+	size_t used;
+};
+
+/* wire_alloc_init prepares a with a budget in bytes. */
+void wire_alloc_init(struct wire_alloc *a, size_t budget);
+
+/*
+ * wire_method returns the service method descriptor for a Method value, or
+ * NULL when m is outside the service (the index is range-checked here
+ * because protobuf-c only asserts it).
+ */
+const ProtobufCMethodDescriptor *wire_method(int m);
+
+/* wire_valid_id: 1..128 characters of [A-Za-z0-9._:-]. */
+bool wire_valid_id(const char *id);
+
+/*
+ * wire_pack_reply packs a Reply envelope with the given status and, when
+ * body is non-NULL, the packed body message.  Returns a malloc'd buffer
+ * (caller frees) and its length, or NULL on allocation failure.
+ */
+uint8_t *wire_pack_reply(uint64_t call_id, int code, const char *msg,
+    const ProtobufCMessage *body, size_t *len);
+
+/* wire_pack_request packs a Request envelope around body (may be NULL for an
+ * empty body).  Returns a malloc'd buffer or NULL. */
+uint8_t *wire_pack_request(int method, uint64_t call_id,
+    const ProtobufCMessage *body, size_t *len);
+
+/* wire_code_name returns the canonical name of a gRPC code ("NOT_FOUND"). */
+const char *wire_code_name(int code);
+
+#endif /* WIRE_H */
