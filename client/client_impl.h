@@ -50,6 +50,11 @@ int cl_call(infini_client *c, int method, const ProtobufCMessage *req,
     struct cl_reply *rep);
 void cl_reply_fini(struct cl_reply *rep);
 
+/* cl_call_health is infini_health with an explicit deadline, used by
+ * infini_connect. */
+int cl_call_health(infini_client *c, int timeout_ms,
+    struct infini_health *out);
+
 /* cl_timeout returns the client's current per-call deadline. */
 int cl_timeout(infini_client *c);
 

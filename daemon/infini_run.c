@@ -3,6 +3,11 @@
  * input stream through the engine (optionally in chunks), write embeddings
  * or logits, or generate tokens.  No daemon involved; tests and benchmarks
  * use it as the reference path of the command-line tools.
+ *
+ * Generation samples on the device: the sampler rides on the prompt's last
+ * input (the first new token comes from the prompt's last logits), then each
+ * new token is pushed once, as a 1-token job that samples the next.  The
+ * last token printed is not pushed (nothing would read its logits).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -295,6 +300,7 @@ main(int argc, char **argv)
 		free(mean);
 		goto out;
 	}
+	int32_t tok = -1;
 	double t0 = now();
 	int step = chunk > 0 ? chunk : ninputs;
 	for (int at = 0; at < ninputs; at += step) {
@@ -306,6 +312,8 @@ main(int argc, char **argv)
 			.out = kind,
 			.result = kind == ENG_OUT_EMBED ? result + (size_t)at * H :
 			    kind == ENG_OUT_LOGITS ? result + (size_t)at * V : result,
+			.sample = gen > 0 && at + n == ninputs ? &smp : NULL,
+			.token = &tok,
 		};
 		if (eng_run(e, &j, 1, err, sizeof(err)) != 0) {
 			fprintf(stderr, "infini-run: %s\n", err);
@@ -339,22 +347,39 @@ main(int argc, char **argv)
 		print_rows(result, rows, cols);
 	}
 
-	/* Generation: sample, feed the token back, repeat. */
+	/* Generation: print the token sampled from the prompt, feed it back
+	 * (sampling the next), repeat; stop early at EOS. */
 	if (gen > 0) {
-		int32_t tok;
-		int32_t last = tokens ? tokens[ninputs - 1] : -1;
-		(void)last;
-		for (int i = 0; i < gen; i++) {
-			struct eng_job j = { .slot = slot, .n = 1, .out = ENG_OUT_NONE,
-			    .sample = &smp, .token = &tok };
-			/* The first sample comes from the prompt's last input,
-			 * which was already processed: re-running it would write
-			 * it twice, so the prompt's last input is held back. */
-			(void)j;
-			break;
+		bool bytes = m->cfg.byte_tokenizer;
+		int ngen = 0;
+		double g0 = now();
+		for (;;) {
+			if (bytes && tok == ENG_TOK_EOS)
+				break;
+			if (bytes && tok < 256)
+				putchar(tok);
+			else if (bytes)
+				printf("<%d>", tok);    /* BOS and other specials */
+			else
+				printf("%s%d", ngen ? " " : "", tok);
+			fflush(stdout);
+			if (++ngen == gen)
+				break;
+			int32_t in = tok;
+			struct eng_job j = { .slot = slot, .n = 1, .tokens = &in,
+			    .out = ENG_OUT_NONE, .sample = &smp, .token = &tok };
+			if (eng_run(e, &j, 1, err, sizeof(err)) != 0) {
+				printf("\n");
+				fprintf(stderr, "infini-run: %s\n", err);
+				goto out;
+			}
 		}
-		fprintf(stderr, "infini-run: generation needs the sampler\n");
-		goto out;
+		printf("\n");
+		double g1 = now();
+		fprintf(stderr, "infini-run: generated %d tokens in %.3f s "
+		    "(%.1f tokens/s after the prompt)%s\n", ngen, g1 - g0,
+		    ngen > 1 ? (ngen - 1) / (g1 - g0) : 0.0,
+		    ngen < gen ? ", stopped at EOS" : "");
 	}
 	if (profile)
 		eng_profile_print(e, stderr);

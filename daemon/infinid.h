@@ -63,6 +63,7 @@ struct gen {
 	char **stop;
 	int nstop;
 	bool done, cancel;
+	bool flush;                /* last token still to be pushed */
 	char finish[16];
 	int64_t last_poll_ms;
 	int64_t done_ms;

@@ -153,10 +153,21 @@ finish_gen(struct infinid *d, struct gen *g, const char *why)
 {
 	g->done = true;
 	g->done_ms = now_ms();
-	snprintf(g->finish, sizeof(g->finish), "%s", why);
+	if (why != g->finish)
+		snprintf(g->finish, sizeof(g->finish), "%s", why);
 	if (g->s != NULL && g->s->gen == g)
 		g->s->gen = NULL;
 	srv_wake_polls(d, g);
+}
+
+/* end_with_flush ends a generation after one more step that pushes its
+ * last token (without sampling), so the stream holds all it generated; the
+ * polls learn it is done once that step ran. */
+static void
+end_with_flush(struct gen *g, const char *why)
+{
+	snprintf(g->finish, sizeof(g->finish), "%s", why);
+	g->flush = true;
 }
 
 /* do_control runs a Fork or Close at the head of an idle stream's queue.
@@ -277,7 +288,10 @@ gather(struct infinid *d, struct slotjob *sj, int max)
 				continue;
 			}
 			sj[n] = (struct slotjob){ s, NULL, g, 0, 0, -1 };
-			if (!g->started)
+			if (g->flush) {
+				sj[n].tok = g->toks[g->ntok - 1];
+				sj[n].n = 1;
+			} else if (!g->started)
 				sj[n].n = g->nprompt;
 			else {
 				sj[n].tok = g->toks[g->ntok - 1];
@@ -354,6 +368,12 @@ complete(struct infinid *d, struct slotjob *sj, int n, int rv,
 			finish_gen(d, g, "error");
 			continue;
 		}
+		if (g->flush) {
+			/* The stream now holds every generated token. */
+			g->flush = false;
+			finish_gen(d, g, g->finish);
+			continue;
+		}
 		if (!g->started)
 			d->st.tokens_in += (uint64_t)g->nprompt;
 		g->started = true;
@@ -363,12 +383,13 @@ complete(struct infinid *d, struct slotjob *sj, int n, int rv,
 			g->text[g->tlen++] = (char)sj[i].sampled;
 		if (c->byte_tokenizer && sj[i].sampled == ENG_TOK_EOS)
 			finish_gen(d, g, "eos");
-		else if (ends_with_stop(g))
-			finish_gen(d, g, "stop");
-		else if (g->ntok >= g->max)
-			finish_gen(d, g, "length");
-		else
+		else {
+			if (ends_with_stop(g))
+				end_with_flush(g, "stop");
+			else if (g->ntok >= g->max)
+				end_with_flush(g, "length");
 			srv_wake_polls(d, g);
+		}
 	}
 }
 
@@ -460,8 +481,10 @@ sched_main(void *arg)
 			} else {
 				struct gen *g = sj[i].g;
 				j->tokens = g->started ? &sj[i].tok : g->prompt;
-				j->sample = &g->smp;
-				j->token = &sj[i].sampled;
+				if (!g->flush) {
+					j->sample = &g->smp;
+					j->token = &sj[i].sampled;
+				}
 			}
 		}
 		pthread_mutex_unlock(&d->mu);

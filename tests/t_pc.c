@@ -23,6 +23,7 @@
 #include "retrieve_pc.h"
 #include "rmsnorm_pc.h"
 #include "rope_pc.h"
+#include "sample_pc.h"
 
 struct field {
 	const char *block;
@@ -53,6 +54,7 @@ static const struct field fields[] = {
 	F(memupd_pc, n_slots), F(memupd_pc, nkv), F(memupd_pc, hd),
 	F(memupd_pc, seg), F(memupd_pc, kv_stride), F(memupd_pc, m_stride),
 	F(memupd_pc, z_stride), F(memupd_pc, delta), F(memupd_pc, eps),
+	F(sample_pc, n_rows), F(sample_pc, vocab),
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 

@@ -47,7 +47,8 @@ struct infini_health {
 
 /* The outcome of a push: the stream's position afterwards and, when an
  * output was asked for, data[rows * cols] (owned by the caller: free with
- * infini_result_free). */
+ * infini_result_free; NULL with rows = cols = 0 when there is none).  res
+ * may be NULL in the push calls when nothing is wanted back. */
 struct infini_result {
 	uint64_t position;
 	uint64_t segments;
@@ -77,35 +78,55 @@ struct infini_stats {
 
 /*
  * infini_on_token is called for each generated token, in order, with the
- * token id and its bytes (byte-tokenizer models; len 0 otherwise).  Return
- * nonzero to cancel the generation.
+ * token id and its bytes (byte-tokenizer models: ids 0..255 are one byte
+ * each; other tokens, and models without a byte tokenizer, give NULL, 0).
+ * Heartbeat: while the daemon has no new token (about once a second) it is
+ * also called with token -1, bytes NULL, len 0, so a caller can cancel
+ * while waiting; ignore -1 otherwise.  Return nonzero to cancel the
+ * generation: infini_generate then sends Cancel and returns
+ * INFINI_ECANCELED.
  */
 typedef int (*infini_on_token)(void *arg, int32_t token, const char *bytes,
     size_t len);
 
-/* infini_connect dials url (NULL: $INFINI_SOCKET, else the default socket)
- * and checks the daemon answers Health within timeout_ms.  *out is owned by
- * the caller: release with infini_close. */
+/*
+ * infini_connect dials url (NULL or "": $INFINI_SOCKET, else the default
+ * socket; ipc://PATH or tcp://HOST:PORT) and checks the daemon answers
+ * Health within timeout_ms (<= 0: 60000).  Local URLs (ipc, inproc) with no
+ * listener fail at once.  Returns 0, INFINI_EUNAVAILABLE ("no daemon at
+ * URL ..." in infini_errmsg), INFINI_EPERM, INFINI_EINVAL for a bad URL or
+ * the daemon's own Health error.  *out is owned by the caller: release with
+ * infini_close.  The client reconnects by itself if the daemon restarts.
+ */
 int infini_connect(const char *url, int timeout_ms, infini_client **out);
 void infini_close(infini_client *c);
 
-/* infini_set_timeout sets the per-call deadline (ms; default 60000). */
+/* infini_set_timeout sets the per-call deadline (ms; default 60000; <= 0:
+ * wait forever).  A call past it returns INFINI_ETIMEDOUT; one that found
+ * no connection to the daemon returns INFINI_EUNAVAILABLE.  A Poll's own
+ * wait inside infini_generate is added to it. */
 void infini_set_timeout(infini_client *c, int timeout_ms);
 
-/* infini_errmsg: the daemon's (or library's) text for this thread's last
- * failure. */
+/* infini_errmsg: the text for this thread's last failure: a daemon error
+ * reads "CODE: message" ("NOT_FOUND: no stream 'x'"), a local one says
+ * what failed ("Push: no reply from ipc://... within 5000 ms").  Not
+ * cleared by successful calls. */
 const char *infini_errmsg(void);
 
 int infini_health(infini_client *c, struct infini_health *out);
 
-/* infini_open opens stream id (NULL or "": the daemon picks one, written to
- * id_out of size INFINI_ID_MAX + 1).  reuse: an existing stream is fine. */
+/* infini_open opens stream id (NULL or "": the daemon picks one).  The
+ * stream's id is written to id_out (may be NULL; INFINI_ID_MAX + 1 bytes)
+ * and whether it was new to *created (may be NULL).  reuse: an existing
+ * stream is fine, else it is INFINI_EEXIST.  Stream ids are 1-128 of
+ * [A-Za-z0-9._:-]; others give INFINI_EINVAL before anything is sent. */
 int infini_open(infini_client *c, const char *id, bool reuse, char *id_out,
     bool *created);
 int infini_close_stream(infini_client *c, const char *id);
 int infini_fork(infini_client *c, const char *id, const char *new_id,
     char *id_out);
-/* infini_list returns *n infos in a malloc'd array (caller frees). */
+/* infini_list returns *n infos in a malloc'd array (caller frees; non-NULL
+ * even when *n is 0). */
 int infini_list(infini_client *c, struct infini_stream_info **out, size_t *n);
 int infini_stats(infini_client *c, struct infini_stats *out);
 
@@ -123,8 +144,10 @@ void infini_result_free(struct infini_result *res);
  * none) and generates up to max_tokens, calling on_token as tokens arrive
  * (long-polling the daemon).  stop: NULL-terminated list of stop strings, or
  * NULL.  Returns 0 when the generation ended (length, stop, eos),
- * INFINI_ECANCELED when on_token or infini_generate_cancel stopped it.
- * finish (may be NULL, 16 bytes) receives the daemon's finish reason.
+ * INFINI_ECANCELED when on_token stopped it (see the heartbeat above) or
+ * the daemon cancelled it, or the error of the failing call; after a Poll
+ * fails the daemon reaps the generation itself 30 s later.  finish (may be
+ * NULL, 16 bytes) receives the finish reason ("cancelled" after a cancel).
  */
 int infini_generate(infini_client *c, const char *id, const int32_t *prompt,
     size_t nprompt, const char *text, uint32_t max_tokens,
@@ -133,10 +156,13 @@ int infini_generate(infini_client *c, const char *id, const int32_t *prompt,
 
 /* infini_snapshot writes the stream's snapshot under the daemon's state
  * directory as name (may be NULL) and/or returns its bytes in *data (malloc'd;
- * data may be NULL to skip export). */
+ * data may be NULL to skip export; not both NULL).  *len (may be NULL)
+ * receives the snapshot's size in bytes. */
 int infini_snapshot(infini_client *c, const char *id, const char *name,
     uint8_t **data, size_t *len);
-/* infini_restore creates stream id from a named snapshot or from bytes. */
+/* infini_restore creates stream id from a named snapshot (data NULL) or
+ * from exported bytes (name NULL); *position (may be NULL) receives the
+ * restored stream's position. */
 int infini_restore(infini_client *c, const char *id, const char *name,
     const uint8_t *data, size_t len, uint64_t *position);
 

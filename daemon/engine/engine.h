@@ -39,9 +39,16 @@ enum eng_out {
 	ENG_OUT_LAST_LOGITS,    /* result: [V] logits of the last input */
 };
 
+/*
+ * A sampler, applied on the device to a job's last logits row with exactly
+ * the semantics of ref_sample (tests/ref.c): softmax(logits / temperature),
+ * keep the tokens at or above the top-k and top-p cutoffs, draw with the
+ * counter-based RNG at (seed, the slot's sample step).  Each sampled token
+ * advances the slot's step by one (eng_stream_sample_step).
+ */
 struct eng_sampler {
-	float temperature;      /* <= 0: greedy argmax */
-	int top_k;              /* 0: off */
+	float temperature;      /* <= 0: greedy argmax (lowest id on ties) */
+	int top_k;              /* 0 or >= vocab: off; < 0: INFINI_EINVAL */
 	float top_p;            /* >= 1 or <= 0: off */
 	uint64_t seed;
 };

@@ -1,0 +1,88 @@
+/*
+ * cli.h - what the two halves of the infini tool share: the global
+ * options, exit codes, error printing and small parsers.  infini.c holds
+ * main and the one-call subcommands; stream.c the ones that move data
+ * (push, feed, generate, embed).
+ */
+#ifndef CLI_H
+#define CLI_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <getopt.h>
+
+#include <cjson/cJSON.h>
+
+#include "infini.h"
+
+/* Exit codes, listed in `infini --help`. */
+#define CLI_EXIT_REQUEST 1   /* the daemon (or a request) failed */
+#define CLI_EXIT_USAGE 2     /* bad command line */
+#define CLI_EXIT_CONNECT 3   /* no daemon to talk to */
+#define CLI_EXIT_INTR 130    /* cancelled by Ctrl-C */
+
+/* Global options, accepted before or after the subcommand. */
+enum { OPT_SOCKET = 1000, OPT_TIMEOUT, OPT_JSON };
+#define CLI_GLOBAL_OPTS                                                 \
+	{ "socket", required_argument, NULL, OPT_SOCKET },              \
+	{ "timeout", required_argument, NULL, OPT_TIMEOUT },            \
+	{ "json", no_argument, NULL, OPT_JSON },                        \
+	{ "help", no_argument, NULL, 'h' }
+
+struct cli {
+	const char *socket;   /* NULL: $INFINI_SOCKET or the default */
+	int timeout_ms;       /* 0: library defaults */
+	bool json;
+	const char *cmd;      /* the subcommand, for messages */
+	infini_client *c;
+};
+
+/* Set by the SIGINT handler that cli_catch_sigint installs. */
+extern volatile sig_atomic_t cli_interrupted;
+void cli_catch_sigint(void);
+
+/* cli_connect connects g->c; on failure prints why and returns
+ * CLI_EXIT_CONNECT (or CLI_EXIT_REQUEST for a daemon error), else 0. */
+int cli_connect(struct cli *g);
+
+/* cli_fail reports a failed libinfini call ("infini: push: NOT_FOUND: ...",
+ * and an error object on stdout with --json) and returns the exit code. */
+int cli_fail(struct cli *g, int err);
+
+/* cli_usage prints a usage error for the current subcommand and returns
+ * CLI_EXIT_USAGE. */
+int cli_usage(struct cli *g, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/*
+ * cli_opt handles an option every subcommand shares (the globals, --help,
+ * getopt's errors).  Returns -1 when parsing should go on, otherwise the
+ * exit code to return now (0 after printing help).
+ */
+int cli_opt(struct cli *g, int ch, char **argv);
+
+/* cli_args checks the positional count is within [min, max]. */
+int cli_args(struct cli *g, int n, int min, int max);
+
+/* cli_json_out prints o on stdout as one line and frees it. */
+void cli_json_out(cJSON *o);
+
+/* Parsers; each returns 0 or prints a usage error and returns
+ * CLI_EXIT_USAGE. */
+int cli_parse_u64(struct cli *g, const char *what, const char *s,
+    uint64_t max, uint64_t *out);
+int cli_parse_float(struct cli *g, const char *what, const char *s,
+    float *out);
+int cli_parse_tokens(struct cli *g, const char *s, int32_t **out, size_t *n);
+
+/* cli_now returns a monotonic time in seconds. */
+double cli_now(void);
+
+int cmd_push(struct cli *g, int argc, char **argv);
+int cmd_feed(struct cli *g, int argc, char **argv);
+int cmd_generate(struct cli *g, int argc, char **argv);
+int cmd_embed(struct cli *g, int argc, char **argv);
+
+#endif /* CLI_H */

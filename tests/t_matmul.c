@@ -1,0 +1,268 @@
+/*
+ * t_matmul.c - every matmul kernel variant (portable; texel auto, tile, m4,
+ * m1) for every weight dtype (f32, f16, bf16) against a double-precision
+ * loop, on shapes that are not multiples of any tile: m in {1, 3, 17, 64,
+ * 130}, (n, k) in {(36, 20), (100, 260)}, accumulate on and off.  X has a
+ * row stride larger than k, Y one larger than n, and W is split into two
+ * parts, so the second part writes at a y_col offset; Y columns outside the
+ * product must stay untouched.
+ *
+ * Weights are random bit patterns of their own dtype, decoded exactly for
+ * the reference, so the only error is fp32 accumulation: NMSE over the
+ * written outputs must be <= 1e-10 (it is ~1e-14 in practice).  The
+ * validation layer is on and must report nothing.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "engine/engine_impl.h"
+#include "gpu_test.h"
+
+#define NMSE_TOL 1e-10
+
+static const uint32_t Ms[] = { 1, 3, 17, 64, 130 };
+static const uint32_t NKs[][2] = { { 36, 20 }, { 100, 260 } };
+static const enum eng_mm_var vars[] = { ENG_MM_PORTABLE, ENG_MM_TEXEL,
+    ENG_MM_TEXEL_TILE, ENG_MM_TEXEL_M4, ENG_MM_TEXEL_M1 };
+static const char *const dtnames[] = { "f32", "f16", "bf16" };
+
+#define NM (sizeof(Ms) / sizeof(Ms[0]))
+#define NNK (sizeof(NKs) / sizeof(NKs[0]))
+#define NVAR (sizeof(vars) / sizeof(vars[0]))
+
+static uint64_t rng = 88172645463325252ull;
+
+static uint32_t
+rnd(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return ((uint32_t)(rng >> 16));
+}
+
+/* uniform in [-1, 1) */
+static float
+rndf(void)
+{
+	return ((float)(rnd() & 0xffffff) / 8388608.0f - 1.0f);
+}
+
+static float
+half_to_float(uint16_t h)
+{
+	uint32_t s = (uint32_t)(h >> 15), e = (h >> 10) & 31, f = h & 1023;
+	float v = ldexpf((float)(e ? f + 1024 : f), (e ? (int)e : 1) - 25);
+	return (s ? -v : v);
+}
+
+/* rnd_weight draws one weight of dtype dt, stores its bits at dst[i], and
+ * returns its exact value.  Magnitudes span 2^-4 .. 2^1. */
+static float
+rnd_weight(enum eng_dtype dt, void *dst, size_t i)
+{
+	uint32_t r = rnd(), e = 11 + r % 6, sgn = (r >> 8) & 1;
+	if (dt == ENG_F32) {
+		float v = rndf() * 2.0f;
+		((float *)dst)[i] = v;
+		return (v);
+	}
+	if (dt == ENG_F16) {
+		uint16_t h = (uint16_t)(sgn << 15 | e << 10 | (rnd() & 1023));
+		((uint16_t *)dst)[i] = h;
+		return (half_to_float(h));
+	}
+	uint32_t u = sgn << 31 | (e + 112) << 23 | (rnd() & 0x7f) << 16;
+	float v;
+	memcpy(&v, &u, 4);
+	((uint16_t *)dst)[i] = (uint16_t)(u >> 16);
+	return (v);
+}
+
+struct fix {
+	struct gpu_dev *d;
+	struct gpu_cmd *c;
+	struct gpu_pipe *pipe[ENG_K_COUNT];
+};
+
+static bool
+is_matmul_kernel(int k)
+{
+	return (strncmp(eng_kernels[k].name, "matmul", 6) == 0);
+}
+
+/* wmat_make uploads w[n, k] (dtype dt) as two parts split at row `split`,
+ * each with a texel view. */
+static int
+wmat_make(struct fix *f, enum eng_dtype dt, const void *w, int n, int k,
+    int split, struct eng_wmat *out)
+{
+	size_t esz = dt == ENG_F32 ? 4 : 2, rowb = (size_t)k * esz;
+	int rv;
+
+	memset(out, 0, sizeof(*out));
+	out->dt = dt;
+	out->rows = n;
+	out->cols = k;
+	out->nparts = 2;
+	if ((out->parts = calloc(2, sizeof(*out->parts))) == NULL)
+		return (INFINI_ENOMEM);
+	for (int p = 0; p < 2; p++) {
+		struct eng_wpart *pt = &out->parts[p];
+		pt->row0 = p == 0 ? 0 : split;
+		pt->rows = p == 0 ? split : n - split;
+		if ((rv = gpu_buf_alloc(f->d, GPU_POOL_WEIGHTS,
+		    (VkDeviceSize)pt->rows * rowb, &pt->buf)) != 0 ||
+		    (rv = gpu_buf_write(f->d, &pt->buf, 0, (const char *)w +
+		    (size_t)pt->row0 * rowb, (size_t)pt->rows * rowb)) != 0 ||
+		    (rv = gpu_view_create(f->d, &pt->buf, 0,
+		    (VkDeviceSize)pt->rows * rowb,
+		    eng_mm_wformat(ENG_MM_TEXEL, dt), &pt->view)) != 0)
+			return (rv);
+	}
+	return (0);
+}
+
+static void
+wmat_free(struct fix *f, struct eng_wmat *w)
+{
+	for (int p = 0; p < w->nparts && w->parts != NULL; p++) {
+		gpu_view_free(f->d, w->parts[p].view);
+		gpu_buf_free(f->d, &w->parts[p].buf);
+	}
+	free(w->parts);
+}
+
+/* check_case runs every variant on one (dtype, m, n, k, acc) case. */
+static void
+check_case(struct fix *f, enum eng_dtype dt, uint32_t m, uint32_t n,
+    uint32_t k, bool acc)
+{
+	uint32_t ldx = k + 8, ldy = n + 12;
+	size_t esz = dt == ENG_F32 ? 4 : 2;
+	float *x = malloc(sizeof(float) * m * ldx);
+	float *wv = malloc(sizeof(float) * n * k);
+	void *wb = malloc(esz * n * k);
+	float *y0 = malloc(sizeof(float) * m * ldy);
+	float *y = malloc(sizeof(float) * m * ldy);
+	double *ref = malloc(sizeof(double) * m * n);
+	struct gpu_buf X = { 0 }, Y = { 0 };
+	struct eng_wmat w = { 0 };
+	struct eng_mm_in in = { &X, VK_NULL_HANDLE, ldx };
+	int rv;
+
+	if (!x || !wv || !wb || !y0 || !y || !ref) {
+		rv = INFINI_ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; i < (size_t)m * ldx; i++)
+		x[i] = rndf();
+	for (size_t i = 0; i < (size_t)n * k; i++)
+		wv[i] = rnd_weight(dt, wb, i);
+	for (size_t i = 0; i < (size_t)m * ldy; i++)
+		y0[i] = rndf();
+	for (uint32_t i = 0; i < m; i++)
+		for (uint32_t j = 0; j < n; j++) {
+			double s = acc ? y0[i * ldy + j] : 0.0;
+			for (uint32_t q = 0; q < k; q++)
+				s += (double)x[i * ldx + q] * wv[j * k + q];
+			ref[i * n + j] = s;
+		}
+	if ((rv = gpu_buf_alloc(f->d, GPU_POOL_ACT, sizeof(float) * m * ldx,
+	    &X)) != 0 ||
+	    (rv = gpu_buf_alloc(f->d, GPU_POOL_ACT, sizeof(float) * m * ldy,
+	    &Y)) != 0 ||
+	    (rv = gpu_buf_write(f->d, &X, 0, x, sizeof(float) * m * ldx)) != 0 ||
+	    (rv = gpu_view_create(f->d, &X, 0, sizeof(float) * m * ldx,
+	    VK_FORMAT_R32G32B32A32_SFLOAT, &in.view)) != 0 ||
+	    (rv = wmat_make(f, dt, wb, (int)n, (int)k, (int)(n / 8 * 4),
+	    &w)) != 0)
+		goto fail;
+
+	for (size_t v = 0; v < NVAR; v++) {
+		double e2 = 0, r2 = 0, stray = 0;
+		if ((rv = gpu_buf_write(f->d, &Y, 0, y0,
+		    sizeof(float) * m * ldy)) != 0 ||
+		    (rv = gpu_cmd_begin(f->c)) != 0)
+			goto fail;
+		eng_mm_record(f->c, f->pipe, vars[v], &in, &w, &Y, ldy, m, acc);
+		if ((rv = gpu_cmd_submit(f->c)) != 0 ||
+		    (rv = gpu_buf_read(f->d, &Y, 0, y,
+		    sizeof(float) * m * ldy)) != 0)
+			goto fail;
+		for (uint32_t i = 0; i < m; i++) {
+			for (uint32_t j = 0; j < n; j++) {
+				double dd = y[i * ldy + j] - ref[i * n + j];
+				e2 += dd * dd;
+				r2 += ref[i * n + j] * ref[i * n + j];
+			}
+			for (uint32_t j = n; j < ldy; j++)
+				stray += fabs(y[i * ldy + j] - y0[i * ldy + j]);
+		}
+		ok(e2 / r2 <= NMSE_TOL && stray == 0, "%s %s m %u n %u k %u%s: "
+		    "nmse %.2g%s", eng_mm_var_name(vars[v]), dtnames[dt], m, n,
+		    k, acc ? " acc" : "", e2 / r2,
+		    stray != 0 ? ", wrote outside its columns" : "");
+	}
+	rv = 0;
+fail:
+	if (rv != 0)
+		ok(0, "%s m %u n %u k %u: error %d", dtnames[dt], m, n, k, rv);
+	wmat_free(f, &w);
+	gpu_view_free(f->d, in.view);
+	gpu_buf_free(f->d, &X);
+	gpu_buf_free(f->d, &Y);
+	free(x);
+	free(wv);
+	free(wb);
+	free(y0);
+	free(y);
+	free(ref);
+}
+
+int
+main(void)
+{
+	struct fix f = { 0 };
+	char err[256];
+	int rv;
+
+	gt_env();
+	rv = gpu_dev_open(getenv("INFINI_DEVICE"), &f.d, err, sizeof(err));
+	if (rv == INFINI_ENODEV) {
+		tap_plan_skip_all("no Vulkan device");
+		return (0);
+	}
+	tap_plan(3 * (int)(NM * NNK * 2 * NVAR) + 1);
+	if (rv != 0) {
+		tap_diag("device: %s", err);
+		return (1);
+	}
+	tap_diag("device %s, subgroup size %u", gpu_dev_info(f.d)->name,
+	    gpu_dev_info(f.d)->subgroup_size);
+	if ((rv = gpu_cmd_alloc(f.d, &f.c)) != 0)
+		return (1);
+	for (int k = 0; k < ENG_K_COUNT; k++)
+		if (is_matmul_kernel(k) && (rv = gpu_pipe_create(f.d,
+		    &eng_kernels[k], NULL, 0, &f.pipe[k])) != 0) {
+			tap_diag("pipeline %s: %d", eng_kernels[k].name, rv);
+			return (1);
+		}
+
+	for (int dt = ENG_F32; dt <= ENG_BF16; dt++)
+		for (size_t mi = 0; mi < NM; mi++)
+			for (size_t nk = 0; nk < NNK; nk++)
+				for (int acc = 0; acc < 2; acc++)
+					check_case(&f, (enum eng_dtype)dt, Ms[mi],
+					    NKs[nk][0], NKs[nk][1], acc);
+
+	ok(gpu_dev_validation_enabled(f.d) &&
+	    gpu_dev_validation_errors(f.d) == 0,
+	    "validation layer on and silent (%u messages)",
+	    gpu_dev_validation_errors(f.d));
+	for (int k = 0; k < ENG_K_COUNT; k++)
+		gpu_pipe_free(f.d, f.pipe[k]);
+	gpu_cmd_free(f.c);
+	gpu_dev_free(f.d);
+	return (tap_done());
+}
