@@ -10,9 +10,11 @@
  * around record+submit+wait, which includes it.  "sgemm" is OpenBLAS
  * cblas_sgemm on the same f32 shapes, when libopenblas.so.0 can be
  * dlopen()ed.  The forced matrix-vector shapes (m4, m1) are only timed for
- * m <= 16, where they could be chosen.
+ * m <= 16, where they could be chosen, and on CPU devices the portable
+ * kernel (well under 1 GFLOP/s there) only up to 4 GFLOP per call.
  *
- * Usage: bench-matmul [reps]   (INFINI_DEVICE picks the device)
+ * Usage: bench-matmul [reps [m n k]]   (one shape instead of the list;
+ * INFINI_DEVICE picks the device)
  */
 #include <dlfcn.h>
 #include <stdio.h>
@@ -246,8 +248,11 @@ bench_shape(struct bench *b, const struct shape *s)
 		printf("%5u %5u %5u  %-4s", s->m, s->n, s->k, dtnames[dt]);
 		for (size_t c = 0; c < NCOL; c++) {
 			double wl = 0, t;
-			if ((cols[c] == ENG_MM_TEXEL_M4 ||
-			    cols[c] == ENG_MM_TEXEL_M1) && s->m > 16) {
+			if (((cols[c] == ENG_MM_TEXEL_M4 ||
+			    cols[c] == ENG_MM_TEXEL_M1) && s->m > 16) ||
+			    (cols[c] == ENG_MM_PORTABLE && flop > 4e9 &&
+			    gpu_dev_info(b->d)->type ==
+			    VK_PHYSICAL_DEVICE_TYPE_CPU)) {
 				printf(" %8s", "-");
 				continue;
 			}
@@ -307,8 +312,15 @@ main(int argc, char **argv)
 	printf("%5s %5s %5s  %-4s %8s %8s %8s %8s %8s %8s %8s\n", "m", "n",
 	    "k", "W", "portable", "texel", "t-tile", "t-m4", "t-m1", "wall",
 	    "sgemm");
-	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
-		if ((rv = bench_shape(&b, &shapes[i])) != 0) {
+	struct shape one = { 0 };
+	size_t nshape = sizeof(shapes) / sizeof(shapes[0]);
+	if (argc > 4) {
+		one = (struct shape){ (uint32_t)atoi(argv[2]),
+		    (uint32_t)atoi(argv[3]), (uint32_t)atoi(argv[4]) / 4 * 4 };
+		nshape = one.m && one.n && one.k ? 1 : 0;
+	}
+	for (size_t i = 0; i < nshape; i++)
+		if ((rv = bench_shape(&b, argc > 4 ? &one : &shapes[i])) != 0) {
 			fprintf(stderr, "bench-matmul: error %d\n", rv);
 			break;
 		}

@@ -272,8 +272,8 @@ class Attention(nn.Module):
 
         # Local branch: causal softmax attention within the segment.
         qh = qr.transpose(1, 2)                               # [B, nh, n, hd]
-        kh = kro.transpose(1, 2).repeat_interleave(grp, 1)    # [B, nh, T, hd]
-        vh = vall.transpose(1, 2).repeat_interleave(grp, 1)
+        kh = rep_heads(kro.transpose(1, 2), grp)              # [B, nh, T, hd]
+        vh = rep_heads(vall.transpose(1, 2), grp)
         s = torch.matmul(qh, kh.transpose(-1, -2)) / math.sqrt(hd)
         if n > 1:
             qpos = torch.arange(j0, T, device=x.device).unsqueeze(1)
@@ -284,8 +284,8 @@ class Attention(nn.Module):
         # Memory branch, the state from before this segment (fp32).
         qm = (qr if c.memory_rope else q).transpose(1, 2).float()
         sq = sigma(qm)                                        # [B, nh, n, hd]
-        Mh = st.M[l].repeat_interleave(grp, 1)                # [B, nh, hd, hd]
-        zh = st.z[l].repeat_interleave(grp, 1)                # [B, nh, hd]
+        Mh = rep_heads(st.M[l], grp)                          # [B, nh, hd, hd]
+        zh = rep_heads(st.z[l], grp)                          # [B, nh, hd]
         num = torch.matmul(sq, Mh)
         den = torch.matmul(sq, zh.unsqueeze(-1)) + c.memory_eps
         amem = (num / den).to(adot.dtype)
@@ -313,6 +313,12 @@ class Attention(nn.Module):
         else:
             st.kro[l], st.kraw[l], st.v[l] = kro, kraw, vall
         return out
+
+
+def rep_heads(x, grp):
+    """rep_heads maps kv heads to query heads along dim 1: query head h
+    reads kv head h // grp (repeat_interleave, never tile)."""
+    return x if grp == 1 else x.repeat_interleave(grp, 1)
 
 
 def rope(x, cos, sin):

@@ -199,9 +199,15 @@ gen_cancel(infini_client *c, uint64_t gid)
 	Infini__V1__CancelRequest q = INFINI__V1__CANCEL_REQUEST__INIT;
 	struct cl_reply rep;
 
+	int t = cl_timeout(c);
+
+	/* Best effort, so bounded even when calls have no deadline: a caller
+	 * cancelling because the daemon went quiet must not hang here. */
+	if (t <= 0 || t > 5000)
+		t = 5000;
 	q.generation_id = gid;
 	if (cl_call(c, INFINI__V1__METHOD__CANCEL, &q.base,
-	    &infini__v1__cancel_reply__descriptor, cl_timeout(c), &rep) == 0)
+	    &infini__v1__cancel_reply__descriptor, t, &rep) == 0)
 		cl_reply_fini(&rep);
 }
 

@@ -9,6 +9,7 @@
 #define INFINID_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -120,6 +121,9 @@ struct infinid {
 	gid_t admin_gid;
 	bool have_admin;
 	int64_t start_ms;
+	/* now_ms() at the top of every scheduler turn; the watchdog pings
+	 * (service.c) stop when it grows old.  Read without d->mu. */
+	_Atomic int64_t sched_beat_ms;
 	struct stats st;
 	char device_name[256];
 };

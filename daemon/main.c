@@ -1,7 +1,8 @@
 /*
  * main.c - infinid: load the model onto the device, warm the pipelines up,
- * listen, and serve until SIGTERM/SIGINT.  Flags mirror the configuration
- * keys (config.c): --max-streams 8 is max_streams = 8.
+ * listen, tell the service manager READY=1 and serve until SIGTERM/SIGINT
+ * (service.c handles the signals, SIGHUP reloads).  Flags mirror the
+ * configuration keys (config.c): --max-streams 8 is max_streams = 8.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -14,13 +15,60 @@
 
 #include "infinid.h"
 #include "log.h"
+#include "notify.h"
+#include "service.h"
 
-static volatile sig_atomic_t got_signal;
+/* Where the settings come from, kept to rebuild them on SIGHUP. */
+struct settings {
+	const char *path;        /* the settings file */
+	bool optional;           /* the default path may be missing */
+	int argc;
+	char **argv;             /* the flags, which override the file */
+	bool print;              /* --print-config was given */
+};
 
-static void
-on_signal(int sig)
+/* load_settings builds c from defaults, the file and the flags (an
+ * svc_load_fn).  Returns 0 or an error code with err set. */
+static int
+load_settings(void *arg, struct cfg *c, char *err, size_t errlen)
 {
-	got_signal = sig;
+	struct settings *s = arg;
+	int rv;
+
+	cfg_defaults(c);
+	if ((rv = cfg_load(c, s->path, s->optional, err, errlen)) != 0)
+		return (rv);
+	for (int i = 1; i < s->argc; i++) {
+		char key[64];
+		const char *a = s->argv[i];
+		if (strcmp(a, "--config") == 0) {
+			i++;
+			continue;
+		}
+		if (strcmp(a, "--print-config") == 0) {
+			s->print = true;
+			continue;
+		}
+		if (strncmp(a, "--", 2) != 0 || i + 1 >= s->argc) {
+			snprintf(err, errlen, "unexpected argument '%s' "
+			    "(see --help)", a);
+			return (INFINI_EINVAL);
+		}
+		snprintf(key, sizeof(key), "%s", a + 2);
+		for (char *p = key; *p; p++)
+			if (*p == '-')
+				*p = '_';
+		if ((rv = cfg_set(c, key, s->argv[++i], err, errlen)) != 0)
+			return (rv);
+	}
+#ifdef INFINI_SOURCE_MODEL
+	/* Not installed: the compiled-in default (the installed model) is
+	 * missing, so serve the source tree's (see CMakeLists.txt). */
+	if (strcmp(c->model, INFINI_DEFAULT_MODEL) == 0 &&
+	    access(c->model, F_OK) != 0 && access(INFINI_SOURCE_MODEL, F_OK) == 0)
+		snprintf(c->model, sizeof(c->model), "%s", INFINI_SOURCE_MODEL);
+#endif
+	return (0);
 }
 
 static void
@@ -74,10 +122,10 @@ int
 main(int argc, char **argv)
 {
 	struct infinid d;
-	const char *config = CFG_PATH;
-	bool config_given = false, print = false;
+	struct settings set = { CFG_PATH, true, argc, argv, false };
+	struct notify n;
 	char err[1024];
-	int rv;
+	int rv, sig;
 
 	memset(&d, 0, sizeof(d));
 	cfg_defaults(&d.cfg);
@@ -92,40 +140,15 @@ main(int argc, char **argv)
 			return (0);
 		}
 		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-			config = argv[++i];
-			config_given = true;
+			set.path = argv[++i];
+			set.optional = false;
 		}
 	}
-	if (cfg_load(&d.cfg, config, !config_given, err, sizeof(err)) != 0) {
+	if (load_settings(&set, &d.cfg, err, sizeof(err)) != 0) {
 		fprintf(stderr, "infinid: %s\n", err);
 		return (2);
 	}
-	for (int i = 1; i < argc; i++) {
-		char key[64];
-		const char *a = argv[i];
-		if (strcmp(a, "--config") == 0) {
-			i++;
-			continue;
-		}
-		if (strcmp(a, "--print-config") == 0) {
-			print = true;
-			continue;
-		}
-		if (strncmp(a, "--", 2) != 0 || i + 1 >= argc) {
-			fprintf(stderr, "infinid: unexpected argument '%s' "
-			    "(see --help)\n", a);
-			return (2);
-		}
-		snprintf(key, sizeof(key), "%s", a + 2);
-		for (char *p = key; *p; p++)
-			if (*p == '-')
-				*p = '_';
-		if (cfg_set(&d.cfg, key, argv[++i], err, sizeof(err)) != 0) {
-			fprintf(stderr, "infinid: %s\n", err);
-			return (2);
-		}
-	}
-	if (print) {
+	if (set.print) {
 		cfg_print(&d.cfg, stdout);
 		return (0);
 	}
@@ -145,11 +168,20 @@ main(int argc, char **argv)
 		d.have_admin = true;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* Before any thread exists (the driver's, NNG's, the scheduler). */
+	if (svc_block_signals() != 0) {
+		fprintf(stderr, "infinid: cannot block signals\n");
+		return (1);
+	}
+	if (notify_init(&n) != 0)
+		LOG(LOG_WARNING, "NOTIFY_SOCKET \"%s\" is unusable; not "
+		    "notifying the service manager", getenv("NOTIFY_SOCKET"));
 	pthread_mutex_init(&d.mu, NULL);
 	pthread_cond_init(&d.cv, NULL);
 	d.start_ms = now_ms();
 
 	LOG(LOG_INFO, "loading model %s", d.cfg.model);
+	notify_status(&n, "loading model %s", d.cfg.model);
 	if ((rv = eng_model_load(d.cfg.model, &d.model, err, sizeof(err))) != 0) {
 		LOG(LOG_ERR, "model %s: %s", d.cfg.model, err);
 		return (1);
@@ -166,6 +198,7 @@ main(int argc, char **argv)
 	    eng_device_name(d.eng));
 	LOG(LOG_INFO, "device %s, %llu bytes of state per stream",
 	    d.device_name, (unsigned long long)eng_state_bytes(d.eng));
+	notify_status(&n, "warming up on %s", d.device_name);
 	if ((rv = warm_up(&d, err, sizeof(err))) != 0) {
 		LOG(LOG_ERR, "warm-up failed: %s", err);
 		goto out;
@@ -180,19 +213,19 @@ main(int argc, char **argv)
 		sched_stop(&d);
 		goto out;
 	}
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
 	LOG(LOG_NOTICE, "ready: model %s on %s", d.cfg.model, d.device_name);
-	while (!got_signal)
-		pause();
-	LOG(LOG_NOTICE, "signal %d: shutting down", (int)got_signal);
+	notify_ready(&n);
+	sig = svc_run(&d, &n, load_settings, &set);
+	LOG(LOG_NOTICE, "signal %d: shutting down", sig);
+	notify_stopping(&n);
+	notify_status(&n, "stopping: finishing the requests in flight");
 	srv_stop(&d);
 	sched_stop(&d);
 	rv = 0;
 out:
+	if (rv != 0)
+		notify_status(&n, "failed to start; see the log");
+	notify_fini(&n);
 	eng_close(d.eng);
 	eng_model_free(d.model);
 	return (rv ? 1 : 0);

@@ -439,6 +439,7 @@ sched_main(void *arg)
 	pthread_mutex_lock(&d->mu);
 	while (!d->stopping) {
 		struct item *it;
+		atomic_store(&d->sched_beat_ms, now_ms());
 		while ((it = d->ctl_head) != NULL) {
 			d->ctl_head = it->next;
 			if (d->ctl_head == NULL)
@@ -514,6 +515,7 @@ sched_main(void *arg)
 int
 sched_start(struct infinid *d)
 {
+	atomic_store(&d->sched_beat_ms, now_ms());
 	if (pthread_create(&d->sched, NULL, sched_main, d) != 0)
 		return (INFINI_ENOMEM);
 	return (0);

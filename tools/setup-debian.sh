@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what infinid needs to build, test and run on Debian 12.
 # Run as root (or through sudo).  Idempotent.
+# systemd is here for systemd-analyze (tests/t_systemd checks the unit); in
+# a container it installs without becoming PID 1.
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
 	exec sudo "$0" "$@"
@@ -13,5 +15,6 @@ apt-get install -y -qq --no-install-recommends \
 	glslang-tools spirv-tools \
 	libcjson-dev libxxhash-dev \
 	libnng-dev libprotobuf-c-dev protobuf-c-compiler \
+	systemd \
 	>/dev/null
 echo "setup-debian: build and test dependencies installed"

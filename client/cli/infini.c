@@ -37,9 +37,11 @@ usage(FILE *f)
 "\n"
 "Talk to the infinid daemon.\n"
 "\n"
-"Commands:\n");
+"Commands ('infini COMMAND --help' shows the arguments):\n");
+	/* The first line of each command's help is its summary. */
 	for (const struct command *c = commands; c->name != NULL; c++)
-		fprintf(f, "  %-9s %s\n", c->name, c->args);
+		fprintf(f, "  %-9s %.*s\n", c->name,
+		    (int)strcspn(c->help, "\n"), c->help);
 	fprintf(f,
 "\n"
 "Options (also accepted after COMMAND):\n"
@@ -681,30 +683,31 @@ cmd_restore(struct cli *g, int argc, char **argv)
 
 static const struct command commands[] = {
 	{ "status", cmd_status, "",
-	  "Show the daemon's version, model, device and load (Health)." },
+	  "Show the daemon's version, model, device and load." },
 	{ "open", cmd_open, "[ID] [--reuse]",
-	  "Open a stream and print its id.  Without ID the daemon picks one.\n"
+	  "Open a stream and print its id.\n"
+	  "Without ID the daemon picks one.\n"
 	  "  --reuse   an existing stream ID is fine (else: ALREADY_EXISTS)" },
 	{ "push", cmd_push,
 	  "ID (--tokens LIST | --text STR | --vectors FILE.npy)\n"
 	  "            [--output KIND] [--out FILE.npy]",
-	  "Push input into a stream and print its position, and the output\n"
-	  "asked for.\n"
+	  "Push tokens, text or vectors into a stream.\n"
+	  "Prints the stream's position and the output asked for.\n"
 	  "  --tokens LIST     token ids, e.g. 1,2,3\n"
 	  "  --text STR        UTF-8 text (byte-tokenizer models)\n"
 	  "  --vectors FILE    float32/64 .npy of shape [n, hidden]\n"
 	  "  --output KIND     embeddings | mean | last | logits | last-logits\n"
 	  "  --out FILE.npy    write the output there instead of stdout" },
 	{ "feed", cmd_feed, "ID FILE|- [--tokens]",
-	  "Push a file (or stdin) into a stream one segment at a time, with a\n"
-	  "progress bar on a terminal, then print a summary.\n"
+	  "Push a file (or stdin) into a stream, one segment at a time.\n"
+	  "Shows a progress bar on a terminal, then prints a summary.\n"
 	  "  --tokens   the input holds token ids (separated by spaces, commas\n"
 	  "             or newlines), not text\n"
 	  "Ctrl-C stops after the segment in flight (exit 130)." },
 	{ "generate", cmd_generate,
 	  "ID [--prompt TEXT] [-n N] [--temperature T] [--top-k K]\n"
 	  "            [--top-p P] [--seed S] [--stop STR]...",
-	  "Generate text from a stream, printing tokens as they arrive.\n"
+	  "Generate from a stream, printing tokens as they arrive.\n"
 	  "  --prompt TEXT      pushed before generating\n"
 	  "  -n, --max-tokens N at most N tokens (default 128)\n"
 	  "  --temperature T    0: greedy (default)\n"
@@ -714,11 +717,13 @@ static const struct command commands[] = {
 	{ "embed", cmd_embed, "ID --text STR [--pool mean|last]",
 	  "Push text and print the pooled hidden state (default mean)." },
 	{ "snapshot", cmd_snapshot, "ID [--name NAME] [--export FILE]",
-	  "Snapshot a stream: --name saves it in the daemon's state directory,\n"
-	  "--export writes the bytes to FILE." },
+	  "Snapshot a stream.\n"
+	  "--name saves it in the daemon's state directory, --export writes\n"
+	  "the bytes to FILE." },
 	{ "restore", cmd_restore, "ID (--name NAME | --import FILE)",
-	  "Create stream ID from a named snapshot or an exported file\n"
-	  "('-' reads stdin)." },
+	  "Create a stream from a snapshot.\n"
+	  "--name loads one from the daemon's state directory, --import reads\n"
+	  "an exported file ('-': stdin)." },
 	{ "fork", cmd_fork, "ID [NEW_ID]",
 	  "Copy a stream's state into a new stream and print its id." },
 	{ "ls", cmd_ls, "", "List the streams." },

@@ -509,7 +509,8 @@ on_token(void *arg, int32_t tok, const char *bytes, size_t len)
 		s->tcap = cap;
 	}
 	s->tokens[s->n++] = tok;
-	memcpy(s->text + s->tlen, bytes, len);
+	if (len > 0)
+		memcpy(s->text + s->tlen, bytes, len);
 	s->tlen += len;
 	s->text[s->tlen] = '\0';
 	return (0);

@@ -99,6 +99,8 @@ typedef int (*infini_on_token)(void *arg, int32_t token, const char *bytes,
  * infini_close.  The client reconnects by itself if the daemon restarts.
  */
 int infini_connect(const char *url, int timeout_ms, infini_client **out);
+/* infini_close closes the socket and frees c (NULL: no-op).  No call on c
+ * may be running or start afterwards. */
 void infini_close(infini_client *c);
 
 /* infini_set_timeout sets the per-call deadline (ms; default 60000; <= 0:
@@ -140,8 +142,9 @@ int infini_push_vectors(infini_client *c, const char *id, const float *data,
 void infini_result_free(struct infini_result *res);
 
 /*
- * infini_generate pushes an optional prompt (tokens or text; both NULL for
- * none) and generates up to max_tokens, calling on_token as tokens arrive
+ * infini_generate pushes a prompt (tokens or text; the daemon requires at
+ * least one token: INFINI_EINVAL otherwise) and generates up to max_tokens
+ * (1..the daemon's max_generate), calling on_token as tokens arrive
  * (long-polling the daemon).  stop: NULL-terminated list of stop strings, or
  * NULL.  Returns 0 when the generation ended (length, stop, eos),
  * INFINI_ECANCELED when on_token stopped it (see the heartbeat above) or

@@ -385,6 +385,169 @@ eng_stream_read_mem(struct eng *e, int slot, int layer, int kvh, float *M,
 	return (rv);
 }
 
+/* ---- state export and import (snapshots) ---- */
+
+/* mul_ok: *r = a * b, false on size_t overflow. */
+static bool
+mul_ok(size_t a, size_t b, size_t *r)
+{
+	return (!__builtin_mul_overflow(a, b, r));
+}
+
+int
+eng_stream_state_init(struct eng_stream_state *st, int n_layers,
+    int n_kv_heads, int head_dim, int segment_size, bool has_kmem,
+    int64_t pos)
+{
+	size_t lh, mem, z, cache, b;
+
+	memset(st, 0, sizeof(*st));
+	if (n_layers <= 0 || n_kv_heads <= 0 || head_dim <= 0 ||
+	    segment_size <= 0 || pos < 0)
+		return (INFINI_EINVAL);
+	st->rows = (int)(pos % segment_size);
+	if (!mul_ok((size_t)n_layers, (size_t)n_kv_heads, &lh) ||
+	    !mul_ok(lh, (size_t)head_dim, &z) ||
+	    !mul_ok(z, (size_t)head_dim, &mem) ||
+	    !mul_ok(z, (size_t)st->rows, &cache) ||
+	    !mul_ok(mem, sizeof(float), &b) ||
+	    !mul_ok(cache, 3 * sizeof(float), &b))
+		return (INFINI_EINVAL);
+	st->pos = pos;
+	st->n_layers = n_layers;
+	st->n_kv_heads = n_kv_heads;
+	st->head_dim = head_dim;
+	st->segment_size = segment_size;
+	st->has_kmem = has_kmem;
+	/* Never zero-sized, so a valid state has no NULL arrays but km. */
+	if ((st->M = calloc(mem, sizeof(float))) == NULL ||
+	    (st->z = calloc(z, sizeof(float))) == NULL ||
+	    (st->kc = calloc(cache ? cache : 1, sizeof(float))) == NULL ||
+	    (st->vc = calloc(cache ? cache : 1, sizeof(float))) == NULL ||
+	    (has_kmem &&
+	    (st->km = calloc(cache ? cache : 1, sizeof(float))) == NULL)) {
+		eng_stream_state_fini(st);
+		return (INFINI_ENOMEM);
+	}
+	return (0);
+}
+
+void
+eng_stream_state_fini(struct eng_stream_state *st)
+{
+	if (st == NULL)
+		return;
+	free(st->M);
+	free(st->z);
+	free(st->kc);
+	free(st->vc);
+	free(st->km);
+	memset(st, 0, sizeof(*st));
+}
+
+void
+eng_stream_state_floats(const struct eng_stream_state *st, size_t *mem,
+    size_t *cache)
+{
+	size_t lh = (size_t)st->n_layers * st->n_kv_heads;
+	*mem = lh * st->head_dim * (st->head_dim + 1);
+	*cache = lh * st->rows * st->head_dim;
+}
+
+int
+eng_stream_export(struct eng *e, int slot, struct eng_stream_state *out)
+{
+	const struct eng_config *c = &e->c;
+	size_t hd = (size_t)c->head_dim, N = (size_t)c->segment_size;
+	size_t nkv = (size_t)c->n_kv_heads;
+	struct eng_stream_state st;
+	int rv;
+
+	if (slot < 0 || slot >= e->max_streams || !e->used[slot])
+		return (INFINI_EINVAL);
+	if ((rv = eng_stream_state_init(&st, c->n_layers, c->n_kv_heads,
+	    c->head_dim, c->segment_size, e->sep_kmem, e->pos[slot])) != 0)
+		return (rv);
+	st.sample_step = e->sample_step[slot];
+	for (int l = 0; l < c->n_layers; l++) {
+		struct eng_dlayer *d = &e->L[l];
+		size_t nr = (size_t)st.rows * hd;
+		if ((rv = gpu_buf_read(e->dev, &d->M,
+		    (size_t)slot * e->m_stride * 4,
+		    st.M + (size_t)l * e->m_stride,
+		    (size_t)e->m_stride * 4)) != 0 ||
+		    (rv = gpu_buf_read(e->dev, &d->z,
+		    (size_t)slot * e->z_stride * 4,
+		    st.z + (size_t)l * e->z_stride,
+		    (size_t)e->z_stride * 4)) != 0)
+			goto fail;
+		for (size_t h = 0; h < nkv && nr > 0; h++) {
+			size_t src = ((size_t)slot * e->kv_stride + h * N * hd) * 4;
+			size_t dst = ((size_t)l * nkv + h) * nr;
+			if ((rv = gpu_buf_read(e->dev, &d->kc, src, st.kc + dst,
+			    nr * 4)) != 0 ||
+			    (rv = gpu_buf_read(e->dev, &d->vc, src, st.vc + dst,
+			    nr * 4)) != 0 ||
+			    (e->sep_kmem && (rv = gpu_buf_read(e->dev, &d->km,
+			    src, st.km + dst, nr * 4)) != 0))
+				goto fail;
+		}
+	}
+	*out = st;
+	return (0);
+fail:
+	eng_stream_state_fini(&st);
+	return (rv);
+}
+
+int
+eng_stream_import(struct eng *e, int slot, const struct eng_stream_state *st)
+{
+	const struct eng_config *c = &e->c;
+	size_t hd = (size_t)c->head_dim, N = (size_t)c->segment_size;
+	size_t nkv = (size_t)c->n_kv_heads;
+	int rv;
+
+	if (slot < 0 || slot >= e->max_streams || !e->used[slot] ||
+	    st->n_layers != c->n_layers || st->n_kv_heads != c->n_kv_heads ||
+	    st->head_dim != c->head_dim ||
+	    st->segment_size != c->segment_size ||
+	    st->has_kmem != e->sep_kmem || st->pos < 0 ||
+	    st->rows != (int)(st->pos % c->segment_size) ||
+	    st->M == NULL || st->z == NULL || st->kc == NULL ||
+	    st->vc == NULL || (st->has_kmem && st->km == NULL))
+		return (INFINI_EINVAL);
+	if ((rv = slot_zero(e, slot)) != 0)
+		return (rv);
+	for (int l = 0; l < c->n_layers; l++) {
+		struct eng_dlayer *d = &e->L[l];
+		size_t nr = (size_t)st->rows * hd;
+		if ((rv = gpu_buf_write(e->dev, &d->M,
+		    (size_t)slot * e->m_stride * 4,
+		    st->M + (size_t)l * e->m_stride,
+		    (size_t)e->m_stride * 4)) != 0 ||
+		    (rv = gpu_buf_write(e->dev, &d->z,
+		    (size_t)slot * e->z_stride * 4,
+		    st->z + (size_t)l * e->z_stride,
+		    (size_t)e->z_stride * 4)) != 0)
+			return (rv);
+		for (size_t h = 0; h < nkv && nr > 0; h++) {
+			size_t dst = ((size_t)slot * e->kv_stride + h * N * hd) * 4;
+			size_t src = ((size_t)l * nkv + h) * nr;
+			if ((rv = gpu_buf_write(e->dev, &d->kc, dst, st->kc + src,
+			    nr * 4)) != 0 ||
+			    (rv = gpu_buf_write(e->dev, &d->vc, dst, st->vc + src,
+			    nr * 4)) != 0 ||
+			    (e->sep_kmem && (rv = gpu_buf_write(e->dev, &d->km,
+			    dst, st->km + src, nr * 4)) != 0))
+				return (rv);
+		}
+	}
+	e->pos[slot] = st->pos;
+	e->sample_step[slot] = st->sample_step;
+	return (0);
+}
+
 void
 eng_profile_print(const struct eng *e, FILE *f)
 {

@@ -108,6 +108,59 @@ int eng_stream_read_mem(struct eng *e, int slot, int layer, int kvh,
     float *M, float *z);
 
 /*
+ * One stream's whole state on the host, for snapshots.  Only the first
+ * rows = pos mod segment_size rows of the unfinished segment's cache matter
+ * (later rows are never read before they are rewritten), so only those are
+ * kept.  Floats are as the device holds them (fp32).
+ */
+struct eng_stream_state {
+	int64_t pos;            /* tokens consumed */
+	uint64_t sample_step;   /* tokens sampled (RNG counter) */
+	int n_layers, n_kv_heads, head_dim, segment_size;
+	bool has_kmem;          /* km present: memory reads unrotated k */
+	int rows;               /* pos mod segment_size */
+	float *M;               /* [n_layers][nkv][hd][hd] */
+	float *z;               /* [n_layers][nkv][hd] */
+	float *kc;              /* [n_layers][nkv][rows][hd] k as local attn sees it */
+	float *vc;              /* [n_layers][nkv][rows][hd] */
+	float *km;              /* [n_layers][nkv][rows][hd] unrotated k, or NULL */
+};
+
+/*
+ * eng_stream_state_init sizes st for a stream of that shape at position pos
+ * and allocates its arrays, zeroed.  Returns 0, INFINI_EINVAL (a dimension
+ * <= 0, pos < 0, or sizes that overflow) or INFINI_ENOMEM; on error st is
+ * left empty.  Release with eng_stream_state_fini.
+ */
+int eng_stream_state_init(struct eng_stream_state *st, int n_layers,
+    int n_kv_heads, int head_dim, int segment_size, bool has_kmem,
+    int64_t pos);
+/* eng_stream_state_fini frees st's arrays and clears it; a cleared or
+ * zeroed st is a no-op. */
+void eng_stream_state_fini(struct eng_stream_state *st);
+/* eng_stream_state_floats: floats in st's M+z and in its cache arrays. */
+void eng_stream_state_floats(const struct eng_stream_state *st,
+    size_t *mem, size_t *cache);
+
+/*
+ * eng_stream_export copies slot's state to the host.  *out is initialised
+ * here and owned by the caller (eng_stream_state_fini), written only on
+ * success.  Returns 0, INFINI_EINVAL (no such slot in use), INFINI_ENOMEM
+ * or INFINI_EDEVICE.
+ */
+int eng_stream_export(struct eng *e, int slot, struct eng_stream_state *out);
+/*
+ * eng_stream_import replaces the state of slot (allocated, in use) with st:
+ * memory, the cache rows, position and sample step; later cache rows are
+ * zeroed.  st's shape must match the engine (layers, kv heads, head_dim,
+ * segment size, has_kmem) and rows must equal pos mod segment_size, else
+ * INFINI_EINVAL and the slot is unchanged.  INFINI_EDEVICE leaves the slot's
+ * state undefined (free it).  st stays the caller's.
+ */
+int eng_stream_import(struct eng *e, int slot,
+    const struct eng_stream_state *st);
+
+/*
  * eng_run processes jobs (each slot at most once per call).  Token ids must be
  * < vocab_size and vectors finite; a bad job fails the whole call with
  * INFINI_EINVAL before anything runs, so no stream changes.  Returns 0,

@@ -29,7 +29,7 @@ struct mm_shape {
 
 static const struct mm_shape mm_shapes[ENG_MM_COUNT] = {
 	[ENG_MM_PORTABLE] = { { ENG_K_MATMUL_F32, ENG_K_MATMUL_F16,
-	    ENG_K_MATMUL_BF16 }, 1, 1, 16, 16 },
+	    ENG_K_MATMUL_BF16 }, 4, 4, 16, 16 },
 	[ENG_MM_TEXEL_TILE] = { { ENG_K_MATMUL_TEXEL_F32,
 	    ENG_K_MATMUL_TEXEL_F16, ENG_K_MATMUL_TEXEL_BF16 }, 16, 8, 8, 2 },
 	[ENG_MM_TEXEL_M4] = { { ENG_K_MATMUL_TEXEL_M4_F32,

@@ -1,0 +1,120 @@
+/*
+ * snapshot.h - the durable, versioned snapshot of one stream.
+ *
+ * A snapshot is one stream's state (eng_stream_export) plus what identifies
+ * it: the model's fingerprint and shape, the stream ID, position and sample
+ * step.  snap_encode/snap_decode convert between that and the byte format of
+ * docs/snapshot-format.md (little-endian header, checksummed sections, a
+ * whole-file checksum trailer); snap_write_file/snap_read_file move the bytes
+ * to and from a file under one directory, the write being atomic and durable
+ * (temp file, fsync, rename, fsync of the directory).
+ *
+ * This module knows nothing about slots or the stream table: the caller
+ * exports, encodes and writes; or reads, decodes and imports.  It does no
+ * logging: errors come back as INFINI_E* codes with a message in err.
+ */
+#ifndef SNAPSHOT_H
+#define SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "engine/model.h"
+
+#define SNAP_MAGIC "INFSNAP"       /* 8 bytes with the NUL */
+#define SNAP_VERSION 1             /* the version this code writes */
+#define SNAP_VERSION_MIN 1         /* the oldest version it reads */
+#define SNAP_ID_MAX 128            /* stream ID bytes */
+#define SNAP_NAME_MAX 128          /* file name bytes */
+/* snap_decode's expected_fp that accepts any model (inspection tools). */
+#define SNAP_ANY_MODEL 0
+
+/* What a snapshot says besides the state arrays. */
+struct snap_meta {
+	uint32_t version;          /* decode: the file's; encode: ignored */
+	uint64_t fingerprint;      /* eng_model.fingerprint */
+	int n_layers, n_kv_heads, head_dim, segment_size; /* model digest */
+	int hidden_size, vocab_size;
+	char stream_id[SNAP_ID_MAX + 1]; /* NUL-terminated */
+	uint64_t created_ms;       /* Unix time of encoding, ms */
+	/*
+	 * Logits of the last input, [n_logits] (n_logits 0: none, else
+	 * vocab_size).  Encode borrows them; after snap_decode the meta owns
+	 * them (snap_meta_fini).  Reserved: the engine keeps none yet.
+	 */
+	uint32_t n_logits;
+	float *last_logits;
+};
+
+/*
+ * snap_meta_init fills m for a stream of model md: fingerprint, shape, the
+ * stream ID and the time now; no logits.  Returns 0 or INFINI_EINVAL (id
+ * longer than SNAP_ID_MAX bytes).
+ */
+int snap_meta_init(struct snap_meta *m, const struct eng_model *md,
+    const char *stream_id);
+/* snap_meta_fini frees decoded logits; m may be NULL. */
+void snap_meta_fini(struct snap_meta *m);
+
+/*
+ * snap_encode serialises m and st into a new buffer.  On success *buf (owned
+ * by the caller: free()) and *len are set.  Returns 0, INFINI_EINVAL (m and
+ * st disagree on shape, a bad logits count, a too long ID) or INFINI_ENOMEM.
+ */
+int snap_encode(const struct snap_meta *m, const struct eng_stream_state *st,
+    uint8_t **buf, size_t *len);
+
+/*
+ * snap_decode parses a snapshot.  expected_fp is the serving model's
+ * fingerprint (SNAP_ANY_MODEL skips the check).  Refusals, in this order:
+ * INFINI_ECORRUPT (shorter than a header), INFINI_EUNSUPPORTED (not a
+ * snapshot: wrong magic; a version newer than SNAP_VERSION or older than
+ * SNAP_VERSION_MIN; a big-endian file), INFINI_ECORRUPT (failed file or
+ * section checksum, truncation, any inconsistent length, count or shape),
+ * INFINI_ESTATE (another model's snapshot), INFINI_ENOMEM.  err gets the
+ * reason.  On success *meta and *st (both owned by the caller:
+ * snap_meta_fini, eng_stream_state_fini) are written; on failure neither is
+ * touched.
+ */
+int snap_decode(const uint8_t *buf, size_t len, uint64_t expected_fp,
+    struct snap_meta *meta, struct eng_stream_state *st, char *err,
+    size_t errlen);
+
+/* snap_name_ok: is name a valid snapshot file name (1..128 bytes of
+ * [A-Za-z0-9._:-], not starting with '.')? */
+bool snap_name_ok(const char *name);
+
+/*
+ * snap_write_file replaces dir/name with buf[0..len) atomically and durably:
+ * write a temp file ".<name>.tmp.<pid>.<n>" (O_EXCL, mode 0600) in dir,
+ * fsync, close, rename over name, fsync dir.  After a crash dir/name holds
+ * the old bytes or the new ones, never a mix; a temp file may remain.  On
+ * failure the temp is removed and dir/name is untouched.  Returns 0,
+ * INFINI_EINVAL (bad name), INFINI_ENOENT (no such dir), INFINI_EFULL (no
+ * space or quota), INFINI_EPERM (permission denied, read-only file system),
+ * INFINI_ENOMEM or INFINI_EIO; err names the step, the path and strerror.
+ */
+int snap_write_file(const char *dir, const char *name, const uint8_t *buf,
+    size_t len, char *err, size_t errlen);
+
+/*
+ * snap_read_file reads dir/name (a regular file, not a symlink) whole.  On
+ * success *buf (caller's: free()) and *len are set.  Returns 0,
+ * INFINI_EINVAL (bad name or not a regular file), INFINI_ENOENT,
+ * INFINI_EPERM, INFINI_ENOMEM or INFINI_EIO; err gets the reason.
+ */
+int snap_read_file(const char *dir, const char *name, uint8_t **buf,
+    size_t *len, char *err, size_t errlen);
+
+/*
+ * snap_fault (tests only) makes the nth file operation from now (0: the
+ * next; counting openat, write, fsync, close, rename and read) fail with
+ * errno err, once; nth < 0 turns it off.  snap_fault_pending says whether
+ * the fault is still armed (the operation count ran out first).
+ */
+void snap_fault(int nth, int err);
+bool snap_fault_pending(void);
+
+#endif /* SNAPSHOT_H */
