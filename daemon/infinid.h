@@ -89,7 +89,7 @@ struct work {
 	enum { W_INIT, W_RECV, W_WAIT, W_SEND } state;
 	struct infinid *d;
 	nng_aio *aio;
-	nng_aio *timer;            /* a parked poll's deadline */
+	int64_t pdeadline_ms;      /* a parked poll's deadline */
 	nng_ctx ctx;
 	uint64_t call_id;
 	struct gen *pgen;          /* parked on this generation, or NULL */
@@ -112,6 +112,8 @@ struct infinid {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	pthread_t sched;
+	pthread_t sweeper;          /* answers parked polls at their deadline */
+	bool have_sweeper, sweep_stop;
 	bool stopping;
 	struct stream *streams;
 	int nstreams;

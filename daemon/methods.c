@@ -391,7 +391,7 @@ m_poll(struct call *c, const ProtobufCMessage *in)
 	c->w->pafter = q->after;
 	c->w->pnext = g->waiters;
 	g->waiters = c->w;
-	nng_sleep_aio(wait, c->w->timer);
+	c->w->pdeadline_ms = now_ms() + wait;
 }
 
 static void

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,7 +23,6 @@
 #include "log.h"
 
 static void work_cb(void *arg);
-static void timer_cb(void *arg);
 
 void
 srv_reply(struct work *w, int code, const char *msg,
@@ -79,35 +79,44 @@ srv_wake_polls(struct infinid *d, struct gen *g)
 		next = w->pnext;
 		w->pgen = NULL;
 		w->pnext = NULL;
-		nng_aio_cancel(w->timer);
 		methods_poll_reply(d, w, g, w->pafter);
 	}
 	g->waiters = NULL;
 }
 
-/* timer_cb: a parked poll's wait ran out; answer with what there is. */
-static void
-timer_cb(void *arg)
+/*
+ * sweeper: answers parked polls whose wait ran out, every 20 ms.  A thread
+ * of its own (rather than an NNG timer per context) means a poll can be
+ * answered from exactly one place at a time: whoever unlinks it from its
+ * generation's waiters under d->mu replies.
+ */
+static void *
+sweeper(void *arg)
 {
-	struct work *w = arg;
-	struct infinid *d = w->d;
+	struct infinid *d = arg;
+	struct timespec ts = { 0, 20 * 1000 * 1000 };
 
-	if (nng_aio_result(w->timer) != 0)
-		return;     /* cancelled: the poll was answered already */
 	pthread_mutex_lock(&d->mu);
-	struct gen *g = w->pgen;
-	if (g != NULL) {
-		for (struct work **pp = &g->waiters; *pp != NULL;
-		    pp = &(*pp)->pnext)
-			if (*pp == w) {
+	while (!d->sweep_stop) {
+		int64_t t = now_ms();
+		for (struct gen *g = d->gens; g != NULL; g = g->next)
+			for (struct work **pp = &g->waiters; *pp != NULL;) {
+				struct work *w = *pp;
+				if (w->pdeadline_ms > t) {
+					pp = &w->pnext;
+					continue;
+				}
 				*pp = w->pnext;
-				break;
+				w->pgen = NULL;
+				w->pnext = NULL;
+				methods_poll_reply(d, w, g, w->pafter);
 			}
-		w->pgen = NULL;
-		w->pnext = NULL;
-		methods_poll_reply(d, w, g, w->pafter);
+		pthread_mutex_unlock(&d->mu);
+		nanosleep(&ts, NULL);
+		pthread_mutex_lock(&d->mu);
 	}
 	pthread_mutex_unlock(&d->mu);
+	return (NULL);
 }
 
 static bool
@@ -198,9 +207,6 @@ work_cb(void *arg)
 			break;
 		}
 		w->state = W_WAIT;
-		/* A previous poll's timer callback must have finished before
-		 * this context can park again. */
-		nng_aio_wait(w->timer);
 		serve(w, nng_aio_get_msg(w->aio));
 		break;
 	case W_SEND:
@@ -287,7 +293,6 @@ srv_start(struct infinid *d, char *err, size_t errlen)
 		d->works[i] = w;
 		w->d = d;
 		if (nng_aio_alloc(&w->aio, work_cb, w) != 0 ||
-		    nng_aio_alloc(&w->timer, timer_cb, w) != 0 ||
 		    nng_ctx_open(&w->ctx, d->sock) != 0) {
 			snprintf(err, errlen, "cannot set up NNG contexts");
 			return (INFINI_ENOMEM);
@@ -301,6 +306,9 @@ srv_start(struct infinid *d, char *err, size_t errlen)
 		if (*u && (rv = listen_one(d, u, err, errlen)) != 0)
 			return (rv);
 	}
+	if (pthread_create(&d->sweeper, NULL, sweeper, d) != 0)
+		return (INFINI_ENOMEM);
+	d->have_sweeper = true;
 	for (int i = 0; i < d->nworks; i++)
 		work_cb(d->works[i]);
 	return (0);
@@ -309,6 +317,13 @@ srv_start(struct infinid *d, char *err, size_t errlen)
 void
 srv_stop(struct infinid *d)
 {
+	if (d->have_sweeper) {
+		pthread_mutex_lock(&d->mu);
+		d->sweep_stop = true;
+		pthread_mutex_unlock(&d->mu);
+		pthread_join(d->sweeper, NULL);
+		d->have_sweeper = false;
+	}
 	if (d->works == NULL)
 		return;
 	nng_close(d->sock);
@@ -318,15 +333,12 @@ srv_stop(struct infinid *d)
 			continue;
 		if (w->aio)
 			nng_aio_stop(w->aio);
-		if (w->timer)
-			nng_aio_stop(w->timer);
 	}
 	for (int i = 0; i < d->nworks; i++) {
 		struct work *w = d->works[i];
 		if (w == NULL)
 			continue;
 		nng_aio_free(w->aio);
-		nng_aio_free(w->timer);
 		free(w);
 	}
 	free(d->works);

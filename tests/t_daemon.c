@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -40,6 +42,17 @@ start_daemon(void)
 	snprintf(sock, sizeof(sock), "%s/s.sock", dir);
 	snprintf(url, sizeof(url), "ipc://%s", sock);
 	if ((daemon_pid = fork()) == 0) {
+		char log[300];
+		/* The daemon dies with the test, and its output goes to a log
+		 * file so prove never waits on an inherited pipe. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		snprintf(log, sizeof(log), "%s/infinid.log", dir);
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+			close(fd);
+		}
 		execl(INFINID_PATH, "infinid", "--model", model, "--listen", url,
 		    "--max-streams", "48", "--workers", "96", "--socket-mode",
 		    "0666", "--max-message-bytes", "1048576", "--log-level",
