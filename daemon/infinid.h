@@ -26,7 +26,8 @@
 struct work;
 struct stream;
 
-enum item_kind { IT_OPEN, IT_PUSH, IT_GENERATE, IT_FORK, IT_CLOSE };
+enum item_kind { IT_OPEN, IT_PUSH, IT_GENERATE, IT_FORK, IT_CLOSE,
+	IT_SNAPSHOT, IT_RESTORE };
 
 /* A request waiting for the scheduler. */
 struct item {
@@ -44,6 +45,10 @@ struct item {
 	size_t result_len;
 	double *mean;              /* push: running mean for ENG_OUT_MEAN */
 	struct gen *gen;           /* generate */
+	char name[WIRE_ID_MAX + 1]; /* snapshot / restore: file under state_dir */
+	bool export_bytes;         /* snapshot: return the bytes */
+	uint8_t *data;             /* restore: snapshot bytes (owned) */
+	size_t data_len;
 };
 
 struct gen {

@@ -14,6 +14,7 @@
 
 #include "infinid.h"
 #include "log.h"
+#include "snapshot.h"
 
 #define C(x) INFINI__V1__CODE__##x
 
@@ -505,11 +506,71 @@ m_stats(struct call *c, const ProtobufCMessage *in)
 }
 
 static void
-m_unimplemented(struct call *c, const ProtobufCMessage *in)
+m_snapshot(struct call *c, const ProtobufCMessage *in)
 {
-	(void)in;
-	srv_replyf(c->w, C(UNIMPLEMENTED), "snapshots are not available in "
-	    "this version");
+	const Infini__V1__SnapshotRequest *q = (const void *)in;
+	struct stream *s;
+	struct item *it;
+
+	if ((s = stream_for(c, q->stream_id)) == NULL || !queue_room(c, s))
+		return;
+	if (q->name[0] == '\0' && !q->export) {
+		srv_replyf(c->w, C(INVALID_ARGUMENT), "give a snapshot name, ask "
+		    "for the bytes (export), or both");
+		return;
+	}
+	if (q->name[0] && !snap_name_ok(q->name)) {
+		srv_replyf(c->w, C(INVALID_ARGUMENT), "invalid snapshot name "
+		    "'%.140s': 1-128 of [A-Za-z0-9._:-], not starting with '.'",
+		    q->name);
+		return;
+	}
+	if ((it = new_item(c, IT_SNAPSHOT)) == NULL)
+		return;
+	snprintf(it->name, sizeof(it->name), "%s", q->name);
+	it->export_bytes = q->export;
+	sched_enqueue(c->d, s, it);
+}
+
+static void
+m_restore(struct call *c, const ProtobufCMessage *in)
+{
+	const Infini__V1__RestoreRequest *q = (const void *)in;
+	struct item *it;
+
+	if (!wire_valid_id(q->stream_id)) {
+		srv_replyf(c->w, C(INVALID_ARGUMENT), "invalid stream id '%.140s'",
+		    q->stream_id);
+		return;
+	}
+	if (q->source_case == INFINI__V1__RESTORE_REQUEST__SOURCE_NAME &&
+	    !snap_name_ok(q->name)) {
+		srv_replyf(c->w, C(INVALID_ARGUMENT), "invalid snapshot name "
+		    "'%.140s'", q->name);
+		return;
+	}
+	if (q->source_case == INFINI__V1__RESTORE_REQUEST__SOURCE__NOT_SET ||
+	    (q->source_case == INFINI__V1__RESTORE_REQUEST__SOURCE_DATA &&
+	    q->data.len == 0)) {
+		srv_replyf(c->w, C(INVALID_ARGUMENT), "give a snapshot name or "
+		    "snapshot bytes");
+		return;
+	}
+	if ((it = new_item(c, IT_RESTORE)) == NULL)
+		return;
+	snprintf(it->id, sizeof(it->id), "%s", q->stream_id);
+	if (q->source_case == INFINI__V1__RESTORE_REQUEST__SOURCE_NAME) {
+		snprintf(it->name, sizeof(it->name), "%s", q->name);
+	} else {
+		if ((it->data = malloc(q->data.len)) == NULL) {
+			item_free(it);
+			srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "out of memory");
+			return;
+		}
+		memcpy(it->data, q->data.data, q->data.len);
+		it->data_len = q->data.len;
+	}
+	sched_enqueue(c->d, NULL, it);
 }
 
 typedef void (*handler)(struct call *, const ProtobufCMessage *);
@@ -526,8 +587,8 @@ static const handler handlers[] = {
 	[INFINI__V1__METHOD__CLOSE_STREAM] = m_close,
 	[INFINI__V1__METHOD__LIST_STREAMS] = m_list,
 	[INFINI__V1__METHOD__STATS] = m_stats,
-	[INFINI__V1__METHOD__SNAPSHOT] = m_unimplemented,
-	[INFINI__V1__METHOD__RESTORE] = m_unimplemented,
+	[INFINI__V1__METHOD__SNAPSHOT] = m_snapshot,
+	[INFINI__V1__METHOD__RESTORE] = m_restore,
 };
 
 void

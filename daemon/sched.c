@@ -18,6 +18,7 @@
 
 #include "infinid.h"
 #include "log.h"
+#include "snapshot.h"
 
 int64_t
 now_ms(void)
@@ -160,6 +161,124 @@ finish_gen(struct infinid *d, struct gen *g, const char *why)
 	srv_wake_polls(d, g);
 }
 
+/* snap_code maps snapshot errors onto the statuses the protocol promises:
+ * bad bytes are DATA_LOSS, another model's or version's FAILED_PRECONDITION. */
+static int
+snap_code(int rv)
+{
+	switch (rv) {
+	case INFINI_ECORRUPT: return (INFINI__V1__CODE__DATA_LOSS);
+	case INFINI_ESTATE:
+	case INFINI_EUNSUPPORTED: return (INFINI__V1__CODE__FAILED_PRECONDITION);
+	default: return (infini_err_status(rv));
+	}
+}
+
+static void
+do_snapshot(struct infinid *d, struct stream *s, struct item *it)
+{
+	Infini__V1__SnapshotReply r = INFINI__V1__SNAPSHOT_REPLY__INIT;
+	struct eng_stream_state st;
+	struct snap_meta meta;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	char err[512] = "";
+	int rv;
+
+	if ((rv = eng_stream_export(d->eng, s->slot, &st)) != 0) {
+		srv_replyf(it->w, INFINI__V1__CODE__INTERNAL, "cannot read stream "
+		    "'%s' from the device: %s", s->id, infini_strerror(rv));
+		return;
+	}
+	rv = snap_meta_init(&meta, d->model, s->id);
+	if (rv == 0)
+		rv = snap_encode(&meta, &st, &buf, &len);
+	eng_stream_state_fini(&st);
+	if (rv != 0) {
+		srv_replyf(it->w, infini_err_status(rv), "snapshot of '%s': %s",
+		    s->id, infini_strerror(rv));
+		return;
+	}
+	if (it->export_bytes && len > (size_t)d->cfg.max_message_bytes) {
+		srv_replyf(it->w, INFINI__V1__CODE__RESOURCE_EXHAUSTED, "the "
+		    "snapshot is %zu bytes, over max_message_bytes", len);
+		free(buf);
+		return;
+	}
+	if (it->name[0] && (rv = snap_write_file(d->cfg.state_dir, it->name,
+	    buf, len, err, sizeof(err))) != 0) {
+		LOG(LOG_ERR, "snapshot of %s: %s", s->id, err);
+		srv_replyf(it->w, infini_err_status(rv), "%s", err);
+		free(buf);
+		return;
+	}
+	LOG(LOG_INFO, "stream %s: snapshot of %zu bytes%s%s", s->id, len,
+	    it->name[0] ? " written to " : "", it->name);
+	r.name = it->name;
+	r.bytes = len;
+	if (it->export_bytes) {
+		r.data.data = buf;
+		r.data.len = len;
+	}
+	srv_reply(it->w, 0, NULL, &r.base);
+	free(buf);
+}
+
+static void
+do_restore(struct infinid *d, struct item *it)
+{
+	Infini__V1__RestoreReply r = INFINI__V1__RESTORE_REPLY__INIT;
+	struct eng_stream_state st;
+	struct snap_meta meta;
+	struct stream *s;
+	uint8_t *buf = it->data;
+	size_t len = it->data_len;
+	char err[512] = "";
+	int rv;
+
+	if (strm_find(d, it->id) != NULL) {
+		srv_replyf(it->w, INFINI__V1__CODE__ALREADY_EXISTS, "stream '%s' "
+		    "exists", it->id);
+		return;
+	}
+	if (it->name[0] && (rv = snap_read_file(d->cfg.state_dir, it->name,
+	    &buf, &len, err, sizeof(err))) != 0) {
+		srv_replyf(it->w, infini_err_status(rv), "%s", err);
+		return;
+	}
+	rv = snap_decode(buf, len, d->model->fingerprint, &meta, &st, err,
+	    sizeof(err));
+	if (buf != it->data)
+		free(buf);
+	if (rv != 0) {
+		srv_replyf(it->w, snap_code(rv), "snapshot refused: %s", err);
+		return;
+	}
+	snap_meta_fini(&meta);
+	if ((rv = new_stream(d, it->id, it->uid, &s)) != 0) {
+		eng_stream_state_fini(&st);
+		srv_replyf(it->w, infini_err_status(rv), "cannot restore '%s': %s",
+		    it->id, infini_strerror(rv));
+		return;
+	}
+	if ((rv = eng_stream_import(d->eng, s->slot, &st)) != 0) {
+		/* Never half-loaded: the new stream goes away whole. */
+		strm_unlink(d, s);
+		eng_stream_free(d->eng, s->slot);
+		free(s);
+		eng_stream_state_fini(&st);
+		srv_replyf(it->w, snap_code(rv), "cannot restore '%s': %s", it->id,
+		    infini_strerror(rv));
+		return;
+	}
+	eng_stream_state_fini(&st);
+	LOG(LOG_INFO, "stream %s restored at position %lld", s->id,
+	    (long long)eng_stream_pos(d->eng, s->slot));
+	r.stream_id = s->id;
+	r.position = (uint64_t)eng_stream_pos(d->eng, s->slot);
+	srv_reply(it->w, 0, NULL, &r.base);
+}
+
 /* end_with_flush ends a generation after one more step that pushes its
  * last token (without sampling), so the stream holds all it generated; the
  * polls learn it is done once that step ran. */
@@ -170,7 +289,7 @@ end_with_flush(struct gen *g, const char *why)
 	g->flush = true;
 }
 
-/* do_control runs a Fork or Close at the head of an idle stream's queue.
+/* do_control runs a Fork, Close or Snapshot at the head of an idle stream's queue.
  * Returns true when the stream was freed. */
 static bool
 do_control(struct infinid *d, struct stream *s, struct item *it)
@@ -192,6 +311,12 @@ do_control(struct infinid *d, struct stream *s, struct item *it)
 		LOG(LOG_INFO, "stream %s closed", s->id);
 		free(s);
 		return (true);
+	}
+	if (it->kind == IT_SNAPSHOT) {
+		pop(s);
+		do_snapshot(d, s, it);
+		item_free(it);
+		return (false);
 	}
 	/* Fork. */
 	Infini__V1__ForkReply r = INFINI__V1__FORK_REPLY__INIT;
@@ -304,7 +429,8 @@ gather(struct infinid *d, struct slotjob *sj, int max)
 		struct item *it = s->head;
 		if (it == NULL)
 			continue;
-		if (it->kind == IT_CLOSE || it->kind == IT_FORK) {
+		if (it->kind == IT_CLOSE || it->kind == IT_FORK ||
+		    it->kind == IT_SNAPSHOT) {
 			if (do_control(d, s, it))
 				continue;
 			it = s->head;
@@ -444,7 +570,10 @@ sched_main(void *arg)
 			d->ctl_head = it->next;
 			if (d->ctl_head == NULL)
 				d->ctl_tail = NULL;
-			do_open(d, it);
+			if (it->kind == IT_RESTORE)
+				do_restore(d, it);
+			else
+				do_open(d, it);
 			item_free(it);
 		}
 		reap(d);

@@ -45,5 +45,6 @@ item_free(struct item *it)
 	free(it->vectors);
 	free(it->result);
 	free(it->mean);
+	free(it->data);
 	free(it);
 }

@@ -10,4 +10,5 @@ PC_BEGIN(retrieve_pc)
 	uint32_t m_stride; /* floats per stream in a layer's M: nkv*hd*hd */
 	uint32_t z_stride; /* floats per stream in a layer's z: nkv*hd */
 	float eps;
+	uint32_t on_local; /* retrieve_texel's fused gate: as gate_pc */
 PC_END(retrieve_pc)

@@ -1,12 +1,19 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
-/* rmsnorm.comp - one workgroup per row; a shared-memory tree sums squares. */
+/* rmsnorm.comp - one workgroup per row, vec4 loads (the engine requires
+ * n % 4 == 0).  The portable build sums squares with a shared-memory tree;
+ * with SUBGROUP defined (the variant for CPU drivers, where every barrier
+ * switches coroutines) each subgroup reduces with subgroupAdd and one
+ * barrier joins the gl_NumSubgroups partial sums. */
+#ifdef SUBGROUP
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#endif
 #include "common.glsl"
 #include "rmsnorm_pc.h"
 layout(local_size_x = 64) in;
-layout(binding = 0, std430) readonly buffer X { float x[]; };
-layout(binding = 1, std430) readonly buffer W { float w[]; };
-layout(binding = 2, std430) writeonly buffer O { float o[]; };
+layout(binding = 0, std430) readonly buffer X { vec4 x[]; };
+layout(binding = 1, std430) readonly buffer W { vec4 w[]; };
+layout(binding = 2, std430) writeonly buffer O { vec4 o[]; };
 shared float part[64];
 
 void main()
@@ -15,10 +22,21 @@ void main()
 	uint t = gl_LocalInvocationID.x;
 	if (r >= pc.n_rows)
 		return;
-	uint base = r * pc.n;
+	uint n4 = pc.n / 4u, base = r * n4;
 	float s = 0.0;
-	for (uint c = t; c < pc.n; c += 64u)
-		s += x[base + c] * x[base + c];
+	for (uint c = t; c < n4; c += 64u) {
+		vec4 v = x[base + c];
+		s += dot(v, v);
+	}
+#ifdef SUBGROUP
+	s = subgroupAdd(s);
+	if (subgroupElect())
+		part[gl_SubgroupID] = s;
+	barrier();
+	float sum = 0.0;
+	for (uint k = 0u; k < gl_NumSubgroups; k++)
+		sum += part[k];
+#else
 	part[t] = s;
 	barrier();
 	for (uint k = 32u; k > 0u; k >>= 1) {
@@ -26,7 +44,9 @@ void main()
 			part[t] += part[t + k];
 		barrier();
 	}
-	float inv = inversesqrt(part[0] / float(pc.n) + pc.eps);
-	for (uint c = t; c < pc.n; c += 64u)
+	float sum = part[0];
+#endif
+	float inv = inversesqrt(sum / float(pc.n) + pc.eps);
+	for (uint c = t; c < n4; c += 64u)
 		o[base + c] = x[base + c] * inv * (pc.add_one + w[c]);
 }

@@ -56,7 +56,8 @@ start_daemon(void)
 		execl(INFINID_PATH, "infinid", "--model", model, "--listen", url,
 		    "--max-streams", "48", "--workers", "96", "--socket-mode",
 		    "0666", "--max-message-bytes", "1048576", "--log-level",
-		    "warning", "--generate-idle-s", "30", (char *)NULL);
+		    "warning", "--generate-idle-s", "30", "--state-dir", dir,
+		    (char *)NULL);
 		_exit(127);
 	}
 	for (int i = 0; i < 300; i++) {
@@ -517,6 +518,58 @@ test_permissions(infini_client *c)
 	    "root (admin) may use it");
 }
 
+static void
+test_snapshots(infini_client *c)
+{
+	int32_t t[11];
+	struct infini_result a = { 0 }, b = { 0 };
+	uint8_t *data = NULL;
+	size_t len = 0;
+	uint64_t pos = 0;
+	int rv;
+
+	for (int i = 0; i < 11; i++)
+		t[i] = (i * 29 + 3) % 256;
+	/* Snapshot mid-segment (119 = 14 segments of 8, plus 7). */
+	rv = infini_push_tokens(c, "e2e", t, 2, INFINI_OUT_NONE, &a);
+	uint64_t at = a.position;
+	infini_result_free(&a);
+	rv |= infini_snapshot(c, "e2e", "e2e-snap", &data, &len);
+	rv |= infini_restore(c, "e2e-bytes", NULL, data, len, &pos);
+	rv |= infini_restore(c, "e2e-file", "e2e-snap", NULL, 0, NULL);
+	ok(rv == 0 && pos == at && at % 8 != 0, "snapshot exported and written, restored "
+	    "from bytes and from the file (position %llu)",
+	    (unsigned long long)pos);
+	rv = infini_push_tokens(c, "e2e", t + 2, 9, INFINI_OUT_LAST, &a);
+	rv |= infini_push_tokens(c, "e2e-bytes", t + 2, 9, INFINI_OUT_LAST, &b);
+	bool same = rv == 0 && a.cols == b.cols &&
+	    memcmp(a.data, b.data, a.cols * sizeof(float)) == 0;
+	infini_result_free(&b);
+	rv = infini_push_tokens(c, "e2e-file", t + 2, 9, INFINI_OUT_LAST, &b);
+	same = same && rv == 0 &&
+	    memcmp(a.data, b.data, a.cols * sizeof(float)) == 0;
+	ok(same, "restored streams continue exactly like the original");
+	infini_result_free(&a);
+	infini_result_free(&b);
+	if (data != NULL && len > 100) {
+		data[len / 2] ^= 0x10;
+		rv = infini_restore(c, "e2e-bad", NULL, data, len, NULL);
+		ok(rv == INFINI_ECORRUPT && healthy(c), "a flipped bit is "
+		    "refused with DATA_LOSS: %s", infini_errmsg());
+		rv = infini_restore(c, "e2e-bad", NULL, data, len / 3, NULL);
+		ok(rv == INFINI_ECORRUPT, "a truncated snapshot is refused: %s",
+		    infini_errmsg());
+	} else {
+		ok(0, "a flipped bit is refused");
+		ok(0, "a truncated snapshot is refused");
+	}
+	ok(infini_snapshot(c, "e2e", "../escape", NULL, NULL) == INFINI_EINVAL,
+	    "a snapshot name with a path is refused: %s", infini_errmsg());
+	free(data);
+	infini_close_stream(c, "e2e-bytes");
+	infini_close_stream(c, "e2e-file");
+}
+
 int
 main(void)
 {
@@ -525,7 +578,7 @@ main(void)
 	struct infini_health h;
 	int st;
 
-	tap_plan(25);
+	tap_plan(30);
 	signal(SIGPIPE, SIG_IGN);
 	if (fx_tmpdir(dir, sizeof(dir)) != 0)
 		return (1);
@@ -545,6 +598,7 @@ main(void)
 	test_generate(c, "sampled", 0.8f, 20, 0.9f, 42);
 	test_concurrent(c);
 	test_bad_inputs(c, 64);
+	test_snapshots(c);
 	test_vanishing_client(c);
 	test_permissions(c);
 	ok(healthy(c), "the daemon still answers Health");

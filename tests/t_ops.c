@@ -62,7 +62,8 @@ down(struct gpu_buf *b, float *out, size_t n)
 	gpu_buf_read(dev, b, 0, out, n * sizeof(float));
 }
 
-/* run dispatches kernel k once over the given buffers. */
+/* run dispatches kernel k once over the given buffers; texel bindings
+ * read the whole buffer through an RGBA32F view. */
 static void
 run(enum eng_kernel_id k, uint32_t hd, struct gpu_buf **bufs, uint32_t writes,
     const void *pc, uint32_t gx, uint32_t gy, uint32_t gz)
@@ -72,8 +73,14 @@ run(enum eng_kernel_id k, uint32_t hd, struct gpu_buf **bufs, uint32_t writes,
 	struct gpu_arg a[GPU_MAX_BINDS];
 	uint32_t spec[2] = { 0, hd };
 
-	for (uint32_t i = 0; i < eng_kernels[k].nbind; i++)
+	for (uint32_t i = 0; i < eng_kernels[k].nbind; i++) {
 		a[i] = gpu_arg_of(bufs[i], 0, 0);
+		if (eng_kernels[k].bind[i] == GPU_TEXEL &&
+		    gpu_view_create(dev, bufs[i], 0, bufs[i]->size / 16 * 16,
+		    VK_FORMAT_R32G32B32A32_SFLOAT, &a[i].view) != 0)
+			tap_diag("cannot make a view for %s",
+			    eng_kernels[k].name);
+	}
 	if (gpu_pipe_create(dev, &eng_kernels[k], spec, hd ? 2 : 0, &p) != 0 ||
 	    gpu_cmd_alloc(dev, &c) != 0 || gpu_cmd_begin(c) != 0) {
 		tap_diag("cannot run %s", eng_kernels[k].name);
@@ -84,6 +91,9 @@ run(enum eng_kernel_id k, uint32_t hd, struct gpu_buf **bufs, uint32_t writes,
 	}
 	gpu_cmd_free(c);
 	gpu_pipe_free(dev, p);
+	for (uint32_t i = 0; i < eng_kernels[k].nbind; i++)
+		if (eng_kernels[k].bind[i] == GPU_TEXEL)
+			gpu_view_free(dev, a[i].view);
 }
 
 static uint32_t
@@ -111,9 +121,9 @@ free_all(struct gpu_buf *b, int n)
 }
 
 static void
-test_rmsnorm(bool gemma)
+test_rmsnorm(enum eng_kernel_id kid, bool gemma)
 {
-	enum { R = 5, N = 96 };
+	enum { R = 5, N = 520 };   /* 130 vec4s: a partial third pass */
 	float x[R * N], w[N], got[R * N];
 	double xd[N], wd[N], ref[R * N];
 
@@ -123,7 +133,7 @@ test_rmsnorm(bool gemma)
 	    up(NULL, sizeof(got)) };
 	struct gpu_buf *bp[3] = { &b[0], &b[1], &b[2] };
 	struct rmsnorm_pc pc = { R, N, 1e-5f, gemma ? 1.0f : 0.0f };
-	run(ENG_K_RMSNORM, 0, bp, 4, &pc, R, 1, 1);
+	run(kid, 0, bp, 4, &pc, R, 1, 1);
 	down(&b[2], got, R * N);
 	for (int j = 0; j < N; j++)
 		wd[j] = w[j];
@@ -133,16 +143,17 @@ test_rmsnorm(bool gemma)
 		ref_rmsnorm(xd, wd, N, 1e-5, gemma, ref + r * N);
 	}
 	double e = nmse(ref, got, R * N);
-	ok(e <= TOL, "rmsnorm (%s): nmse %.2g", gemma ? "gemma 1+w" : "llama", e);
+	ok(e <= TOL, "%s (%s): nmse %.2g", eng_kernels[kid].name,
+	    gemma ? "gemma 1+w" : "llama", e);
 	free_all(b, 3);
 }
 
 /* Cache geometry shared by rope, attention, memupd tests. */
-enum { NH = 4, NKV = 2, HD = 16, SEG = 8, SLOTS = 3 };
+enum { NH = 4, NKV = 2, HD = 32, SEG = 8, SLOTS = 3 };
 #define KVS (NKV * SEG * HD)
 
 static void
-test_rope(bool rope)
+test_rope(enum eng_kernel_id kid, uint32_t pairs, bool rope)
 {
 	enum { T = 3, NQKV = (NH + 2 * NKV) * HD };
 	float qkv[T * NQKV], qr[T * NH * HD], kc[SLOTS * KVS], vc[SLOTS * KVS];
@@ -156,8 +167,8 @@ test_rope(bool rope)
 	    up(NULL, sizeof(km)) };
 	struct gpu_buf *bp[6] = { &b[0], &b[1], &b[2], &b[3], &b[4], &b[5] };
 	struct rope_pc pc = { T, NH, NKV, HD, SEG, KVS, rope, 1, 10000.0f };
-	run(ENG_K_ROPE, 0, bp, 0x3c, &pc, groups(T * (NH + 2 * NKV) * HD / 2),
-	    1, 1);
+	run(kid, 0, bp, 0x3c, &pc,
+	    groups(T * (NH + 2 * NKV) * HD / (2 * pairs)), 1, 1);
 	down(&b[2], qr, T * NH * HD);
 	down(&b[3], kc, SLOTS * KVS);
 	down(&b[4], vc, SLOTS * KVS);
@@ -187,17 +198,19 @@ test_rope(bool rope)
 			}
 		}
 	}
-	ok(worst <= TOL, "rope %s: q, cached k, raw k and v (worst nmse %.2g)",
-	    rope ? "on" : "off", worst);
+	ok(worst <= TOL, "%s %s: q, cached k, raw k and v (worst nmse %.2g)",
+	    eng_kernels[kid].name, rope ? "on" : "off", worst);
 	free_all(b, 6);
 }
 
+/* Seven rows: a block of four in one stream, then a block of three rows of
+ * two streams (the 4-row texel variant serves those in two passes). */
 static void
-test_attention(void)
+test_attention(enum eng_kernel_id kid, uint32_t rb)
 {
-	enum { T = 4 };
+	enum { T = 7 };
 	float qr[T * NH * HD], kc[SLOTS * KVS], vc[SLOTS * KVS], got[T * NH * HD];
-	uint32_t rows[2 * T] = { 2, 0, 2, 3, 0, 7, 1, 6 };
+	uint32_t rows[2 * T] = { 2, 0, 2, 1, 2, 2, 2, 3, 0, 7, 1, 6, 0, 2 };
 	double q[HD], K[SEG * HD], V[SEG * HD], ref[T * NH * HD];
 
 	fill(qr, T * NH * HD, 2.0);
@@ -206,8 +219,9 @@ test_attention(void)
 	struct gpu_buf b[5] = { up(qr, sizeof(qr)), up(rows, sizeof(rows)),
 	    up(kc, sizeof(kc)), up(vc, sizeof(vc)), up(NULL, sizeof(got)) };
 	struct gpu_buf *bp[5] = { &b[0], &b[1], &b[2], &b[3], &b[4] };
-	struct attention_pc pc = { T, NH, NKV, HD, SEG, KVS, 0.25f };
-	run(ENG_K_ATTENTION, HD, bp, 1u << 4, &pc, groups(T * NH), 1, 1);
+	struct attention_pc pc = { T, NH, NKV, HD, SEG, KVS,
+	    (float)(1.0 / sqrt((double)HD)) };
+	run(kid, HD, bp, 1u << 4, &pc, groups((T + rb - 1) / rb * NH), 1, 1);
 	down(&b[4], got, T * NH * HD);
 	for (int r = 0; r < T; r++) {
 		uint32_t slot = rows[2 * r], pos = rows[2 * r + 1];
@@ -226,43 +240,72 @@ test_attention(void)
 		}
 	}
 	double e = nmse(ref, got, T * NH * HD);
-	ok(e <= TOL, "attention: causal prefix, kv head h/(nh/nkv) (nmse %.2g)", e);
+	ok(e <= TOL, "%s: causal prefix, kv head h/(nh/nkv) (nmse %.2g)",
+	    eng_kernels[kid].name, e);
 	free_all(b, 5);
 }
 
+/* The query rows are strided like qkv (ldq > nh hd).  The texel variants
+ * also mix the result into the local branch (gate on memory and on
+ * local); rows as in test_attention. */
 static void
-test_retrieve(void)
+test_retrieve(enum eng_kernel_id kid, uint32_t rb, bool on_local)
 {
-	enum { T = 3, MS = NKV * HD * HD, ZS = NKV * HD };
-	float q[T * NH * HD], M[SLOTS * MS], z[SLOTS * ZS], got[T * NH * HD];
-	uint32_t rows[2 * T] = { 1, 0, 2, 4, 0, 1 };
-	double sq[HD], Md[HD * HD], zd[HD], ref[T * NH * HD];
+	enum { T = 7, LDQ = (NH + 2 * NKV) * HD, MS = NKV * HD * HD,
+	    ZS = NKV * HD, A = NH * HD };
+	float q[T * LDQ], M[SLOTS * MS], z[SLOTS * ZS], got[T * A], ad[T * A];
+	float beta[NH] = { -2.0f, -0.5f, 0.7f, 3.0f };
+	uint32_t rows[2 * T] = { 1, 0, 1, 1, 1, 2, 1, 3, 2, 4, 0, 1, 2, 5 };
+	double sq[HD], Md[HD * HD], zd[HD], ref[T * A];
+	bool texel = rb > 0;
 
-	fill(q, T * NH * HD, 2.0);
+	fill(q, T * LDQ, 2.0);
 	fill(M, SLOTS * MS, 3.0);
+	fill(ad, T * A, 1.0);
 	for (int i = 0; i < SLOTS * ZS; i++)
 		z[i] = (float)(2.0 + rnd());
-	struct gpu_buf b[5] = { up(q, sizeof(q)), up(rows, sizeof(rows)),
-	    up(M, sizeof(M)), up(z, sizeof(z)), up(NULL, sizeof(got)) };
-	struct gpu_buf *bp[5] = { &b[0], &b[1], &b[2], &b[3], &b[4] };
-	struct retrieve_pc pc = { T, NH, NKV, HD, NH * HD, MS, ZS, 1e-6f };
-	run(ENG_K_RETRIEVE, 0, bp, 1u << 4, &pc, groups(T * NH * HD), 1, 1);
-	down(&b[4], got, T * NH * HD);
+	struct gpu_buf b[6] = { up(q, sizeof(q)), up(rows, sizeof(rows)),
+	    up(M, sizeof(M)), up(z, sizeof(z)), up(NULL, sizeof(got)),
+	    up(ad, sizeof(ad)) };
+	struct gpu_buf *bp[6] = { &b[0], &b[1], &b[2], &b[3], &b[4], &b[5] };
+	struct retrieve_pc pc = { T, NH, NKV, HD, LDQ, MS, ZS, 1e-6f,
+	    on_local };
+	if (texel) {
+		/* binding 4 is beta, 5 the local branch updated in place */
+		gpu_buf_write(dev, &b[4], 0, beta, sizeof(beta));
+		run(kid, HD, bp, 1u << 5, &pc,
+		    groups((T + rb - 1) / rb * NH * (HD / 16)), 1, 1);
+		down(&b[5], got, T * A);
+	} else {
+		run(kid, 0, bp, 1u << 4, &pc, groups(T * A), 1, 1);
+		down(&b[4], got, T * A);
+	}
 	for (int r = 0; r < T; r++)
 		for (int h = 0; h < NH; h++) {
 			int g = h / (NH / NKV), slot = (int)rows[2 * r];
+			double *o = ref + (r * NH + h) * HD;
 			for (int i = 0; i < HD; i++) {
-				sq[i] = q[(r * NH + h) * HD + i];
+				sq[i] = q[r * LDQ + h * HD + i];
 				zd[i] = z[slot * ZS + g * HD + i];
 			}
 			for (int i = 0; i < HD * HD; i++)
 				Md[i] = M[slot * MS + g * HD * HD + i];
 			ref_sigma(sq, HD, sq);
-			ref_retrieve(sq, Md, zd, HD, 1e-6, ref + (r * NH + h) * HD);
+			ref_retrieve(sq, Md, zd, HD, 1e-6, o);
+			if (!texel)
+				continue;
+			double gt = 1.0 / (1.0 + exp(-(double)beta[h]));
+			for (int i = 0; i < HD; i++) {
+				double loc = ad[(r * NH + h) * HD + i];
+				o[i] = on_local ? gt * loc + (1 - gt) * o[i] :
+				    gt * o[i] + (1 - gt) * loc;
+			}
 		}
-	double e = nmse(ref, got, T * NH * HD);
-	ok(e <= TOL, "retrieve: sigma(q) M / (sigma(q) . z + eps) (nmse %.2g)", e);
-	free_all(b, 5);
+	double e = nmse(ref, got, T * A);
+	ok(e <= TOL, "%s%s: sigma(q) M / (sigma(q) . z + eps) (nmse %.2g)",
+	    eng_kernels[kid].name, !texel ? "" : on_local ?
+	    " + gate on local" : " + gate on memory", e);
+	free_all(b, 6);
 }
 
 static void
@@ -302,7 +345,7 @@ test_glu(enum eng_act act, const char *name)
 	struct gpu_buf b[2] = { up(gu, sizeof(gu)), up(NULL, sizeof(got)) };
 	struct gpu_buf *bp[2] = { &b[0], &b[1] };
 	struct glu_pc pc = { T, I, (uint32_t)act };
-	run(ENG_K_GLU, 0, bp, 2, &pc, groups(T * I), 1, 1);
+	run(ENG_K_GLU, 0, bp, 2, &pc, groups(T * I / 4), 1, 1);
 	down(&b[1], got, T * I);
 	for (int r = 0; r < T; r++)
 		for (int i = 0; i < I; i++)
@@ -314,7 +357,7 @@ test_glu(enum eng_act act, const char *name)
 }
 
 static void
-test_memupd(bool delta)
+test_memupd(bool delta, bool texel)
 {
 	enum { MS = NKV * HD * HD, ZS = NKV * HD };
 	float k[SLOTS * KVS], v[SLOTS * KVS], M[SLOTS * MS], z[SLOTS * ZS];
@@ -331,7 +374,13 @@ test_memupd(bool delta)
 	    up(M, sizeof(M)), up(z, sizeof(z)), up(slots, sizeof(slots)) };
 	struct memupd_pc pc = { 2, NKV, HD, SEG, KVS, MS, ZS, delta, 1e-6f };
 	struct gpu_buf *bp[5] = { &b[0], &b[1], &b[2], &b[3], &b[4] };
-	run(ENG_K_MEMUPD, 0, bp, 1u << 2, &pc, HD, NKV, 2);
+	if (texel) {
+		struct gpu_buf *bt[4] = { &b[0], &b[1], &b[2], &b[4] };
+		run(ENG_K_MEMUPD_TEXEL, HD, bt, 1u << 2, &pc,
+		    groups(2 * NKV * (HD / 8) * (HD / 16)), 1, 1);
+	} else {
+		run(ENG_K_MEMUPD, 0, bp, 1u << 2, &pc, HD, NKV, 2);
+	}
 	struct gpu_buf *bz[3] = { &b[0], &b[3], &b[4] };
 	run(ENG_K_MEMZ, 0, bz, 1u << 1, &pc, groups(2 * NKV * HD), 1, 1);
 	down(&b[2], gM, SLOTS * MS);
@@ -353,8 +402,9 @@ test_memupd(bool delta)
 			    HD * HD));
 			worst = fmax(worst, nmse(zd, gz + s * ZS + g * HD, HD));
 		}
-	ok(worst <= TOL, "memory update %s: listed streams updated, others "
-	    "untouched (worst nmse %.2g)", delta ? "delta" : "linear", worst);
+	ok(worst <= TOL, "memory update %s%s: listed streams updated, others "
+	    "untouched (worst nmse %.2g)", delta ? "delta" : "linear",
+	    texel ? " (texel)" : "", worst);
 	free_all(b, 5);
 }
 
@@ -410,20 +460,30 @@ main(void)
 		tap_plan_skip_all(err);
 		return (0);
 	}
-	tap_plan(17);
-	test_rmsnorm(false);
-	test_rmsnorm(true);
-	test_rope(true);
-	test_rope(false);
-	test_attention();
-	test_retrieve();
+	tap_plan(27);
+	test_rmsnorm(ENG_K_RMSNORM, false);
+	test_rmsnorm(ENG_K_RMSNORM, true);
+	test_rmsnorm(ENG_K_RMSNORM_SG, false);
+	test_rmsnorm(ENG_K_RMSNORM_SG, true);
+	test_rope(ENG_K_ROPE, 1, true);
+	test_rope(ENG_K_ROPE, 1, false);
+	test_rope(ENG_K_ROPE_V4, 4, true);
+	test_rope(ENG_K_ROPE_V4, 4, false);
+	test_attention(ENG_K_ATTENTION, 1);
+	test_attention(ENG_K_ATTENTION_TEXEL, 4);
+	test_attention(ENG_K_ATTENTION_TEXEL_R1, 1);
+	test_retrieve(ENG_K_RETRIEVE, 0, false);
+	test_retrieve(ENG_K_RETRIEVE_TEXEL, 4, false);
+	test_retrieve(ENG_K_RETRIEVE_TEXEL, 4, true);
+	test_retrieve(ENG_K_RETRIEVE_TEXEL_R1, 1, true);
 	test_gate(false);
 	test_gate(true);
 	test_glu(ENG_ACT_SILU, "silu");
 	test_glu(ENG_ACT_GELU, "gelu");
 	test_glu(ENG_ACT_GELU_TANH, "gelu_tanh");
-	test_memupd(false);
-	test_memupd(true);
+	test_memupd(false, false);
+	test_memupd(true, false);
+	test_memupd(false, true);
 	test_embed(ENG_F32, ENG_K_EMBED_F32, "f32");
 	test_embed(ENG_F16, ENG_K_EMBED_F16, "f16");
 	test_embed(ENG_BF16, ENG_K_EMBED_BF16, "bf16");

@@ -48,7 +48,7 @@ static const struct field fields[] = {
 	F(attention_pc, scale),
 	F(retrieve_pc, n_rows), F(retrieve_pc, nh), F(retrieve_pc, nkv),
 	F(retrieve_pc, hd), F(retrieve_pc, ldq), F(retrieve_pc, m_stride),
-	F(retrieve_pc, z_stride), F(retrieve_pc, eps),
+	F(retrieve_pc, z_stride), F(retrieve_pc, eps), F(retrieve_pc, on_local),
 	F(gate_pc, n_rows), F(gate_pc, nh), F(gate_pc, hd), F(gate_pc, on_local),
 	F(glu_pc, n_rows), F(glu_pc, inter), F(glu_pc, act),
 	F(memupd_pc, n_slots), F(memupd_pc, nkv), F(memupd_pc, hd),

@@ -20,7 +20,11 @@ make_pipes(struct eng *e, char *err, size_t errlen)
 {
 	for (int k = 0; k < ENG_K_COUNT; k++) {
 		uint32_t spec[2] = { 0, (uint32_t)e->c.head_dim };
-		uint32_t nspec = k == ENG_K_ATTENTION ? 2 : 0;
+		/* Kernels sized by head_dim take it as constant 1. */
+		uint32_t nspec = k == ENG_K_ATTENTION ||
+		    k == ENG_K_ATTENTION_TEXEL || k == ENG_K_ATTENTION_TEXEL_R1 ||
+		    k == ENG_K_RETRIEVE_TEXEL || k == ENG_K_RETRIEVE_TEXEL_R1 ||
+		    k == ENG_K_MEMUPD_TEXEL ? 2 : 0;
 		int rv = gpu_pipe_create(e->dev, &eng_kernels[k], spec, nspec,
 		    &e->pipe[k]);
 		if (rv != 0) {
@@ -187,8 +191,8 @@ eng_open(const struct eng_model *m, const struct eng_opts *o,
 	    (rv = alloc_state(e, err, errlen)) != 0 ||
 	    (rv = alloc_acts(e, err, errlen)) != 0)
 		goto fail;
-	if ((rv = eng_mm_open(e)) != 0) {
-		snprintf(err, errlen, "cannot make texel views for matmul");
+	if ((rv = eng_mm_open(e)) != 0 || (rv = eng_ops_open(e)) != 0) {
+		snprintf(err, errlen, "cannot make texel views");
 		goto fail;
 	}
 	*out = e;
@@ -210,6 +214,7 @@ eng_close(struct eng *e)
 		return;
 	if (e->dev != NULL) {
 		eng_mm_close(e);
+		eng_ops_close(e);
 		eng_weights_free(e);
 		for (int l = 0; l < e->c.n_layers && e->L != NULL; l++) {
 			gpu_buf_free(e->dev, &e->L[l].kc);

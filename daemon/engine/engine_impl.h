@@ -58,6 +58,9 @@ struct eng_dlayer {
 	struct gpu_buf km;         /* [slot][nkv][N][hd] unrotated k (rope && !memory_rope) */
 	struct gpu_buf M;          /* [slot][nkv][hd][hd] */
 	struct gpu_buf z;          /* [slot][nkv][hd] */
+	/* RGBA32F views of the state for the texel attention-side kernels
+	 * (null unless e->texel_ops). */
+	VkBufferView kcv, vcv, kmv, Mv, zv;
 };
 
 struct eng_prof {
@@ -91,6 +94,8 @@ struct eng {
 	enum eng_mm_var mm;        /* matmul family for this device */
 	struct eng_mm_in mmx[4];   /* matmul inputs with texel views (xn, ad, ...) */
 	int nmmx;
+	bool texel_ops;            /* attention/retrieve/memupd texel kernels */
+	VkBufferView qrv, qkvv;    /* views of qr, qkv when texel_ops */
 
 	/* Activations, [max_batch] rows each. */
 	struct gpu_buf ids;        /* int32 [R] */
@@ -156,6 +161,17 @@ void eng_mm_record(struct gpu_cmd *c, struct gpu_pipe *const *pipe,
  * Returns 0 or INFINI_ENOMEM. */
 int eng_mm_open(struct eng *e);
 void eng_mm_close(struct eng *e);
+
+/*
+ * eng_ops_open decides whether the attention-side kernels (attention,
+ * retrieve with the gate, linear memupd) take their texel variants: on
+ * devices where the matmul family is a texel one, with head_dim % 16 == 0,
+ * unless INFINI_OPS=portable; then makes the views those kernels read
+ * (falling back to portable if any would exceed maxTexelBufferElements).
+ * eng_ops_close frees them.  Returns 0 or INFINI_ENOMEM.
+ */
+int eng_ops_open(struct eng *e);
+void eng_ops_close(struct eng *e);
 
 int eng_weights_upload(struct eng *e, char *err, size_t errlen);
 void eng_weights_free(struct eng *e);

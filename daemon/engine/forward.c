@@ -27,6 +27,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "engine/engine_impl.h"
 #include "infini_err.h"
@@ -64,6 +65,74 @@ grid1(const struct eng *e, uint64_t n, uint32_t *gx, uint32_t *gy)
 	*gy = *gx ? (uint32_t)((groups + *gx - 1) / *gx) : 0;
 }
 
+/* texel_view: an RGBA32F view of all of b, or fails when too big. */
+static int
+texel_view(struct eng *e, const struct gpu_buf *b, VkBufferView *v)
+{
+	VkDeviceSize range = b->size / 16 * 16;
+
+	if (range == 0 || range / 16 > gpu_dev_info(e->dev)->max_texel_elems)
+		return (INFINI_EUNSUPPORTED);
+	return (gpu_view_create(e->dev, b, 0, range,
+	    VK_FORMAT_R32G32B32A32_SFLOAT, v));
+}
+
+int
+eng_ops_open(struct eng *e)
+{
+	const char *s = getenv("INFINI_OPS");
+	int rv = 0;
+
+	e->texel_ops = e->mm != ENG_MM_PORTABLE && e->c.head_dim % 16 == 0 &&
+	    !(s != NULL && strcasecmp(s, "portable") == 0);
+	if (!e->texel_ops)
+		return (0);
+	if ((rv = texel_view(e, &e->qr, &e->qrv)) != 0 ||
+	    (rv = texel_view(e, &e->qkv, &e->qkvv)) != 0)
+		goto fail;
+	for (int l = 0; l < e->c.n_layers; l++) {
+		struct eng_dlayer *d = &e->L[l];
+		if ((rv = texel_view(e, &d->kc, &d->kcv)) != 0 ||
+		    (rv = texel_view(e, &d->vc, &d->vcv)) != 0 ||
+		    (e->sep_kmem && (rv = texel_view(e, &d->km, &d->kmv)) != 0) ||
+		    (rv = texel_view(e, &d->M, &d->Mv)) != 0 ||
+		    (rv = texel_view(e, &d->z, &d->zv)) != 0)
+			goto fail;
+	}
+	return (0);
+fail:
+	eng_ops_close(e);
+	/* Too big for a view: the portable kernels need none. */
+	return (rv == INFINI_EUNSUPPORTED ? 0 : rv);
+}
+
+void
+eng_ops_close(struct eng *e)
+{
+	gpu_view_free(e->dev, e->qrv);
+	gpu_view_free(e->dev, e->qkvv);
+	e->qrv = e->qkvv = VK_NULL_HANDLE;
+	for (int l = 0; l < e->c.n_layers && e->L != NULL; l++) {
+		struct eng_dlayer *d = &e->L[l];
+		VkBufferView *v[5] = { &d->kcv, &d->vcv, &d->kmv, &d->Mv,
+		    &d->zv };
+		for (int i = 0; i < 5; i++) {
+			gpu_view_free(e->dev, *v[i]);
+			*v[i] = VK_NULL_HANDLE;
+		}
+	}
+	e->texel_ops = false;
+}
+
+/* targ: a whole-buffer binding read through view v. */
+static struct gpu_arg
+targ(const struct gpu_buf *b, VkBufferView v)
+{
+	struct gpu_arg a = gpu_arg_of(b, 0, 0);
+	a.view = v;
+	return (a);
+}
+
 static void
 rec_rmsnorm(struct eng *e, const struct gpu_buf *x, const struct gpu_buf *w,
     const struct gpu_buf *out, uint32_t T)
@@ -71,12 +140,15 @@ rec_rmsnorm(struct eng *e, const struct gpu_buf *x, const struct gpu_buf *w,
 	struct rmsnorm_pc pc = { T, (uint32_t)e->c.hidden_size,
 	    (float)e->c.rms_norm_eps, e->c.arch == ENG_ARCH_GEMMA ? 1.0f : 0.0f };
 	struct gpu_arg a[3] = { ARG(x), ARG(w), ARG(out) };
-	gpu_cmd_dispatch(e->cmd, e->pipe[ENG_K_RMSNORM], a, 1u << 2, &pc, T, 1,
-	    1, "rmsnorm");
+	gpu_cmd_dispatch(e->cmd, e->pipe[e->texel_ops ? ENG_K_RMSNORM_SG :
+	    ENG_K_RMSNORM], a, 1u << 2, &pc, T, 1, 1, "rmsnorm");
 }
 
+/* Rows per invocation of attention_texel (its RB in variants.cmake). */
+#define ENG_ATT_RB 4
+
 static void
-rec_layer(struct eng *e, int l, uint32_t T, uint32_t nfill)
+rec_layer(struct eng *e, int l, uint32_t T, uint32_t nfill, bool blocked)
 {
 	const struct eng_config *c = &e->c;
 	struct eng_dlayer *d = &e->L[l];
@@ -94,33 +166,53 @@ rec_layer(struct eng *e, int l, uint32_t T, uint32_t nfill)
 	    e->sep_kmem, (float)c->rope_theta };
 	struct gpu_arg ra[6] = { ARG(&e->qkv), ARG(&e->rows), ARG(&e->qr),
 	    ARG(&d->kc), ARG(&d->vc), ARG(km) };
-	grid1(e, (uint64_t)T * (nh + 2 * nkv) * (hd / 2), &gx, &gy);
-	gpu_cmd_dispatch(e->cmd, e->pipe[ENG_K_ROPE], ra,
+	/* Four pairs per invocation where head_dim allows. */
+	bool r4 = hd % 8 == 0;
+	grid1(e, (uint64_t)T * (nh + 2 * nkv) * (hd / (r4 ? 8 : 2)), &gx, &gy);
+	gpu_cmd_dispatch(e->cmd, e->pipe[r4 ? ENG_K_ROPE_V4 : ENG_K_ROPE], ra,
 	    (1u << 2) | (1u << 3) | (1u << 4) | (e->sep_kmem ? 1u << 5 : 0), &rp,
 	    gx, gy, 1, "rope");
 
-	struct attention_pc ap = { T, nh, nkv, hd, N, e->kv_stride,
-	    (float)(1.0 / sqrt((double)hd)) };
-	struct gpu_arg aa[5] = { ARG(&e->qr), ARG(&e->rows), ARG(&d->kc),
-	    ARG(&d->vc), ARG(&e->ad) };
-	grid1(e, (uint64_t)T * nh, &gx, &gy);
-	gpu_cmd_dispatch(e->cmd, e->pipe[ENG_K_ATTENTION], aa, 1u << 4, &ap, gx,
-	    gy, 1, "attention");
-
 	/* Memory reads the unrotated query unless memory_rope says otherwise. */
 	bool rq = c->rope && c->memory_rope;
+	struct attention_pc ap = { T, nh, nkv, hd, N, e->kv_stride,
+	    (float)(1.0 / sqrt((double)hd)) };
 	struct retrieve_pc qp = { T, nh, nkv, hd, rq ? A : QKV, e->m_stride,
-	    e->z_stride, (float)c->memory_eps };
-	struct gpu_arg qa[5] = { ARG(rq ? &e->qr : &e->qkv), ARG(&e->rows),
-	    ARG(&d->M), ARG(&d->z), ARG(&e->am) };
-	grid1(e, (uint64_t)T * A, &gx, &gy);
-	gpu_cmd_dispatch(e->cmd, e->pipe[ENG_K_RETRIEVE], qa, 1u << 4, &qp, gx,
-	    gy, 1, "retrieve");
-
-	struct gate_pc gp = { T, nh, hd, c->gate_on == ENG_GATE_LOCAL };
-	struct gpu_arg ga[3] = { ARG(&e->am), ARG(&d->beta), ARG(&e->ad) };
-	gpu_cmd_dispatch(e->cmd, e->pipe[ENG_K_GATE], ga, 1u << 2, &gp, gx, gy,
-	    1, "gate");
+	    e->z_stride, (float)c->memory_eps, c->gate_on == ENG_GATE_LOCAL };
+	if (e->texel_ops) {
+		/* Row blocks pay off when streams bring several rows each. */
+		uint32_t rba = blocked ? ENG_ATT_RB : 1, rbq = blocked ? 4 : 1;
+		struct gpu_arg aa[5] = { targ(&e->qr, e->qrv), ARG(&e->rows),
+		    targ(&d->kc, d->kcv), targ(&d->vc, d->vcv), ARG(&e->ad) };
+		grid1(e, (uint64_t)(T + rba - 1) / rba * nh, &gx, &gy);
+		gpu_cmd_dispatch(e->cmd, e->pipe[blocked ?
+		    ENG_K_ATTENTION_TEXEL : ENG_K_ATTENTION_TEXEL_R1], aa,
+		    1u << 4, &ap, gx, gy, 1, "attention");
+		struct gpu_arg qa[6] = { rq ? targ(&e->qr, e->qrv) :
+		    targ(&e->qkv, e->qkvv), ARG(&e->rows), targ(&d->M, d->Mv),
+		    targ(&d->z, d->zv), ARG(&d->beta), ARG(&e->ad) };
+		grid1(e, (uint64_t)(T + rbq - 1) / rbq * nh * (hd / 16), &gx,
+		    &gy);
+		gpu_cmd_dispatch(e->cmd, e->pipe[blocked ?
+		    ENG_K_RETRIEVE_TEXEL : ENG_K_RETRIEVE_TEXEL_R1], qa,
+		    1u << 5, &qp, gx, gy, 1, "retrieve+gate");
+	} else {
+		struct gpu_arg aa[5] = { ARG(&e->qr), ARG(&e->rows),
+		    ARG(&d->kc), ARG(&d->vc), ARG(&e->ad) };
+		grid1(e, (uint64_t)T * nh, &gx, &gy);
+		gpu_cmd_dispatch(e->cmd, e->pipe[ENG_K_ATTENTION], aa, 1u << 4,
+		    &ap, gx, gy, 1, "attention");
+		struct gpu_arg qa[5] = { ARG(rq ? &e->qr : &e->qkv),
+		    ARG(&e->rows), ARG(&d->M), ARG(&d->z), ARG(&e->am) };
+		grid1(e, (uint64_t)T * A, &gx, &gy);
+		gpu_cmd_dispatch(e->cmd, e->pipe[ENG_K_RETRIEVE], qa, 1u << 4,
+		    &qp, gx, gy, 1, "retrieve");
+		struct gate_pc gp = { T, nh, hd, c->gate_on == ENG_GATE_LOCAL };
+		struct gpu_arg ga[3] = { ARG(&e->am), ARG(&d->beta),
+		    ARG(&e->ad) };
+		gpu_cmd_dispatch(e->cmd, e->pipe[ENG_K_GATE], ga, 1u << 2, &gp,
+		    gx, gy, 1, "gate");
+	}
 
 	eng_rec_matmul(e, &e->ad, A, &d->wo, &e->x, H, T, true);
 
@@ -128,7 +220,7 @@ rec_layer(struct eng *e, int l, uint32_t T, uint32_t nfill)
 	eng_rec_matmul(e, &e->xn, H, &d->wgu, &e->gu, 2 * I, T, false);
 	struct glu_pc up = { T, I, (uint32_t)c->act };
 	struct gpu_arg ua[2] = { ARG(&e->gu), ARG(&e->hm) };
-	grid1(e, (uint64_t)T * I, &gx, &gy);
+	grid1(e, (uint64_t)T * (I / 4), &gx, &gy);
 	gpu_cmd_dispatch(e->cmd, e->pipe[ENG_K_GLU], ua, 1u << 1, &up, gx, gy,
 	    1, "glu");
 	eng_rec_matmul(e, &e->hm, I, &d->wdown, &e->x, H, T, true);
@@ -138,10 +230,18 @@ rec_layer(struct eng *e, int l, uint32_t T, uint32_t nfill)
 	struct memupd_pc mp = { nfill, nkv, hd, N, e->kv_stride, e->m_stride,
 	    e->z_stride, c->memory_update == ENG_UPDATE_DELTA,
 	    (float)c->memory_eps };
-	struct gpu_arg ma[5] = { ARG(km), ARG(&d->vc), ARG(&d->M), ARG(&d->z),
-	    ARG(&e->slots) };
-	gpu_cmd_dispatch(e->cmd, e->pipe[ENG_K_MEMUPD], ma, 1u << 2, &mp, hd,
-	    nkv, nfill, "memupd");
+	if (e->texel_ops && !mp.delta) {
+		struct gpu_arg ma[4] = { targ(km, e->sep_kmem ? d->kmv : d->kcv),
+		    targ(&d->vc, d->vcv), ARG(&d->M), ARG(&e->slots) };
+		grid1(e, (uint64_t)nfill * nkv * (hd / 8) * (hd / 16), &gx, &gy);
+		gpu_cmd_dispatch(e->cmd, e->pipe[ENG_K_MEMUPD_TEXEL], ma,
+		    1u << 2, &mp, gx, gy, 1, "memupd");
+	} else {
+		struct gpu_arg ma[5] = { ARG(km), ARG(&d->vc), ARG(&d->M),
+		    ARG(&d->z), ARG(&e->slots) };
+		gpu_cmd_dispatch(e->cmd, e->pipe[ENG_K_MEMUPD], ma, 1u << 2,
+		    &mp, hd, nkv, nfill, "memupd");
+	}
 	struct gpu_arg za[3] = { ARG(km), ARG(&d->z), ARG(&e->slots) };
 	grid1(e, (uint64_t)nfill * nkv * hd, &gx, &gy);
 	gpu_cmd_dispatch(e->cmd, e->pipe[ENG_K_MEMZ], za, 1u << 1, &mp, gx, gy,
@@ -369,7 +469,8 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 			goto devfail;
 		rec_embed(e, (uint32_t)T);
 		for (int l = 0; l < e->c.n_layers; l++)
-			rec_layer(e, l, (uint32_t)T, (uint32_t)nfill);
+			rec_layer(e, l, (uint32_t)T, (uint32_t)nfill,
+			    T >= ENG_ATT_RB * nch);
 		rec_rmsnorm(e, &e->x, &e->norm, &e->hid, (uint32_t)T);
 		if (nlog > 0) {
 			for (int i = 0; i < nch; i++) {

@@ -32,18 +32,30 @@
 #include "matmul_texel_m1_f16.h"
 #include "matmul_texel_m1_bf16.h"
 #include "rmsnorm.h"
+#include "rmsnorm_sg.h"
 #include "rope.h"
+#include "rope_v4.h"
 #include "attention.h"
 #include "retrieve.h"
 #include "gate.h"
 #include "glu.h"
 #include "memupd.h"
 #include "memz.h"
+#include "attention_texel.h"
+#include "attention_texel_r1.h"
+#include "retrieve_texel.h"
+#include "retrieve_texel_r1.h"
+#include "memupd_texel.h"
 #include "sample.h"
 
 #define S2 { GPU_STORAGE, GPU_STORAGE }
 /* texel X, texel W, storage Y (matmul_texel) */
 #define TTS { GPU_TEXEL, GPU_TEXEL, GPU_STORAGE }
+/* texel/storage mixes of the llvmpipe-fast attention-side kernels */
+#define TSTTS { GPU_TEXEL, GPU_STORAGE, GPU_TEXEL, GPU_TEXEL, GPU_STORAGE }
+#define TSTTSS { GPU_TEXEL, GPU_STORAGE, GPU_TEXEL, GPU_TEXEL, GPU_STORAGE, \
+	GPU_STORAGE }
+#define TTSS { GPU_TEXEL, GPU_TEXEL, GPU_STORAGE, GPU_STORAGE }
 #define S3 { GPU_STORAGE, GPU_STORAGE, GPU_STORAGE }
 #define S4 { GPU_STORAGE, GPU_STORAGE, GPU_STORAGE, GPU_STORAGE }
 #define S5 { GPU_STORAGE, GPU_STORAGE, GPU_STORAGE, GPU_STORAGE, GPU_STORAGE }

@@ -24,13 +24,20 @@
 	X(MATMUL_TEXEL_M1_F16, matmul_texel_m1_f16, 3, TTS, matmul_pc)      \
 	X(MATMUL_TEXEL_M1_BF16, matmul_texel_m1_bf16, 3, TTS, matmul_pc)    \
 	X(RMSNORM, rmsnorm, 3, S3, rmsnorm_pc)                             \
+	X(RMSNORM_SG, rmsnorm_sg, 3, S3, rmsnorm_pc)                       \
 	X(ROPE, rope, 6, S6, rope_pc)                                      \
+	X(ROPE_V4, rope_v4, 6, S6, rope_pc)                                \
 	X(ATTENTION, attention, 5, S5, attention_pc)                       \
 	X(RETRIEVE, retrieve, 5, S5, retrieve_pc)                          \
 	X(GATE, gate, 3, S3, gate_pc)                                      \
 	X(GLU, glu, 2, S2, glu_pc)                                         \
 	X(MEMUPD, memupd, 5, S5, memupd_pc)                                \
 	X(MEMZ, memz, 3, S3, memupd_pc)                                    \
+	X(ATTENTION_TEXEL, attention_texel, 5, TSTTS, attention_pc)        \
+	X(ATTENTION_TEXEL_R1, attention_texel_r1, 5, TSTTS, attention_pc)  \
+	X(RETRIEVE_TEXEL, retrieve_texel, 6, TSTTSS, retrieve_pc)          \
+	X(RETRIEVE_TEXEL_R1, retrieve_texel_r1, 6, TSTTSS, retrieve_pc)    \
+	X(MEMUPD_TEXEL, memupd_texel, 4, TTSS, memupd_pc)                  \
 	X(SAMPLE, sample, 4, S4, sample_pc)
 
 enum eng_kernel_id {
