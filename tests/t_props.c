@@ -251,6 +251,39 @@ test_vectors(struct gt *g)
 	free(b);
 }
 
+/* A job without inputs samples from the stream's last input, exactly as if
+ * the sampler had been attached to that input. */
+static void
+test_sample_only(struct eng *e)
+{
+	struct eng_sampler smp = { 0.9f, 20, 0.95f, 1234 };
+	int32_t t[13], ta = -1, tb = -2;
+	int a, b, rv;
+	char err[256];
+
+	fill_tokens(t, 13, eng_config(e)->vocab_size, 60);
+	rv = eng_stream_alloc(e, &a);
+	rv |= eng_stream_alloc(e, &b);
+	struct eng_job ja = { .slot = a, .n = 13, .tokens = t, .out = ENG_OUT_NONE };
+	rv |= eng_run(e, &ja, 1, err, sizeof(err));
+	struct eng_job za = { .slot = a, .n = 0, .sample = &smp, .token = &ta };
+	rv |= eng_run(e, &za, 1, err, sizeof(err));
+	struct eng_job jb = { .slot = b, .n = 13, .tokens = t, .out = ENG_OUT_NONE,
+	    .sample = &smp, .token = &tb };
+	rv |= eng_run(e, &jb, 1, err, sizeof(err));
+	ok(rv == 0 && ta == tb && eng_stream_pos(e, a) == 13 &&
+	    eng_stream_sample_step(e, a) == 1,
+	    "a sample-only job equals sampling after the last input (%d, %d)",
+	    ta, tb);
+	eng_stream_free(e, a);
+	eng_stream_free(e, b);
+	rv = eng_stream_alloc(e, &a);
+	za.slot = a;
+	ok(rv == 0 && eng_run(e, &za, 1, err, sizeof(err)) == INFINI_ESTATE,
+	    "a sample-only job on an empty stream is refused: %s", err);
+	eng_stream_free(e, a);
+}
+
 static void
 test_state_size(struct eng *e)
 {
@@ -341,7 +374,7 @@ main(void)
 		tap_plan_skip_all("no Vulkan device");
 		return (0);
 	}
-	tap_plan(21);
+	tap_plan(23);
 	fx_opts_default(&o);
 	o.cfg.memory_update = ENG_UPDATE_DELTA;
 	if (gt_open(&g, &o, 8, 64) != 0)
@@ -351,6 +384,7 @@ main(void)
 	test_batch(g.e);
 	test_outputs_and_fork(g.e);
 	test_vectors(&g);
+	test_sample_only(g.e);
 	test_state_size(g.e);
 	ok(eng_validation_errors(g.e) == 0, "validation layer silent");
 	gt_close(&g);

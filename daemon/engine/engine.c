@@ -76,6 +76,11 @@ alloc_state(struct eng *e, char *err, size_t errlen)
 			return (rv);
 		}
 	}
+	if ((rv = gpu_buf_alloc(e->dev, GPU_POOL_STATE,
+	    S * (uint64_t)c->hidden_size * 4, &e->last_hid)) != 0) {
+		snprintf(err, errlen, "out of device memory for stream state");
+		return (rv);
+	}
 	return (0);
 }
 
@@ -162,7 +167,8 @@ eng_open(const struct eng_model *m, const struct eng_opts *o,
 	    (e->used = calloc((size_t)e->max_streams, sizeof(bool))) == NULL ||
 	    (e->pos = calloc((size_t)e->max_streams, sizeof(int64_t))) == NULL ||
 	    (e->sample_step = calloc((size_t)e->max_streams,
-	    sizeof(uint64_t))) == NULL) {
+	    sizeof(uint64_t))) == NULL ||
+	    (e->has_last = calloc((size_t)e->max_streams, sizeof(bool))) == NULL) {
 		rv = INFINI_ENOMEM;
 		goto fail;
 	}
@@ -223,6 +229,7 @@ eng_close(struct eng *e)
 			gpu_buf_free(e->dev, &e->L[l].M);
 			gpu_buf_free(e->dev, &e->L[l].z);
 		}
+		gpu_buf_free(e->dev, &e->last_hid);
 		for (size_t i = 0; i < sizeof(acts) / sizeof(acts[0]); i++)
 			gpu_buf_free(e->dev, acts[i]);
 		for (int k = 0; k < ENG_K_COUNT; k++)
@@ -234,6 +241,7 @@ eng_close(struct eng *e)
 	free(e->used);
 	free(e->pos);
 	free(e->sample_step);
+	free(e->has_last);
 	free(e);
 }
 
@@ -259,7 +267,8 @@ uint64_t
 eng_state_bytes(const struct eng *e)
 {
 	uint64_t kv = (uint64_t)e->kv_stride * (e->sep_kmem ? 3 : 2);
-	return ((kv + e->m_stride + e->z_stride) * 4 * (uint64_t)e->c.n_layers);
+	return ((kv + e->m_stride + e->z_stride) * 4 * (uint64_t)e->c.n_layers +
+	    (uint64_t)e->c.hidden_size * 4);
 }
 
 void
@@ -305,6 +314,7 @@ eng_stream_alloc(struct eng *e, int *slot)
 		e->used[s] = true;
 		e->pos[s] = 0;
 		e->sample_step[s] = 0;
+		e->has_last[s] = false;
 		*slot = s;
 		return (0);
 	}
@@ -337,6 +347,12 @@ eng_stream_set_sample_step(struct eng *e, int slot, uint64_t step)
 		e->sample_step[slot] = step;
 }
 
+bool
+eng_stream_has_last(const struct eng *e, int slot)
+{
+	return (slot >= 0 && slot < e->max_streams && e->has_last[slot]);
+}
+
 int
 eng_stream_copy(struct eng *e, int src, int dst)
 {
@@ -361,10 +377,15 @@ eng_stream_copy(struct eng *e, int src, int dst)
 			gpu_cmd_copy(e->cmd, &a, &b, n);
 		}
 	}
+	VkDeviceSize hb = (VkDeviceSize)e->c.hidden_size * 4;
+	struct gpu_arg ha = gpu_arg_of(&e->last_hid, src * hb, hb);
+	struct gpu_arg hb2 = gpu_arg_of(&e->last_hid, dst * hb, hb);
+	gpu_cmd_copy(e->cmd, &ha, &hb2, hb);
 	if ((rv = gpu_cmd_submit(e->cmd)) != 0)
 		return (rv);
 	e->pos[dst] = e->pos[src];
 	e->sample_step[dst] = e->sample_step[src];
+	e->has_last[dst] = e->has_last[src];
 	return (0);
 }
 

@@ -56,7 +56,8 @@ struct eng_sampler {
 /* One stream's share of an eng_run call. */
 struct eng_job {
 	int slot;
-	int n;                          /* inputs, >= 1 */
+	int n;                          /* inputs, >= 1; or 0 with a sampler:
+	                                 * sample again from the last input */
 	const int32_t *tokens;          /* [n] token ids, or NULL and ... */
 	const float *vectors;           /* [n, H] raw input vectors */
 	enum eng_out out;
@@ -94,6 +95,10 @@ uint64_t eng_stream_sample_step(const struct eng *e, int slot);
 void eng_stream_set_sample_step(struct eng *e, int slot, uint64_t step);
 /* eng_stream_copy copies src's whole state into dst (fork). */
 int eng_stream_copy(struct eng *e, int src, int dst);
+/* eng_stream_has_last: can a job without inputs sample this stream (it has
+ * processed an input since it was allocated or imported)? */
+bool eng_stream_has_last(const struct eng *e, int slot);
+
 /* Bytes of one stream's device state: constant, whatever its length. */
 uint64_t eng_state_bytes(const struct eng *e);
 /* eng_device_bytes: device memory the engine holds now, by purpose. */

@@ -87,6 +87,10 @@ struct eng {
 	bool *used;
 	int64_t *pos;
 	uint64_t *sample_step;     /* per slot: tokens sampled so far (RNG counter) */
+	bool *has_last;            /* per slot: last_hid holds its last input */
+	struct gpu_buf last_hid;   /* [max_streams, H] final hidden of each
+	                            * stream's last input, so a stream can be
+	                            * sampled again without new input */
 	bool sep_kmem;             /* memory reads unrotated k */
 	uint32_t kv_stride, m_stride, z_stride; /* floats per slot in a layer */
 	uint64_t binding_limit;    /* bytes one storage binding may span */

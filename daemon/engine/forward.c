@@ -302,7 +302,15 @@ check_jobs(struct eng *e, const struct eng_job *jobs, int njobs, char *err,
 				    "twice in one run", j, b->slot);
 				return (INFINI_EINVAL);
 			}
-		if (b->n < 1 || (b->tokens == NULL && b->vectors == NULL) ||
+		if (b->n == 0 && b->sample != NULL && b->token != NULL &&
+		    (b->out == ENG_OUT_NONE || b->out == ENG_OUT_LAST_LOGITS)) {
+			/* Sample again from the stream's last input. */
+			if (!e->has_last[b->slot]) {
+				snprintf(err, errlen, "job %d: the stream has no "
+				    "last input to sample from", j);
+				return (INFINI_ESTATE);
+			}
+		} else if (b->n < 1 || (b->tokens == NULL && b->vectors == NULL) ||
 		    (b->out != ENG_OUT_NONE && b->result == NULL) ||
 		    (b->sample != NULL && b->token == NULL)) {
 			snprintf(err, errlen, "job %d: no inputs or no output "
@@ -356,6 +364,7 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 	const int H = e->c.hidden_size, V = e->c.vocab_size;
 	const int N = e->c.segment_size;
 	int *done = NULL, *ids = NULL;
+	bool *zdone = NULL;         /* a job without inputs was sampled */
 	uint32_t *rows = NULL, *slots = NULL;
 	float *vecs = NULL, *row = NULL;
 	double *mean = NULL;
@@ -375,6 +384,7 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 		if (jobs[j].out == ENG_OUT_LOGITS && R > e->logit_rows)
 			R = e->logit_rows;
 	done = calloc((size_t)njobs, sizeof(*done));
+	zdone = calloc((size_t)njobs, sizeof(*zdone));
 	ch = calloc((size_t)njobs, sizeof(*ch));
 	ids = calloc((size_t)R, sizeof(*ids));
 	rows = calloc((size_t)R * 2, sizeof(*rows));
@@ -384,8 +394,8 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 	row = calloc((size_t)(H > V ? H : V), sizeof(*row));
 	sp = calloc((size_t)e->samp_rows, sizeof(*sp));
 	stok = calloc((size_t)e->samp_rows, sizeof(*stok));
-	if (!done || !ch || !ids || !rows || !vecs || !slots || !mean || !row ||
-	    !sp || !stok) {
+	if (!done || !zdone || !ch || !ids || !rows || !vecs || !slots ||
+	    !mean || !row || !sp || !stok) {
 		rv = INFINI_ENOMEM;
 		goto out;
 	}
@@ -400,6 +410,25 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 			int64_t p = e->pos[b->slot];
 			int k = b->n - done[j];
 			int room = N - (int)(p % N);
+			if (b->n == 0 && !zdone[j]) {
+				/* Only a sample, from the stored last hidden. */
+				if (nlog == e->logit_rows ||
+				    nsamp == e->samp_rows)
+					break;
+				const struct eng_sampler *s = b->sample;
+				uint64_t st = e->sample_step[b->slot];
+				struct chunk *c = &ch[nch++];
+				*c = (struct chunk){ j, -1, 0, 0, nlog, 1, nsamp };
+				sp[nsamp++] = (struct sample_row){
+				    (uint32_t)nlog, s->temperature,
+				    s->top_k > 0 ? (uint32_t)s->top_k : 0,
+				    s->top_p, (uint32_t)s->seed,
+				    (uint32_t)(s->seed >> 32), (uint32_t)st,
+				    (uint32_t)(st >> 32) };
+				nlog++;
+				zdone[j] = true;
+				continue;
+			}
 			if (k <= 0)
 				continue;
 			if (k > room)
@@ -450,7 +479,7 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 				slots[nfill++] = (uint32_t)b->slot;
 			T += k;
 		}
-		if (T == 0)
+		if (T == 0 && nlog == 0)
 			break;
 
 		if ((rv = gpu_buf_write(e->dev, &e->ids, 0, ids,
@@ -467,11 +496,13 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 
 		if ((rv = gpu_cmd_begin(e->cmd)) != 0)
 			goto devfail;
-		rec_embed(e, (uint32_t)T);
-		for (int l = 0; l < e->c.n_layers; l++)
-			rec_layer(e, l, (uint32_t)T, (uint32_t)nfill,
-			    T >= ENG_ATT_RB * nch);
-		rec_rmsnorm(e, &e->x, &e->norm, &e->hid, (uint32_t)T);
+		if (T > 0) {
+			rec_embed(e, (uint32_t)T);
+			for (int l = 0; l < e->c.n_layers; l++)
+				rec_layer(e, l, (uint32_t)T, (uint32_t)nfill,
+				    T >= ENG_ATT_RB * nch);
+			rec_rmsnorm(e, &e->x, &e->norm, &e->hid, (uint32_t)T);
+		}
 		if (nlog > 0) {
 			for (int i = 0; i < nch; i++) {
 				struct chunk *c = &ch[i];
@@ -479,8 +510,11 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 				int from = c->row + c->n - c->nlog;
 				if (c->lrow < 0)
 					continue;
-				struct gpu_arg s = gpu_arg_of(&e->hid, from * rb,
-				    c->nlog * rb);
+				/* A sample-only job reads its stored hidden. */
+				struct gpu_arg s = c->n > 0 ?
+				    gpu_arg_of(&e->hid, from * rb, c->nlog * rb) :
+				    gpu_arg_of(&e->last_hid,
+				    (VkDeviceSize)jobs[c->job].slot * rb, rb);
 				struct gpu_arg t = gpu_arg_of(&e->lrows,
 				    c->lrow * rb, c->nlog * rb);
 				gpu_cmd_copy(e->cmd, &s, &t, c->nlog * rb);
@@ -495,6 +529,18 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 			gpu_cmd_dispatch(e->cmd, e->pipe[ENG_K_SAMPLE], a,
 			    (1u << 2) | (1u << 3), &pc, (uint32_t)nsamp, 1, 1,
 			    "sample");
+		}
+		/* Keep each stream's last hidden for a later sample-only job. */
+		for (int i = 0; i < nch; i++) {
+			struct chunk *c = &ch[i];
+			VkDeviceSize rb = (VkDeviceSize)H * 4;
+			if (c->n == 0)
+				continue;
+			struct gpu_arg s = gpu_arg_of(&e->hid,
+			    (VkDeviceSize)(c->row + c->n - 1) * rb, rb);
+			struct gpu_arg t = gpu_arg_of(&e->last_hid,
+			    (VkDeviceSize)jobs[c->job].slot * rb, rb);
+			gpu_cmd_copy(e->cmd, &s, &t, rb);
 		}
 		if ((rv = gpu_cmd_submit(e->cmd)) != 0)
 			goto devfail;
@@ -541,6 +587,8 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 				*b->token = stok[c->srow];
 				e->sample_step[b->slot]++;
 			}
+			if (c->n > 0)
+				e->has_last[b->slot] = true;
 			e->pos[b->slot] += c->n;
 			done[c->job] += c->n;
 		}
@@ -556,6 +604,7 @@ devfail:
 	snprintf(err, errlen, "device submission failed");
 out:
 	free(done);
+	free(zdone);
 	free(ch);
 	free(ids);
 	free(rows);
