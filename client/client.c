@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include <nng/nng.h>
+#include <nng/supplemental/tls/tls.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/util/platform.h>
 
@@ -247,6 +248,42 @@ local_url(const char *url)
 	    strncmp(url, "abstract://", 11) == 0);
 }
 
+/*
+ * dial_tls dials a tls+tcp:// URL.  The daemon's certificate is checked
+ * against the CA file in $INFINI_TLS_CA (required: an unchecked TLS
+ * connection would only look secure), for the host named in the URL.
+ */
+static int
+dial_tls(struct infini_client *c, const char *url)
+{
+	const char *ca = getenv("INFINI_TLS_CA");
+	nng_tls_config *tls = NULL;
+	nng_dialer d;
+	char host[256];
+	const char *h = url + 10, *colon = strrchr(h, ':');
+	int rv;
+
+	if (ca == NULL || *ca == '\0')
+		return (NNG_EINVAL);
+	snprintf(host, sizeof(host), "%.*s", colon ? (int)(colon - h) :
+	    (int)strlen(h), h);
+	if ((rv = nng_dialer_create(&d, c->sock, url)) != 0)
+		return (rv);
+	if ((rv = nng_tls_config_alloc(&tls, NNG_TLS_MODE_CLIENT)) != 0 ||
+	    (rv = nng_tls_config_ca_file(tls, ca)) != 0 ||
+	    (rv = nng_tls_config_server_name(tls, host)) != 0 ||
+	    (rv = nng_tls_config_auth_mode(tls, NNG_TLS_AUTH_MODE_REQUIRED)) != 0 ||
+	    (rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, tls)) != 0 ||
+	    (rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK)) != 0) {
+		if (tls != NULL)
+			nng_tls_config_free(tls);
+		nng_dialer_close(d);
+		return (rv);
+	}
+	nng_tls_config_free(tls);   /* the dialer holds its own reference */
+	return (0);
+}
+
 int
 infini_connect(const char *url, int timeout_ms, infini_client **out)
 {
@@ -288,8 +325,17 @@ infini_connect(const char *url, int timeout_ms, infini_client **out)
 		    nng_strerror(rv));
 		goto fail;
 	}
-	rv = nng_dial(c->sock, url, NULL, local_url(url) ? 0 :
-	    NNG_FLAG_NONBLOCK);
+	if (strncmp(url, "tls+tcp://", 10) == 0 &&
+	    (getenv("INFINI_TLS_CA") == NULL || !*getenv("INFINI_TLS_CA"))) {
+		err = cl_err(INFINI_EINVAL, "%s: set INFINI_TLS_CA to the CA "
+		    "file that signed the daemon's certificate", url);
+		goto fail;
+	}
+	if (strncmp(url, "tls+tcp://", 10) == 0)
+		rv = dial_tls(c, url);
+	else
+		rv = nng_dial(c->sock, url, NULL, local_url(url) ? 0 :
+		    NNG_FLAG_NONBLOCK);
 	if (rv != 0) {
 		err = nng_err(rv);
 		if (err == INFINI_EUNAVAILABLE)

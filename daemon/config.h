@@ -18,7 +18,10 @@ struct cfg {
 	char state_dir[1024];
 	char admin_group[64];
 	char log_level[16];
-	long max_streams;
+	long max_streams;        /* known: resident or spilled */
+	long max_resident_streams; /* engine slots in use at most */
+	long autosnapshot_segments;
+	long autosnapshot_interval_s;
 	long max_batch;
 	long max_queue;
 	long max_request_tokens;

@@ -4,6 +4,11 @@
  * the engine is touched only by the scheduler thread (sched.c), and NNG
  * callbacks (server.c, methods.c) only queue work and read the table, so no
  * callback ever waits for the device.
+ *
+ * A stream is known (in d->streams) or not; a known stream is resident (it
+ * holds an engine slot) or spilled (its state is a file under
+ * state_dir/streams, or it has never run and has no state).  spill.c moves
+ * streams between the two; only the scheduler thread does.
  */
 #ifndef INFINID_H
 #define INFINID_H
@@ -79,8 +84,15 @@ struct gen {
 struct stream {
 	struct stream *next;       /* in d->streams */
 	char id[WIRE_ID_MAX + 1];
-	int slot;
+	int slot;                  /* engine slot; -1: not resident */
 	uint32_t owner;
+	int64_t pos;               /* position while not resident */
+	char file[WIRE_ID_MAX + 8]; /* its state file under d->spill_dir */
+	bool saved;                /* that file exists */
+	bool dirty;                /* state changed since the file was written */
+	int64_t dirty_ms;          /* when it became dirty */
+	int64_t saved_segs;        /* compressed segments at the last save */
+	int64_t retry_ms;          /* autosnapshot: no retry before this */
 	struct item *head, *tail;
 	int nqueued;
 	struct gen *gen;           /* the generation running now */
@@ -105,6 +117,7 @@ struct work {
 struct stats {
 	uint64_t requests, errors, tokens_in, tokens_out, submissions;
 	uint64_t device_busy_us;
+	uint64_t page_ins, evictions, autosnapshots, spill_errors;
 };
 
 struct infinid {
@@ -120,8 +133,12 @@ struct infinid {
 	pthread_t sweeper;          /* answers parked polls at their deadline */
 	bool have_sweeper, sweep_stop;
 	bool stopping;
+	bool sched_again;          /* the scheduler has more to do at once */
 	struct stream *streams;
 	int nstreams;
+	int nresident;              /* streams holding an engine slot */
+	int max_resident;           /* min(max_resident_streams, max_streams) */
+	char spill_dir[1100];       /* state_dir/streams */
 	struct item *ctl_head, *ctl_tail;  /* opens, in arrival order */
 	struct gen *gens;
 	uint64_t next_gen, next_auto_id;
@@ -141,7 +158,49 @@ int64_t now_ms(void);
 struct stream *strm_find(struct infinid *d, const char *id);
 bool strm_may_use(struct infinid *d, uint32_t uid, uint32_t owner);
 void strm_unlink(struct infinid *d, struct stream *s);
+/* strm_pos: the stream's position, resident or not. */
+int64_t strm_pos(struct infinid *d, const struct stream *s);
 void item_free(struct item *it);
+/* strm_free_all frees every stream record, queued item and generation
+ * (shutdown, after the scheduler and the server have stopped). */
+void strm_free_all(struct infinid *d);
+
+/*
+ * spill.c: residency.  Called by the scheduler with d->mu held; the file
+ * I/O runs with d->mu released (the scheduler is the only thread that
+ * changes a stream's state or residency, so nothing moves meanwhile).
+ */
+#define SPILL_WAIT (-1)   /* no slot now: every resident stream is busy */
+/* spill_init makes state_dir/streams and registers the streams saved there
+ * (not resident).  Bad files are logged and left alone.  Returns 0 (a
+ * missing state_dir is only logged: nothing spills until it exists). */
+int spill_init(struct infinid *d);
+/* spill_file_for writes id's state file name into out (WIRE_ID_MAX + 8). */
+void spill_file_for(const char *id, char *out);
+/* spill_ensure makes s resident: frees a slot (evicting the least recently
+ * used idle stream other than keep, saving it first if dirty) and loads s's
+ * file.  Returns 0, SPILL_WAIT, or an INFINI_E* code with err set: EFULL
+ * and others when the eviction could not be saved (nothing is evicted),
+ * ECORRUPT/ESTATE/EIO when s's file cannot be loaded (s stays spilled). */
+int spill_ensure(struct infinid *d, struct stream *s, struct stream *keep,
+    char *err, size_t errlen);
+/* spill_room frees a slot as spill_ensure does without loading anything:
+ * 0 (a slot is free), SPILL_WAIT or an error with err set. */
+int spill_room(struct infinid *d, struct stream *keep, char *err,
+    size_t errlen);
+/* spill_save writes resident s to its file; 0 or an error with err set. */
+int spill_save(struct infinid *d, struct stream *s, char *err, size_t errlen);
+/* spill_write_state writes st as s's file (s not resident): 0 or error. */
+int spill_write_state(struct infinid *d, struct stream *s,
+    const struct eng_stream_state *st, char *err, size_t errlen);
+/* spill_forget drops s's slot and file (the stream is closing). */
+void spill_forget(struct infinid *d, struct stream *s);
+/* spill_dirty marks s changed (after device work on it). */
+void spill_dirty(struct stream *s);
+/* spill_autosave saves the resident streams whose autosnapshot is due. */
+void spill_autosave(struct infinid *d);
+/* spill_drain saves every stream with unsaved work (shutdown). */
+void spill_drain(struct infinid *d);
 
 /* sched.c */
 int sched_start(struct infinid *d);

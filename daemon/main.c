@@ -186,8 +186,12 @@ main(int argc, char **argv)
 		LOG(LOG_ERR, "model %s: %s", d.cfg.model, err);
 		return (1);
 	}
+	/* Slots for the resident streams (the rest spill to state_dir) and
+	 * one for the warm-up. */
+	d.max_resident = (int)(d.cfg.max_resident_streams < d.cfg.max_streams ?
+	    d.cfg.max_resident_streams : d.cfg.max_streams);
 	struct eng_opts eo = { .device = d.cfg.device[0] ? d.cfg.device : NULL,
-	    .max_streams = (int)d.cfg.max_streams + 1,
+	    .max_streams = d.max_resident + 1,
 	    .max_batch = (int)d.cfg.max_batch };
 	if ((rv = eng_open(d.model, &eo, &d.eng, err, sizeof(err))) != 0) {
 		LOG(LOG_ERR, "engine: %s", err);
@@ -218,9 +222,12 @@ main(int argc, char **argv)
 	sig = svc_run(&d, &n, load_settings, &set);
 	LOG(LOG_NOTICE, "signal %d: shutting down", sig);
 	notify_stopping(&n);
-	notify_status(&n, "stopping: finishing the requests in flight");
-	srv_stop(&d);
+	notify_status(&n, "stopping: saving the streams");
+	/* The scheduler first: it finishes its batch and writes every stream
+	 * with unsaved work while the contexts it answers still exist. */
 	sched_stop(&d);
+	srv_stop(&d);
+	strm_free_all(&d);
 	rv = 0;
 out:
 	if (rv != 0)

@@ -260,11 +260,6 @@ m_generate(struct call *c, const ProtobufCMessage *in)
 		    "[1, %ld]", c->d->cfg.max_generate);
 		return;
 	}
-	if (q->prompt_case == INFINI__V1__GENERATE_REQUEST__PROMPT__NOT_SET) {
-		srv_replyf(c->w, C(INVALID_ARGUMENT), "a prompt of at least one "
-		    "token is required");
-		return;
-	}
 	if (q->sampling != NULL && (!isfinite(q->sampling->temperature) ||
 	    !isfinite(q->sampling->top_p) || q->sampling->top_p < 0)) {
 		srv_replyf(c->w, C(INVALID_ARGUMENT), "bad sampling parameters");
@@ -272,7 +267,10 @@ m_generate(struct call *c, const ProtobufCMessage *in)
 	}
 	if ((it = new_item(c, IT_GENERATE)) == NULL)
 		return;
-	if (!take_input(c, it,
+	/* Without a prompt the generation continues from the stream's last
+	 * input (the scheduler checks there is one). */
+	if (q->prompt_case != INFINI__V1__GENERATE_REQUEST__PROMPT__NOT_SET &&
+	    !take_input(c, it,
 	    q->prompt_case == INFINI__V1__GENERATE_REQUEST__PROMPT_TOKENS ?
 	    q->tokens : NULL,
 	    q->prompt_case == INFINI__V1__GENERATE_REQUEST__PROMPT_TEXT ?
@@ -471,7 +469,8 @@ m_list(struct call *c, const ProtobufCMessage *in)
 		Infini__V1__StreamInfo *i = &info[n];
 		infini__v1__stream_info__init(i);
 		i->stream_id = s->id;
-		i->position = (uint64_t)eng_stream_pos(c->d->eng, s->slot);
+		i->position = (uint64_t)strm_pos(c->d, s);
+		i->resident = s->slot >= 0;
 		i->segments = i->position /
 		    (uint64_t)eng_config(c->d->eng)->segment_size;
 		i->owner_uid = s->owner;
@@ -502,6 +501,12 @@ m_stats(struct call *c, const ProtobufCMessage *in)
 	r.max_streams = (uint32_t)c->d->cfg.max_streams;
 	r.state_bytes_per_stream = eng_state_bytes(c->d->eng);
 	r.uptime_ms = (uint64_t)(now_ms() - c->d->start_ms);
+	r.resident_streams = (uint32_t)c->d->nresident;
+	r.max_resident_streams = (uint32_t)c->d->max_resident;
+	r.page_ins = c->d->st.page_ins;
+	r.evictions = c->d->st.evictions;
+	r.autosnapshots = c->d->st.autosnapshots;
+	r.spill_errors = c->d->st.spill_errors;
 	srv_reply(c->w, 0, NULL, &r.base);
 }
 

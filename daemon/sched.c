@@ -9,6 +9,12 @@
  * one batched eng_run; results go back through srv_reply.  Requests on one
  * stream are served strictly in arrival order because only the head of its
  * queue is ever taken.
+ *
+ * A stream needs an engine slot only while the device works for it; one
+ * without is paged in (spill.c) when gathered, which may first spill the
+ * least recently used idle stream.  Between batches the streams whose
+ * autosnapshot is due are written, and on the way out (sched_stop) every
+ * stream with unsaved work is.
  */
 #include <math.h>
 #include <stdio.h>
@@ -67,24 +73,27 @@ auto_id(struct infinid *d, char *out)
 	while (strm_find(d, out) != NULL);
 }
 
-/* new_stream registers a stream over a fresh engine slot. */
+/* new_stream registers a fresh stream, not resident: it takes a slot when it
+ * first needs the device.  INFINI_EEXIST: another stream's file name
+ * (spill_file_for) is the one this ID would use. */
 static int
 new_stream(struct infinid *d, const char *id, uint32_t owner,
     struct stream **out)
 {
+	char file[WIRE_ID_MAX + 8];
 	struct stream *s;
-	int slot, rv;
 
 	if (d->nstreams >= d->cfg.max_streams)
 		return (INFINI_EFULL);
+	spill_file_for(id, file);
+	for (s = d->streams; s != NULL; s = s->next)
+		if (strcmp(s->file, file) == 0)
+			return (INFINI_EEXIST);
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return (INFINI_ENOMEM);
-	if ((rv = eng_stream_alloc(d->eng, &slot)) != 0) {
-		free(s);
-		return (rv);
-	}
 	snprintf(s->id, sizeof(s->id), "%s", id);
-	s->slot = slot;
+	snprintf(s->file, sizeof(s->file), "%s", file);
+	s->slot = -1;
 	s->owner = owner;
 	s->last_used_ms = now_ms();
 	s->next = d->streams;
@@ -113,7 +122,7 @@ do_open(struct infinid *d, struct item *it)
 			return;
 		}
 		r.stream_id = s->id;
-		r.position = (uint64_t)eng_stream_pos(d->eng, s->slot);
+		r.position = (uint64_t)strm_pos(d, s);
 		srv_reply(it->w, 0, NULL, &r.base);
 		return;
 	}
@@ -125,8 +134,7 @@ do_open(struct infinid *d, struct item *it)
 		    d->nstreams, d->cfg.max_streams);
 		return;
 	}
-	LOG(LOG_INFO, "stream %s opened (uid %u, slot %d)", s->id, s->owner,
-	    s->slot);
+	LOG(LOG_INFO, "stream %s opened (uid %u)", s->id, s->owner);
 	r.stream_id = s->id;
 	r.created = true;
 	srv_reply(it->w, 0, NULL, &r.base);
@@ -224,6 +232,48 @@ do_snapshot(struct infinid *d, struct stream *s, struct item *it)
 	free(buf);
 }
 
+/*
+ * place gives new stream s the state st (or, with st NULL, a copy of
+ * resident stream src): in a slot if one is free or can be freed at once,
+ * else straight into its file, so a Fork or Restore never waits for the
+ * streams in the device.  Returns 0 or an error with err set.
+ */
+static int
+place(struct infinid *d, struct stream *s, struct stream *src,
+    const struct eng_stream_state *st, char *err, size_t errlen)
+{
+	struct eng_stream_state tmp;
+	int rv, slot;
+
+	rv = spill_room(d, src, err, errlen);
+	if (rv == 0 && (rv = eng_stream_alloc(d->eng, &slot)) == 0) {
+		rv = st ? eng_stream_import(d->eng, slot, st) :
+		    eng_stream_copy(d->eng, src->slot, slot);
+		if (rv != 0) {
+			eng_stream_free(d->eng, slot);
+			snprintf(err, errlen, "%s", infini_strerror(rv));
+			return (rv);
+		}
+		s->slot = slot;
+		d->nresident++;
+		spill_dirty(s);
+		return (0);
+	}
+	if (st == NULL) {
+		if ((rv = eng_stream_export(d->eng, src->slot, &tmp)) != 0) {
+			snprintf(err, errlen, "%s", infini_strerror(rv));
+			return (rv);
+		}
+		st = &tmp;
+	}
+	rv = spill_write_state(d, s, st, err, errlen);
+	if (rv == 0)
+		s->pos = st->pos;
+	if (st == &tmp)
+		eng_stream_state_fini(&tmp);
+	return (rv);
+}
+
 static void
 do_restore(struct infinid *d, struct item *it)
 {
@@ -261,21 +311,21 @@ do_restore(struct infinid *d, struct item *it)
 		    it->id, infini_strerror(rv));
 		return;
 	}
-	if ((rv = eng_stream_import(d->eng, s->slot, &st)) != 0) {
+	if ((rv = place(d, s, NULL, &st, err, sizeof(err))) != 0) {
 		/* Never half-loaded: the new stream goes away whole. */
 		strm_unlink(d, s);
-		eng_stream_free(d->eng, s->slot);
+		spill_forget(d, s);
 		free(s);
 		eng_stream_state_fini(&st);
 		srv_replyf(it->w, snap_code(rv), "cannot restore '%s': %s", it->id,
-		    infini_strerror(rv));
+		    err);
 		return;
 	}
 	eng_stream_state_fini(&st);
-	LOG(LOG_INFO, "stream %s restored at position %lld", s->id,
-	    (long long)eng_stream_pos(d->eng, s->slot));
+	LOG(LOG_INFO, "stream %s restored at position %lld%s", s->id,
+	    (long long)strm_pos(d, s), s->slot < 0 ? " (spilled)" : "");
 	r.stream_id = s->id;
-	r.position = (uint64_t)eng_stream_pos(d->eng, s->slot);
+	r.position = (uint64_t)strm_pos(d, s);
 	srv_reply(it->w, 0, NULL, &r.base);
 }
 
@@ -297,6 +347,9 @@ do_control(struct infinid *d, struct stream *s, struct item *it)
 	if (it->kind == IT_CLOSE) {
 		Infini__V1__CloseStreamReply r = INFINI__V1__CLOSE_STREAM_REPLY__INIT;
 		pop(s);
+		/* The file goes before the reply: a client that saw the close
+		 * never finds the stream again, even after a restart. */
+		spill_forget(d, s);
 		srv_reply(it->w, 0, NULL, &r.base);
 		item_free(it);
 		fail_queue(d, s, INFINI__V1__CODE__NOT_FOUND, "was closed");
@@ -307,7 +360,6 @@ do_control(struct infinid *d, struct stream *s, struct item *it)
 				g->s = NULL;
 			}
 		strm_unlink(d, s);
-		eng_stream_free(d->eng, s->slot);
 		LOG(LOG_INFO, "stream %s closed", s->id);
 		free(s);
 		return (true);
@@ -329,15 +381,16 @@ do_control(struct infinid *d, struct stream *s, struct item *it)
 	} else {
 		if (!it->id[0])
 			auto_id(d, it->id);
+		char err[512];
 		if ((rv = new_stream(d, it->id, it->uid, &c)) != 0)
 			srv_replyf(it->w, infini_err_status(rv), "cannot fork: %s",
 			    infini_strerror(rv));
-		else if ((rv = eng_stream_copy(d->eng, s->slot, c->slot)) != 0) {
+		else if ((rv = place(d, c, s, NULL, err, sizeof(err))) != 0) {
 			strm_unlink(d, c);
-			eng_stream_free(d->eng, c->slot);
+			spill_forget(d, c);
 			free(c);
-			srv_replyf(it->w, INFINI__V1__CODE__INTERNAL,
-			    "fork failed: %s", infini_strerror(rv));
+			srv_replyf(it->w, infini_err_status(rv),
+			    "fork failed: %s", err);
 		} else {
 			r.stream_id = c->id;
 			srv_reply(it->w, 0, NULL, &r.base);
@@ -393,9 +446,53 @@ ends_with_stop(const struct gen *g)
 	return (false);
 }
 
-/* gather builds this turn's jobs.  d->mu held. */
+/*
+ * page_in makes s resident for the work at its head.  False when it is not
+ * this turn: no slot can be freed now (*waiting is set), or paging failed,
+ * which is answered here: a failed eviction fails the head request with
+ * RESOURCE_EXHAUSTED (nothing was dropped; a later request may succeed), an
+ * unreadable file fails everything queued on s.
+ */
+static bool
+page_in(struct infinid *d, struct stream *s, bool *waiting)
+{
+	char err[768];
+	struct item *it;
+	int rv;
+
+	if (s->slot >= 0)
+		return (true);
+	rv = spill_room(d, NULL, err, sizeof(err));
+	if (rv == SPILL_WAIT) {
+		*waiting = true;
+		return (false);
+	}
+	if (rv != 0) {
+		if (s->gen != NULL) {
+			snprintf(s->gen->finish, sizeof(s->gen->finish), "error");
+			finish_gen(d, s->gen, s->gen->finish);
+		} else if ((it = pop(s)) != NULL) {
+			srv_replyf(it->w, INFINI__V1__CODE__RESOURCE_EXHAUSTED,
+			    "stream '%s' cannot be paged in: %s", s->id, err);
+			item_free(it);
+		}
+		return (false);
+	}
+	if ((rv = spill_ensure(d, s, NULL, err, sizeof(err))) != 0) {
+		char why[900];
+		snprintf(why, sizeof(why), "cannot be loaded: %s", err);
+		if (s->gen != NULL)
+			finish_gen(d, s->gen, "error");
+		fail_queue(d, s, snap_code(rv), why);
+		return (false);
+	}
+	return (true);
+}
+
+/* gather builds this turn's jobs; *waiting is set when a stream waits for
+ * a slot.  d->mu held. */
 static int
-gather(struct infinid *d, struct slotjob *sj, int max)
+gather(struct infinid *d, struct slotjob *sj, int max, bool *waiting)
 {
 	const struct eng_config *c = eng_config(d->eng);
 	int n = 0;
@@ -406,18 +503,32 @@ gather(struct infinid *d, struct slotjob *sj, int max)
 		next = s->next;
 		if (s->busy)
 			continue;
+		if (s->gen != NULL && s->gen->cancel) {
+			finish_gen(d, s->gen, "cancelled");
+			continue;
+		}
+		/* Close needs no state, and Generate only starts a generation. */
+		if ((s->gen != NULL || (s->head != NULL &&
+		    s->head->kind != IT_CLOSE && s->head->kind != IT_GENERATE)) &&
+		    !page_in(d, s, waiting))
+			continue;
 		if (s->gen != NULL) {
 			struct gen *g = s->gen;
-			if (g->cancel) {
-				finish_gen(d, g, "cancelled");
-				continue;
-			}
 			sj[n] = (struct slotjob){ s, NULL, g, 0, 0, -1 };
 			if (g->flush) {
 				sj[n].tok = g->toks[g->ntok - 1];
 				sj[n].n = 1;
+			} else if (!g->started && g->nprompt == 0 &&
+			    !eng_stream_has_last(d->eng, s->slot)) {
+				/* Nothing to continue from: no input since the
+				 * stream was opened or loaded from a file. */
+				LOG(LOG_INFO, "generation %llu on %s: no prompt and "
+				    "no last input", (unsigned long long)g->id,
+				    s->id);
+				finish_gen(d, g, "error");
+				continue;
 			} else if (!g->started)
-				sj[n].n = g->nprompt;
+				sj[n].n = g->nprompt;   /* 0: sample only */
 			else {
 				sj[n].tok = g->toks[g->ntok - 1];
 				sj[n].n = 1;
@@ -435,7 +546,9 @@ gather(struct infinid *d, struct slotjob *sj, int max)
 				continue;
 			it = s->head;
 			if (it == NULL || it->kind != IT_PUSH) {
-				pthread_cond_signal(&d->cv);
+				/* Look at the stream again at once: signalling
+				 * ourselves would be lost before the wait. */
+				d->sched_again = true;
 				continue;
 			}
 		}
@@ -444,7 +557,7 @@ gather(struct infinid *d, struct slotjob *sj, int max)
 			s->gen = it->gen;
 			it->gen = NULL;
 			item_free(it);
-			pthread_cond_signal(&d->cv);
+			d->sched_again = true;
 			continue;
 		}
 		int k = it->n - it->done;
@@ -471,6 +584,8 @@ complete(struct infinid *d, struct slotjob *sj, int n, int rv,
 		struct stream *s = sj[i].s;
 		s->busy = false;
 		s->last_used_ms = now_ms();
+		if (rv == 0)
+			spill_dirty(s);
 		if (sj[i].it != NULL) {
 			struct item *it = sj[i].it;
 			if (rv != 0) {
@@ -552,7 +667,7 @@ static void *
 sched_main(void *arg)
 {
 	struct infinid *d = arg;
-	int max = (int)d->cfg.max_streams;
+	int max = d->max_resident;
 	struct slotjob *sj = calloc((size_t)max, sizeof(*sj));
 	struct eng_job *jobs = calloc((size_t)max, sizeof(*jobs));
 	const struct eng_config *c = eng_config(d->eng);
@@ -577,11 +692,25 @@ sched_main(void *arg)
 			item_free(it);
 		}
 		reap(d);
-		int n = gather(d, sj, max);
+		bool waiting = false;
+		int n = gather(d, sj, max, &waiting);
+		if (n == 0 && d->sched_again) {
+			d->sched_again = false;
+			continue;
+		}
 		if (n == 0) {
 			struct timespec ts;
+			spill_autosave(d);
 			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += 1;
+			/* A stream waiting for a slot looks again soon. */
+			if (waiting) {
+				ts.tv_nsec += 20 * 1000000L;
+				if (ts.tv_nsec >= 1000000000L) {
+					ts.tv_sec++;
+					ts.tv_nsec -= 1000000000L;
+				}
+			} else
+				ts.tv_sec += 1;
 			pthread_cond_timedwait(&d->cv, &d->mu, &ts);
 			continue;
 		}
@@ -634,7 +763,9 @@ sched_main(void *arg)
 		d->st.submissions++;
 		d->st.device_busy_us += (uint64_t)(t1 - t0) * 1000;
 		complete(d, sj, n, rv, err);
+		spill_autosave(d);
 	}
+	spill_drain(d);
 	pthread_mutex_unlock(&d->mu);
 	free(sj);
 	free(jobs);
@@ -644,6 +775,11 @@ sched_main(void *arg)
 int
 sched_start(struct infinid *d)
 {
+	if (d->max_resident <= 0)
+		d->max_resident = (int)(d->cfg.max_resident_streams <
+		    d->cfg.max_streams ? d->cfg.max_resident_streams :
+		    d->cfg.max_streams);
+	(void)spill_init(d);
 	atomic_store(&d->sched_beat_ms, now_ms());
 	if (pthread_create(&d->sched, NULL, sched_main, d) != 0)
 		return (INFINI_ENOMEM);

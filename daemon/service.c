@@ -36,7 +36,8 @@
  * needs a restart.  All are read under d->mu. */
 static const char *const live_keys[] = {
 	"log_level", "max_queue", "max_request_tokens", "max_generate",
-	"poll_max_ms", "generate_idle_s",
+	"poll_max_ms", "generate_idle_s", "autosnapshot_segments",
+	"autosnapshot_interval_s",
 };
 
 int

@@ -45,7 +45,9 @@ enum snap_sec {
 	SEC_MEMORY = 1,            /* per layer, kv head: M [hd][hd], z [hd] */
 	SEC_SEGMENT = 2,           /* per layer, kv head: k, v (, km) [rows][hd] */
 	SEC_LOGITS = 3,            /* [n_logits] */
+	SEC_OWNER = 4,             /* optional: u32 owner UID, u32 zero */
 };
+#define OWNER_LEN 8u
 
 static const char trailer_magic[8] = "INFSEND";
 
@@ -163,10 +165,10 @@ snap_meta_fini(struct snap_meta *m)
 /* sec_put writes a section header at p for a payload already at p+24 and
  * returns the end of the padded section. */
 static uint8_t *
-sec_put(uint8_t *p, uint32_t type, size_t len)
+sec_put(uint8_t *p, uint32_t type, uint32_t flags, size_t len)
 {
 	put32(p + 8, type);
-	put32(p + 12, 0);
+	put32(p + 12, flags);
 	put64(p + 16, len);
 	put64(p, XXH3_64bits(p + 8, 16 + len));
 	return (p + SEC_HDR + pad8(len));
@@ -194,9 +196,10 @@ snap_encode(const struct snap_meta *m, const struct eng_stream_state *st,
 	memlen = memn * 4;
 	seglen = cachen * 4 * (st->has_kmem ? 3 : 2);
 	loglen = (size_t)m->n_logits * 4;
-	nsec = m->n_logits ? 3 : 2;
+	nsec = 2 + (m->n_logits ? 1 : 0) + (m->has_owner ? 1 : 0);
 	total = HDR_SIZE + SEC_HDR + pad8(memlen) + SEC_HDR + pad8(seglen) +
-	    (m->n_logits ? SEC_HDR + pad8(loglen) : 0) + TRAILER;
+	    (m->n_logits ? SEC_HDR + pad8(loglen) : 0) +
+	    (m->has_owner ? SEC_HDR + OWNER_LEN : 0) + TRAILER;
 	if ((b = calloc(total, 1)) == NULL)
 		return (INFINI_ENOMEM);
 
@@ -234,7 +237,7 @@ snap_encode(const struct snap_meta *m, const struct eng_stream_state *st,
 		q = put_f32s(q, st->M + i * hd * hd, hd * hd);
 		q = put_f32s(q, st->z + i * hd, hd);
 	}
-	p = sec_put(p, SEC_MEMORY, memlen);
+	p = sec_put(p, SEC_MEMORY, 0, memlen);
 
 	/* The unfinished segment: per layer and kv head, k, v (, km) rows. */
 	q = p + SEC_HDR;
@@ -244,11 +247,17 @@ snap_encode(const struct snap_meta *m, const struct eng_stream_state *st,
 		if (st->has_kmem)
 			q = put_f32s(q, st->km + i * nr, nr);
 	}
-	p = sec_put(p, SEC_SEGMENT, seglen);
+	p = sec_put(p, SEC_SEGMENT, 0, seglen);
 
 	if (m->n_logits) {
 		put_f32s(p + SEC_HDR, m->last_logits, m->n_logits);
-		p = sec_put(p, SEC_LOGITS, loglen);
+		p = sec_put(p, SEC_LOGITS, 0, loglen);
+	}
+	if (m->has_owner) {
+		/* Optional, so version-1 readers that predate it skip it. */
+		put32(p + SEC_HDR, m->owner);
+		put32(p + SEC_HDR + 4, 0);
+		p = sec_put(p, SEC_OWNER, SEC_OPTIONAL, OWNER_LEN);
 	}
 
 	/* Trailer: a checksum over everything before it. */
@@ -289,7 +298,7 @@ snap_decode(const uint8_t *buf, size_t len, uint64_t expected_fp,
 {
 	struct snap_meta m;
 	struct eng_stream_state st;
-	struct sec_ref sec[4] = { { 0 } };
+	struct sec_ref sec[5] = { { 0 } };
 	uint32_t version, mark, hsize, flags, nsec, idlen, dims[6];
 	uint64_t pos, segs;
 	size_t end, p, lh, memlen, seglen, t;
@@ -395,7 +404,7 @@ snap_decode(const uint8_t *buf, size_t len, uint64_t expected_fp,
 		for (t = p + SEC_HDR + slen; t < p + SEC_HDR + pad8(slen); t++)
 			if (buf[t] != 0)
 				FAIL(INFINI_ECORRUPT, "nonzero section padding");
-		if (type >= SEC_MEMORY && type <= SEC_LOGITS) {
+		if (type >= SEC_MEMORY && type <= SEC_OWNER) {
 			if ((int)type <= last)
 				FAIL(INFINI_ECORRUPT, "section type %u out of "
 				    "order", type);
@@ -430,6 +439,13 @@ snap_decode(const uint8_t *buf, size_t len, uint64_t expected_fp,
 		    sec[SEC_SEGMENT].len);
 	if (m.n_logits && sec[SEC_LOGITS].len != (size_t)m.n_logits * 4)
 		FAIL(INFINI_ECORRUPT, "logits section length mismatch");
+	if (sec[SEC_OWNER].seen) {
+		if (sec[SEC_OWNER].len != OWNER_LEN ||
+		    get32(sec[SEC_OWNER].data + 4) != 0)
+			FAIL(INFINI_ECORRUPT, "bad owner section");
+		m.has_owner = true;
+		m.owner = get32(sec[SEC_OWNER].data);
+	}
 
 	if (expected_fp != SNAP_ANY_MODEL && m.fingerprint != expected_fp)
 		FAIL(INFINI_ESTATE, "snapshot is of another model (fingerprint "

@@ -46,6 +46,13 @@ struct snap_meta {
 	 */
 	uint32_t n_logits;
 	float *last_logits;
+	/*
+	 * The stream's owner UID (the daemon's spill files keep it across a
+	 * restart).  An optional section: has_owner false writes none, and a
+	 * file without one decodes with has_owner false.
+	 */
+	bool has_owner;
+	uint32_t owner;
 };
 
 /*

@@ -1,7 +1,7 @@
 /*
  * streams.c - the stream table: lookup by ID, ownership checks, unlinking.
- * Streams are few (bounded by max_streams and the engine's slots), so a list
- * is enough.  All functions expect d->mu held.
+ * Streams are a few thousand at most (max_streams), and every scheduler turn
+ * walks them anyway, so a list is enough.  All functions expect d->mu held.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +36,12 @@ strm_unlink(struct infinid *d, struct stream *s)
 		}
 }
 
+int64_t
+strm_pos(struct infinid *d, const struct stream *s)
+{
+	return (s->slot >= 0 ? eng_stream_pos(d->eng, s->slot) : s->pos);
+}
+
 void
 item_free(struct item *it)
 {
@@ -47,4 +53,46 @@ item_free(struct item *it)
 	free(it->mean);
 	free(it->data);
 	free(it);
+}
+
+/* gen_free releases a generation and what it owns. */
+static void
+gen_free(struct gen *g)
+{
+	free(g->prompt);
+	free(g->toks);
+	free(g->text);
+	for (int i = 0; i < g->nstop; i++)
+		free(g->stop[i]);
+	free(g->stop);
+	free(g);
+}
+
+void
+strm_free_all(struct infinid *d)
+{
+	struct stream *s, *sn;
+	struct gen *g, *gn;
+	struct item *it, *in;
+
+	for (s = d->streams; s != NULL; s = sn) {
+		sn = s->next;
+		for (it = s->head; it != NULL; it = in) {
+			in = it->next;
+			item_free(it);
+		}
+		free(s);
+	}
+	d->streams = NULL;
+	d->nstreams = 0;
+	for (it = d->ctl_head; it != NULL; it = in) {
+		in = it->next;
+		item_free(it);
+	}
+	d->ctl_head = d->ctl_tail = NULL;
+	for (g = d->gens; g != NULL; g = gn) {
+		gn = g->next;
+		gen_free(g);
+	}
+	d->gens = NULL;
 }

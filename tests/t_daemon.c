@@ -179,6 +179,48 @@ test_generate(infini_client *c, const char *name, float temp, int topk,
 		tap_diag("daemon: \"%s\"\n# infini-run: \"%s\"", k.buf, want);
 }
 
+/* Generate without a prompt continues from the stream's last input. */
+static void
+test_generate_no_prompt(infini_client *c)
+{
+	char cmd[2048], want[4096] = "", finish[16] = "";
+	const char *prompt = "Memory is ";
+	struct infini_sampling s = { 0.0f, 0, 1.0f, 0 };
+	struct collect k = { .len = 0 };
+	FILE *p;
+	int rv;
+
+	snprintf(cmd, sizeof(cmd), "%s --model %s --text '%s' --generate 12 "
+	    "2>/dev/null", INFINI_RUN_PATH, model, prompt);
+	if ((p = popen(cmd, "r")) != NULL) {
+		size_t n = fread(want, 1, sizeof(want) - 1, p);
+		want[n] = '\0';
+		if (n > 0 && want[n - 1] == '\n')
+			want[n - 1] = '\0';
+		pclose(p);
+	}
+	rv = infini_open(c, "noprompt", false, NULL, NULL);
+	rv |= infini_push_text(c, "noprompt", prompt, strlen(prompt),
+	    INFINI_OUT_NONE, NULL);
+	if (rv == 0)
+		rv = infini_generate(c, "noprompt", NULL, 0, NULL, 12, &s, NULL,
+		    on_tok, &k, finish);
+	k.buf[k.len] = '\0';
+	ok(rv == 0 && k.len > 0 && strcmp(k.buf, want) == 0,
+	    "generate without a prompt continues the pushed text like "
+	    "infini-run (%d tokens, %s)", k.ntok, finish);
+	struct collect e = { .len = 0 };
+	rv = infini_open(c, "empty", false, NULL, NULL);
+	if (rv == 0)
+		rv = infini_generate(c, "empty", NULL, 0, NULL, 4, &s, NULL,
+		    on_tok, &e, finish);
+	ok(e.ntok == 0 && strcmp(finish, "error") == 0,
+	    "generate without a prompt on an empty stream ends at once (%s)",
+	    finish);
+	infini_close_stream(c, "noprompt");
+	infini_close_stream(c, "empty");
+}
+
 /* ------------------------------------------------ concurrent clients */
 
 #define NCLI 32
@@ -309,6 +351,7 @@ raw(const void *buf, size_t len, char *msg, size_t msglen)
 	if (nng_req0_open(&s) != 0)
 		return (-1);
 	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 3000);
+	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, 3000);
 	nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 64u << 20);
 	if (nng_dial(s, url, NULL, 0) == 0 &&
 	    nng_send(s, (void *)buf, len, 0) == 0 &&
@@ -389,7 +432,8 @@ test_bad_inputs(infini_client *c, int H)
 	ok(infini_push_tokens(c, "e2e", toks, 3, INFINI_OUT_NONE, &r) ==
 	    INFINI_EINVAL && healthy(c), "token >= vocab: %s", infini_errmsg());
 
-	float *v = calloc((size_t)2 * H, sizeof(float));
+	/* 2 x (H + 1): the wrong-width push below reads that many. */
+	float *v = calloc((size_t)2 * (H + 1), sizeof(float));
 	v[H + 3] = NAN;
 	ok(infini_push_vectors(c, "e2e", v, 2, (uint32_t)H, INFINI_OUT_NONE,
 	    &r) == INFINI_EINVAL, "NaN vector: %s", infini_errmsg());
@@ -578,7 +622,7 @@ main(void)
 	struct infini_health h;
 	int st;
 
-	tap_plan(30);
+	tap_plan(32);
 	signal(SIGPIPE, SIG_IGN);
 	if (fx_tmpdir(dir, sizeof(dir)) != 0)
 		return (1);
@@ -596,6 +640,7 @@ main(void)
 	test_embeddings(c);
 	test_generate(c, "greedy", 0.0f, 0, 1.0f, 0);
 	test_generate(c, "sampled", 0.8f, 20, 0.9f, 42);
+	test_generate_no_prompt(c);
 	test_concurrent(c);
 	test_bad_inputs(c, 64);
 	test_snapshots(c);

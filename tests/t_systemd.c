@@ -350,7 +350,7 @@ test_daemon(void)
 	    "SIGHUP: RELOADING=1 with MONOTONIC_USEC");
 	ok(expect(&w, "READY=1", 10000), "SIGHUP: READY=1 after the reload");
 	ok(log_has(log, "max_queue: 3 -> 5"), "SIGHUP: max_queue 3 -> 5 applied");
-	ok(log_has(log, "max_streams: 64 -> 9 needs a restart"),
+	ok(log_has(log, "max_streams: 4096 -> 9 needs a restart"),
 	    "SIGHUP: max_streams change held for a restart");
 	if (have_cli) {
 		ok(expect(&w, "STATUS=1 stream,", 10000),

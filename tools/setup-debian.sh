@@ -3,6 +3,10 @@
 # Run as root (or through sudo).  Idempotent.
 # systemd is here for systemd-analyze (tests/t_systemd checks the unit); in
 # a container it installs without becoming PID 1.
+# python3-torch/numpy (+ OpenBLAS) run bench/torch_infini.py, which
+# tests/t_shipped checks the shipped model against.
+# clang and libclang-rt-14-dev build the libFuzzer targets (tools/test.sh);
+# gnuplot-nox plots bench/soak.sh's CSV.
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
 	exec sudo "$0" "$@"
@@ -16,5 +20,7 @@ apt-get install -y -qq --no-install-recommends \
 	libcjson-dev libxxhash-dev \
 	libnng-dev libprotobuf-c-dev protobuf-c-compiler \
 	systemd \
+	python3-torch python3-numpy libopenblas0-pthread \
+	clang libclang-rt-14-dev gnuplot-nox \
 	>/dev/null
 echo "setup-debian: build and test dependencies installed"

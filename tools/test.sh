@@ -4,6 +4,14 @@
 # narrow vectors (LP_NATIVE_VECTOR_WIDTH=128, subgroup size 4) so nothing
 # depends on one subgroup size.  Every test enables the Vulkan validation
 # layer and fails on any message.
+#
+# Then the same suite once more in a second tree built with AddressSanitizer
+# and UndefinedBehaviorSanitizer (build-asan, -DINFINI_SANITIZE=ON; leaks
+# checked, tests/lsan.supp for third-party frames), failing on any report,
+# and when clang's libFuzzer is there, every fuzz target for a bounded number
+# of runs from its seed corpus (build-fuzz, docs/fuzzing.md).
+# INFINI_TEST_ASAN=0 or INFINI_TEST_FUZZ=0 skip those passes; FUZZ_RUNS sets
+# the executions per target (20000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${BUILD_DIR:-build}
@@ -14,3 +22,58 @@ echo "== tests (default vector width)"
 prove -f "$build"/tests/*.t
 echo "== tests (LP_NATIVE_VECTOR_WIDTH=128)"
 LP_NATIVE_VECTOR_WIDTH=128 prove -f "$build"/tests/*.t
+
+
+# ---- the sanitizer pass (one vector width: it is the slow one)
+if [ "${INFINI_TEST_ASAN:-1}" != 0 ]; then
+	asan=${ASAN_BUILD_DIR:-build-asan}
+	echo "== tests under ASan+UBSan ($asan)"
+	cmake -S . -B "$asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DINFINI_SANITIZE=ON ${CMAKE_ARGS:-} >/dev/null
+	cmake --build "$asan" -j"$(nproc)"
+	# Every process (tests and the daemons they start) logs its reports
+	# to a file of its own, so a report in a child that exits quietly still
+	# fails the pass.
+	reports=$(mktemp -d)
+	status=0
+	ASAN_OPTIONS=detect_leaks=1:log_path=$reports/asan \
+	LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$reports/ubsan \
+		prove -f "$asan"/tests/*.t || status=$?
+	if [ -n "$(ls -A "$reports")" ]; then
+		echo "sanitizer reports:"
+		cat "$reports"/*
+		status=1
+	fi
+	rm -rf "$reports"
+	[ "$status" = 0 ] || exit "$status"
+fi
+
+# ---- the fuzz targets, a bounded number of runs each
+if [ "${INFINI_TEST_FUZZ:-1}" != 0 ] && command -v clang >/dev/null &&
+	echo 'int LLVMFuzzerTestOneInput(const char *d, long n){return 0;}' |
+	clang -x c -fsanitize=fuzzer -o /dev/null - 2>/dev/null; then
+	fuzz=${FUZZ_BUILD_DIR:-build-fuzz}
+	echo "== fuzz targets ($fuzz, ${FUZZ_RUNS:-20000} runs each)"
+	CC=clang cmake -S . -B "$fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DINFINI_SANITIZE=ON -DINFINI_FUZZ=ON ${CMAKE_ARGS:-} >/dev/null
+	cmake --build "$fuzz" -j"$(nproc)" --target make_corpus \
+		fuzz_envelope fuzz_model fuzz_snapshot
+	work=$(mktemp -d)
+	"$fuzz"/tests/make_corpus "$work/seeds"
+	for t in envelope model snapshot; do
+		mkdir -p "$work/$t"
+		if ! ASAN_OPTIONS=detect_leaks=1 \
+			"$fuzz"/tests/fuzz_$t -runs="${FUZZ_RUNS:-20000}" -seed=1 \
+			-artifact_prefix="$work/" "$work/$t" "$work/seeds/$t" \
+			>"$work/$t.log" 2>&1; then
+			echo "fuzz_$t failed:"
+			tail -n 60 "$work/$t.log"
+			exit 1
+		fi
+		echo "fuzz_$t: $(grep -E '^#[0-9]+.*DONE' "$work/$t.log" | tail -n 1)"
+	done
+	rm -rf "$work"
+elif [ "${INFINI_TEST_FUZZ:-1}" != 0 ]; then
+	echo "== fuzz targets: skipped (no clang with -fsanitize=fuzzer)"
+fi

@@ -1,0 +1,272 @@
+/*
+ * t_shipped.c - the shipped model (models/default) runs in the engine exactly
+ * as it was trained.
+ *
+ * The PyTorch model the weights were trained with (bench/torch_infini.py) is
+ * run at test time on a fixed byte string of SHIP_NTOK tokens (six segments
+ * of 32, so five compressions happen) and writes its logits to a .npy file;
+ * the engine pushes the same tokens in uneven chunks and must give the same
+ * logits within SHIP_TOL_TORCH.  The double-precision oracle (tests/ref.h)
+ * checks the engine's first REF_NTOK tokens (across the first compression)
+ * within SHIP_TOL_REF.  Finally the model must remember: greedy decoding
+ * after a pass-key prompt with the key two segments back gives the key.
+ *
+ * Skips when models/default is absent, when there is no Vulkan device, or
+ * when python3 cannot import torch and numpy (tools/setup-debian.sh installs
+ * python3-torch, python3-numpy and libopenblas0-pthread).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine/engine.h"
+#include "engine/model.h"
+#include "fixture.h"
+#include "gpu_test.h"
+#include "npy.h"
+#include "ref.h"
+#include "tap.h"
+
+#define SHIP_NTOK 200           /* > 6 segments of 32 */
+#define REF_NTOK 40
+#define SHIP_TOL_TORCH 1e-4     /* max |logit difference|, fp32 both sides */
+#define SHIP_TOL_REF 1e-4       /* fp32 engine against the double oracle */
+#define BOS 256
+
+static const char *ship_text =
+    "In the beginning God created the heaven and the earth. The pass key "
+    "is 48151. Remember it. And the earth was without form, and void; and "
+    "darkness was upon the face of the deep. And the Spirit of God moved "
+    "upon the face of the waters. And God said, Let there be light.";
+
+static int32_t toks[SHIP_NTOK];
+
+static void
+make_tokens(void)
+{
+	size_t L = strlen(ship_text);
+	toks[0] = BOS;
+	for (int i = 1; i < SHIP_NTOK; i++)
+		toks[i] = (unsigned char)ship_text[(size_t)(i - 1) % L];
+}
+
+/* run_torch writes the tokens and has torch_infini.py compute the logits;
+ * returns 0 and *out [SHIP_NTOK, V] (malloc'd), or -1. */
+static int
+run_torch(const char *tmp, int V, float **out)
+{
+	char tokf[512], npyf[512], cmd[2048], err[256];
+	size_t rows, cols;
+	FILE *f;
+
+	snprintf(tokf, sizeof(tokf), "%s/tokens.txt", tmp);
+	snprintf(npyf, sizeof(npyf), "%s/torch.npy", tmp);
+	if ((f = fopen(tokf, "w")) == NULL)
+		return (-1);
+	for (int i = 0; i < SHIP_NTOK; i++)
+		fprintf(f, "%d ", toks[i]);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "%s %s check %s %s %s --threads 1 "
+	    "2>%s/torch.log", PYTHON, TORCH_PY, MODEL_DIR, tokf, npyf, tmp);
+	if (system(cmd) != 0) {
+		char line[512];
+		tap_diag("failed: %s", cmd);
+		snprintf(line, sizeof(line), "%s/torch.log", tmp);
+		if ((f = fopen(line, "r")) != NULL) {
+			while (fgets(line, sizeof(line), f) != NULL)
+				tap_diag("  %.*s", (int)strcspn(line, "\n"), line);
+			fclose(f);
+		}
+		return (-1);
+	}
+	if (npy_read(npyf, out, &rows, &cols, err, sizeof(err)) != 0) {
+		tap_diag("%s: %s", npyf, err);
+		return (-1);
+	}
+	if (rows != SHIP_NTOK || cols != (size_t)V) {
+		tap_diag("torch logits [%zu, %zu], want [%d, %d]", rows, cols,
+		    SHIP_NTOK, V);
+		free(*out);
+		return (-1);
+	}
+	return (0);
+}
+
+/* run_engine pushes toks in chunks of 1, 5, 13, 32, 1, ... into a fresh
+ * stream and collects every input's logits; returns 0 or an error. */
+static int
+run_engine(struct eng *e, int V, float *logits)
+{
+	static const int chunks[] = { 1, 5, 13, 32, 1, 40, 7 };
+	char err[256];
+	int slot, rv, c = 0;
+
+	if ((rv = eng_stream_alloc(e, &slot)) != 0)
+		return (rv);
+	for (int at = 0; at < SHIP_NTOK; c++) {
+		int n = chunks[c % 7];
+		if (n > SHIP_NTOK - at)
+			n = SHIP_NTOK - at;
+		struct eng_job j = { .slot = slot, .n = n, .tokens = toks + at,
+		    .out = ENG_OUT_LOGITS, .result = logits + (size_t)at * V };
+		if ((rv = eng_run(e, &j, 1, err, sizeof(err))) != 0) {
+			tap_diag("eng_run: %s", err);
+			break;
+		}
+		at += n;
+	}
+	eng_stream_free(e, slot);
+	return (rv);
+}
+
+/* passkey pushes a pass-key prompt whose key lies one segment back and
+ * greedily generates 5 bytes into got[6]; the key is in segment 0 and
+ * the question in segment 2. */
+static int
+passkey(struct eng *e, const struct eng_config *c, char *got)
+{
+	int32_t p[256];
+	int n = 0, slot, rv;
+	char err[256];
+	const char *st = "The pass key is 48151. ", *q = "The pass key is ";
+	const char *fill = "The grass is green. The sky is blue. ";
+	struct eng_sampler smp = { .temperature = 0 };
+	int32_t tok;
+
+	p[n++] = BOS;
+	for (const char *s = st; *s; s++)
+		p[n++] = (unsigned char)*s;
+	for (int i = 0; n < 2 * c->segment_size + 4; i++)
+		p[n++] = (unsigned char)fill[i % (int)strlen(fill)];
+	for (const char *s = q; *s; s++)
+		p[n++] = (unsigned char)*s;
+	if ((rv = eng_stream_alloc(e, &slot)) != 0)
+		return (rv);
+	for (int i = 0; i < 5 && rv == 0; i++) {
+		struct eng_job j = { .slot = slot, .n = i ? 1 : n,
+		    .tokens = i ? &tok : p, .out = ENG_OUT_NONE, .sample = &smp,
+		    .token = &tok };
+		if ((rv = eng_run(e, &j, 1, err, sizeof(err))) != 0)
+			tap_diag("eng_run: %s", err);
+		got[i] = tok < 256 ? (char)tok : '?';
+	}
+	got[5] = 0;
+	eng_stream_free(e, slot);
+	return (rv);
+}
+
+int
+main(void)
+{
+	char err[512], tmp[256] = "", cmd[1024];
+	struct eng_model *m = NULL;
+	struct eng *e = NULL;
+	struct eng_opts eo = { .max_streams = 2, .max_batch = 64 };
+	struct stat sb;
+	float *tl = NULL, *el = NULL;
+	struct ref_state *rs = NULL;
+	double *rl = NULL;
+	int V, rv;
+
+	if (stat(MODEL_DIR "/model.safetensors", &sb) != 0) {
+		tap_plan_skip_all("no " MODEL_DIR "/model.safetensors");
+		return (0);
+	}
+	if (!gt_have_device()) {
+		tap_plan_skip_all("no Vulkan device");
+		return (0);
+	}
+	snprintf(cmd, sizeof(cmd), "%s -c 'import torch, numpy' >/dev/null 2>&1",
+	    PYTHON);
+	if (system(cmd) != 0) {
+		tap_plan_skip_all("python3 cannot import torch and numpy "
+		    "(apt-get install python3-torch python3-numpy)");
+		return (0);
+	}
+	tap_plan(7);
+	make_tokens();
+	rv = eng_model_load(MODEL_DIR, &m, err, sizeof(err));
+	if (!ok(rv == 0, "load %s", MODEL_DIR)) {
+		tap_diag("%s", err);
+		return (tap_done());
+	}
+	V = m->cfg.vocab_size;
+	eo.device = getenv("INFINI_DEVICE");
+	if ((rv = eng_open(m, &eo, &e, err, sizeof(err))) != 0)
+		tap_diag("engine: %s", err);
+	ok(rv == 0, "engine open on %s", rv == 0 ? eng_device_name(e) : "-");
+	if (rv != 0)
+		goto out;
+
+	/* PyTorch, computed now from the shipped weights. */
+	if (fx_tmpdir(tmp, sizeof(tmp)) != 0)
+		tmp[0] = 0;
+	rv = tmp[0] ? run_torch(tmp, V, &tl) : -1;
+	ok(rv == 0, "torch_infini.py check wrote [%d, %d] logits", SHIP_NTOK,
+	    V);
+	el = calloc((size_t)SHIP_NTOK * V, sizeof(float));
+	rv = el ? run_engine(e, V, el) : -1;
+	ok(rv == 0, "engine ran %d tokens in uneven chunks", SHIP_NTOK);
+	if (tl != NULL && rv == 0) {
+		double d = 0, scale = 0;
+		int agree = 0;
+		for (int i = 0; i < SHIP_NTOK; i++) {
+			int at = 0, ae = 0;
+			for (int v = 0; v < V; v++) {
+				size_t k = (size_t)i * V + v;
+				double x = fabs((double)el[k] - tl[k]);
+				d = x > d ? x : d;
+				scale = fabs(tl[k]) > scale ? fabs(tl[k]) : scale;
+				at = tl[k] > tl[(size_t)i * V + at] ? v : at;
+				ae = el[k] > el[(size_t)i * V + ae] ? v : ae;
+			}
+			agree += at == ae;
+		}
+		ok(d <= SHIP_TOL_TORCH, "engine = torch over %d tokens (%d "
+		    "segments): max |dlogit| %.3g <= %g (max |logit| %.1f), "
+		    "argmax agrees at %d/%d", SHIP_NTOK,
+		    SHIP_NTOK / m->cfg.segment_size, d, SHIP_TOL_TORCH, scale,
+		    agree, SHIP_NTOK);
+	} else {
+		ok(0, "engine = torch (no logits to compare)");
+	}
+
+	/* The double-precision oracle on the first tokens. */
+	rl = calloc(V, sizeof(double));
+	if (rl != NULL && ref_state_alloc(m, &rs) == 0 && el != NULL) {
+		double d = 0;
+		for (int i = 0; i < REF_NTOK; i++) {
+			if (ref_step(rs, toks[i], NULL, NULL, rl) != 0)
+				d = INFINITY;
+			for (int v = 0; v < V; v++) {
+				double x = fabs(rl[v] - el[(size_t)i * V + v]);
+				d = x > d ? x : d;
+			}
+		}
+		ok(d <= SHIP_TOL_REF, "engine = double oracle over %d tokens: "
+		    "max |dlogit| %.3g <= %g", REF_NTOK, d, SHIP_TOL_REF);
+	} else {
+		ok(0, "engine = double oracle (set-up failed)");
+	}
+
+	/* The memory remembers across one compression. */
+	{
+		char got[6] = "";
+		rv = passkey(e, &m->cfg, got);
+		ok(rv == 0 && strcmp(got, "48151") == 0,
+		    "pass key two compressions back: got \"%s\", want \"48151\"", got);
+	}
+out:
+	ref_state_free(rs);
+	free(rl);
+	free(tl);
+	free(el);
+	eng_close(e);
+	eng_model_free(m);
+	if (tmp[0])
+		fx_rmtree(tmp);
+	return (tap_done());
+}

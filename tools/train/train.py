@@ -1,0 +1,396 @@
+#!/usr/bin/python3
+"""train.py - train a small byte-level Infini-attention model on CPU.
+
+Trains bench/torch_infini.py's InfiniModel (exactly the engine's semantics)
+segment by segment: each sequence is fed one segment at a time with the
+compressive memory carried across segments, and the loss backpropagates
+through all the segments of the sequence (truncated BPTT: sequences are
+k+1 segments, the state starts fresh for each one).
+
+Data, every step: rows of King James Bible text (language modelling) and
+rows of the synthetic pass-key task (tools/train/common.py) whose answer lies
+k segments after the statement; k follows a curriculum that raises the
+maximum distance when the running pass-key accuracy at the current maximum
+passes --promote.  The gate beta gets its own learning rate (--beta-lr-mult
+times the base) and no weight decay (NOTES.md section 1).
+
+Setup (Debian 12):
+    apt-get install -y python3-torch python3-numpy libopenblas0-pthread \
+        bible-kjv
+Run (about 40 minutes on 2 cores; checkpoints every --ckpt-every seconds):
+    nohup /usr/bin/python3 tools/train/train.py --out runs/default \
+        --minutes 40 > runs/default.log 2>&1 &
+    /usr/bin/python3 tools/train/train.py --out runs/default --resume
+    /usr/bin/python3 tools/train/export.py runs/default models/default
+"""
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "bench"))
+sys.path.insert(0, HERE)
+import torch_infini as ti  # noqa: E402
+import common  # noqa: E402
+
+
+def model_config(a):
+    """model_config returns the config.json dict of the model trained."""
+    return {
+        "architectures": ["InfiniLlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": common.VOCAB,
+        "hidden_size": a.hidden,
+        "intermediate_size": a.ffn,
+        "num_hidden_layers": a.layers,
+        "num_attention_heads": a.heads,
+        "num_key_value_heads": a.heads,
+        "head_dim": a.hidden // a.heads,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 10000.0,
+        "hidden_act": "silu",
+        "tie_word_embeddings": False,
+        "segment_size": a.segment,
+        "memory_update": "delta",
+        "memory_eps": 1e-6,
+        "gate_on": "memory",
+        "position_embedding": "rope",
+        "memory_rope": False,
+        "tokenizer": "bytes",
+        "bos_token_id": common.BOS,
+        "eos_token_id": common.EOS,
+    }
+
+
+def init_weights(model, n_layers):
+    """GPT-2 style init: N(0, 0.02), residual outputs scaled by
+    1/sqrt(2 * layers), norms 1, beta 0 (sigmoid 0.5)."""
+    for name, p in model.named_parameters():
+        if name.endswith("norm.weight"):
+            torch.nn.init.ones_(p)
+        elif name.endswith("self_attn.gate"):
+            torch.nn.init.zeros_(p)
+        else:
+            std = 0.02
+            if name.endswith("o_proj.weight") or \
+                    name.endswith("down_proj.weight"):
+                std /= math.sqrt(2 * n_layers)
+            torch.nn.init.normal_(p, 0.0, std)
+
+
+def make_optimizer(model, a):
+    """AdamW with three groups: matrices (weight decay), norms and
+    embeddings (none), and beta (no decay, its own learning rate)."""
+    dec, nodec, beta = [], [], []
+    for name, p in model.named_parameters():
+        if name.endswith("self_attn.gate"):
+            beta.append(p)
+        elif p.dim() < 2 or "embed_tokens" in name:
+            nodec.append(p)
+        else:
+            dec.append(p)
+    groups = [
+        {"params": dec, "weight_decay": a.wd, "lr_mult": 1.0},
+        {"params": nodec, "weight_decay": 0.0, "lr_mult": 1.0},
+        {"params": beta, "weight_decay": 0.0, "lr_mult": a.beta_lr_mult},
+    ]
+    return torch.optim.AdamW(groups, lr=a.lr, betas=(0.9, 0.95))
+
+
+def lr_at(a, frac, step):
+    """Linear warm-up over --warmup steps, then cosine to 10% by the end
+    of the time budget (frac = elapsed / budget)."""
+    w = min(1.0, (step + 1) / a.warmup)
+    f = min(1.0, frac)
+    return a.lr * w * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * f)))
+
+
+def make_batch(rng, a, train, k):
+    """make_batch returns (tokens [B, (k+1)N], ans_pos list): pass-key
+    examples at distance k, the filler Bible text or repeated sentences."""
+    N = a.segment
+    T = (k + 1) * N
+    B = max(a.min_rows, a.batch_tokens // T)
+    rows, ans = [], []
+    for i in range(B):
+        kind = "repeat" if rng.random() < a.repeat_frac else "text"
+        toks, apos, _ = common.passkey_example(rng, N, k, train, kind)
+        rows.append(toks)
+        ans.append(apos)
+    return torch.tensor(rows, dtype=torch.long), ans
+
+
+class TextStreams:
+    """TextStreams: a batch of long Bible-text streams whose state is
+    carried across steps (truncated BPTT over --lm-segs segments); each
+    stream starts with BOS at a random verse and lives 16..--lm-life
+    segments before it is reset."""
+
+    def __init__(self, rng, a, train, model):
+        self.rng, self.a, self.train = rng, a, train
+        self.B = a.lm_rows
+        self.st = model.new_state(self.B)
+        self.off = [0] * self.B
+        self.left = [0] * self.B
+        for r in range(self.B):
+            self._reset(r)
+
+    def _reset(self, r):
+        a, t = self.a, self.train
+        o = self.rng.randrange(len(t) - a.lm_life * a.segment - 2)
+        while o > 0 and t[o - 1] != 10:
+            o -= 1
+        self.off[r] = o
+        self.left[r] = self.rng.randint(16, a.lm_life)
+        self.first = getattr(self, "first", set())
+        self.first.add(r)
+        for l in range(len(self.st.M)):
+            self.st.M[l][r] = 0.0
+            self.st.z[l][r] = 0.0
+
+    def batch(self):
+        """batch returns tokens [B, lm_segs*N + 1] (one byte of overlap
+        for the targets) and the state to run them from."""
+        a = self.a
+        n = a.lm_segs * a.segment
+        rows = []
+        for r in range(self.B):
+            o = self.off[r]
+            seq = self.train[o:o + n + 1].tolist()
+            if r in self.first:
+                seq = [common.BOS] + seq[:n]
+            rows.append(seq)
+        self.first = set()
+        return torch.tensor(rows, dtype=torch.long)
+
+    def advance(self, st):
+        """advance keeps the state st (detached) and moves every stream on,
+        resetting the ones whose life is over."""
+        self.st = st.detach()
+        n = self.a.lm_segs * self.a.segment
+        for r in range(self.B):
+            self.off[r] += n
+            self.left[r] -= self.a.lm_segs
+            if self.left[r] <= 0:
+                self._reset(r)
+
+
+def lm_loss(model, a, streams):
+    """lm_loss runs the text streams lm_segs segments on and returns the
+    mean next-byte cross-entropy (nats)."""
+    toks = streams.batch()
+    st = streams.st
+    x, y = toks[:, :-1], toks[:, 1:]
+    N = a.segment
+    lgs = []
+    for s in range(0, x.shape[1], N):
+        _, lg, st = model(x[:, s:s + N], st, logits="all")
+        lgs.append(lg)
+    lg = torch.cat(lgs, 1)
+    ce = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), y.reshape(-1))
+    streams.advance(st)
+    return ce, toks.numel()
+
+
+def forward_loss(model, a, toks, ans):
+    """forward_loss runs toks segment by segment from a fresh state and
+    returns (filler_loss, answer_loss, digit_acc, exact_acc)."""
+    B, T = toks.shape
+    N = a.segment
+    st = model.new_state(B)
+    logits = []
+    for s in range(0, T, N):
+        _, lg, st = model(toks[:, s:s + N], st, logits="all")
+        logits.append(lg)
+    lg = torch.cat(logits, 1)[:, :-1]                  # predicts toks[:, 1:]
+    tgt = toks[:, 1:]
+    ce = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), tgt.reshape(-1),
+                         reduction="none").view(B, T - 1)
+    # language modelling: every next-byte prediction except those of
+    # the pass-key rows' answer digits (scored separately).
+    mask = torch.ones_like(ce)
+    idx_r, idx_c = [], []
+    for r, p in enumerate(ans):
+        for j in range(common.N_DIGITS):
+            idx_r.append(r)
+            idx_c.append(p + j - 1)
+    idx_r = torch.tensor(idx_r)
+    idx_c = torch.tensor(idx_c)
+    mask[idx_r, idx_c] = 0.0
+    lm = (ce * mask).sum() / mask.sum()
+    pk = ce[idx_r, idx_c].mean()
+    with torch.no_grad():
+        pred = lg[idx_r, idx_c].argmax(-1)
+        ok = (pred == tgt[idx_r, idx_c]).float().view(len(ans),
+                                                      common.N_DIGITS)
+        dacc = ok.mean().item()
+        eacc = ok.prod(1).mean().item()
+    return lm, pk, dacc, eacc
+
+
+@torch.no_grad()
+def eval_heldout(model, a, held, n_seq=4, n_seg=32):
+    """Bits per byte on n_seq streams of n_seg segments of held-out text."""
+    model.eval()
+    N = a.segment
+    T = n_seg * N
+    rows = [held[i * T:(i + 1) * T].tolist() for i in range(n_seq)]
+    toks = torch.tensor(rows, dtype=torch.long)
+    _, lg, _ = model(toks, None, logits="all")
+    ce = F.cross_entropy(lg[:, :-1].reshape(-1, lg.shape[-1]),
+                         toks[:, 1:].reshape(-1))
+    model.train()
+    return ce.item() / math.log(2)
+
+
+def save_ckpt(path, model, opt, state):
+    tmp = path + ".tmp"
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
+                "state": state}, tmp)
+    os.replace(tmp, path)
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog="Setup: apt-get install -y python3-torch python3-numpy "
+        "libopenblas0-pthread bible-kjv",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="run directory")
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--minutes", type=float, default=40.0,
+                    help="wall-time budget (the LR schedule spans it)")
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--ffn", type=int, default=384)
+    ap.add_argument("--segment", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--beta-lr-mult", type=float, default=10.0)
+    ap.add_argument("--wd", type=float, default=0.1)
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--batch-tokens", type=int, default=4096)
+    ap.add_argument("--min-rows", type=int, default=8)
+    ap.add_argument("--lm-rows", type=int, default=16,
+                    help="Bible text streams carried across steps")
+    ap.add_argument("--lm-segs", type=int, default=4,
+                    help="segments per step of each text stream (BPTT)")
+    ap.add_argument("--lm-life", type=int, default=128,
+                    help="most segments a text stream lives")
+    ap.add_argument("--pk-lm-weight", type=float, default=0.5,
+                    help="weight of the pass-key rows' filler bytes")
+    ap.add_argument("--repeat-frac", type=float, default=0.5,
+                    help="pass-key rows with the repeated filler "
+                    "(the rest use Bible text)")
+    ap.add_argument("--pk-weight", type=float, default=1.0)
+    ap.add_argument("--kmax-start", type=int, default=1)
+    ap.add_argument("--kmax-limit", type=int, default=16)
+    ap.add_argument("--promote", type=float, default=0.8,
+                    help="exact-answer accuracy at kmax that raises kmax")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--ckpt-every", type=float, default=180.0, help="seconds")
+    ap.add_argument("--log-every", type=int, default=10)
+    a = ap.parse_args(argv)
+
+    torch.set_num_threads(a.threads)
+    os.makedirs(a.out, exist_ok=True)
+    ckpt = os.path.join(a.out, "ckpt.pt")
+    train, held = common.split_corpus(common.load_corpus())
+
+    cfgd = model_config(a)
+    state = {"step": 0, "elapsed": 0.0, "tokens": 0, "kmax": a.kmax_start,
+             "acc_at_kmax": 0.0, "seed": a.seed, "curve": []}
+    if a.resume:
+        with open(os.path.join(a.out, "config.json")) as f:
+            cfgd = json.load(f)
+    model = ti.InfiniModel(ti.InfiniConfig(cfgd))
+    init_weights(model, cfgd["num_hidden_layers"])
+    opt = make_optimizer(model, a)
+    if a.resume:
+        ck = torch.load(ckpt)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        state = ck["state"]
+    else:
+        with open(os.path.join(a.out, "config.json"), "w") as f:
+            json.dump(cfgd, f, indent=2)
+        with open(os.path.join(a.out, "args.json"), "w") as f:
+            json.dump(vars(a), f, indent=2)
+    model.train()
+    print("params %d, config %s" % (ti.count_params(model), cfgd), flush=True)
+
+    rng = random.Random(a.seed * 1000003 + state["step"])
+    budget = a.minutes * 60.0
+    t_start = time.time() - state["elapsed"]
+    t_ckpt = time.time()
+    acc_ema = state["acc_at_kmax"]
+    streams = TextStreams(rng, a, train, model)
+    agg = []
+    while True:
+        el = time.time() - t_start
+        if el >= budget:
+            break
+        kmax = state["kmax"]
+        # half the steps at kmax, the rest uniform in 1..kmax
+        k = kmax if rng.random() < 0.5 else rng.randint(1, kmax)
+        toks, ans = make_batch(rng, a, train, k)
+        lr = lr_at(a, el / budget, state["step"])
+        for g in opt.param_groups:
+            g["lr"] = lr * g["lr_mult"]
+        plm, pk, dacc, eacc = forward_loss(model, a, toks, ans)
+        lm, nlm = lm_loss(model, a, streams)
+        loss = lm + a.pk_lm_weight * plm + a.pk_weight * pk
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        state["step"] += 1
+        state["tokens"] += toks.numel() + nlm
+        if k == kmax:
+            acc_ema = 0.8 * acc_ema + 0.2 * eacc
+            if acc_ema >= a.promote and kmax < a.kmax_limit:
+                state["kmax"] = min(a.kmax_limit, kmax * 2)
+                acc_ema = 0.0
+                print("curriculum: kmax %d -> %d at step %d" %
+                      (kmax, state["kmax"], state["step"]), flush=True)
+        state["acc_at_kmax"] = acc_ema
+        agg.append((lm.item(), pk.item(), dacc, eacc))
+        if state["step"] % a.log_every == 0:
+            m = np.mean(agg, 0)
+            agg = []
+            betas = torch.cat([ly.self_attn.gate.detach()
+                               for ly in model.model.layers])
+            rec = {"step": state["step"], "min": round(el / 60, 2),
+                   "tokens": state["tokens"], "kmax": state["kmax"],
+                   "lm_bpb": round(m[0] / math.log(2), 4),
+                   "pk_loss": round(m[1], 4), "pk_digit": round(m[2], 3),
+                   "pk_exact": round(m[3], 3), "acc_ema": round(acc_ema, 3),
+                   "lr": round(lr, 6),
+                   "sig_beta_mean": round(torch.sigmoid(betas).mean()
+                                          .item(), 3)}
+            if state["step"] % (a.log_every * 10) == 0:
+                rec["heldout_bpb"] = round(eval_heldout(model, a, held), 4)
+            state["curve"].append(rec)
+            print(json.dumps(rec), flush=True)
+        if time.time() - t_ckpt >= a.ckpt_every:
+            state["elapsed"] = time.time() - t_start
+            save_ckpt(ckpt, model, opt, state)
+            t_ckpt = time.time()
+    state["elapsed"] = time.time() - t_start
+    save_ckpt(ckpt, model, opt, state)
+    print("done: %d steps, %d tokens, %.1f min" %
+          (state["step"], state["tokens"], state["elapsed"] / 60), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
