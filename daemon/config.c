@@ -41,6 +41,8 @@ static const struct crow rows[] = {
 	S(state_dir, "/var/lib/infinid",
 	    "directory for snapshots; streams spill to its streams/ folder"),
 	S(admin_group, "", "group whose members may use every stream"),
+	S(tls_cert_key_file, "", "PEM file with the certificate and private key "
+	    "that tls+tcp:// listeners present"),
 	S(log_level, "info", "error, warning, notice, info or debug"),
 	I(max_streams, "4096", 1, 1 << 20,
 	    "streams known at most, resident or spilled to state_dir"),

@@ -17,6 +17,7 @@ struct cfg {
 	char device[256];
 	char state_dir[1024];
 	char admin_group[64];
+	char tls_cert_key_file[1024]; /* PEM: certificate and key, for tls+tcp:// */
 	char log_level[16];
 	long max_streams;        /* known: resident or spilled */
 	long max_resident_streams; /* engine slots in use at most */

@@ -20,6 +20,7 @@
 
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/transport/ipc/ipc.h>
+#include <nng/supplemental/tls/tls.h>
 #include "log.h"
 
 static void work_cb(void *arg);
@@ -251,6 +252,25 @@ listen_one(struct infinid *d, const char *url, char *err, size_t errlen)
 	if ((rv = nng_listener_create(&l, d->sock, url)) != 0) {
 		snprintf(err, errlen, "listen %s: %s", url, nng_strerror(rv));
 		return (INFINI_EINVAL);
+	}
+	if (strncmp(url, "tls+", 4) == 0) {
+		nng_tls_config *tls = NULL;
+		if (d->cfg.tls_cert_key_file[0] == '\0') {
+			snprintf(err, errlen, "listen %s: set tls_cert_key_file to "
+			    "the PEM certificate and key to present", url);
+			return (INFINI_EINVAL);
+		}
+		if ((rv = nng_tls_config_alloc(&tls, NNG_TLS_MODE_SERVER)) != 0 ||
+		    (rv = nng_tls_config_cert_key_file(tls,
+		    d->cfg.tls_cert_key_file, NULL)) != 0 ||
+		    (rv = nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, tls)) != 0) {
+			snprintf(err, errlen, "listen %s: %s: %s", url,
+			    d->cfg.tls_cert_key_file, nng_strerror(rv));
+			if (tls != NULL)
+				nng_tls_config_free(tls);
+			return (INFINI_EINVAL);
+		}
+		nng_tls_config_free(tls);   /* the listener keeps a reference */
 	}
 	if (strncmp(url, "ipc://", 6) == 0) {
 		(void)nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS,

@@ -31,16 +31,31 @@
 #include "tap.h"
 #include "wire.h"
 
-static char dir[256], url[512], model[512];
+static char dir[256], url[512], model[512], pem[300], listen[700];
+static bool have_tls;
+static int tls_port;
 static pid_t daemon_pid;
 
 static int
 start_daemon(void)
 {
-	char sock[300];
+	char sock[300], cmd[2048];
 
 	snprintf(sock, sizeof(sock), "%s/s.sock", dir);
 	snprintf(url, sizeof(url), "ipc://%s", sock);
+	/* A TLS listener beside it, with a self-signed certificate. */
+	snprintf(pem, sizeof(pem), "%s/tls.pem", dir);
+	snprintf(cmd, sizeof(cmd), "openssl req -x509 -newkey rsa:2048 -nodes "
+	    "-keyout %s.key -out %s.crt -days 2 -subj /CN=localhost "
+	    ">/dev/null 2>&1 && cat %s.crt %s.key > %s", pem, pem, pem, pem,
+	    pem);
+	have_tls = system(cmd) == 0;
+	tls_port = 20000 + (int)(getpid() % 20000);
+	snprintf(listen, sizeof(listen), "%s%s%s%d", url,
+	    have_tls ? "," : "", have_tls ? "tls+tcp://127.0.0.1:" : "",
+	    tls_port);
+	if (!have_tls)
+		snprintf(listen, sizeof(listen), "%s", url);
 	if ((daemon_pid = fork()) == 0) {
 		char log[300];
 		/* The daemon dies with the test, and its output goes to a log
@@ -53,7 +68,8 @@ start_daemon(void)
 			dup2(fd, 2);
 			close(fd);
 		}
-		execl(INFINID_PATH, "infinid", "--model", model, "--listen", url,
+		execl(INFINID_PATH, "infinid", "--model", model, "--listen", listen,
+		    "--tls-cert-key-file", pem,
 		    "--max-streams", "48", "--workers", "96", "--socket-mode",
 		    "0666", "--max-message-bytes", "1048576", "--log-level",
 		    "warning", "--generate-idle-s", "30", "--state-dir", dir,
@@ -219,6 +235,31 @@ test_generate_no_prompt(infini_client *c)
 	    finish);
 	infini_close_stream(c, "noprompt");
 	infini_close_stream(c, "empty");
+}
+
+/* tls+tcp://: the client checks the daemon's certificate. */
+static void
+test_tls(void)
+{
+	char turl[128], ca[320];
+	infini_client *t = NULL;
+	struct infini_health h;
+
+	if (!have_tls) {
+		tap_skip(2, "openssl could not make a certificate");
+		return;
+	}
+	snprintf(turl, sizeof(turl), "tls+tcp://localhost:%d", tls_port);
+	unsetenv("INFINI_TLS_CA");
+	ok(infini_connect(turl, 3000, &t) == INFINI_EINVAL,
+	    "tls+tcp:// without a CA is refused: %s", infini_errmsg());
+	snprintf(ca, sizeof(ca), "%s.crt", pem);
+	setenv("INFINI_TLS_CA", ca, 1);
+	int rv = infini_connect(turl, 10000, &t);
+	ok(rv == 0 && infini_health(t, &h) == 0, "Health over tls+tcp:// with "
+	    "the certificate checked (%s)", rv ? infini_errmsg() : h.device);
+	if (rv == 0)
+		infini_close(t);
 }
 
 /* ------------------------------------------------ concurrent clients */
@@ -622,7 +663,7 @@ main(void)
 	struct infini_health h;
 	int st;
 
-	tap_plan(32);
+	tap_plan(34);
 	signal(SIGPIPE, SIG_IGN);
 	if (fx_tmpdir(dir, sizeof(dir)) != 0)
 		return (1);
@@ -641,6 +682,7 @@ main(void)
 	test_generate(c, "greedy", 0.0f, 0, 1.0f, 0);
 	test_generate(c, "sampled", 0.8f, 20, 0.9f, 42);
 	test_generate_no_prompt(c);
+	test_tls();
 	test_concurrent(c);
 	test_bad_inputs(c, 64);
 	test_snapshots(c);
