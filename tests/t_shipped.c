@@ -122,42 +122,6 @@ run_engine(struct eng *e, int V, float *logits)
 	return (rv);
 }
 
-/* passkey pushes a pass-key prompt whose key lies one segment back and
- * greedily generates 5 bytes into got[6]; the key is in segment 0 and
- * the question in segment 2. */
-static int
-passkey(struct eng *e, const struct eng_config *c, char *got)
-{
-	int32_t p[256];
-	int n = 0, slot, rv;
-	char err[256];
-	const char *st = "The pass key is 48151. ", *q = "The pass key is ";
-	const char *fill = "The grass is green. The sky is blue. ";
-	struct eng_sampler smp = { .temperature = 0 };
-	int32_t tok;
-
-	p[n++] = BOS;
-	for (const char *s = st; *s; s++)
-		p[n++] = (unsigned char)*s;
-	for (int i = 0; n < 2 * c->segment_size + 4; i++)
-		p[n++] = (unsigned char)fill[i % (int)strlen(fill)];
-	for (const char *s = q; *s; s++)
-		p[n++] = (unsigned char)*s;
-	if ((rv = eng_stream_alloc(e, &slot)) != 0)
-		return (rv);
-	for (int i = 0; i < 5 && rv == 0; i++) {
-		struct eng_job j = { .slot = slot, .n = i ? 1 : n,
-		    .tokens = i ? &tok : p, .out = ENG_OUT_NONE, .sample = &smp,
-		    .token = &tok };
-		if ((rv = eng_run(e, &j, 1, err, sizeof(err))) != 0)
-			tap_diag("eng_run: %s", err);
-		got[i] = tok < 256 ? (char)tok : '?';
-	}
-	got[5] = 0;
-	eng_stream_free(e, slot);
-	return (rv);
-}
-
 int
 main(void)
 {
@@ -186,7 +150,7 @@ main(void)
 		    "(apt-get install python3-torch python3-numpy)");
 		return (0);
 	}
-	tap_plan(7);
+	tap_plan(6);
 	make_tokens();
 	rv = eng_model_load(MODEL_DIR, &m, err, sizeof(err));
 	if (!ok(rv == 0, "load %s", MODEL_DIR)) {
@@ -252,13 +216,6 @@ main(void)
 		ok(0, "engine = double oracle (set-up failed)");
 	}
 
-	/* The memory remembers across one compression. */
-	{
-		char got[6] = "";
-		rv = passkey(e, &m->cfg, got);
-		ok(rv == 0 && strcmp(got, "48151") == 0,
-		    "pass key two compressions back: got \"%s\", want \"48151\"", got);
-	}
 out:
 	ref_state_free(rs);
 	free(rl);
