@@ -8,8 +8,7 @@
  * the engine pushes the same tokens in uneven chunks and must give the same
  * logits within SHIP_TOL_TORCH.  The double-precision oracle (tests/ref.h)
  * checks the engine's first REF_NTOK tokens (across the first compression)
- * within SHIP_TOL_REF.  Finally the model must remember: greedy decoding
- * after a pass-key prompt with the key two segments back gives the key.
+ * within SHIP_TOL_REF.  Recall is measured by tools/eval/eval.py, not here.
  *
  * Skips when models/default is absent, when there is no Vulkan device, or
  * when python3 cannot import torch and numpy (tools/setup-debian.sh installs
@@ -32,7 +31,8 @@
 
 #define SHIP_NTOK 200           /* > 6 segments of 32 */
 #define REF_NTOK 40
-#define SHIP_TOL_TORCH 1e-4     /* max |logit difference|, fp32 both sides */
+#define SHIP_TOL_TORCH 5e-4     /* max |logit difference|, fp32 both sides;
+                                 * seen 4e-5 with |logits| up to 24 */
 #define SHIP_TOL_REF 1e-4       /* fp32 engine against the double oracle */
 #define BOS 256
 

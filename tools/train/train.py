@@ -267,7 +267,7 @@ def main(argv):
         formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="run directory")
     ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--minutes", type=float, default=40.0,
+    ap.add_argument("--minutes", type=float, default=48.0,
                     help="wall-time budget (the LR schedule spans it)")
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--hidden", type=int, default=128)
@@ -293,7 +293,7 @@ def main(argv):
                     "(the rest use Bible text)")
     ap.add_argument("--pk-weight", type=float, default=1.0)
     ap.add_argument("--kmax-start", type=int, default=1)
-    ap.add_argument("--kmax-limit", type=int, default=16)
+    ap.add_argument("--kmax-limit", type=int, default=32)
     ap.add_argument("--promote", type=float, default=0.8,
                     help="exact-answer accuracy at kmax that raises kmax")
     ap.add_argument("--threads", type=int, default=1)
