@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The main job, end to end: build infinid, start the daemon on a model, and
-# drive it with the infini CLI: open a stream, feed it a document segment by
-# segment, generate from it, snapshot it, list the streams, stop.
+# drive it with the infini CLI.  With the shipped model: state a pass key,
+# bury it under 64 segments of filler, snapshot, ask for the key (the answer
+# can only come from the compressive memory: the key is 64 segments back and
+# local attention sees one segment), restore the snapshot into a second
+# stream and ask again.  Then feed a document, generate, list, stop.
 #
 # The model is models/default when the repository ships one; otherwise a
 # small random-weight model is generated into build/demo-model (the output
@@ -34,9 +37,28 @@ for _ in $(seq 100); do infini status >/dev/null 2>&1 && break; sleep 0.2; done
 
 set -x
 infini status
+if [ "$model" = models/default ]; then
+	# The pass key sits in segment 0 (BOS + 33 bytes); the filler adds
+	# 2048 bytes = 64 segments of 32; the question opens the next segment.
+	filler="The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
+	for _ in $(seq 24); do printf '%s' "$filler"; done >"$run/filler.txt"
+	truncate -s 2048 "$run/filler.txt"
+	infini open passkey
+	infini push passkey --tokens 256
+	infini push passkey --text "The pass key is 48151. The grass "
+	infini feed passkey "$run/filler.txt"
+	infini snapshot passkey --name passkey-snap
+	answer=$(infini generate passkey --prompt "The pass key is " -n 5)
+	infini restore passkey-copy --name passkey-snap
+	again=$(infini generate passkey-copy --prompt "The pass key is " -n 5)
+	{ set +x; } 2>/dev/null
+	echo "pass key stated 65 segments back: 48151; answered: $answer; after snapshot/restore: $again"
+	set -x
+fi
 infini open demo
 infini feed demo README.md
 infini generate demo --prompt "Infini-attention " -n 48 --temperature 0.7 --seed 1
+echo
 infini snapshot demo --name demo-snap
 infini restore demo-copy --name demo-snap
 infini ls
