@@ -54,6 +54,7 @@ struct item {
 	bool export_bytes;         /* snapshot: return the bytes */
 	uint8_t *data;             /* restore: snapshot bytes (owned) */
 	size_t data_len;
+	uint64_t seq;              /* arrival order; a sliced push re-queues */
 };
 
 struct gen {
@@ -142,6 +143,9 @@ struct infinid {
 	struct item *ctl_head, *ctl_tail;  /* opens, in arrival order */
 	struct gen *gens;
 	uint64_t next_gen, next_auto_id;
+	uint64_t next_seq;          /* item.seq */
+	struct stream **cand;       /* scheduler: streams with work this turn */
+	int ncand_cap;
 	gid_t admin_gid;
 	bool have_admin;
 	int64_t start_ms;
@@ -150,6 +154,16 @@ struct infinid {
 	_Atomic int64_t sched_beat_ms;
 	struct stats st;
 	char device_name[256];
+	/* Set by the scheduler when the device is lost: from then on every
+	 * request fails with UNAVAILABLE, nothing is written from the device,
+	 * and main exits with status 1 for the service manager to restart
+	 * the daemon on its saved streams. */
+	_Atomic bool device_lost;
+	/* $INFINID_FAULT (builds with INFINI_FAULT_INJECTION): the device
+	 * fault to inject into the rounds of stream fault_id, see main.c. */
+	enum eng_fault fault;
+	int fault_skip;
+	char fault_id[WIRE_ID_MAX + 1];
 };
 
 int64_t now_ms(void);

@@ -92,6 +92,50 @@ usage(FILE *f)
 	cfg_print(&c, f);
 }
 
+/*
+ * fault_setup reads $INFINID_FAULT, "oom:ID[:SKIP]" or "lost:ID[:SKIP]":
+ * the (SKIP+1)-th device round that includes stream ID fails as if the
+ * device ran out of memory or was lost (eng_fault_arm).  Only builds with
+ * INFINI_FAULT_INJECTION read it; tests/t_faults.c uses it.  Returns 0 or
+ * -1 (malformed).
+ */
+static int
+fault_setup(struct infinid *d)
+{
+#ifdef INFINI_FAULT_INJECTION
+	const char *v = getenv("INFINID_FAULT"), *id, *colon;
+	char *end;
+	long skip = 0;
+
+	if (v == NULL || !*v)
+		return (0);
+	if (strncmp(v, "oom:", 4) == 0)
+		d->fault = ENG_FAULT_OOM, id = v + 4;
+	else if (strncmp(v, "lost:", 5) == 0)
+		d->fault = ENG_FAULT_LOST, id = v + 5;
+	else
+		return (-1);
+	colon = strchr(id, ':');
+	if (colon != NULL) {
+		skip = strtol(colon + 1, &end, 10);
+		if (*end || skip < 0 || skip > 1000000)
+			return (-1);
+	}
+	size_t n = colon ? (size_t)(colon - id) : strlen(id);
+	if (n == 0 || n > WIRE_ID_MAX)
+		return (-1);
+	memcpy(d->fault_id, id, n);
+	d->fault_id[n] = '\0';
+	d->fault_skip = (int)skip;
+	LOG(LOG_WARNING, "INFINID_FAULT: %s fault armed for stream %s after "
+	    "%ld of its rounds", d->fault == ENG_FAULT_OOM ? "out-of-memory" :
+	    "device-lost", d->fault_id, skip);
+#else
+	(void)d;
+#endif
+	return (0);
+}
+
 /* warm_up runs one token so every pipeline is compiled before clients come
  * (lavapipe compiles on first dispatch). */
 static int
@@ -167,6 +211,11 @@ main(int argc, char **argv)
 		d.admin_gid = g->gr_gid;
 		d.have_admin = true;
 	}
+	if (fault_setup(&d) != 0) {
+		fprintf(stderr, "infinid: INFINID_FAULT: expected oom:ID[:SKIP] "
+		    "or lost:ID[:SKIP]\n");
+		return (2);
+	}
 	signal(SIGPIPE, SIG_IGN);
 	/* Before any thread exists (the driver's, NNG's, the scheduler). */
 	if (svc_block_signals() != 0) {
@@ -220,7 +269,10 @@ main(int argc, char **argv)
 	LOG(LOG_NOTICE, "ready: model %s on %s", d.cfg.model, d.device_name);
 	notify_ready(&n);
 	sig = svc_run(&d, &n, load_settings, &set);
-	LOG(LOG_NOTICE, "signal %d: shutting down", sig);
+	if (d.device_lost)
+		LOG(LOG_ERR, "device lost: exiting with status 1 for a restart");
+	else
+		LOG(LOG_NOTICE, "signal %d: shutting down", sig);
 	notify_stopping(&n);
 	notify_status(&n, "stopping: saving the streams");
 	/* The scheduler first: it finishes its batch and writes every stream
@@ -228,9 +280,9 @@ main(int argc, char **argv)
 	sched_stop(&d);
 	srv_stop(&d);
 	strm_free_all(&d);
-	rv = 0;
+	rv = d.device_lost ? INFINI_EDEVICE : 0;
 out:
-	if (rv != 0)
+	if (rv != 0 && !d.device_lost)
 		notify_status(&n, "failed to start; see the log");
 	notify_fini(&n);
 	eng_close(d.eng);

@@ -17,10 +17,12 @@
  * stream with unsaved work is.
  */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "infinid.h"
 #include "log.h"
@@ -41,6 +43,7 @@ sched_enqueue(struct infinid *d, struct stream *s, struct item *it)
 	struct item **tail = s ? &s->tail : &d->ctl_tail;
 
 	it->next = NULL;
+	it->seq = ++d->next_seq;
 	if (*head == NULL)
 		*head = it;
 	else
@@ -408,6 +411,7 @@ struct slotjob {
 	int n;
 	int32_t tok;          /* generation: the fed-back token */
 	int32_t sampled;
+	int64_t pos0;         /* the stream's position before the run */
 };
 
 static void
@@ -489,20 +493,48 @@ page_in(struct infinid *d, struct stream *s, bool *waiting)
 	return (true);
 }
 
-/* gather builds this turn's jobs; *waiting is set when a stream waits for
- * a slot.  d->mu held. */
+/* by_age orders streams with work: running generations first (one token
+ * each), then by the arrival of the request at the head of the queue. */
+static int
+by_age(const void *a, const void *b)
+{
+	const struct stream *x = *(struct stream *const *)a;
+	const struct stream *y = *(struct stream *const *)b;
+	uint64_t kx = x->gen != NULL ? 0 : x->head->seq;
+	uint64_t ky = y->gen != NULL ? 0 : y->head->seq;
+	return ((kx > ky) - (kx < ky));
+}
+
+/*
+ * gather builds this turn's jobs; *waiting is set when a stream waits for
+ * a slot.  The streams are served oldest request first, so when the batch
+ * budget (max_batch inputs) runs out the streams left over are first in
+ * the next turn, and a push served in slices goes to the back after each
+ * slice (complete).  d->mu held.
+ */
 static int
 gather(struct infinid *d, struct slotjob *sj, int max, bool *waiting)
 {
 	const struct eng_config *c = eng_config(d->eng);
-	int n = 0;
+	int n = 0, m = 0;
 	long budget = d->cfg.max_batch;
 
-	for (struct stream *s = d->streams, *next; s != NULL && n < max;
-	    s = next) {
-		next = s->next;
-		if (s->busy)
-			continue;
+	if (d->ncand_cap < d->nstreams) {
+		int cap = d->nstreams * 2;
+		struct stream **p = realloc(d->cand, (size_t)cap * sizeof(*p));
+		if (p == NULL)
+			return (0);     /* the next turn tries again */
+		d->cand = p;
+		d->ncand_cap = cap;
+	}
+	for (struct stream *s = d->streams; s != NULL; s = s->next)
+		if (!s->busy && (s->gen != NULL || s->head != NULL))
+			d->cand[m++] = s;
+	if (m > 1)
+		qsort(d->cand, (size_t)m, sizeof(*d->cand), by_age);
+	/* Only the stream at hand can be freed (a Close) in this loop. */
+	for (int v = 0; v < m && n < max; v++) {
+		struct stream *s = d->cand[v];
 		if (s->gen != NULL && s->gen->cancel) {
 			finish_gen(d, s->gen, "cancelled");
 			continue;
@@ -514,7 +546,7 @@ gather(struct infinid *d, struct slotjob *sj, int max, bool *waiting)
 			continue;
 		if (s->gen != NULL) {
 			struct gen *g = s->gen;
-			sj[n] = (struct slotjob){ s, NULL, g, 0, 0, -1 };
+			sj[n] = (struct slotjob){ s, NULL, g, 0, 0, -1, 0 };
 			if (g->flush) {
 				sj[n].tok = g->toks[g->ntok - 1];
 				sj[n].n = 1;
@@ -566,12 +598,37 @@ gather(struct infinid *d, struct slotjob *sj, int max, bool *waiting)
 		if (k > budget)
 			k = (int)budget;
 		budget -= k;
-		sj[n] = (struct slotjob){ s, it, NULL, k, 0, -1 };
+		sj[n] = (struct slotjob){ s, it, NULL, k, 0, -1, 0 };
 		s->busy = true;
 		n++;
 		(void)c;
 	}
 	return (n);
+}
+
+/*
+ * push_failed answers a Push whose run failed: RESOURCE_EXHAUSTED when the
+ * device ran out of memory, UNAVAILABLE when it was lost, INTERNAL else.
+ * Unless the device is lost the stream is consistent: the rounds that ran
+ * are in its state and the message says how far it got (went: inputs of
+ * this run that went in).
+ */
+static void
+push_failed(struct infinid *d, struct stream *s, struct item *it, int rv,
+    const char *err, int64_t went)
+{
+	if (d->device_lost) {
+		srv_replyf(it->w, INFINI__V1__CODE__UNAVAILABLE, "push to '%s' "
+		    "failed: %s; infinid restarts and the stream comes back "
+		    "at its last saved state", s->id, err);
+		return;
+	}
+	srv_replyf(it->w, rv == INFINI_ENOMEM ?
+	    INFINI__V1__CODE__RESOURCE_EXHAUSTED : INFINI__V1__CODE__INTERNAL,
+	    "push to '%s' failed: %s; %lld of its %u inputs went in, the "
+	    "stream is at position %lld", s->id, err,
+	    (long long)(it->done + went), it->n,
+	    (long long)eng_stream_pos(d->eng, s->slot));
 }
 
 static void
@@ -582,16 +639,18 @@ complete(struct infinid *d, struct slotjob *sj, int n, int rv,
 
 	for (int i = 0; i < n; i++) {
 		struct stream *s = sj[i].s;
+		int64_t went = eng_stream_pos(d->eng, s->slot) - sj[i].pos0;
 		s->busy = false;
 		s->last_used_ms = now_ms();
-		if (rv == 0)
+		/* A failed run may still have completed some rounds. */
+		if (rv == 0 || (went > 0 && !d->device_lost))
 			spill_dirty(s);
 		if (sj[i].it != NULL) {
 			struct item *it = sj[i].it;
 			if (rv != 0) {
 				pop(s);
-				srv_replyf(it->w, INFINI__V1__CODE__INTERNAL,
-				    "device error: %s", err);
+				d->st.tokens_in += (uint64_t)went;
+				push_failed(d, s, it, rv, err, went);
 				item_free(it);
 				continue;
 			}
@@ -601,7 +660,8 @@ complete(struct infinid *d, struct slotjob *sj, int n, int rv,
 				pop(s);
 				push_reply(d, s, it);
 				item_free(it);
-			}
+			} else
+				it->seq = ++d->next_seq;  /* to the back */
 			continue;
 		}
 		struct gen *g = sj[i].g;
@@ -634,6 +694,49 @@ complete(struct infinid *d, struct slotjob *sj, int n, int rv,
 	}
 }
 
+/*
+ * check_lost notices a lost device (after any device work) and asks main to
+ * exit (SIGTERM, taken by svc_run) so that the service manager restarts the
+ * daemon.  Nothing is written from the device after the loss, so every
+ * saved stream keeps its last saved state.
+ */
+static void
+check_lost(struct infinid *d)
+{
+	if (d->device_lost || !eng_lost(d->eng))
+		return;
+	LOG(LOG_CRIT, "the Vulkan device was lost: failing every request and "
+	    "exiting for a restart; streams keep their last saved state");
+	d->device_lost = true;
+	kill(getpid(), SIGTERM);
+}
+
+/* fail_all answers all queued work with UNAVAILABLE once the device is
+ * lost, until the daemon exits. */
+static void
+fail_all(struct infinid *d)
+{
+	static const char why[] = "cannot be served: the Vulkan device was "
+	    "lost; infinid is restarting";
+	struct item *it;
+
+	while ((it = d->ctl_head) != NULL) {
+		d->ctl_head = it->next;
+		if (d->ctl_head == NULL)
+			d->ctl_tail = NULL;
+		srv_replyf(it->w, INFINI__V1__CODE__UNAVAILABLE, "stream '%s' "
+		    "%s", it->id, why);
+		item_free(it);
+	}
+	for (struct stream *s = d->streams; s != NULL; s = s->next) {
+		if (s->busy)
+			continue;
+		if (s->gen != NULL)
+			finish_gen(d, s->gen, "error");
+		fail_queue(d, s, INFINI__V1__CODE__UNAVAILABLE, why);
+	}
+}
+
 /* reap cancels generations nobody polls and frees finished ones. */
 static void
 reap(struct infinid *d)
@@ -663,6 +766,33 @@ reap(struct infinid *d)
 	}
 }
 
+/* arm_fault arms $INFINID_FAULT in the engine when its stream is in this
+ * batch (its slot may differ from turn to turn). */
+static bool
+arm_fault(struct infinid *d, const struct slotjob *sj, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(sj[i].s->id, d->fault_id) == 0) {
+			eng_fault_arm(d->eng, sj[i].s->slot, d->fault,
+			    d->fault_skip);
+			return (true);
+		}
+	return (false);
+}
+
+static void
+disarm_fault(struct infinid *d)
+{
+	int left = eng_fault_left(d->eng);
+	if (left < 0) {
+		LOG(LOG_WARNING, "injected a device fault into stream %s",
+		    d->fault_id);
+		d->fault = ENG_FAULT_NONE;
+	} else
+		d->fault_skip = left;
+	eng_fault_arm(d->eng, -1, ENG_FAULT_NONE, 0);
+}
+
 static void *
 sched_main(void *arg)
 {
@@ -681,7 +811,7 @@ sched_main(void *arg)
 	while (!d->stopping) {
 		struct item *it;
 		atomic_store(&d->sched_beat_ms, now_ms());
-		while ((it = d->ctl_head) != NULL) {
+		while (!d->device_lost && (it = d->ctl_head) != NULL) {
 			d->ctl_head = it->next;
 			if (d->ctl_head == NULL)
 				d->ctl_tail = NULL;
@@ -692,6 +822,15 @@ sched_main(void *arg)
 			item_free(it);
 		}
 		reap(d);
+		check_lost(d);
+		if (d->device_lost) {
+			struct timespec ts;
+			fail_all(d);
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += 1;
+			pthread_cond_timedwait(&d->cv, &d->mu, &ts);
+			continue;
+		}
 		bool waiting = false;
 		int n = gather(d, sj, max, &waiting);
 		if (n == 0 && d->sched_again) {
@@ -719,6 +858,7 @@ sched_main(void *arg)
 			struct item *p = sj[i].it;
 			memset(j, 0, sizeof(*j));
 			j->slot = sj[i].s->slot;
+			sj[i].pos0 = eng_stream_pos(d->eng, j->slot);
 			j->n = sj[i].n;
 			if (p != NULL) {
 				size_t H = (size_t)c->hidden_size;
@@ -746,13 +886,17 @@ sched_main(void *arg)
 				}
 			}
 		}
+		bool armed = d->fault != ENG_FAULT_NONE && arm_fault(d, sj, n);
 		pthread_mutex_unlock(&d->mu);
 		int64_t t0 = now_ms();
 		int rv = eng_run(d->eng, jobs, n, err, sizeof(err));
 		int64_t t1 = now_ms();
 		pthread_mutex_lock(&d->mu);
+		if (armed)
+			disarm_fault(d);
 		if (rv != 0)
 			LOG(LOG_ERR, "device run failed: %s", err);
+		check_lost(d);
 		/* Mean pooling over slices: accumulate each slice's mean. */
 		for (int i = 0; i < n; i++) {
 			struct item *p = sj[i].it;
@@ -763,10 +907,16 @@ sched_main(void *arg)
 		d->st.submissions++;
 		d->st.device_busy_us += (uint64_t)(t1 - t0) * 1000;
 		complete(d, sj, n, rv, err);
-		spill_autosave(d);
+		if (d->device_lost)
+			fail_all(d);
+		else
+			spill_autosave(d);
 	}
 	spill_drain(d);
 	pthread_mutex_unlock(&d->mu);
+	free(d->cand);
+	d->cand = NULL;
+	d->ncand_cap = 0;
 	free(sj);
 	free(jobs);
 	return (NULL);

@@ -19,9 +19,12 @@
 #include "infinid.h"
 
 #include <nng/protocol/reqrep0/rep.h>
+#include <nng/supplemental/util/platform.h>
 #include <nng/transport/ipc/ipc.h>
 #include <nng/supplemental/tls/tls.h>
 #include "log.h"
+
+#define SRV_DRAIN_MS 2000       /* srv_stop: longest wait for replies in flight */
 
 static void work_cb(void *arg);
 
@@ -346,6 +349,18 @@ srv_stop(struct infinid *d)
 	}
 	if (d->works == NULL)
 		return;
+	/* Replies already handed to NNG go out first (a request answered just
+	 * before the stop, such as the one that met a lost device), for at
+	 * most SRV_DRAIN_MS.  The state is written by NNG's callback thread. */
+	for (int64_t end = now_ms() + SRV_DRAIN_MS; now_ms() < end;) {
+		bool sending = false;
+		for (int i = 0; i < d->nworks && !sending; i++)
+			sending = d->works[i] != NULL && __atomic_load_n(
+			    &d->works[i]->state, __ATOMIC_ACQUIRE) == W_SEND;
+		if (!sending)
+			break;
+		nng_msleep(10);
+	}
 	nng_close(d->sock);
 	for (int i = 0; i < d->nworks; i++) {
 		struct work *w = d->works[i];

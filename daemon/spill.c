@@ -294,6 +294,14 @@ spill_drain(struct infinid *d)
 	char err[512];
 	int saved = 0, failed = 0;
 
+	if (d->device_lost) {
+		for (struct stream *s = d->streams; s != NULL; s = s->next)
+			failed += s->slot >= 0 && (s->dirty || !s->saved);
+		LOG(LOG_ERR, "shutdown: the device was lost; %d stream%s lose "
+		    "the work since their last save (nothing was written)",
+		    failed, failed == 1 ? "" : "s");
+		return;
+	}
 	for (struct stream *s = d->streams; s != NULL; s = s->next) {
 		if (s->slot < 0 || (!s->dirty && s->saved) ||
 		    eng_stream_pos(d->eng, s->slot) == 0)

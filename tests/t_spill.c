@@ -12,17 +12,15 @@
  */
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include "daemon_proc.h"
 #include "fixture.h"
 #include "infini.h"
 #include "snapshot.h"
@@ -32,62 +30,23 @@
 #define BUDGET "50"
 #define H 64                        /* the fixture's hidden size */
 
-static char dir[256], url[512], model[512], state[300];
-static pid_t daemon_pid;
+static char dir[256], model[512], state[300];
+static struct dproc dp;
 
-/* start_daemon runs infinid on state_dir sd with extra flags (NULL-ended,
- * at most 8) and waits until it answers. */
+/* start_daemon runs infinid on state_dir sd with extra flags (NULL-ended)
+ * and waits until it answers. */
 static int
 start_daemon(const char *sd, const char *const *extra)
 {
-	char sock[300];
-	const char *argv[40];
-	int n = 0;
-
-	snprintf(sock, sizeof(sock), "%s/s.sock", dir);
-	snprintf(url, sizeof(url), "ipc://%s", sock);
-	argv[n++] = "infinid";
-	argv[n++] = "--model"; argv[n++] = model;
-	argv[n++] = "--listen"; argv[n++] = url;
-	argv[n++] = "--state-dir"; argv[n++] = sd;
-	argv[n++] = "--log-level"; argv[n++] = "notice";
-	argv[n++] = "--socket-mode"; argv[n++] = "0666";
-	for (int i = 0; extra != NULL && extra[i] != NULL && i < 16; i++)
-		argv[n++] = extra[i];
-	argv[n] = NULL;
-	if ((daemon_pid = fork()) == 0) {
-		char log[300];
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		snprintf(log, sizeof(log), "%s/infinid.log", dir);
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-			close(fd);
-		}
-		execv(INFINID_PATH, (char *const *)argv);
-		_exit(127);
-	}
-	for (int i = 0; i < 300; i++) {
-		infini_client *c;
-		if (infini_connect(url, 1000, &c) == 0) {
-			infini_close(c);
-			return (0);
-		}
-		usleep(100000);
-	}
-	return (-1);
+	return (dproc_start(&dp, dir, model, sd, extra, NULL));
 }
 
 /* stop_daemon sends sig and returns the exit status (-1: not a clean exit). */
 static int
 stop_daemon(int sig)
 {
-	int st;
-
-	kill(daemon_pid, sig);
-	waitpid(daemon_pid, &st, 0);
-	return (WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	int st = dproc_wait(&dp, sig, 60000);
+	return (st >= 0 && st < 128 ? st : -1);
 }
 
 /* toks: chunk k of stream i, distinct across streams and chunks. */
@@ -281,7 +240,7 @@ test_restart(infini_client **cp)
 	ok(rv == 0 && st == 0, "SIGTERM with %d streams holding unsaved work: clean exit",
 	    NRESTART);
 	if (start_daemon(state, extra) != 0 ||
-	    infini_connect(url, 5000, cp) != 0) {
+	    infini_connect(dp.url, 5000, cp) != 0) {
 		printf("Bail out! the daemon did not restart\n");
 		exit(1);
 	}
@@ -343,7 +302,7 @@ test_crash(infini_client **cp)
 	infini_close(*cp);
 	*cp = NULL;
 	if (start_daemon(state, extra) != 0 ||
-	    infini_connect(url, 5000, cp) != 0) {
+	    infini_connect(dp.url, 5000, cp) != 0) {
 		printf("Bail out! the daemon did not restart\n");
 		exit(1);
 	}
@@ -382,7 +341,8 @@ test_disk_full(infini_client **cp)
 		tap_skip(2, "cannot mount a tmpfs (needs root)");
 		return;
 	}
-	if (start_daemon(mnt, extra) != 0 || infini_connect(url, 5000, cp) != 0) {
+	if (start_daemon(mnt, extra) != 0 ||
+	    infini_connect(dp.url, 5000, cp) != 0) {
 		printf("Bail out! the daemon did not start on the tmpfs\n");
 		exit(1);
 	}
@@ -430,8 +390,9 @@ main(void)
 	struct fx_opts o;
 	infini_client *c = NULL;
 
-	tap_plan(15);
+	tap_plan(16);
 	signal(SIGPIPE, SIG_IGN);
+	setenv("INFINI_VALIDATION", "1", 0);
 	if (fx_tmpdir(dir, sizeof(dir)) != 0)
 		return (1);
 	snprintf(model, sizeof(model), "%s/model", dir);
@@ -440,7 +401,7 @@ main(void)
 	fx_opts_default(&o);
 	test_owner_section();
 	if (fx_write_model(model, &o) != 0 || start_daemon(state, extra) != 0 ||
-	    infini_connect(url, 5000, &c) != 0) {
+	    infini_connect(dp.url, 5000, &c) != 0) {
 		printf("Bail out! daemon did not start\n");
 		return (1);
 	}
@@ -448,9 +409,5 @@ main(void)
 	test_restart(&c);
 	test_crash(&c);
 	test_disk_full(&c);
-	if (tap_failed == 0)
-		fx_rmtree(dir);
-	else
-		tap_diag("kept %s (daemon log: infinid.log)", dir);
-	return (tap_done());
+	return (dproc_tap_done(dir, dp.log));
 }

@@ -285,6 +285,8 @@ static int
 slot_zero(struct eng *e, int s)
 {
 	int rv = 0;
+	if (gpu_lost(e->dev))
+		return (INFINI_EDEVICE);
 	for (int l = 0; l < e->c.n_layers && rv == 0; l++) {
 		struct eng_dlayer *d = &e->L[l];
 		size_t kv = (size_t)e->kv_stride * 4;
@@ -361,6 +363,8 @@ eng_stream_copy(struct eng *e, int src, int dst)
 	if (src < 0 || src >= e->max_streams || dst < 0 ||
 	    dst >= e->max_streams || !e->used[src] || !e->used[dst])
 		return (INFINI_EINVAL);
+	if (gpu_lost(e->dev))
+		return (INFINI_EDEVICE);
 	if ((rv = gpu_cmd_begin(e->cmd)) != 0)
 		return (rv);
 	for (int l = 0; l < e->c.n_layers; l++) {
@@ -491,6 +495,9 @@ eng_stream_export(struct eng *e, int slot, struct eng_stream_state *out)
 
 	if (slot < 0 || slot >= e->max_streams || !e->used[slot])
 		return (INFINI_EINVAL);
+	/* A lost device's memory may hold anything: never export it. */
+	if (gpu_lost(e->dev))
+		return (INFINI_EDEVICE);
 	if ((rv = eng_stream_state_init(&st, c->n_layers, c->n_kv_heads,
 	    c->head_dim, c->segment_size, e->sep_kmem, e->pos[slot])) != 0)
 		return (rv);

@@ -169,10 +169,36 @@ int eng_stream_import(struct eng *e, int slot,
  * eng_run processes jobs (each slot at most once per call).  Token ids must be
  * < vocab_size and vectors finite; a bad job fails the whole call with
  * INFINI_EINVAL before anything runs, so no stream changes.  Returns 0,
- * INFINI_EINVAL or INFINI_EDEVICE.
+ * INFINI_EINVAL, INFINI_ENOMEM (host memory, or the device ran out of memory
+ * for a submission) or INFINI_EDEVICE.
+ *
+ * The work runs in rounds, one submission each; a round never crosses the
+ * end of a stream's segment.  When a round fails, every stream is left at
+ * the end of its last completed round: its position (eng_stream_pos) tells
+ * how many of its inputs went in, and its state is exactly that of those
+ * inputs.  The exception is a lost device (eng_lost): then no slot's state
+ * can be trusted and every later call fails.
  */
 int eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
     size_t errlen);
+
+/* eng_lost: has the device been lost?  Nothing on it can be trusted. */
+bool eng_lost(const struct eng *e);
+
+/*
+ * Fault injection for tests: eng_fault_arm makes the (skip+1)-th round from
+ * now that includes slot fail as if the device ran out of memory
+ * (ENG_FAULT_OOM: the round has no effect) or was lost while running it
+ * (ENG_FAULT_LOST).  eng_fault_left returns how many such rounds are still
+ * to be skipped, or -1 when the fault has fired or none is armed.
+ */
+enum eng_fault {
+	ENG_FAULT_NONE,
+	ENG_FAULT_OOM,
+	ENG_FAULT_LOST,
+};
+void eng_fault_arm(struct eng *e, int slot, enum eng_fault f, int skip);
+int eng_fault_left(const struct eng *e);
 
 /* eng_profile_print writes accumulated per-op device time to f. */
 void eng_profile_print(const struct eng *e, FILE *f);

@@ -88,6 +88,8 @@ struct eng {
 	int64_t *pos;
 	uint64_t *sample_step;     /* per slot: tokens sampled so far (RNG counter) */
 	bool *has_last;            /* per slot: last_hid holds its last input */
+	enum eng_fault fault;      /* eng_fault_arm: armed for fault_slot */
+	int fault_slot, fault_skip;
 	struct gpu_buf last_hid;   /* [max_streams, H] final hidden of each
 	                            * stream's last input, so a stream can be
 	                            * sampled again without new input */

@@ -357,6 +357,46 @@ wants_logits(const struct eng_job *b, int first, int n)
 	    first + n == b->n);
 }
 
+bool
+eng_lost(const struct eng *e)
+{
+	return (gpu_lost(e->dev));
+}
+
+void
+eng_fault_arm(struct eng *e, int slot, enum eng_fault f, int skip)
+{
+	e->fault = f;
+	e->fault_slot = slot;
+	e->fault_skip = skip;
+}
+
+int
+eng_fault_left(const struct eng *e)
+{
+	return (e->fault == ENG_FAULT_NONE ? -1 : e->fault_skip);
+}
+
+/* fault_check arms the device fault when this round includes the armed
+ * slot and its skips are used up. */
+static void
+fault_check(struct eng *e, const struct eng_job *jobs,
+    const struct chunk *ch, int nch)
+{
+	if (e->fault == ENG_FAULT_NONE)
+		return;
+	for (int i = 0; i < nch; i++) {
+		if (jobs[ch[i].job].slot != e->fault_slot)
+			continue;
+		if (e->fault_skip-- > 0)
+			return;
+		gpu_fault_arm(e->dev, e->fault == ENG_FAULT_OOM ?
+		    GPU_FAULT_OOM : GPU_FAULT_LOST);
+		e->fault = ENG_FAULT_NONE;
+		return;
+	}
+}
+
 int
 eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
     size_t errlen)
@@ -380,6 +420,10 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 	}
 	if ((rv = check_jobs(e, jobs, njobs, err, errlen)) != 0)
 		return (rv);
+	if (gpu_lost(e->dev)) {
+		snprintf(err, errlen, "the device was lost");
+		return (INFINI_EDEVICE);
+	}
 	for (int j = 0; j < njobs; j++)
 		if (jobs[j].out == ENG_OUT_LOGITS && R > e->logit_rows)
 			R = e->logit_rows;
@@ -542,14 +586,28 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 			    (VkDeviceSize)jobs[c->job].slot * rb, rb);
 			gpu_cmd_copy(e->cmd, &s, &t, rb);
 		}
+		fault_check(e, jobs, ch, nch);
 		if ((rv = gpu_cmd_submit(e->cmd)) != 0)
 			goto devfail;
 		gpu_cmd_timings(e->cmd, add_prof, e);
+
+		/* The round is in the streams' state: advance them first, so
+		 * that a failure to read the results back leaves every
+		 * position true to its state. */
+		for (int i = 0; i < nch; i++) {
+			struct chunk *c = &ch[i];
+			struct eng_job *b = &jobs[c->job];
+			if (c->srow >= 0)
+				e->sample_step[b->slot]++;
+			if (c->n > 0)
+				e->has_last[b->slot] = true;
+			e->pos[b->slot] += c->n;
+		}
 		if (nsamp > 0 && (rv = gpu_buf_read(e->dev, &e->samp_tok, 0,
 		    stok, (size_t)nsamp * sizeof(*stok))) != 0)
 			goto devfail;
 
-		/* Hand results back and advance the streams. */
+		/* Hand results back. */
 		for (int i = 0; i < nch; i++) {
 			struct chunk *c = &ch[i];
 			struct eng_job *b = &jobs[c->job];
@@ -583,13 +641,8 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 				    (size_t)V * 4)) != 0)
 					goto devfail;
 			}
-			if (c->srow >= 0) {
+			if (c->srow >= 0)
 				*b->token = stok[c->srow];
-				e->sample_step[b->slot]++;
-			}
-			if (c->n > 0)
-				e->has_last[b->slot] = true;
-			e->pos[b->slot] += c->n;
 			done[c->job] += c->n;
 		}
 	}
@@ -601,7 +654,12 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 	rv = 0;
 	goto out;
 devfail:
-	snprintf(err, errlen, "device submission failed");
+	if (rv == INFINI_ENOMEM)
+		snprintf(err, errlen, "the device ran out of memory");
+	else if (gpu_lost(e->dev))
+		snprintf(err, errlen, "the device was lost");
+	else
+		snprintf(err, errlen, "device submission failed");
 out:
 	free(done);
 	free(zdone);

@@ -213,6 +213,25 @@ gpu_cmd_copy(struct gpu_cmd *c, const struct gpu_arg *src,
 	vkCmdCopyBuffer(c->cb, src->buf, dst->buf, 1, &r);
 }
 
+/* vk_status maps a failed VkResult to an INFINI_E* code and remembers a
+ * lost device. */
+static int
+vk_status(struct gpu_dev *d, VkResult r)
+{
+	switch (r) {
+	case VK_SUCCESS:
+		return (0);
+	case VK_ERROR_OUT_OF_HOST_MEMORY:
+	case VK_ERROR_OUT_OF_DEVICE_MEMORY:
+		return (INFINI_ENOMEM);
+	case VK_ERROR_DEVICE_LOST:
+		d->lost = true;
+		return (INFINI_EDEVICE);
+	default:
+		return (INFINI_EDEVICE);
+	}
+}
+
 int
 gpu_cmd_submit(struct gpu_cmd *c)
 {
@@ -221,23 +240,44 @@ gpu_cmd_submit(struct gpu_cmd *c)
 		.commandBufferCount = 1,
 		.pCommandBuffers = &c->cb,
 	};
+	struct gpu_dev *d = c->d;
+	enum gpu_fault f = d->fault;
 	VkResult r;
 
 	c->recording = false;
-	if (vkEndCommandBuffer(c->cb) != VK_SUCCESS)
+	d->fault = GPU_FAULT_NONE;
+	if (d->lost)
 		return (INFINI_EDEVICE);
-	if (vkResetFences(c->d->dev, 1, &c->fence) != VK_SUCCESS ||
-	    vkQueueSubmit(c->d->queue, 1, &si, c->fence) != VK_SUCCESS)
-		return (INFINI_EDEVICE);
-	r = vkWaitForFences(c->d->dev, 1, &c->fence, VK_TRUE, UINT64_MAX);
+	if ((r = vkEndCommandBuffer(c->cb)) != VK_SUCCESS ||
+	    (r = vkResetFences(d->dev, 1, &c->fence)) != VK_SUCCESS)
+		return (vk_status(d, r));
+	if (f == GPU_FAULT_OOM)
+		return (vk_status(d, VK_ERROR_OUT_OF_DEVICE_MEMORY));
+	if ((r = vkQueueSubmit(d->queue, 1, &si, c->fence)) != VK_SUCCESS)
+		return (vk_status(d, r));
+	r = vkWaitForFences(d->dev, 1, &c->fence, VK_TRUE, UINT64_MAX);
+	if (f == GPU_FAULT_LOST)
+		r = VK_ERROR_DEVICE_LOST;
 	if (r != VK_SUCCESS)
-		return (INFINI_EDEVICE);
+		return (vk_status(d, r));
 	if (c->profile && c->nstamp > 0 &&
-	    vkGetQueryPoolResults(c->d->dev, c->qpool, 0, c->nstamp + 1,
+	    vkGetQueryPoolResults(d->dev, c->qpool, 0, c->nstamp + 1,
 	    sizeof(c->stamps), c->stamps, sizeof(uint64_t),
 	    VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT) == VK_SUCCESS)
 		c->nresult = c->nstamp;
 	return (0);
+}
+
+bool
+gpu_lost(const struct gpu_dev *d)
+{
+	return (d->lost);
+}
+
+void
+gpu_fault_arm(struct gpu_dev *d, enum gpu_fault f)
+{
+	d->fault = f;
 }
 
 uint32_t

@@ -164,9 +164,31 @@ void gpu_cmd_copy(struct gpu_cmd *c, const struct gpu_arg *src,
     const struct gpu_arg *dst, VkDeviceSize n);
 /* gpu_cmd_barrier forces a full compute/transfer barrier. */
 void gpu_cmd_barrier(struct gpu_cmd *c);
-/* gpu_cmd_submit ends recording, submits and waits.  Returns 0 or
- * INFINI_EDEVICE (device lost etc.). */
+/* gpu_cmd_submit ends recording, submits and waits.  Returns 0,
+ * INFINI_ENOMEM (the driver ran out of host or device memory; the
+ * submission had no effect, as Vulkan guarantees for those errors) or
+ * INFINI_EDEVICE (the device is lost, see gpu_lost, or another failure).
+ * After a loss every submission fails. */
 int gpu_cmd_submit(struct gpu_cmd *c);
+
+/* gpu_lost: has the device reported VK_ERROR_DEVICE_LOST?  Its memory no
+ * longer holds anything that can be trusted. */
+bool gpu_lost(const struct gpu_dev *d);
+
+/*
+ * Fault injection, for the tests of what the layers above do when the
+ * device fails.  gpu_fault_arm makes the next submission fail:
+ * GPU_FAULT_OOM as if vkQueueSubmit returned VK_ERROR_OUT_OF_DEVICE_MEMORY
+ * (nothing is submitted), GPU_FAULT_LOST as if the device were lost while
+ * running it (the work runs, then the fence wait reports
+ * VK_ERROR_DEVICE_LOST and the device stays lost).
+ */
+enum gpu_fault {
+	GPU_FAULT_NONE,
+	GPU_FAULT_OOM,
+	GPU_FAULT_LOST,
+};
+void gpu_fault_arm(struct gpu_dev *d, enum gpu_fault f);
 /* Counters of the last recording: dispatches and barriers emitted. */
 uint32_t gpu_cmd_dispatches(const struct gpu_cmd *c);
 uint32_t gpu_cmd_barriers(const struct gpu_cmd *c);

@@ -42,6 +42,8 @@ struct gpu_dev {
 	struct gpu_buf staging;        /* staging area when not unified */
 	bool validation;
 	unsigned val_errors;
+	bool lost;                     /* VK_ERROR_DEVICE_LOST was seen */
+	enum gpu_fault fault;          /* armed for the next submission */
 };
 
 #define GPU_MAX_PENDING 64
