@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench.h"
 #include "infini.h"
 
 enum op { OP_PUSH, OP_GENERATE, OP_SNAPSHOT, OP_RESTORE, OP_FORK, OP_CLOSE,
@@ -30,14 +31,6 @@ static const char *url;
 static int nclients = 64, nreq = 1000, nreplay = -1;
 static long daemon_pid;
 static struct infini_health health;
-
-static double
-now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (ts.tv_sec + ts.tv_nsec * 1e-9);
-}
 
 static long
 rss_kb(void)
@@ -129,7 +122,7 @@ script(struct run *r)
 		enum op op = pick < 55 ? OP_PUSH : pick < 59 ? OP_GENERATE :
 		    pick < 77 ? OP_SNAPSHOT : pick < 85 ? OP_RESTORE :
 		    pick < 95 ? OP_FORK : OP_CLOSE;
-		double t0 = now();
+		double t0 = bench_now();
 		switch (op) {
 		case OP_PUSH: {
 			int n = 1 + (int)(next(&s) % (uint64_t)seg);
@@ -192,7 +185,7 @@ script(struct run *r)
 		default:
 			break;
 		}
-		r->lat[op][r->count[op]++] = (now() - t0) * 1e6;
+		r->lat[op][r->count[op]++] = (bench_now() - t0) * 1e6;
 	}
 	/* The final state, seen through a fixed push. */
 	for (int k = 0; k < 4; k++)
@@ -237,13 +230,6 @@ run_init(struct run *r, int client, char prefix, infini_client *shared)
 	return (0);
 }
 
-static int
-cmpd(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return ((x > y) - (x < y));
-}
-
 static void
 lat_table(struct run *runs, const char *title, double wall)
 {
@@ -264,7 +250,7 @@ lat_table(struct run *runs, const char *title, double wall)
 		for (int i = 0; i < nclients; i++)
 			for (long q = 0; q < runs[i].count[k]; q++)
 				all[j++] = runs[i].lat[k][q];
-		qsort(all, (size_t)n, sizeof(double), cmpd);
+		bench_sort(all, (size_t)n);
 		if (n)
 			printf("| %-18s | %7ld | %9.2f | %9.2f | %9.2f |\n",
 			    op_name[k], n, all[n / 2] / 1e3,
@@ -321,7 +307,7 @@ main(int argc, char **argv)
 	for (int i = 0; i < nclients; i++)
 		if (run_init(&L[i], i, 'L', NULL) != 0)
 			return (1);
-	double t0 = now();
+	double t0 = bench_now();
 	for (int i = 0; i < nclients; i++)
 		pthread_create(&th[i], NULL, thread_main, &L[i]);
 	for (int i = 0; i < nclients; i++) {
@@ -330,17 +316,17 @@ main(int argc, char **argv)
 		if ((k = rss_kb()) > rss_peak)
 			rss_peak = k;
 	}
-	double wall_l = now() - t0;
+	double wall_l = bench_now() - t0;
 	long rss_l = rss_kb();
 
 	/* Serial replay on one connection. */
 	for (int i = 0; i < nclients; i++)
 		if (run_init(&R[i], i, 'R', c) != 0)
 			return (1);
-	t0 = now();
+	t0 = bench_now();
 	for (int i = 0; i < nreplay; i++)
 		script(&R[i]);
-	double wall_r = now() - t0;
+	double wall_r = bench_now() - t0;
 	long rss_r = rss_kb();
 
 	lat_table(L, "concurrent", wall_l);

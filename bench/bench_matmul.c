@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench.h"
 #include "engine/engine_impl.h"
 #include "infini_err.h"
 
@@ -57,28 +58,6 @@ struct bench {
 	sgemm_fn sgemm;
 };
 
-static double
-now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return ((double)t.tv_sec + (double)t.tv_nsec * 1e-9);
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x < y ? -1 : x > y);
-}
-
-static double
-median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(double), cmp_double);
-	return (n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]));
-}
-
 static void
 add_ns(void *arg, const char *label, double ns)
 {
@@ -105,13 +84,13 @@ time_var(struct bench *b, enum eng_mm_var v, const struct eng_mm_in *X,
 	int n = 0, reps = 1;
 
 	for (int r = -1; r < reps; r++) {
-		double t0 = now(), ns = 0;
+		double t0 = bench_now(), ns = 0;
 		if (gpu_cmd_begin(b->c) != 0)
 			return (-1);
 		eng_mm_record(b->c, b->pipe, v, X, w, Y, ldy, m, false);
 		if (gpu_cmd_submit(b->c) != 0)
 			return (-1);
-		double t1 = now();
+		double t1 = bench_now();
 		gpu_cmd_timings(b->c, add_ns, &ns);
 		if (r < 0) {
 			reps = reps_for(b, t1 - t0);
@@ -120,8 +99,8 @@ time_var(struct bench *b, enum eng_mm_var v, const struct eng_mm_in *X,
 		gpu[n] = ns * 1e-9;
 		wl[n++] = t1 - t0;
 	}
-	*wall = median(wl, n);
-	return (median(gpu, n));
+	*wall = bench_median(wl, n);
+	return (bench_median(gpu, n));
 }
 
 static float
@@ -200,19 +179,19 @@ sgemm_gflops(struct bench *b, const struct shape *s, const float *x)
 	}
 	for (size_t i = 0; i < (size_t)s->n * s->k; i++)
 		w[i] = rndf(&seed) * 0.05f;
-	first = now();
+	first = bench_now();
 	b->sgemm(101, 111, 112, (int)s->m, (int)s->n, (int)s->k, 1.0f, x,
 	    (int)s->k, w, (int)s->k, 0.0f, y, (int)s->n);
-	reps = reps_for(b, now() - first);
+	reps = reps_for(b, bench_now() - first);
 	while (n < reps) {
-		double t0 = now();
+		double t0 = bench_now();
 		b->sgemm(101, 111, 112, (int)s->m, (int)s->n, (int)s->k, 1.0f,
 		    x, (int)s->k, w, (int)s->k, 0.0f, y, (int)s->n);
-		t[n++] = now() - t0;
+		t[n++] = bench_now() - t0;
 	}
 	free(w);
 	free(y);
-	return (2.0 * s->m * s->n * s->k / median(t, n) * 1e-9);
+	return (2.0 * s->m * s->n * s->k / bench_median(t, n) * 1e-9);
 }
 
 static int

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench.h"
 #include "engine/engine.h"
 #include "engine/model.h"
 #include "infini_err.h"
@@ -47,29 +48,6 @@ usage(FILE *f)
 "                   (default $INFINI_DEVICE, else the best device)\n"
 "  --profile        print per-op device time to stderr at the end\n"
 "  -h, --help       this text\n");
-}
-
-static double
-now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (ts.tv_sec + ts.tv_nsec * 1e-9);
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x < y ? -1 : x > y);
-}
-
-/* median sorts v[0..n) in place and returns its median (n >= 1). */
-static double
-median(double *v, size_t n)
-{
-	qsort(v, n, sizeof(*v), cmp_double);
-	return (n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]));
 }
 
 /* bench_tokens fills t[0..n) with ids < vocab; the same LCG as
@@ -124,17 +102,17 @@ one_rep(struct eng *e, const int32_t *prompt, int P, const int32_t *dtok,
 	}
 	struct eng_job j = { .slot = slot, .n = P, .tokens = prompt,
 	    .out = ENG_OUT_LAST, .result = hbuf };
-	double t0 = now();
+	double t0 = bench_now();
 	if ((rv = eng_run(e, &j, 1, err, errlen)) != 0)
 		goto out;
-	*pre = now() - t0;
+	*pre = bench_now() - t0;
 	for (int i = 0; i < ndec; i++) {
 		struct eng_job d = { .slot = slot, .n = 1, .tokens = dtok + i,
 		    .out = ENG_OUT_LAST_LOGITS, .result = lbuf };
-		t0 = now();
+		t0 = bench_now();
 		if ((rv = eng_run(e, &d, 1, err, errlen)) != 0)
 			goto out;
-		dec[i] = now() - t0;
+		dec[i] = bench_now() - t0;
 	}
 out:
 	eng_stream_free(e, slot);
@@ -214,7 +192,8 @@ main(int argc, char **argv)
 		    dec + (size_t)r * D, err, sizeof(err)) != 0)
 			goto fail_run;
 
-	double pm = median(pre, (size_t)R), dm = median(dec, (size_t)R * D);
+	double pm = bench_median(pre, (size_t)R);
+	double dm = bench_median(dec, (size_t)R * D);
 	unsigned long long np = (unsigned long long)count_params(m);
 	printf("| backend | params | prefill P | prefill ms (median) | "
 	    "prefill tok/s | decode D | decode ms/token (median) | "

@@ -10,30 +10,16 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench.h"
 #include "infini.h"
 
 static const char *url;
 static double duration = 5.0;
 
-static double
-now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (ts.tv_sec + ts.tv_nsec * 1e-9);
-}
-
-static int
-cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return ((x > y) - (x < y));
-}
-
 static void
 report(const char *what, double *us, int n)
 {
-	qsort(us, (size_t)n, sizeof(double), cmp);
+	bench_sort(us, (size_t)n);
 	printf("| %-28s | %6d | %9.1f | %9.1f |\n", what, n, us[n / 2],
 	    us[(int)(n * 0.99)]);
 }
@@ -58,8 +44,8 @@ client(void *arg)
 	snprintf(id, sizeof(id), "bench-%d", t->i);
 	if (infini_open(c, id, true, NULL, NULL) != 0)
 		t->errors++;
-	double end = now() + duration;
-	while (now() < end) {
+	double end = bench_now() + duration;
+	while (bench_now() < end) {
 		if (infini_push_tokens(c, id, &tok, 1, INFINI_OUT_NONE, NULL) != 0)
 			t->errors++;
 		else
@@ -105,16 +91,16 @@ main(int argc, char **argv)
 	    "p50 us", "p99 us");
 	printf("|------------------------------|--------|-----------|-----------|\n");
 	for (int i = 0; i < n; i++) {
-		double t0 = now();
+		double t0 = bench_now();
 		infini_health(c, &h);
-		us[i] = (now() - t0) * 1e6;
+		us[i] = (bench_now() - t0) * 1e6;
 	}
 	report("Health", us, n);
 	infini_open(c, "bench-lat", true, NULL, NULL);
 	for (int i = 0; i < n; i++) {
-		double t0 = now();
+		double t0 = bench_now();
 		infini_push_tokens(c, "bench-lat", &tok, 1, INFINI_OUT_NONE, NULL);
-		us[i] = (now() - t0) * 1e6;
+		us[i] = (bench_now() - t0) * 1e6;
 	}
 	report("Push, 1 token, no output", us, n);
 	infini_close_stream(c, "bench-lat");
@@ -122,7 +108,7 @@ main(int argc, char **argv)
 	pthread_t *th = calloc((size_t)nclients, sizeof(*th));
 	struct thr *t = calloc((size_t)nclients, sizeof(*t));
 	long total = 0, errors = 0;
-	double t0 = now();
+	double t0 = bench_now();
 	for (int i = 0; i < nclients; i++) {
 		t[i].i = i;
 		pthread_create(&th[i], NULL, client, &t[i]);
@@ -132,7 +118,7 @@ main(int argc, char **argv)
 		total += t[i].done;
 		errors += t[i].errors;
 	}
-	double el = now() - t0;
+	double el = bench_now() - t0;
 	printf("\n| clients | requests | errors | requests/s |\n");
 	printf("|---------|----------|--------|------------|\n");
 	printf("| %7d | %8ld | %6ld | %10.0f |\n", nclients, total, errors,

@@ -26,38 +26,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "engine/engine.h"
 #include "engine/model.h"
 #include "infini.h"
 #include "infini_err.h"
 #include "snapshot.h"
 
-static double
-now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (ts.tv_sec + ts.tv_nsec * 1e-9);
-}
-
-static int
-cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return ((x > y) - (x < y));
-}
-
-static double
-median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(double), cmp);
-	return (n ? v[n / 2] : 0);
-}
-
 static void
 row(const char *what, double *sec, int n, size_t bytes)
 {
-	double m = median(sec, n);
+	double m = bench_median(sec, n);
 	printf("| %-34s | %6d | %10.3f | %9.1f |\n", what, n, m * 1e3,
 	    bytes && m > 0 ? bytes / m / 1e6 : 0.0);
 }
@@ -111,16 +90,16 @@ part1(const char *model, const char *device, int S, const char *dir)
 		uint8_t *buf = NULL;
 		size_t len = 0;
 		char name[32];
-		double t0 = now();
+		double t0 = bench_now();
 		rv = eng_stream_export(e, slot[s], &st);
 		if (rv == 0 && (rv = snap_meta_init(&meta, m, "bench")) == 0)
 			rv = snap_encode(&meta, &st, &buf, &len);
 		eng_stream_state_fini(&st);
-		double t1 = now();
+		double t1 = bench_now();
 		snprintf(name, sizeof(name), "b%d.snap", s);
 		if (rv == 0)
 			rv = snap_write_file(dir, name, buf, len, err, sizeof(err));
-		double t2 = now();
+		double t2 = bench_now();
 		free(buf);
 		buf = NULL;
 		if (rv == 0)
@@ -128,7 +107,7 @@ part1(const char *model, const char *device, int S, const char *dir)
 		if (rv == 0)
 			rv = snap_decode(buf, len, m->fingerprint, &meta, &st, err,
 			    sizeof(err));
-		double t3 = now();
+		double t3 = bench_now();
 		free(buf);
 		if (rv == 0) {
 			eng_stream_free(e, slot[s]);
@@ -137,7 +116,7 @@ part1(const char *model, const char *device, int S, const char *dir)
 			snap_meta_fini(&meta);
 			eng_stream_state_fini(&st);
 		}
-		double t4 = now();
+		double t4 = bench_now();
 		if (rv != 0) {
 			fprintf(stderr, "stream %d: %s (%s)\n", s,
 			    infini_strerror(rv), err);
@@ -244,19 +223,19 @@ part2(const char *model, const char *device, int N, int R, const char *dir)
 	/* Round robin again: every push finds its stream spilled. */
 	for (int i = 0; i < N; i++) {
 		snprintf(id, sizeof(id), "idle%d", i);
-		double t0 = now();
+		double t0 = bench_now();
 		if (infini_push_tokens(c, id, &tok, 1, INFINI_OUT_NONE, NULL) != 0)
 			goto out;
-		t[i] = now() - t0;
+		t[i] = bench_now() - t0;
 	}
 	int nr = 200;
 	tr = calloc((size_t)nr, sizeof(double));
 	for (int i = 0; i < nr; i++) {
-		double t0 = now();
+		double t0 = bench_now();
 		if (infini_push_tokens(c, "idle0", &tok, 1, INFINI_OUT_NONE,
 		    NULL) != 0)
 			goto out;
-		tr[i] = now() - t0;
+		tr[i] = bench_now() - t0;
 	}
 	long rss2 = rss_kib(pid);
 	printf("\ninfinid with %d streams, %d resident (state_dir %s):\n\n",
@@ -265,9 +244,9 @@ part2(const char *model, const char *device, int N, int R, const char *dir)
 	printf("|%s|%s|%s|\n", "------------------------------------",
 	    "--------", "------------");
 	printf("| %-34s | %6d | %7.3f ms |\n", "1-token push, resident stream",
-	    nr, median(tr, nr) * 1e3);
+	    nr, bench_median(tr, nr) * 1e3);
 	printf("| %-34s | %6d | %7.3f ms |\n", "1-token push with page-in+spill",
-	    N, median(t, N) * 1e3);
+	    N, bench_median(t, N) * 1e3);
 	printf("| %-34s | %6s | %7.1f MiB |\n", "daemon RSS, no streams", "",
 	    rss0 / 1024.0);
 	printf("| %-34s | %6d | %7.1f MiB |\n", "daemon RSS, streams known", N,

@@ -13,6 +13,8 @@ set y2label 'daemon VmRSS (MiB)'
 set ytics nomirror
 set y2tics
 set yrange [0:*]
+stats csv using ($5/1024) name 'R' nooutput
+set y2range [0:R_max*1.3]
 set grid
 plot csv using 2:3 with lines lw 2 title 'ms/segment', \
      csv using 2:($5/1024) axes x1y2 with lines lw 2 title 'RSS MiB'
