@@ -612,8 +612,7 @@ methods_dispatch(struct infinid *d, struct work *w, uint32_t uid,
 		return;
 	}
 	wire_alloc_init(&a, 4 * req->body.len + (1u << 16));
-	body = protobuf_c_message_unpack(md->input, &a.pa, req->body.len,
-	    req->body.data);
+	body = wire_unpack(md->input, &a, req->body.len, req->body.data);
 	if (body == NULL) {
 		srv_replyf(w, C(INVALID_ARGUMENT), "malformed %s body",
 		    md->input->name);

@@ -173,7 +173,8 @@ serve(struct work *w, nng_msg *m)
 
 	uid = caller_uid(d, m, &pipe);
 	wire_alloc_init(&a, 4 * (size_t)d->cfg.max_message_bytes + (1u << 20));
-	req = infini__v1__request__unpack(&a.pa, nng_msg_len(m), nng_msg_body(m));
+	req = (Infini__V1__Request *)wire_unpack(&infini__v1__request__descriptor,
+	    &a, nng_msg_len(m), nng_msg_body(m));
 	nng_msg_free(m);
 	pthread_mutex_lock(&d->mu);
 	d->st.requests++;

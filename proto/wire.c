@@ -138,3 +138,54 @@ wire_code_name(int code)
 	    &infini__v1__code__descriptor, code);
 	return (v ? v->name : "UNKNOWN");
 }
+
+/* has_field0: does m, or a message inside it, carry a field numbered 0? */
+static bool
+has_field0(const ProtobufCMessage *m)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+
+	for (unsigned i = 0; i < m->n_unknown_fields; i++)
+		if (m->unknown_fields[i].tag == 0)
+			return (true);
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		const char *at = (const char *)m + f->offset;
+		if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(const size_t *)((const char *)m +
+			    f->quantifier_offset);
+			ProtobufCMessage *const *v =
+			    *(ProtobufCMessage *const *const *)at;
+			for (size_t k = 0; k < n; k++)
+				if (v[k] != NULL && has_field0(v[k]))
+					return (true);
+		} else {
+			const ProtobufCMessage *sub =
+			    *(const ProtobufCMessage *const *)at;
+			/* A oneof member's pointer is only valid when the
+			 * oneof holds it. */
+			if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+			    *(const uint32_t *)((const char *)m +
+			    f->quantifier_offset) != f->id)
+				continue;
+			if (sub != NULL && has_field0(sub))
+				return (true);
+		}
+	}
+	return (false);
+}
+
+ProtobufCMessage *
+wire_unpack(const ProtobufCMessageDescriptor *d, struct wire_alloc *a,
+    size_t len, const uint8_t *data)
+{
+	ProtobufCMessage *m = protobuf_c_message_unpack(d, &a->pa, len, data);
+
+	if (m != NULL && has_field0(m)) {
+		protobuf_c_message_free_unpacked(m, &a->pa);
+		return (NULL);
+	}
+	return (m);
+}

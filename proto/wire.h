@@ -36,6 +36,18 @@ struct wire_alloc {
 void wire_alloc_init(struct wire_alloc *a, size_t budget);
 
 /*
+ * wire_unpack unpacks len bytes of data as a message of type d, allocating
+ * from a, and also refuses what libprotobuf-c lets through but no encoder
+ * writes: a field numbered 0 at any depth.  (libprotobuf-c 1.4 refuses tag
+ * 0 written as one byte but accepts it written as a longer varint, keeping
+ * it as an unknown field that no longer unpacks once packed again.)  Returns
+ * the message (free with protobuf_c_message_free_unpacked and a) or NULL
+ * when the bytes are malformed or a's budget runs out.
+ */
+ProtobufCMessage *wire_unpack(const ProtobufCMessageDescriptor *d,
+    struct wire_alloc *a, size_t len, const uint8_t *data);
+
+/*
  * wire_method returns the service method descriptor for a Method value, or
  * NULL when m is outside the service (the index is range-checked here
  * because protobuf-c only asserts it).

@@ -488,6 +488,22 @@ test_bad_inputs(infini_client *c, int H)
 	    "truncated request: INVALID_ARGUMENT (%s)", msg);
 	free(b);
 
+	/* A field numbered 0 with its tag written as a two-byte varint:
+	 * libprotobuf-c 1.4 accepts it; the daemon refuses it (wire_unpack). */
+	static const uint8_t f0[] = { 0x81, 0x00, 1, 2, 3, 4, 5, 6, 7, 8 };
+	Infini__V1__Request rq = INFINI__V1__REQUEST__INIT;
+	rq.version = WIRE_VERSION;
+	rq.method = INFINI__V1__METHOD__LIST_STREAMS;
+	rq.call_id = 10;
+	rq.body.len = sizeof(f0);
+	rq.body.data = (uint8_t *)f0;
+	len = infini__v1__request__get_packed_size(&rq);
+	b = malloc(len);
+	infini__v1__request__pack(&rq, b);
+	ok(raw(b, len, msg, sizeof(msg)) == 3 && healthy(c),
+	    "a body with a field numbered 0: INVALID_ARGUMENT (%s)", msg);
+	free(b);
+
 	size_t big = 2u << 20;
 	uint8_t *huge = calloc(big, 1);
 	ok(raw_ex(huge, big, NULL, 0, true) == -1 && healthy(c),
@@ -695,7 +711,7 @@ main(void)
 	struct infini_health h;
 	int st;
 
-	tap_plan(35);
+	tap_plan(36);
 	signal(SIGPIPE, SIG_IGN);
 	setenv("INFINI_VALIDATION", "1", 0);
 	if (fx_tmpdir(dir, sizeof(dir)) != 0)

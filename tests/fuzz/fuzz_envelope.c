@@ -142,7 +142,7 @@ body(int m, const uint8_t *data, size_t len)
 	if (md == NULL)
 		return;
 	wire_alloc_init(&a, 4 * len + (1u << 16));
-	if ((in = protobuf_c_message_unpack(md->input, &a.pa, len, data)) == NULL) {
+	if ((in = wire_unpack(md->input, &a, len, data)) == NULL) {
 		CHECK(a.used == 0);
 		return;
 	}
@@ -160,7 +160,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* The envelope, with the server's budget for a 64 KiB message cap. */
 	wire_alloc_init(&a, 4 * (size_t)(64u << 10) + (1u << 20));
-	req = infini__v1__request__unpack(&a.pa, size, data);
+	req = (Infini__V1__Request *)wire_unpack(&infini__v1__request__descriptor,
+	    &a, size, data);
 	if (req != NULL) {
 		if (req->version == WIRE_VERSION)
 			body((int)req->method, req->body.data, req->body.len);
