@@ -152,6 +152,19 @@ envelopes(void)
 	req("restore-data", INFINI__V1__METHOD__RESTORE, &rs.base);
 
 	req("unknown-method", 99, &h.base);
+
+	/* A regression seed: a Restore body holding a field numbered 0 whose
+	 * tag is a two-byte varint (see wire_unpack). */
+	static const uint8_t field0[] = { 0x0a, 0x03, 0x12, 0x73, 0x31, 0x81,
+	    0x00, 0x00, 0x01, 0x31, 0x2e, 0x73, 0x6e, 0x61, 0x70 };
+	Infini__V1__Request rq = INFINI__V1__REQUEST__INIT;
+	uint8_t env[64];
+	rq.version = WIRE_VERSION;
+	rq.method = INFINI__V1__METHOD__RESTORE;
+	rq.call_id = 7;
+	rq.body.data = (uint8_t *)field0;
+	rq.body.len = sizeof(field0);
+	emit("envelope", "field0", env, infini__v1__request__pack(&rq, env));
 }
 
 /* ---- models */
