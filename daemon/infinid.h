@@ -135,6 +135,7 @@ struct infinid {
 	bool have_sweeper, sweep_stop;
 	bool stopping;
 	bool sched_again;          /* the scheduler has more to do at once */
+	uint64_t wakes;             /* sched_wake calls, under mu */
 	struct stream *streams;
 	int nstreams;
 	int nresident;              /* streams holding an engine slot */
@@ -222,6 +223,9 @@ void sched_stop(struct infinid *d);
 /* sched_enqueue queues it on stream s (NULL: the control queue) and wakes the
  * scheduler.  Called with d->mu held. */
 void sched_enqueue(struct infinid *d, struct stream *s, struct item *it);
+/* sched_wake tells the scheduler there is something new (a cancel, a
+ * departed client); d->mu held. */
+void sched_wake(struct infinid *d);
 
 /* server.c */
 int srv_start(struct infinid *d, char *err, size_t errlen);

@@ -404,7 +404,7 @@ m_cancel(struct call *c, const ProtobufCMessage *in)
 		return;
 	if (!g->done) {
 		g->cancel = true;
-		pthread_cond_signal(&c->d->cv);
+		sched_wake(c->d);
 	}
 	srv_reply(c->w, 0, NULL, &r.base);
 }

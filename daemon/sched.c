@@ -51,6 +51,13 @@ sched_enqueue(struct infinid *d, struct stream *s, struct item *it)
 	*tail = it;
 	if (s != NULL)
 		s->nqueued++;
+	sched_wake(d);
+}
+
+void
+sched_wake(struct infinid *d)
+{
+	d->wakes++;
 	pthread_cond_signal(&d->cv);
 }
 
@@ -810,6 +817,9 @@ sched_main(void *arg)
 	pthread_mutex_lock(&d->mu);
 	while (!d->stopping) {
 		struct item *it;
+		/* The lock is dropped for file I/O within a turn, so a wake-up
+		 * can come while nobody waits: compare before sleeping. */
+		uint64_t wakes = d->wakes;
 		atomic_store(&d->sched_beat_ms, now_ms());
 		while (!d->device_lost && (it = d->ctl_head) != NULL) {
 			d->ctl_head = it->next;
@@ -840,6 +850,8 @@ sched_main(void *arg)
 		if (n == 0) {
 			struct timespec ts;
 			spill_autosave(d);
+			if (d->wakes != wakes)
+				continue;
 			clock_gettime(CLOCK_REALTIME, &ts);
 			/* A stream waiting for a slot looks again soon. */
 			if (waiting) {

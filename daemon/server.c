@@ -242,7 +242,7 @@ on_pipe_rem(nng_pipe p, nng_pipe_ev ev, void *arg)
 			LOG(LOG_INFO, "client left: generation %llu cancelled",
 			    (unsigned long long)g->id);
 			g->cancel = true;
-			pthread_cond_signal(&d->cv);
+			sched_wake(d);
 		}
 	pthread_mutex_unlock(&d->mu);
 }
