@@ -46,6 +46,7 @@ enum snap_sec {
 	SEC_SEGMENT = 2,           /* per layer, kv head: k, v (, km) [rows][hd] */
 	SEC_LOGITS = 3,            /* [n_logits] */
 	SEC_OWNER = 4,             /* optional: u32 owner UID, u32 zero */
+	SEC_HIDDEN = 5,            /* optional: last input's hidden [hidden] */
 };
 #define OWNER_LEN 8u
 
@@ -178,7 +179,8 @@ int
 snap_encode(const struct snap_meta *m, const struct eng_stream_state *st,
     uint8_t **buf, size_t *len)
 {
-	size_t memn, cachen, idlen, memlen, seglen, loglen, total, lh, hd, nr;
+	size_t memn, cachen, idlen, memlen, seglen, loglen, hidlen, total, lh;
+	size_t hd, nr;
 	uint8_t *b, *p;
 	int nsec;
 
@@ -190,16 +192,21 @@ snap_encode(const struct snap_meta *m, const struct eng_stream_state *st,
 	    st->rows != (int)(st->pos % st->segment_size) ||
 	    (st->has_kmem && st->km == NULL) ||
 	    (m->n_logits != 0 && (m->n_logits != (uint32_t)m->vocab_size ||
-	    m->last_logits == NULL)))
+	    m->last_logits == NULL)) ||
+	    (st->n_last != 0 && (st->n_last != m->hidden_size ||
+	    st->last == NULL)))
 		return (INFINI_EINVAL);
 	eng_stream_state_floats(st, &memn, &cachen);
 	memlen = memn * 4;
 	seglen = cachen * 4 * (st->has_kmem ? 3 : 2);
 	loglen = (size_t)m->n_logits * 4;
-	nsec = 2 + (m->n_logits ? 1 : 0) + (m->has_owner ? 1 : 0);
+	hidlen = (size_t)st->n_last * 4;
+	nsec = 2 + (m->n_logits ? 1 : 0) + (m->has_owner ? 1 : 0) +
+	    (hidlen ? 1 : 0);
 	total = HDR_SIZE + SEC_HDR + pad8(memlen) + SEC_HDR + pad8(seglen) +
 	    (m->n_logits ? SEC_HDR + pad8(loglen) : 0) +
-	    (m->has_owner ? SEC_HDR + OWNER_LEN : 0) + TRAILER;
+	    (m->has_owner ? SEC_HDR + OWNER_LEN : 0) +
+	    (hidlen ? SEC_HDR + pad8(hidlen) : 0) + TRAILER;
 	if ((b = calloc(total, 1)) == NULL)
 		return (INFINI_ENOMEM);
 
@@ -259,6 +266,12 @@ snap_encode(const struct snap_meta *m, const struct eng_stream_state *st,
 		put32(p + SEC_HDR + 4, 0);
 		p = sec_put(p, SEC_OWNER, SEC_OPTIONAL, OWNER_LEN);
 	}
+	if (hidlen) {
+		/* Optional too: an older reader restores the stream and only
+		 * loses Generate-without-a-prompt right after. */
+		put_f32s(p + SEC_HDR, st->last, (size_t)st->n_last);
+		p = sec_put(p, SEC_HIDDEN, SEC_OPTIONAL, hidlen);
+	}
 
 	/* Trailer: a checksum over everything before it. */
 	memcpy(p, trailer_magic, 8);
@@ -298,7 +311,7 @@ snap_decode(const uint8_t *buf, size_t len, uint64_t expected_fp,
 {
 	struct snap_meta m;
 	struct eng_stream_state st;
-	struct sec_ref sec[5] = { { 0 } };
+	struct sec_ref sec[SEC_HIDDEN + 1] = { { 0 } };
 	uint32_t version, mark, hsize, flags, nsec, idlen, dims[6];
 	uint64_t pos, segs;
 	size_t end, p, lh, memlen, seglen, t;
@@ -382,8 +395,9 @@ snap_decode(const uint8_t *buf, size_t len, uint64_t expected_fp,
 			    t);
 	memcpy(m.stream_id, buf + 100, idlen);
 
-	/* Sections: MEMORY, SEGMENT, optional LOGITS, in that order; an
-	 * unknown section marked optional is skipped. */
+	/* Sections: MEMORY, SEGMENT, then LOGITS, OWNER and HIDDEN when
+	 * present, in that order; an unknown section marked optional is
+	 * skipped. */
 	p = HDR_SIZE;
 	for (uint32_t i = 0; i < nsec; i++) {
 		uint32_t type, sflags;
@@ -404,7 +418,7 @@ snap_decode(const uint8_t *buf, size_t len, uint64_t expected_fp,
 		for (t = p + SEC_HDR + slen; t < p + SEC_HDR + pad8(slen); t++)
 			if (buf[t] != 0)
 				FAIL(INFINI_ECORRUPT, "nonzero section padding");
-		if (type >= SEC_MEMORY && type <= SEC_OWNER) {
+		if (type >= SEC_MEMORY && type <= SEC_HIDDEN) {
 			if ((int)type <= last)
 				FAIL(INFINI_ECORRUPT, "section type %u out of "
 				    "order", type);
@@ -446,6 +460,10 @@ snap_decode(const uint8_t *buf, size_t len, uint64_t expected_fp,
 		m.has_owner = true;
 		m.owner = get32(sec[SEC_OWNER].data);
 	}
+	if (sec[SEC_HIDDEN].seen &&
+	    sec[SEC_HIDDEN].len != (size_t)m.hidden_size * 4)
+		FAIL(INFINI_ECORRUPT, "hidden section is %zu bytes, not "
+		    "hidden_size floats", sec[SEC_HIDDEN].len);
 
 	if (expected_fp != SNAP_ANY_MODEL && m.fingerprint != expected_fp)
 		FAIL(INFINI_ESTATE, "snapshot is of another model (fingerprint "
@@ -476,6 +494,15 @@ snap_decode(const uint8_t *buf, size_t len, uint64_t expected_fp,
 			if (st.has_kmem)
 				q = get_f32s(q, st.km + i * nr, nr);
 		}
+	}
+	if (sec[SEC_HIDDEN].seen) {
+		if ((st.last = malloc(sec[SEC_HIDDEN].len)) == NULL) {
+			snprintf(err, errlen, "cannot allocate the hidden state");
+			rv = INFINI_ENOMEM;
+			goto fail;
+		}
+		st.n_last = m.hidden_size;
+		get_f32s(sec[SEC_HIDDEN].data, st.last, (size_t)st.n_last);
 	}
 	if (m.n_logits) {
 		if ((m.last_logits = malloc((size_t)m.n_logits * 4)) == NULL) {

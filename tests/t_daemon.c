@@ -253,6 +253,26 @@ test_generate_no_prompt(infini_client *c)
 	ok(e.ntok == 0 && strcmp(finish, "error") == 0,
 	    "generate without a prompt on an empty stream ends at once (%s)",
 	    finish);
+	/* The same from a restored copy: the snapshot carries the last
+	 * input's hidden state. */
+	struct collect r = { .len = 0 };
+	uint8_t *snap = NULL;
+	size_t snaplen = 0;
+	rv = infini_open(c, "np2", false, NULL, NULL);
+	rv |= infini_push_text(c, "np2", prompt, strlen(prompt),
+	    INFINI_OUT_NONE, NULL);
+	rv |= infini_snapshot(c, "np2", NULL, &snap, &snaplen);
+	rv |= infini_restore(c, "np2-copy", NULL, snap, snaplen, NULL);
+	if (rv == 0)
+		rv = infini_generate(c, "np2-copy", NULL, 0, NULL, 12, &s, NULL,
+		    on_tok, &r, finish);
+	r.buf[r.len] = '\0';
+	ok(rv == 0 && r.len > 0 && strcmp(r.buf, want) == 0,
+	    "... and so does a copy restored from a snapshot (%d tokens, %s)",
+	    r.ntok, finish);
+	free(snap);
+	infini_close_stream(c, "np2");
+	infini_close_stream(c, "np2-copy");
 	infini_close_stream(c, "noprompt");
 	infini_close_stream(c, "empty");
 }
@@ -711,7 +731,7 @@ main(void)
 	struct infini_health h;
 	int st;
 
-	tap_plan(36);
+	tap_plan(37);
 	signal(SIGPIPE, SIG_IGN);
 	setenv("INFINI_VALIDATION", "1", 0);
 	if (fx_tmpdir(dir, sizeof(dir)) != 0)

@@ -139,6 +139,10 @@ test_roundtrip(struct gt *g)
 	ok(rv == 0 && eng_stream_pos(e, b) == 21 &&
 	    eng_stream_sample_step(e, b) == 7,
 	    "import into a fresh slot sets position and sample step");
+	ok(s1.n_last == c->hidden_size && s2.n_last == c->hidden_size &&
+	    memcmp(s1.last, s2.last, (size_t)c->hidden_size * 4) == 0 &&
+	    eng_stream_has_last(e, b),
+	    "the last input's hidden state travels with the snapshot");
 
 	rv = eng_stream_export(e, b, &s3);
 	rv |= snap_encode(&m1, &s3, &b3, &l3);
@@ -729,7 +733,7 @@ main(void)
 		tap_plan_skip_all("no Vulkan device");
 		return (0);
 	}
-	tap_plan(29);
+	tap_plan(30);
 	fx_opts_default(&o);            /* rope, unrotated k for memory */
 	if (gt_open(&g, &o, 4, 64) != 0)
 		return (1);

@@ -472,6 +472,7 @@ eng_stream_state_fini(struct eng_stream_state *st)
 	free(st->kc);
 	free(st->vc);
 	free(st->km);
+	free(st->last);
 	memset(st, 0, sizeof(*st));
 }
 
@@ -502,6 +503,17 @@ eng_stream_export(struct eng *e, int slot, struct eng_stream_state *out)
 	    c->head_dim, c->segment_size, e->sep_kmem, e->pos[slot])) != 0)
 		return (rv);
 	st.sample_step = e->sample_step[slot];
+	if (e->has_last[slot]) {
+		size_t hb = (size_t)c->hidden_size * 4;
+		if ((st.last = malloc(hb)) == NULL) {
+			rv = INFINI_ENOMEM;
+			goto fail;
+		}
+		st.n_last = c->hidden_size;
+		if ((rv = gpu_buf_read(e->dev, &e->last_hid, (size_t)slot * hb,
+		    st.last, hb)) != 0)
+			goto fail;
+	}
 	for (int l = 0; l < c->n_layers; l++) {
 		struct eng_dlayer *d = &e->L[l];
 		size_t nr = (size_t)st.rows * hd;
@@ -548,10 +560,20 @@ eng_stream_import(struct eng *e, int slot, const struct eng_stream_state *st)
 	    st->has_kmem != e->sep_kmem || st->pos < 0 ||
 	    st->rows != (int)(st->pos % c->segment_size) ||
 	    st->M == NULL || st->z == NULL || st->kc == NULL ||
-	    st->vc == NULL || (st->has_kmem && st->km == NULL))
+	    st->vc == NULL || (st->has_kmem && st->km == NULL) ||
+	    (st->n_last != 0 && (st->n_last != c->hidden_size ||
+	    st->last == NULL)))
 		return (INFINI_EINVAL);
 	if ((rv = slot_zero(e, slot)) != 0)
 		return (rv);
+	e->has_last[slot] = false;
+	if (st->n_last != 0) {
+		size_t hb = (size_t)c->hidden_size * 4;
+		if ((rv = gpu_buf_write(e->dev, &e->last_hid, (size_t)slot * hb,
+		    st->last, hb)) != 0)
+			return (rv);
+		e->has_last[slot] = true;
+	}
 	for (int l = 0; l < c->n_layers; l++) {
 		struct eng_dlayer *d = &e->L[l];
 		size_t nr = (size_t)st->rows * hd;

@@ -129,6 +129,11 @@ struct eng_stream_state {
 	float *kc;              /* [n_layers][nkv][rows][hd] k as local attn sees it */
 	float *vc;              /* [n_layers][nkv][rows][hd] */
 	float *km;              /* [n_layers][nkv][rows][hd] unrotated k, or NULL */
+	/* The final hidden state of the last input, from which a Generate
+	 * without a prompt samples: n_last is hidden_size, or 0 when the
+	 * stream has had no input (last is then NULL). */
+	int n_last;
+	float *last;
 };
 
 /*
@@ -156,9 +161,10 @@ void eng_stream_state_floats(const struct eng_stream_state *st,
 int eng_stream_export(struct eng *e, int slot, struct eng_stream_state *out);
 /*
  * eng_stream_import replaces the state of slot (allocated, in use) with st:
- * memory, the cache rows, position and sample step; later cache rows are
- * zeroed.  st's shape must match the engine (layers, kv heads, head_dim,
- * segment size, has_kmem) and rows must equal pos mod segment_size, else
+ * memory, the cache rows, position, sample step and last hidden state;
+ * later cache rows are zeroed.  st's shape must match the engine (layers,
+ * kv heads, head_dim, segment size, has_kmem, n_last 0 or hidden_size) and
+ * rows must equal pos mod segment_size, else
  * INFINI_EINVAL and the slot is unchanged.  INFINI_EDEVICE leaves the slot's
  * state undefined (free it).  st stays the caller's.
  */

@@ -39,6 +39,9 @@ same_state(const struct eng_stream_state *a, const struct eng_stream_state *b)
 		return (false);
 	if (a->has_kmem && cachen && memcmp(a->km, b->km, cachen * 4) != 0)
 		return (false);
+	if (a->n_last != b->n_last || (a->n_last &&
+	    memcmp(a->last, b->last, (size_t)a->n_last * 4) != 0))
+		return (false);
 	return (true);
 }
 

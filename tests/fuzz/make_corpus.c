@@ -299,7 +299,18 @@ snap(const char *name, int64_t pos, bool kmem, bool logits, bool owner)
 	}
 	m.has_owner = owner;
 	m.owner = 1000;
-	if (snap_encode(&m, &st, &b, &len) != 0) {
+	float hid[16];
+	if (pos > 0) {
+		/* The last input's hidden state (section HIDDEN). */
+		for (int i = 0; i < 16; i++)
+			hid[i] = (float)i / 8.0f - 1.0f;
+		st.n_last = 16;
+		st.last = hid;
+	}
+	int rv = snap_encode(&m, &st, &b, &len);
+	st.n_last = 0;
+	st.last = NULL;                 /* borrowed, not the state's */
+	if (rv != 0) {
 		nfail++;
 	} else {
 		emit("snapshot", name, b, len);
