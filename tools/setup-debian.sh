@@ -6,7 +6,8 @@
 # python3-torch/numpy (+ OpenBLAS) run bench/torch_infini.py, which
 # tests/t_shipped checks the shipped model against.
 # clang and libclang-rt-14-dev build the libFuzzer targets (tools/test.sh);
-# gnuplot-nox plots bench/soak.sh's CSV.
+# gnuplot-nox plots bench/soak.sh's CSV; valgrind runs tools/valgrind.sh
+# (the daemon test under memcheck); openssl makes t_daemon's TLS certificate.
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
 	exec sudo "$0" "$@"
@@ -21,6 +22,6 @@ apt-get install -y -qq --no-install-recommends \
 	libnng-dev libprotobuf-c-dev protobuf-c-compiler \
 	systemd \
 	python3-torch python3-numpy libopenblas0-pthread \
-	clang libclang-rt-14-dev gnuplot-nox \
+	clang libclang-rt-14-dev gnuplot-nox valgrind openssl \
 	>/dev/null
 echo "setup-debian: build and test dependencies installed"

@@ -7,11 +7,13 @@
 #
 # Then the same suite once more in a second tree built with AddressSanitizer
 # and UndefinedBehaviorSanitizer (build-asan, -DINFINI_SANITIZE=ON; leaks
-# checked, tests/lsan.supp for third-party frames), failing on any report,
-# and when clang's libFuzzer is there, every fuzz target for a bounded number
-# of runs from its seed corpus (build-fuzz, docs/fuzzing.md).
-# INFINI_TEST_ASAN=0 or INFINI_TEST_FUZZ=0 skip those passes; FUZZ_RUNS sets
-# the executions per target (20000).
+# checked, tests/lsan.supp for third-party frames), failing on any report;
+# tests/t_daemon once more with the daemon under valgrind's memcheck
+# (tools/valgrind.sh); and when clang's libFuzzer is there, every fuzz target
+# for a bounded number of runs from its seed corpus (build-fuzz,
+# docs/fuzzing.md).  INFINI_TEST_ASAN=0, INFINI_TEST_VALGRIND=0 or
+# INFINI_TEST_FUZZ=0 skip those passes; FUZZ_RUNS sets the executions per
+# target (20000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${BUILD_DIR:-build}
@@ -47,6 +49,14 @@ if [ "${INFINI_TEST_ASAN:-1}" != 0 ]; then
 	fi
 	rm -rf "$reports"
 	[ "$status" = 0 ] || exit "$status"
+fi
+
+# ---- the end-to-end daemon test with the daemon under valgrind's memcheck
+if [ "${INFINI_TEST_VALGRIND:-1}" != 0 ] && command -v valgrind >/dev/null; then
+	echo "== t_daemon with infinid under valgrind (tools/valgrind.sh)"
+	BUILD_DIR="$build" tools/valgrind.sh
+elif [ "${INFINI_TEST_VALGRIND:-1}" != 0 ]; then
+	echo "== valgrind pass: skipped (no valgrind)"
 fi
 
 # ---- the fuzz targets, a bounded number of runs each
