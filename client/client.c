@@ -560,6 +560,7 @@ infini_stats(infini_client *c, struct infini_stats *out)
 	out->uptime_ms = r->uptime_ms;
 	out->streams = r->streams;
 	out->max_streams = r->max_streams;
+	out->max_resident_streams = r->max_resident_streams;
 	cl_reply_fini(&rep);
 	return (0);
 }

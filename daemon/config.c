@@ -48,6 +48,9 @@ static const struct crow rows[] = {
 	    "streams known at most, resident or spilled to state_dir"),
 	I(max_resident_streams, "64", 1, 65536,
 	    "streams whose state is on the device at once; idle ones spill"),
+	I(state_memory_mb, "0", 0, 1 << 24,
+	    "device memory for stream states in MiB: fewer resident streams "
+	    "when they would need more (0: no limit)"),
 	I(autosnapshot_segments, "16", 0, 1 << 30,
 	    "save a stream after this many new compressed segments (0: off)"),
 	I(autosnapshot_interval_s, "300", 0, 1 << 24,

@@ -21,6 +21,7 @@ struct cfg {
 	char log_level[16];
 	long max_streams;        /* known: resident or spilled */
 	long max_resident_streams; /* engine slots in use at most */
+	long state_memory_mb;      /* device memory for the slots; 0: any */
 	long autosnapshot_segments;
 	long autosnapshot_interval_s;
 	long max_batch;

@@ -239,6 +239,22 @@ main(int argc, char **argv)
 	 * one for the warm-up. */
 	d.max_resident = (int)(d.cfg.max_resident_streams < d.cfg.max_streams ?
 	    d.cfg.max_resident_streams : d.cfg.max_streams);
+	if (d.cfg.state_memory_mb > 0) {
+		uint64_t per = eng_state_bytes_of(&d.model->cfg);
+		uint64_t fit = ((uint64_t)d.cfg.state_memory_mb << 20) / per;
+		if (fit < 1) {
+			LOG(LOG_ERR, "state_memory_mb: %ld MiB holds no stream "
+			    "(%llu bytes each)", d.cfg.state_memory_mb,
+			    (unsigned long long)per);
+			eng_model_free(d.model);
+			return (1);
+		}
+		if (fit < (uint64_t)d.max_resident)
+			d.max_resident = (int)fit;
+		LOG(LOG_INFO, "state_memory_mb %ld: %d resident streams of %llu "
+		    "bytes", d.cfg.state_memory_mb, d.max_resident,
+		    (unsigned long long)per);
+	}
 	struct eng_opts eo = { .device = d.cfg.device[0] ? d.cfg.device : NULL,
 	    .max_streams = d.max_resident + 1,
 	    .max_batch = (int)d.cfg.max_batch };

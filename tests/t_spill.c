@@ -382,6 +382,45 @@ test_disk_full(infini_client **cp)
 	umount2(mnt, MNT_DETACH);
 }
 
+/* ---- state_memory_mb: the resident budget in bytes ---- */
+
+static void
+test_memory_budget(infini_client **cp, const struct fx_opts *o)
+{
+	static const char *const extra[] = { "--max-resident-streams", "1000",
+	    "--state-memory-mb", "1", NULL };
+	const struct eng_config *c = &o->cfg;
+	char sd[300];
+	struct infini_stats st = { 0 };
+
+	/* Per stream, from the model's shape: per layer and kv head a
+	 * segment of K, V and unrotated K (RoPE, memory without it), M and
+	 * z; and the last hidden state. */
+	long per = (long)c->n_layers * c->n_kv_heads *
+	    (3L * c->segment_size * c->head_dim +
+	    (long)c->head_dim * c->head_dim + c->head_dim) * 4 +
+	    (long)c->hidden_size * 4;
+	long want = (1L << 20) / per;
+
+	/* test_disk_full stopped the daemon. */
+	snprintf(sd, sizeof(sd), "%s/budget", dir);
+	mkdir(sd, 0700);
+	int rv = start_daemon(sd, extra);
+	if (rv == 0)
+		rv = infini_connect(dp.url, 5000, cp);
+	if (rv == 0)
+		rv = infini_stats(*cp, &st);
+	ok(rv == 0 && c->rope && !c->memory_rope &&
+	    (long)st.max_resident_streams == want &&
+	    (long)st.state_bytes_per_stream == per,
+	    "state_memory_mb 1: %u resident streams of %llu bytes (want %ld "
+	    "of %ld)", st.max_resident_streams,
+	    (unsigned long long)st.state_bytes_per_stream, want, per);
+	infini_close(*cp);
+	*cp = NULL;
+	stop_daemon(SIGKILL);
+}
+
 int
 main(void)
 {
@@ -390,7 +429,7 @@ main(void)
 	struct fx_opts o;
 	infini_client *c = NULL;
 
-	tap_plan(16);
+	tap_plan(17);
 	signal(SIGPIPE, SIG_IGN);
 	setenv("INFINI_VALIDATION", "1", 0);
 	if (fx_tmpdir(dir, sizeof(dir)) != 0)
@@ -409,5 +448,6 @@ main(void)
 	test_restart(&c);
 	test_crash(&c);
 	test_disk_full(&c);
+	test_memory_budget(&c, &o);
 	return (dproc_tap_done(dir, dp.log));
 }

@@ -562,6 +562,7 @@ cmd_stats(struct cli *g, int argc, char **argv)
 		{ "device_busy_us", (double)s.device_busy_us },
 		{ "streams", (double)s.streams },
 		{ "max_streams", (double)s.max_streams },
+		{ "max_resident_streams", (double)s.max_resident_streams },
 		{ "state_bytes_per_stream", (double)s.state_bytes_per_stream },
 		{ "uptime_ms", (double)s.uptime_ms },
 	};

@@ -74,6 +74,7 @@ struct infini_stats {
 	uint64_t requests, errors, tokens_in, tokens_out, submissions;
 	uint64_t device_busy_us, state_bytes_per_stream, uptime_ms;
 	uint32_t streams, max_streams;
+	uint32_t max_resident_streams;  /* streams on the device at once */
 };
 
 /*

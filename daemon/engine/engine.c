@@ -264,11 +264,21 @@ eng_validation_errors(const struct eng *e)
 }
 
 uint64_t
+eng_state_bytes_of(const struct eng_config *c)
+{
+	/* Per layer: K and V (and the unrotated K when the memory reads
+	 * keys without RoPE) of one segment, M and z; and the last hidden. */
+	uint64_t nkv = (uint64_t)c->n_kv_heads, hd = (uint64_t)c->head_dim;
+	uint64_t kv = nkv * (uint64_t)c->segment_size * hd *
+	    (c->rope && !c->memory_rope ? 3 : 2);
+	return ((kv + nkv * hd * hd + nkv * hd) * 4 * (uint64_t)c->n_layers +
+	    (uint64_t)c->hidden_size * 4);
+}
+
+uint64_t
 eng_state_bytes(const struct eng *e)
 {
-	uint64_t kv = (uint64_t)e->kv_stride * (e->sep_kmem ? 3 : 2);
-	return ((kv + e->m_stride + e->z_stride) * 4 * (uint64_t)e->c.n_layers +
-	    (uint64_t)e->c.hidden_size * 4);
+	return (eng_state_bytes_of(&e->c));
 }
 
 void

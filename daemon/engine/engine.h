@@ -101,6 +101,9 @@ bool eng_stream_has_last(const struct eng *e, int slot);
 
 /* Bytes of one stream's device state: constant, whatever its length. */
 uint64_t eng_state_bytes(const struct eng *e);
+/* eng_state_bytes_of: the same for a model's config, before any engine
+ * exists (the daemon sizes its slot pool with it). */
+uint64_t eng_state_bytes_of(const struct eng_config *c);
 /* eng_device_bytes: device memory the engine holds now, by purpose. */
 void eng_device_bytes(const struct eng *e, uint64_t *weights, uint64_t *state,
     uint64_t *act);
