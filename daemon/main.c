@@ -93,9 +93,10 @@ usage(FILE *f)
 }
 
 /*
- * fault_setup reads $INFINID_FAULT, "oom:ID[:SKIP]" or "lost:ID[:SKIP]":
- * the (SKIP+1)-th device round that includes stream ID fails as if the
- * device ran out of memory or was lost (eng_fault_arm).  Only builds with
+ * fault_setup reads $INFINID_FAULT, "oom:ID[:SKIP]", "lost:ID[:SKIP]" or
+ * "hang:ID[:SKIP]": the (SKIP+1)-th device round that includes stream ID
+ * fails as if the device ran out of memory, was lost, or hung for a while
+ * (eng_fault_arm).  Only builds with
  * INFINI_FAULT_INJECTION read it; tests/t_faults.c uses it.  Returns 0 or
  * -1 (malformed).
  */
@@ -113,6 +114,8 @@ fault_setup(struct infinid *d)
 		d->fault = ENG_FAULT_OOM, id = v + 4;
 	else if (strncmp(v, "lost:", 5) == 0)
 		d->fault = ENG_FAULT_LOST, id = v + 5;
+	else if (strncmp(v, "hang:", 5) == 0)
+		d->fault = ENG_FAULT_HANG, id = v + 5;
 	else
 		return (-1);
 	colon = strchr(id, ':');
@@ -129,7 +132,8 @@ fault_setup(struct infinid *d)
 	d->fault_skip = (int)skip;
 	LOG(LOG_WARNING, "INFINID_FAULT: %s fault armed for stream %s after "
 	    "%ld of its rounds", d->fault == ENG_FAULT_OOM ? "out-of-memory" :
-	    "device-lost", d->fault_id, skip);
+	    d->fault == ENG_FAULT_LOST ? "device-lost" : "device-hang",
+	    d->fault_id, skip);
 #else
 	(void)d;
 #endif
@@ -212,8 +216,8 @@ main(int argc, char **argv)
 		d.have_admin = true;
 	}
 	if (fault_setup(&d) != 0) {
-		fprintf(stderr, "infinid: INFINID_FAULT: expected oom:ID[:SKIP] "
-		    "or lost:ID[:SKIP]\n");
+		fprintf(stderr, "infinid: INFINID_FAULT: expected oom:ID[:SKIP], "
+		    "lost:ID[:SKIP] or hang:ID[:SKIP]\n");
 		return (2);
 	}
 	signal(SIGPIPE, SIG_IGN);

@@ -12,6 +12,8 @@
  *     READY=1, "max_queue: 3 -> 5" in the log, the stream opened before it
  *     still there), a bad file (the daemon keeps running), and SIGTERM
  *     (STOPPING=1, exit 0).
+ *     Then a device that hangs for 8 s ($INFINID_FAULT): STATUS= says the
+ *     scheduler stalled, the pings stop, and they resume when it is back.
  *  4. infinid.conf(5) documents every key the daemon has.
  *  5. `cpack -G DEB` makes a package whose files land where they belong.
  *
@@ -394,6 +396,92 @@ test_daemon(void)
 }
 #define DAEMON_TESTS 14
 
+/* ---- 3b. a hung device stops the watchdog pings -------------------- */
+
+/*
+ * INFINID_FAULT=hang:h1 makes the first submission carrying stream h1's
+ * inputs take GPU_HANG_MS (8 s) longer.  With a 1 s WATCHDOG_USEC the
+ * daemon counts the scheduler stuck after 3 s: it says so in STATUS= and
+ * sends no WATCHDOG=1 until the submission completes.
+ */
+#define HANG_TESTS 3
+
+static void
+test_hang(void)
+{
+#ifndef INFINI_FAULT_INJECTION
+	tap_skip(HANG_TESTS, "infinid built without INFINI_FAULT_INJECTION");
+#else
+	char model[600], conf[600], log[600], nsock[600], url[700];
+	struct sockaddr_un a;
+	struct watch w = { -1, 0, "" };
+	char *out = NULL;
+	pid_t pid, push;
+	int st = -1, pst = -1;
+
+	if (!is_exec(INFINI_CLI)) {
+		tap_skip(HANG_TESTS, "no infini CLI");
+		return;
+	}
+	snprintf(model, sizeof(model), "%s/model", tmp);
+	snprintf(conf, sizeof(conf), "%s/hang.conf", tmp);
+	snprintf(log, sizeof(log), "%s/hang.log", tmp);
+	snprintf(nsock, sizeof(nsock), "%s/notify-hang", tmp);
+	snprintf(url, sizeof(url), "ipc://%s/hang.sock", tmp);
+	fx_write_file(conf, "", 0);
+	memset(&a, 0, sizeof(a));
+	a.sun_family = AF_UNIX;
+	memcpy(a.sun_path, nsock, strnlen(nsock, sizeof(a.sun_path) - 1));
+	w.fd = bind_dgram(&a, sizeof(a));
+	if ((pid = fork()) == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (fd >= 0)
+			dup2(fd, 2);
+		setenv("NOTIFY_SOCKET", nsock, 1);
+		setenv("WATCHDOG_USEC", "1000000", 1);
+		setenv("INFINID_FAULT", "hang:h1", 1);
+		execl(INFINID, INFINID, "--config", conf, "--model", model,
+		    "--listen", url, (char *)NULL);
+		_exit(127);
+	}
+	bool up = w.fd >= 0 && expect(&w, "READY=1", 120000) &&
+	    cli(url, "open h1", &out) == 0;
+	free(out);
+	ok(up, "hang: the daemon is ready and stream h1 open");
+	if ((push = fork()) == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execl(INFINI_CLI, INFINI_CLI, "--socket", url, "push", "h1",
+		    "--text", "hung", (char *)NULL);
+		_exit(127);
+	}
+	/* Pings stop: the stall shows in STATUS=, then 1.5 s of silence
+	 * (the hang lasts until about 8 s). */
+	bool stalled = up && expect(&w, "STATUS=scheduler stalled", 7000);
+	w.pings = 0;
+	expect(&w, "WATCHDOG=1", 1500);
+	ok(stalled && w.pings == 0, "a hung device: STATUS=%s, no WATCHDOG=1 "
+	    "for 1.5 s after it (%d)", w.status, w.pings);
+	bool resumed = expect(&w, "WATCHDOG=1", 15000);
+	waitpid(push, &pst, 0);
+	ok(resumed && WIFEXITED(pst) && WEXITSTATUS(pst) == 0 &&
+	    log_has(log, "watchdog pings resume"),
+	    "the device back: pings resume and the push completes");
+	kill(pid, SIGTERM);
+	for (int i = 0; i < 300 && waitpid(pid, &st, WNOHANG) == 0; i++)
+		usleep(100000);
+	if (!WIFEXITED(st)) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
+	}
+	if (w.fd >= 0)
+		close(w.fd);
+#endif
+}
+
 /* ---- 4. the manual page knows every key ---------------------------- */
 
 static void
@@ -505,11 +593,12 @@ main(void)
 		tap_plan_skip_all("cannot make a temporary directory");
 		return (0);
 	}
-	tap_plan(NOTIFY_UNIT_TESTS + UNIT_TESTS + DAEMON_TESTS + MAN_TESTS +
-	    DEB_TESTS);
+	tap_plan(NOTIFY_UNIT_TESTS + UNIT_TESTS + DAEMON_TESTS + HANG_TESTS +
+	    MAN_TESTS + DEB_TESTS);
 	test_notify_unit();
 	test_unit();
 	test_daemon();
+	test_hang();
 	test_man();
 	test_deb();
 	if (!tap_failed)

@@ -197,14 +197,15 @@ bool eng_lost(const struct eng *e);
 /*
  * Fault injection for tests: eng_fault_arm makes the (skip+1)-th round from
  * now that includes slot fail as if the device ran out of memory
- * (ENG_FAULT_OOM: the round has no effect) or was lost while running it
- * (ENG_FAULT_LOST).  eng_fault_left returns how many such rounds are still
+ * (ENG_FAULT_OOM: the round has no effect), was lost while running it
+ * (ENG_FAULT_LOST) or hung for a while (ENG_FAULT_HANG).  eng_fault_left returns how many such rounds are still
  * to be skipped, or -1 when the fault has fired or none is armed.
  */
 enum eng_fault {
 	ENG_FAULT_NONE,
 	ENG_FAULT_OOM,
 	ENG_FAULT_LOST,
+	ENG_FAULT_HANG,         /* the round takes GPU_HANG_MS longer */
 };
 void eng_fault_arm(struct eng *e, int slot, enum eng_fault f, int skip);
 int eng_fault_left(const struct eng *e);

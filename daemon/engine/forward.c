@@ -391,7 +391,8 @@ fault_check(struct eng *e, const struct eng_job *jobs,
 		if (e->fault_skip-- > 0)
 			return;
 		gpu_fault_arm(e->dev, e->fault == ENG_FAULT_OOM ?
-		    GPU_FAULT_OOM : GPU_FAULT_LOST);
+		    GPU_FAULT_OOM : e->fault == ENG_FAULT_LOST ?
+		    GPU_FAULT_LOST : GPU_FAULT_HANG);
 		e->fault = ENG_FAULT_NONE;
 		return;
 	}

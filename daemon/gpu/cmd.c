@@ -10,6 +10,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gpu/gpu_impl.h"
 #include "infini_err.h"
@@ -255,6 +256,9 @@ gpu_cmd_submit(struct gpu_cmd *c)
 		return (vk_status(d, VK_ERROR_OUT_OF_DEVICE_MEMORY));
 	if ((r = vkQueueSubmit(d->queue, 1, &si, c->fence)) != VK_SUCCESS)
 		return (vk_status(d, r));
+	if (f == GPU_FAULT_HANG)
+		nanosleep(&(struct timespec){ GPU_HANG_MS / 1000,
+		    (GPU_HANG_MS % 1000) * 1000000L }, NULL);
 	r = vkWaitForFences(d->dev, 1, &c->fence, VK_TRUE, UINT64_MAX);
 	if (f == GPU_FAULT_LOST)
 		r = VK_ERROR_DEVICE_LOST;

@@ -181,13 +181,16 @@ bool gpu_lost(const struct gpu_dev *d);
  * GPU_FAULT_OOM as if vkQueueSubmit returned VK_ERROR_OUT_OF_DEVICE_MEMORY
  * (nothing is submitted), GPU_FAULT_LOST as if the device were lost while
  * running it (the work runs, then the fence wait reports
- * VK_ERROR_DEVICE_LOST and the device stays lost).
+ * VK_ERROR_DEVICE_LOST and the device stays lost), GPU_FAULT_HANG as if the
+ * device took GPU_HANG_MS longer (the submission then completes).
  */
 enum gpu_fault {
 	GPU_FAULT_NONE,
 	GPU_FAULT_OOM,
 	GPU_FAULT_LOST,
+	GPU_FAULT_HANG,            /* the fence signals GPU_HANG_MS late */
 };
+#define GPU_HANG_MS 8000
 void gpu_fault_arm(struct gpu_dev *d, enum gpu_fault f);
 /* Counters of the last recording: dispatches and barriers emitted. */
 uint32_t gpu_cmd_dispatches(const struct gpu_cmd *c);
