@@ -290,11 +290,42 @@ cli(const char *sock, const char *args, char **out)
 	return (run(cmd, out));
 }
 
+/*
+ * spawn_notified starts infinid on model with settings file conf and
+ * listening on url, under a fake service manager: NOTIFY_SOCKET is nsock
+ * (bound here, into w->fd) and WATCHDOG_USEC 1 s; fault, when not NULL, is
+ * its $INFINID_FAULT.  stderr goes to log.  Returns the child's pid.
+ */
+static pid_t
+spawn_notified(struct watch *w, const char *model, const char *conf,
+    const char *log, const char *nsock, const char *url, const char *fault)
+{
+	struct sockaddr_un a;
+	pid_t pid;
+
+	memset(&a, 0, sizeof(a));
+	a.sun_family = AF_UNIX;
+	memcpy(a.sun_path, nsock, strnlen(nsock, sizeof(a.sun_path) - 1));
+	w->fd = bind_dgram(&a, sizeof(a));
+	if ((pid = fork()) == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (fd >= 0)
+			dup2(fd, 2);
+		setenv("NOTIFY_SOCKET", nsock, 1);
+		setenv("WATCHDOG_USEC", "1000000", 1);
+		if (fault != NULL)
+			setenv("INFINID_FAULT", fault, 1);
+		execl(INFINID, INFINID, "--config", conf, "--model", model,
+		    "--listen", url, (char *)NULL);
+		_exit(127);
+	}
+	return (pid);
+}
+
 static void
 test_daemon(void)
 {
 	char model[600], conf[600], log[600], nsock[600], url[700];
-	struct sockaddr_un a;
 	struct fx_opts o;
 	struct watch w = { -1, 0, "" };
 	bool have_cli = is_exec(INFINI_CLI);
@@ -313,21 +344,7 @@ test_daemon(void)
 		tap_diag("cannot write the fixture");
 		return;
 	}
-	memset(&a, 0, sizeof(a));
-	a.sun_family = AF_UNIX;
-	memcpy(a.sun_path, nsock, strnlen(nsock, sizeof(a.sun_path) - 1));
-	w.fd = bind_dgram(&a, sizeof(a));
-
-	if ((pid = fork()) == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		if (fd >= 0)
-			dup2(fd, 2);
-		setenv("NOTIFY_SOCKET", nsock, 1);
-		setenv("WATCHDOG_USEC", "1000000", 1);
-		execl(INFINID, INFINID, "--config", conf, "--model", model,
-		    "--listen", url, (char *)NULL);
-		_exit(127);
-	}
+	pid = spawn_notified(&w, model, conf, log, nsock, url, NULL);
 	ok(w.fd >= 0 && expect(&w, "READY=1", 120000),
 	    "daemon: READY=1 once the model is up and the socket listens");
 	ok(expect(&w, "WATCHDOG=1", 3000) && expect(&w, "WATCHDOG=1", 3000),
@@ -413,7 +430,6 @@ test_hang(void)
 	tap_skip(HANG_TESTS, "infinid built without INFINI_FAULT_INJECTION");
 #else
 	char model[600], conf[600], log[600], nsock[600], url[700];
-	struct sockaddr_un a;
 	struct watch w = { -1, 0, "" };
 	char *out = NULL;
 	pid_t pid, push;
@@ -429,21 +445,7 @@ test_hang(void)
 	snprintf(nsock, sizeof(nsock), "%s/notify-hang", tmp);
 	snprintf(url, sizeof(url), "ipc://%s/hang.sock", tmp);
 	fx_write_file(conf, "", 0);
-	memset(&a, 0, sizeof(a));
-	a.sun_family = AF_UNIX;
-	memcpy(a.sun_path, nsock, strnlen(nsock, sizeof(a.sun_path) - 1));
-	w.fd = bind_dgram(&a, sizeof(a));
-	if ((pid = fork()) == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		if (fd >= 0)
-			dup2(fd, 2);
-		setenv("NOTIFY_SOCKET", nsock, 1);
-		setenv("WATCHDOG_USEC", "1000000", 1);
-		setenv("INFINID_FAULT", "hang:h1", 1);
-		execl(INFINID, INFINID, "--config", conf, "--model", model,
-		    "--listen", url, (char *)NULL);
-		_exit(127);
-	}
+	pid = spawn_notified(&w, model, conf, log, nsock, url, "hang:h1");
 	bool up = w.fd >= 0 && expect(&w, "READY=1", 120000) &&
 	    cli(url, "open h1", &out) == 0;
 	free(out);
