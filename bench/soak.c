@@ -88,12 +88,16 @@ state_check(infini_client *c, const char *id, double *mmax)
 	return (bad);
 }
 
-/* timed_push pushes one segment of random tokens to id; returns ms or -1. */
+/* timed_push pushes one segment of random tokens to id and returns the
+ * milliseconds it took, or -1 after a failed push or a NaN/Inf in the LAST
+ * output (said on stderr).  *norm gets |LAST|. */
 static double
 timed_push(infini_client *c, const char *id, int32_t *toks, int seg,
-    uint32_t vocab, uint64_t *rng)
+    uint32_t vocab, uint64_t *rng, double *norm)
 {
 	struct infini_result r = { 0 };
+	double ms, sq = 0;
+
 	for (int i = 0; i < seg; i++) {
 		*rng ^= *rng << 13, *rng ^= *rng >> 7, *rng ^= *rng << 17;
 		toks[i] = (int32_t)(*rng % vocab);
@@ -104,11 +108,16 @@ timed_push(infini_client *c, const char *id, int32_t *toks, int seg,
 		fprintf(stderr, "soak: push to %s: %s\n", id, infini_errmsg());
 		return (-1);
 	}
-	double ms = (bench_now() - p0) * 1e3;
-	for (uint32_t i = 0; i < r.rows * r.cols; i++)
-		if (!isfinite(r.data[i]))
+	ms = (bench_now() - p0) * 1e3;
+	for (uint32_t i = 0; i < r.rows * r.cols; i++) {
+		if (!isfinite(r.data[i])) {
+			fprintf(stderr, "soak: NaN/Inf in LAST of %s\n", id);
 			ms = -1;
+		}
+		sq += (double)r.data[i] * r.data[i];
+	}
 	infini_result_free(&r);
+	*norm = sqrt(sq);
 	return (ms);
 }
 
@@ -128,7 +137,6 @@ main(int argc, char **argv)
 	uint64_t rng = 0x9e3779b97f4a7c15ull;
 	infini_client *c;
 	struct infini_health h;
-	struct infini_result r = { 0 };
 	int32_t *toks;
 	FILE *f;
 	int rv;
@@ -180,38 +188,21 @@ main(int argc, char **argv)
 
 	struct win first = { 0 }, last = { 0 };
 	double t0 = bench_now(), wstart = t0, wmax = 0, mmax = 0;
-	long bad = 0, nchecks = 0;
+	long nchecks = 0;
 	for (long s = 1; s <= nseg; s++) {
-		for (int i = 0; i < seg; i++) {
-			rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-			toks[i] = (int32_t)(rng % h.vocab_size);
-		}
-		double p0 = bench_now();
-		if ((rv = infini_push_tokens(c, "soak", toks, (size_t)seg,
-		    INFINI_OUT_LAST, &r)) != 0) {
-			fprintf(stderr, "soak: push %ld: %s\n", s, infini_errmsg());
+		double norm, ms = timed_push(c, "soak", toks, seg, h.vocab_size,
+		    &rng, &norm);
+		if (ms < 0) {
+			fprintf(stderr, "soak: failed at segment %ld\n", s);
 			return (1);
 		}
-		double dt = bench_now() - p0;
-		if (dt > wmax)
-			wmax = dt;
-		double norm = 0;
-		for (uint32_t i = 0; i < r.rows * r.cols; i++) {
-			if (!isfinite(r.data[i]))
-				bad++;
-			norm += (double)r.data[i] * r.data[i];
-		}
-		infini_result_free(&r);
-		if (bad) {
-			fprintf(stderr, "soak: NaN/Inf in LAST after segment %ld\n",
-			    s);
-			return (1);
-		}
+		if (ms > wmax)
+			wmax = ms;
 		if (s % every == 0 || s == nseg) {
 			double t = bench_now();
 			long n = s % every ? s % every : every;
 			struct win w = { s, (t - wstart) * 1e3 / n,
-			    n * seg / (t - wstart), rss_kb(pid), sqrt(norm) };
+			    n * seg / (t - wstart), rss_kb(pid), norm };
 			fprintf(f, "%ld,%ld,%.3f,%.1f,%ld,%.4f\n", w.seg,
 			    w.seg * seg, w.ms, w.tps, w.rss, w.norm);
 			fflush(f);
@@ -247,8 +238,9 @@ main(int argc, char **argv)
 	for (long i = 0; i < ncmp; i++) {
 		const char *a = i % 2 ? "soak" : "soak-fresh";
 		const char *b = i % 2 ? "soak-fresh" : "soak";
-		double ta = timed_push(c, a, toks, seg, h.vocab_size, &rng);
-		double tb = timed_push(c, b, toks, seg, h.vocab_size, &rng);
+		double na, nb;
+		double ta = timed_push(c, a, toks, seg, h.vocab_size, &rng, &na);
+		double tb = timed_push(c, b, toks, seg, h.vocab_size, &rng, &nb);
 		if (ta < 0 || tb < 0)
 			return (1);
 		tl[i] = i % 2 ? ta : tb;
@@ -271,7 +263,7 @@ main(int argc, char **argv)
 	printf("\nsoak: %ld tokens in %.1f s (%.0f tokens/s), slowest push "
 	    "%.1f ms, no NaN/Inf in any output nor in the state at %ld checks "
 	    "(max |M| at the end %.3g), RSS %+ld KiB start to end; CSV %s\n",
-	    nseg * seg, total, nseg * seg / total, wmax * 1e3, nchecks, mmax,
+	    nseg * seg, total, nseg * seg / total, wmax, nchecks, mmax,
 	    last.rss - first.rss, csv);
 	if (ncmp > 0)
 		printf("\nhead to head, %ld segments each, interleaved: median "
