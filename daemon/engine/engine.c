@@ -263,6 +263,26 @@ eng_validation_errors(const struct eng *e)
 	return (gpu_dev_validation_errors(e->dev));
 }
 
+bool
+eng_lost(const struct eng *e)
+{
+	return (gpu_lost(e->dev));
+}
+
+void
+eng_fault_arm(struct eng *e, int slot, enum eng_fault f, int skip)
+{
+	e->fault = f;
+	e->fault_slot = slot;
+	e->fault_skip = skip;
+}
+
+int
+eng_fault_left(const struct eng *e)
+{
+	return (e->fault == ENG_FAULT_NONE ? -1 : e->fault_skip);
+}
+
 uint64_t
 eng_state_bytes_of(const struct eng_config *c)
 {
@@ -295,8 +315,6 @@ static int
 slot_zero(struct eng *e, int s)
 {
 	int rv = 0;
-	if (gpu_lost(e->dev))
-		return (INFINI_EDEVICE);
 	for (int l = 0; l < e->c.n_layers && rv == 0; l++) {
 		struct eng_dlayer *d = &e->L[l];
 		size_t kv = (size_t)e->kv_stride * 4;
@@ -373,8 +391,6 @@ eng_stream_copy(struct eng *e, int src, int dst)
 	if (src < 0 || src >= e->max_streams || dst < 0 ||
 	    dst >= e->max_streams || !e->used[src] || !e->used[dst])
 		return (INFINI_EINVAL);
-	if (gpu_lost(e->dev))
-		return (INFINI_EDEVICE);
 	if ((rv = gpu_cmd_begin(e->cmd)) != 0)
 		return (rv);
 	for (int l = 0; l < e->c.n_layers; l++) {
@@ -506,9 +522,6 @@ eng_stream_export(struct eng *e, int slot, struct eng_stream_state *out)
 
 	if (slot < 0 || slot >= e->max_streams || !e->used[slot])
 		return (INFINI_EINVAL);
-	/* A lost device's memory may hold anything: never export it. */
-	if (gpu_lost(e->dev))
-		return (INFINI_EDEVICE);
 	if ((rv = eng_stream_state_init(&st, c->n_layers, c->n_kv_heads,
 	    c->head_dim, c->segment_size, e->sep_kmem, e->pos[slot])) != 0)
 		return (rv);

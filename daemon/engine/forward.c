@@ -357,26 +357,6 @@ wants_logits(const struct eng_job *b, int first, int n)
 	    first + n == b->n);
 }
 
-bool
-eng_lost(const struct eng *e)
-{
-	return (gpu_lost(e->dev));
-}
-
-void
-eng_fault_arm(struct eng *e, int slot, enum eng_fault f, int skip)
-{
-	e->fault = f;
-	e->fault_slot = slot;
-	e->fault_skip = skip;
-}
-
-int
-eng_fault_left(const struct eng *e)
-{
-	return (e->fault == ENG_FAULT_NONE ? -1 : e->fault_skip);
-}
-
 /* fault_check arms the device fault when this round includes the armed
  * slot and its skips are used up. */
 static void
@@ -421,10 +401,6 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 	}
 	if ((rv = check_jobs(e, jobs, njobs, err, errlen)) != 0)
 		return (rv);
-	if (gpu_lost(e->dev)) {
-		snprintf(err, errlen, "the device was lost");
-		return (INFINI_EDEVICE);
-	}
 	for (int j = 0; j < njobs; j++)
 		if (jobs[j].out == ENG_OUT_LOGITS && R > e->logit_rows)
 			R = e->logit_rows;

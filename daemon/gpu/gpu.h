@@ -118,7 +118,9 @@ void gpu_buf_free(struct gpu_dev *d, struct gpu_buf *b);
 
 /* gpu_buf_write / gpu_buf_read copy between host memory and a buffer range,
  * directly where the buffer is mapped and through staging otherwise.  They
- * wait for completion.  gpu_buf_zero fills a range with zeros. */
+ * wait for completion.  gpu_buf_zero fills a range with zeros.  All three
+ * return 0, INFINI_ERANGE, or INFINI_EDEVICE once the device is lost (a
+ * mapping may still read, but nothing in it can be trusted). */
 int gpu_buf_write(struct gpu_dev *d, const struct gpu_buf *b, VkDeviceSize off,
     const void *src, size_t n);
 int gpu_buf_read(struct gpu_dev *d, const struct gpu_buf *b, VkDeviceSize off,

@@ -321,6 +321,8 @@ int
 gpu_buf_write(struct gpu_dev *d, const struct gpu_buf *b, VkDeviceSize off,
     const void *src, size_t n)
 {
+	if (d->lost)
+		return (INFINI_EDEVICE);
 	if (off + n > b->size)
 		return (INFINI_ERANGE);
 	if (b->map != NULL) {
@@ -334,6 +336,8 @@ int
 gpu_buf_read(struct gpu_dev *d, const struct gpu_buf *b, VkDeviceSize off,
     void *dst, size_t n)
 {
+	if (d->lost)
+		return (INFINI_EDEVICE);
 	if (off + n > b->size)
 		return (INFINI_ERANGE);
 	if (b->map != NULL) {
@@ -349,6 +353,8 @@ gpu_buf_zero(struct gpu_dev *d, const struct gpu_buf *b, VkDeviceSize off,
 {
 	int rv;
 
+	if (d->lost)
+		return (INFINI_EDEVICE);
 	if (off + n > b->size)
 		return (INFINI_ERANGE);
 	if (b->map != NULL) {
