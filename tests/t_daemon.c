@@ -422,25 +422,40 @@ test_concurrent(infini_client *c)
 /* ------------------------------------------------------ bad inputs */
 
 /*
- * raw sends bytes on a fresh REQ socket; returns the reply's code or -1.
- * With keep set the socket is left open: after the daemon drops a pipe for
- * an oversize message, libnng 1.5.2's nng_close can wait forever on that
- * pipe's teardown, and the process exits soon anyway.
+ * raw_ex sends bytes on a REQ socket and returns the reply's code or -1.
+ * The requests share one socket, dialled once and never closed: libnng
+ * 1.5.2's nng_close can wait forever on a pipe's teardown (seen after the
+ * daemon drops a pipe, and once in CI on a plain request), and the process
+ * exits soon anyway.  With own set the request gets a socket of its own,
+ * also left open: the oversize message, whose pipe the daemon drops.
  */
 static int
-raw_ex(const void *buf, size_t len, char *msg, size_t msglen, bool keep)
+raw_ex(const void *buf, size_t len, char *msg, size_t msglen, bool own)
 {
+	static nng_socket shared;
+	static bool dialled;
 	nng_socket s;
 	nng_msg *m = NULL;
 	int code = -1;
 
-	if (nng_req0_open(&s) != 0)
-		return (-1);
-	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 3000);
-	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, 3000);
-	nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 64u << 20);
-	if (nng_dial(s, url, NULL, 0) == 0 &&
-	    nng_send(s, (void *)buf, len, 0) == 0 &&
+	if (!own && dialled)
+		s = shared;
+	else {
+		if (nng_req0_open(&s) != 0)
+			return (-1);
+		nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 3000);
+		nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, 3000);
+		nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 64u << 20);
+		if (nng_dial(s, url, NULL, 0) != 0) {
+			nng_close(s);   /* no pipe: nothing to wait for */
+			return (-1);
+		}
+		if (!own) {
+			shared = s;
+			dialled = true;
+		}
+	}
+	if (nng_send(s, (void *)buf, len, 0) == 0 &&
 	    nng_recvmsg(s, &m, 0) == 0) {
 		Infini__V1__Reply *r = infini__v1__reply__unpack(NULL,
 		    nng_msg_len(m), nng_msg_body(m));
@@ -453,8 +468,6 @@ raw_ex(const void *buf, size_t len, char *msg, size_t msglen, bool keep)
 		}
 		nng_msg_free(m);
 	}
-	if (!keep)
-		nng_close(s);
 	return (code);
 }
 
