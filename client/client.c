@@ -143,6 +143,7 @@ cl_call(infini_client *c, int method, const ProtobufCMessage *req,
 	nng_time deadline = 0;
 	uint8_t *buf;
 	size_t len;
+	unsigned limit;
 	int rv, err = 0;
 
 	rep->body = NULL;
@@ -154,6 +155,17 @@ cl_call(infini_client *c, int method, const ProtobufCMessage *req,
 		return (cl_err(INFINI_EINVAL, "%s: request of %zu bytes is over "
 		    "the %u byte message limit", method_name(method), len,
 		    WIRE_MAX_MSG));
+	}
+	/* The daemon drops an oversize request with its connection; the
+	 * caller would see a reset, and libnng 1.5 can leave the pipe of a
+	 * message cut off mid-send unreapable (nng_close then never
+	 * returns).  The message carries a 4-byte request ID besides. */
+	limit = atomic_load(&c->max_msg);
+	if (limit > 0 && len + 4 > limit) {
+		free(buf);
+		return (cl_err(INFINI_EINVAL, "%s: request of %zu bytes is over "
+		    "the daemon's max_message_bytes (%u)", method_name(method),
+		    len, limit));
 	}
 	if ((rv = nng_msg_alloc(&msg, len)) != 0) {
 		free(buf);
@@ -308,6 +320,7 @@ infini_connect(const char *url, int timeout_ms, infini_client **out)
 	strcpy(c->url, url);
 	atomic_init(&c->timeout_ms, CL_DEFAULT_TIMEOUT);
 	atomic_init(&c->next_id, 1);
+	atomic_init(&c->max_msg, 0);
 	if ((rv = nng_req0_open(&c->sock)) != 0) {
 		free(c);
 		return (cl_err(nng_err(rv), "cannot open socket: %s",
@@ -399,6 +412,7 @@ cl_call_health(infini_client *c, int timeout_ms, struct infini_health *out)
 	    &infini__v1__health_reply__descriptor, timeout_ms, &rep)) != 0)
 		return (err);
 	r = (Infini__V1__HealthReply *)rep.body;
+	atomic_store(&c->max_msg, r->max_message_bytes);
 	if (out != NULL) {
 		memset(out, 0, sizeof(*out));
 		copy_str(out->version, sizeof(out->version), r->version);

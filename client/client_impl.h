@@ -23,6 +23,7 @@ struct infini_client {
 	nng_socket sock;
 	atomic_int timeout_ms;       /* per-call deadline; <= 0: none */
 	atomic_uint_fast64_t next_id; /* call ids, unique per client */
+	atomic_uint max_msg;         /* the daemon's request limit; 0: unknown */
 	char url[256];
 };
 

@@ -165,6 +165,8 @@ struct infinid {
 	enum eng_fault fault;
 	int fault_skip;
 	char fault_id[WIRE_ID_MAX + 1];
+	/* INFINID_FAULT=close-hang: srv_stop's nng_close never returns. */
+	bool close_hang;
 };
 
 int64_t now_ms(void);

@@ -87,6 +87,7 @@ m_health(struct call *c, const ProtobufCMessage *in)
 	r.hidden_size = (uint32_t)cf->hidden_size;
 	r.vocab_size = (uint32_t)cf->vocab_size;
 	r.segment_size = (uint32_t)cf->segment_size;
+	r.max_message_bytes = (uint32_t)c->d->cfg.max_message_bytes;
 	srv_reply(c->w, 0, NULL, &r.base);
 }
 

@@ -7,6 +7,7 @@
  * caller's UID; a pipe that closes cancels the generations it started.
  */
 #include <grp.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@
 #include "log.h"
 
 #define SRV_DRAIN_MS 2000       /* srv_stop: longest wait for replies in flight */
+#define SRV_CLOSE_MS 5000       /* srv_stop: longest wait for nng_close */
 
 static void work_cb(void *arg);
 
@@ -338,6 +340,84 @@ srv_start(struct infinid *d, char *err, size_t errlen)
 	return (0);
 }
 
+/*
+ * The socket is closed by a thread of its own so that srv_stop can stop
+ * waiting for it.  libnng before 1.8.0 can lose the aio of a message whose
+ * pipe closes between two partial writes (a client gone in the middle of a
+ * large reply); its one reaper thread then waits on that pipe for ever, and
+ * so does nng_close (nng#1813).  The closer is heap-allocated and, when it
+ * outlives srv_stop, deliberately left to the process's exit.
+ */
+struct closer {
+	nng_socket sock;
+	bool hang;              /* INFINID_FAULT=close-hang: stand in for it */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done;
+};
+
+static void *
+closer_main(void *arg)
+{
+	struct closer *k = arg;
+
+	while (k->hang)
+		pause();
+	nng_close(k->sock);
+	pthread_mutex_lock(&k->mu);
+	k->done = true;
+	pthread_cond_signal(&k->cv);
+	pthread_mutex_unlock(&k->mu);
+	return (NULL);
+}
+
+/* close_within closes d's socket, waiting at most ms; returns whether it
+ * closed.  Closes it in the calling thread when no thread can be made. */
+static bool
+close_within(struct infinid *d, int ms)
+{
+	struct closer *k = calloc(1, sizeof(*k));
+	struct timespec ts;
+	pthread_t t;
+	bool done;
+
+	if (k == NULL) {
+		nng_close(d->sock);
+		return (true);
+	}
+	k->sock = d->sock;
+	k->hang = d->close_hang;
+	pthread_mutex_init(&k->mu, NULL);
+	pthread_cond_init(&k->cv, NULL);
+	if (pthread_create(&t, NULL, closer_main, k) != 0) {
+		nng_close(d->sock);
+		free(k);
+		return (true);
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&k->mu);
+	while (!k->done &&
+	    pthread_cond_timedwait(&k->cv, &k->mu, &ts) == 0)
+		;
+	done = k->done;
+	pthread_mutex_unlock(&k->mu);
+	if (!done) {
+		pthread_detach(t);
+		return (false);
+	}
+	pthread_join(t, NULL);
+	pthread_mutex_destroy(&k->mu);
+	pthread_cond_destroy(&k->cv);
+	free(k);
+	return (true);
+}
+
 void
 srv_stop(struct infinid *d)
 {
@@ -362,7 +442,12 @@ srv_stop(struct infinid *d)
 			break;
 		nng_msleep(10);
 	}
-	nng_close(d->sock);
+	if (!close_within(d, SRV_CLOSE_MS))
+		LOG(LOG_WARNING, "the NNG socket did not close within %d ms "
+		    "(libnng < 1.8 can wait for ever on a connection dropped in "
+		    "the middle of a message); going on without it: the "
+		    "streams were written before it", SRV_CLOSE_MS);
+	/* Stopped either way: no callback of ours runs after this. */
 	for (int i = 0; i < d->nworks; i++) {
 		struct work *w = d->works[i];
 		if (w == NULL)
