@@ -30,6 +30,15 @@
 
 static void work_cb(void *arg);
 
+/* A work's state is written by whichever thread moves it on (NNG's
+ * callbacks, the scheduler's replies) and read by srv_stop's drain loop:
+ * every access is atomic. */
+static inline void
+set_state(struct work *w, int state)
+{
+	__atomic_store_n(&w->state, state, __ATOMIC_RELEASE);
+}
+
 void
 srv_reply(struct work *w, int code, const char *msg,
     const ProtobufCMessage *body)
@@ -47,19 +56,19 @@ srv_reply(struct work *w, int code, const char *msg,
 	if (buf == NULL || nng_msg_alloc(&m, 0) != 0) {
 		free(buf);
 		/* Nothing can be sent; free the context for the next request. */
-		w->state = W_RECV;
+		set_state(w, W_RECV);
 		nng_ctx_recv(w->ctx, w->aio);
 		return;
 	}
 	if (nng_msg_append(m, buf, len) != 0) {
 		nng_msg_free(m);
 		free(buf);
-		w->state = W_RECV;
+		set_state(w, W_RECV);
 		nng_ctx_recv(w->ctx, w->aio);
 		return;
 	}
 	free(buf);
-	w->state = W_SEND;
+	set_state(w, W_SEND);
 	nng_aio_set_msg(w->aio, m);
 	nng_ctx_send(w->ctx, w->aio);
 }
@@ -201,9 +210,9 @@ work_cb(void *arg)
 	struct work *w = arg;
 	int rv;
 
-	switch (w->state) {
+	switch (__atomic_load_n(&w->state, __ATOMIC_ACQUIRE)) {
 	case W_INIT:
-		w->state = W_RECV;
+		set_state(w, W_RECV);
 		nng_ctx_recv(w->ctx, w->aio);
 		break;
 	case W_RECV:
@@ -213,7 +222,7 @@ work_cb(void *arg)
 			}
 			break;
 		}
-		w->state = W_WAIT;
+		set_state(w, W_WAIT);
 		serve(w, nng_aio_get_msg(w->aio));
 		break;
 	case W_SEND:
@@ -222,7 +231,7 @@ work_cb(void *arg)
 			if (rv == NNG_ECLOSED)
 				break;
 		}
-		w->state = W_RECV;
+		set_state(w, W_RECV);
 		nng_ctx_recv(w->ctx, w->aio);
 		break;
 	default:

@@ -5,9 +5,10 @@
  *
  * Checks: embeddings and generated tokens equal infini-run's for the same
  * input; 32 concurrent clients on their own and on shared streams; every
- * kind of bad input gets its status and the daemon still answers Health;
- * a client that vanishes mid-Generate stops using the device; a stream
- * opened by one UID is refused to another.
+ * kind of bad input gets its status and the daemon still answers Health
+ * (a request over the daemon's limit is refused by libinfini before it is
+ * sent); a client that vanishes mid-Generate stops using the device; a
+ * stream opened by one UID is refused to another.
  */
 #include <errno.h>
 #include <math.h>

@@ -209,6 +209,17 @@ start(const char *state, const char *const *extra, const char *const *env)
 	return (0);
 }
 
+/* start_fresh starts a daemon on a new state directory dir/name, whose
+ * path it leaves in state[n]. */
+static int
+start_fresh(char *state, size_t n, const char *name,
+    const char *const *extra, const char *const *env)
+{
+	snprintf(state, n, "%s/%s", dir, name);
+	mkdir(state, 0700);
+	return (start(state, extra, env));
+}
+
 static void
 stop(void)
 {
@@ -326,9 +337,7 @@ test_oom(void)
 	char state[300], msg[512], want[128];
 	int rv;
 
-	snprintf(state, sizeof(state), "%s/state-oom", dir);
-	mkdir(state, 0700);
-	start(state, NULL, env);
+	start_fresh(state, sizeof(state), "state-oom", NULL, env);
 	rv = infini_open(cl, "victim", false, NULL, NULL);
 	if (rv == 0)
 		rv = infini_open(cl, "twin", false, NULL, NULL);
@@ -380,9 +389,7 @@ test_lost(void)
 	struct digest before, after;
 	int rv;
 
-	snprintf(state, sizeof(state), "%s/state-lost", dir);
-	mkdir(state, 0700);
-	start(state, extra, env);
+	start_fresh(state, sizeof(state), "state-lost", extra, env);
 	/* Saved state: keep at 16 (autosnapshot and a named snapshot), victim
 	 * at 8 (autosnapshot after its first round).  Then victim takes 3
 	 * more tokens, not saved: a daemon that wrote its state after the
@@ -443,9 +450,7 @@ test_close_hang(void)
 	struct timespec t0, t1;
 	int rv;
 
-	snprintf(state, sizeof(state), "%s/state-close", dir);
-	mkdir(state, 0700);
-	start(state, NULL, env);
+	start_fresh(state, sizeof(state), "state-close", NULL, env);
 	rv = infini_open(cl, "kept", false, NULL, NULL);
 	rv = rv ? rv : push("kept", 6, 0, SEG + 3, NULL);
 	infini_close(cl);
