@@ -360,9 +360,7 @@ srv_start(struct infinid *d, char *err, size_t errlen)
 struct closer {
 	nng_socket sock;
 	bool hang;              /* INFINID_FAULT=close-hang: stand in for it */
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool done;
+	bool done;              /* atomic: nng_close returned */
 };
 
 static void *
@@ -373,22 +371,18 @@ closer_main(void *arg)
 	while (k->hang)
 		pause();
 	nng_close(k->sock);
-	pthread_mutex_lock(&k->mu);
-	k->done = true;
-	pthread_cond_signal(&k->cv);
-	pthread_mutex_unlock(&k->mu);
+	__atomic_store_n(&k->done, true, __ATOMIC_RELEASE);
 	return (NULL);
 }
 
 /* close_within closes d's socket, waiting at most ms; returns whether it
- * closed.  Closes it in the calling thread when no thread can be made. */
+ * closed.  Closes it in the calling thread when no thread can be made.
+ * Polls like srv_stop's drain loop: this runs once, at shutdown. */
 static bool
 close_within(struct infinid *d, int ms)
 {
 	struct closer *k = calloc(1, sizeof(*k));
-	struct timespec ts;
 	pthread_t t;
-	bool done;
 
 	if (k == NULL) {
 		nng_close(d->sock);
@@ -396,33 +390,19 @@ close_within(struct infinid *d, int ms)
 	}
 	k->sock = d->sock;
 	k->hang = d->close_hang;
-	pthread_mutex_init(&k->mu, NULL);
-	pthread_cond_init(&k->cv, NULL);
 	if (pthread_create(&t, NULL, closer_main, k) != 0) {
-		nng_close(d->sock);
 		free(k);
+		nng_close(d->sock);
 		return (true);
 	}
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	pthread_mutex_lock(&k->mu);
-	while (!k->done &&
-	    pthread_cond_timedwait(&k->cv, &k->mu, &ts) == 0)
-		;
-	done = k->done;
-	pthread_mutex_unlock(&k->mu);
-	if (!done) {
-		pthread_detach(t);
-		return (false);
+	for (int64_t end = now_ms() + ms;
+	    !__atomic_load_n(&k->done, __ATOMIC_ACQUIRE); nng_msleep(5)) {
+		if (now_ms() >= end) {
+			pthread_detach(t);
+			return (false);
+		}
 	}
 	pthread_join(t, NULL);
-	pthread_mutex_destroy(&k->mu);
-	pthread_cond_destroy(&k->cv);
 	free(k);
 	return (true);
 }
