@@ -58,6 +58,9 @@ int fx_tmpdir(char *buf, size_t n);
 /* fx_rmtree removes dir and everything below it; errors are ignored. */
 void fx_rmtree(const char *dir);
 
+/* fx_now_ms is a monotonic clock in milliseconds, for elapsed times. */
+int64_t fx_now_ms(void);
+
 /*
  * fx_edit_json parses the JSON file at path, calls edit on the root, and
  * writes the result back.  For breaking config.json or the shard index.

@@ -30,7 +30,6 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "fixture.h"
@@ -41,14 +40,6 @@
 static char tmp[512];
 
 /* ---- helpers ------------------------------------------------------- */
-
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-}
 
 /* run runs a shell command, returning its exit status (or -1) and its
  * output (stdout and stderr together) in a malloc'd string. */
@@ -251,9 +242,9 @@ struct watch {
 static bool
 expect(struct watch *w, const char *want, int ms)
 {
-	int64_t end = mono_ms() + ms;
+	int64_t end = fx_now_ms() + ms;
 
-	for (int64_t left; (left = end - mono_ms()) > 0;) {
+	for (int64_t left; (left = end - fx_now_ms()) > 0;) {
 		const char *m = recv_msg(w->fd, (int)left);
 		if (m[0] == '\0')
 			break;
