@@ -165,8 +165,6 @@ struct infinid {
 	enum eng_fault fault;
 	int fault_skip;
 	char fault_id[WIRE_ID_MAX + 1];
-	/* INFINID_FAULT=close-hang: srv_stop's nng_close never returns. */
-	bool close_hang;
 };
 
 int64_t now_ms(void);
@@ -230,6 +228,11 @@ void sched_enqueue(struct infinid *d, struct stream *s, struct item *it);
 void sched_wake(struct infinid *d);
 
 /* server.c */
+/* srv_claim checks, before anything else starts, that every ipc:// path of
+ * the listen setting is free: it removes a socket left by a daemon that
+ * died, and refuses one that still answers ("another infinid is serving
+ * URL (pid N)").  Returns 0 or an INFINI_E* code with err set. */
+int srv_claim(struct infinid *d, char *err, size_t errlen);
 int srv_start(struct infinid *d, char *err, size_t errlen);
 void srv_stop(struct infinid *d);
 /* srv_reply sends a reply for w (body may be NULL); code is a gRPC code. */

@@ -96,8 +96,7 @@ usage(FILE *f)
  * fault_setup reads $INFINID_FAULT, "oom:ID[:SKIP]", "lost:ID[:SKIP]" or
  * "hang:ID[:SKIP]": the (SKIP+1)-th device round that includes stream ID
  * fails as if the device ran out of memory, was lost, or hung for a while
- * (eng_fault_arm).  "close-hang" makes the socket's close at shutdown never
- * return, as libnng's can (server.c, srv_stop).  Only builds with
+ * (eng_fault_arm).  Only builds with
  * INFINI_FAULT_INJECTION read it; tests/t_faults.c uses it.  Returns 0 or
  * -1 (malformed).
  */
@@ -111,12 +110,6 @@ fault_setup(struct infinid *d)
 
 	if (v == NULL || !*v)
 		return (0);
-	if (strcmp(v, "close-hang") == 0) {
-		d->close_hang = true;
-		LOG(LOG_WARNING, "INFINID_FAULT: the socket's close at shutdown "
-		    "will not return");
-		return (0);
-	}
 	if (strncmp(v, "oom:", 4) == 0)
 		d->fault = ENG_FAULT_OOM, id = v + 4;
 	else if (strncmp(v, "lost:", 5) == 0)
@@ -224,7 +217,7 @@ main(int argc, char **argv)
 	}
 	if (fault_setup(&d) != 0) {
 		fprintf(stderr, "infinid: INFINID_FAULT: expected oom:ID[:SKIP], "
-		    "lost:ID[:SKIP], hang:ID[:SKIP] or close-hang\n");
+		    "lost:ID[:SKIP] or hang:ID[:SKIP]\n");
 		return (2);
 	}
 	signal(SIGPIPE, SIG_IGN);
@@ -240,6 +233,14 @@ main(int argc, char **argv)
 	pthread_cond_init(&d.cv, NULL);
 	d.start_ms = now_ms();
 
+	/* Before the model loads: a second daemon started by mistake says so
+	 * at once and touches nothing of the first one's. */
+	if ((rv = srv_claim(&d, err, sizeof(err))) != 0) {
+		LOG(LOG_ERR, "%s", err);
+		notify_status(&n, "failed to start: %s", err);
+		notify_fini(&n);
+		return (1);
+	}
 	LOG(LOG_INFO, "loading model %s", d.cfg.model);
 	notify_status(&n, "loading model %s", d.cfg.model);
 	if ((rv = eng_model_load(d.cfg.model, &d.model, err, sizeof(err))) != 0) {

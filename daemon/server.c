@@ -6,6 +6,7 @@
  * contexts keep serving.  Peer credentials on ipc:// give each request its
  * caller's UID; a pipe that closes cancels the generations it started.
  */
+#include <errno.h>
 #include <grp.h>
 #include <pthread.h>
 #include <pwd.h>
@@ -14,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "infinid.h"
@@ -26,7 +29,6 @@
 #include "log.h"
 
 #define SRV_DRAIN_MS 2000       /* srv_stop: longest wait for replies in flight */
-#define SRV_CLOSE_MS 5000       /* srv_stop: longest wait for nng_close */
 
 static void work_cb(void *arg);
 
@@ -258,6 +260,75 @@ on_pipe_rem(nng_pipe p, nng_pipe_ev ev, void *arg)
 	pthread_mutex_unlock(&d->mu);
 }
 
+/*
+ * ipc_claim makes url's socket path free for this daemon's listener, or
+ * says why it cannot be.  A socket file that still answers belongs to a
+ * running daemon (a second infinid started by mistake must not take its
+ * clients: before this check it unlinked the live socket and served in its
+ * place); one that refuses connections was left by a daemon that died, and
+ * is removed.  Returns 0, or INFINI_EEXIST / INFINI_EIO with err set.
+ */
+static int
+ipc_claim(const char *url, char *err, size_t errlen)
+{
+	const char *path = url + 6;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat sb;
+	int fd, rv = 0;
+
+	if (lstat(path, &sb) != 0)
+		return (0);
+	if (!S_ISSOCK(sb.st_mode)) {
+		snprintf(err, errlen, "listen %s: the path exists and is not a "
+		    "socket", url);
+		return (INFINI_EEXIST);
+	}
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "listen %s: path too long", url);
+		return (INFINI_EINVAL);
+	}
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+		snprintf(err, errlen, "listen %s: socket: %s", url,
+		    strerror(errno));
+		return (INFINI_EIO);
+	}
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		struct ucred cr;
+		socklen_t n = sizeof(cr);
+
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &n) == 0 &&
+		    cr.pid > 0)
+			snprintf(err, errlen, "another infinid is serving %s "
+			    "(pid %ld)", url, (long)cr.pid);
+		else
+			snprintf(err, errlen, "another infinid is serving %s",
+			    url);
+		rv = INFINI_EEXIST;
+	} else if (errno == ECONNREFUSED) {
+		LOG(LOG_NOTICE, "removing the stale socket %s", path);
+		if (unlink(path) != 0 && errno != ENOENT) {
+			snprintf(err, errlen, "listen %s: removing the stale "
+			    "socket: %s", url, strerror(errno));
+			rv = INFINI_EIO;
+		}
+	} else {
+		snprintf(err, errlen, "listen %s: probing the existing socket: "
+		    "%s", url, strerror(errno));
+		rv = INFINI_EIO;
+	}
+	close(fd);
+	return (rv);
+}
+
+/* claim_one is srv_claim's step for one URL. */
+static int
+claim_one(struct infinid *d, const char *url, char *err, size_t errlen)
+{
+	(void)d;
+	return (strncmp(url, "ipc://", 6) == 0 ? ipc_claim(url, err, errlen) : 0);
+}
+
 static int
 listen_one(struct infinid *d, const char *url, char *err, size_t errlen)
 {
@@ -290,10 +361,6 @@ listen_one(struct infinid *d, const char *url, char *err, size_t errlen)
 	if (strncmp(url, "ipc://", 6) == 0) {
 		(void)nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS,
 		    (int)d->cfg.socket_mode);
-		/* A stale socket file from a crashed daemon blocks the bind. */
-		struct stat sb;
-		if (stat(url + 6, &sb) == 0 && S_ISSOCK(sb.st_mode))
-			unlink(url + 6);
 	}
 	if ((rv = nng_listener_start(l, 0)) != 0) {
 		snprintf(err, errlen, "listen %s: %s", url, nng_strerror(rv));
@@ -305,10 +372,36 @@ listen_one(struct infinid *d, const char *url, char *err, size_t errlen)
 	return (0);
 }
 
+/* each_url calls fn for every URL of the listen setting, in order, and
+ * returns the first error. */
+static int
+each_url(struct infinid *d,
+    int (*fn)(struct infinid *, const char *, char *, size_t),
+    char *err, size_t errlen)
+{
+	char urls[sizeof(d->cfg.listen)], *save = NULL, *u;
+	int rv;
+
+	snprintf(urls, sizeof(urls), "%s", d->cfg.listen);
+	for (u = strtok_r(urls, ",", &save); u != NULL;
+	    u = strtok_r(NULL, ",", &save)) {
+		while (*u == ' ')
+			u++;
+		if (*u && (rv = fn(d, u, err, errlen)) != 0)
+			return (rv);
+	}
+	return (0);
+}
+
+int
+srv_claim(struct infinid *d, char *err, size_t errlen)
+{
+	return (each_url(d, claim_one, err, errlen));
+}
+
 int
 srv_start(struct infinid *d, char *err, size_t errlen)
 {
-	char urls[sizeof(d->cfg.listen)], *save = NULL, *u;
 	int rv;
 
 	if ((rv = nng_rep0_open(&d->sock)) != 0) {
@@ -333,78 +426,14 @@ srv_start(struct infinid *d, char *err, size_t errlen)
 			return (INFINI_ENOMEM);
 		}
 	}
-	snprintf(urls, sizeof(urls), "%s", d->cfg.listen);
-	for (u = strtok_r(urls, ",", &save); u != NULL;
-	    u = strtok_r(NULL, ",", &save)) {
-		while (*u == ' ')
-			u++;
-		if (*u && (rv = listen_one(d, u, err, errlen)) != 0)
-			return (rv);
-	}
+	if ((rv = each_url(d, listen_one, err, errlen)) != 0)
+		return (rv);
 	if (pthread_create(&d->sweeper, NULL, sweeper, d) != 0)
 		return (INFINI_ENOMEM);
 	d->have_sweeper = true;
 	for (int i = 0; i < d->nworks; i++)
 		work_cb(d->works[i]);
 	return (0);
-}
-
-/*
- * The socket is closed by a thread of its own so that srv_stop can stop
- * waiting for it.  libnng before 1.8.0 can lose the aio of a message whose
- * pipe closes between two partial writes (a client gone in the middle of a
- * large reply); its one reaper thread then waits on that pipe for ever, and
- * so does nng_close (nng#1813).  The closer is heap-allocated and, when it
- * outlives srv_stop, deliberately left to the process's exit.
- */
-struct closer {
-	nng_socket sock;
-	bool hang;              /* INFINID_FAULT=close-hang: stand in for it */
-	bool done;              /* atomic: nng_close returned */
-};
-
-static void *
-closer_main(void *arg)
-{
-	struct closer *k = arg;
-
-	while (k->hang)
-		pause();
-	nng_close(k->sock);
-	__atomic_store_n(&k->done, true, __ATOMIC_RELEASE);
-	return (NULL);
-}
-
-/* close_within closes d's socket, waiting at most ms; returns whether it
- * closed.  Closes it in the calling thread when no thread can be made.
- * Polls like srv_stop's drain loop: this runs once, at shutdown. */
-static bool
-close_within(struct infinid *d, int ms)
-{
-	struct closer *k = calloc(1, sizeof(*k));
-	pthread_t t;
-
-	if (k == NULL) {
-		nng_close(d->sock);
-		return (true);
-	}
-	k->sock = d->sock;
-	k->hang = d->close_hang;
-	if (pthread_create(&t, NULL, closer_main, k) != 0) {
-		free(k);
-		nng_close(d->sock);
-		return (true);
-	}
-	for (int64_t end = now_ms() + ms;
-	    !__atomic_load_n(&k->done, __ATOMIC_ACQUIRE); nng_msleep(5)) {
-		if (now_ms() >= end) {
-			pthread_detach(t);
-			return (false);
-		}
-	}
-	pthread_join(t, NULL);
-	free(k);
-	return (true);
 }
 
 void
@@ -431,12 +460,8 @@ srv_stop(struct infinid *d)
 			break;
 		nng_msleep(10);
 	}
-	if (!close_within(d, SRV_CLOSE_MS))
-		LOG(LOG_WARNING, "the NNG socket did not close within %d ms "
-		    "(libnng < 1.8 can wait for ever on a connection dropped in "
-		    "the middle of a message); going on without it: the "
-		    "streams were written before it", SRV_CLOSE_MS);
-	/* Stopped either way: no callback of ours runs after this. */
+	nng_close(d->sock);
+	/* No callback of ours runs after this. */
 	for (int i = 0; i < d->nworks; i++) {
 		struct work *w = d->works[i];
 		if (w == NULL)

@@ -22,7 +22,13 @@ dproc_start(struct dproc *p, const char *dir, const char *model,
 
 	snprintf(p->url, sizeof(p->url), "ipc://%s/s.sock", dir);
 	snprintf(p->log, sizeof(p->log), "%s/infinid.log", dir);
+	/* An empty settings file of the test's own: the machine's
+	 * /etc/infinid/infinid.conf (an installed daemon's) must not count. */
+	snprintf(p->conf, sizeof(p->conf), "%s/test.conf", dir);
+	if (access(p->conf, F_OK) != 0 && fx_write_file(p->conf, "", 0) != 0)
+		return (-1);
 	argv[n++] = "infinid";
+	argv[n++] = "--config"; argv[n++] = p->conf;
 	argv[n++] = "--model"; argv[n++] = model;
 	argv[n++] = "--listen"; argv[n++] = p->url;
 	argv[n++] = "--state-dir"; argv[n++] = state_dir;

@@ -16,11 +16,13 @@ struct dproc {
 	pid_t pid;
 	char url[512];          /* ipc://DIR/s.sock */
 	char log[512];          /* DIR/infinid.log, appended to */
+	char conf[512];         /* DIR/test.conf, empty unless a test writes it */
 };
 
 /*
  * dproc_start runs INFINID_PATH on model and state_dir, listening on
- * ipc://dir/s.sock, with the flags in extra and the "NAME=VALUE" settings in
+ * ipc://dir/s.sock, with the settings file dir/test.conf (made empty when
+ * missing), with the flags in extra and the "NAME=VALUE" settings in
  * env (both NULL-ended or NULL; at most 16 each) added to the child's
  * environment.  Output goes to dir/infinid.log.  The child dies with the
  * test.  Waits up to 30 s for an answer.  Returns 0, or -1 (the child, if

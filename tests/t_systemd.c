@@ -306,8 +306,12 @@ spawn_notified(struct watch *w, const char *model, const char *conf,
 		setenv("WATCHDOG_USEC", "1000000", 1);
 		if (fault != NULL)
 			setenv("INFINID_FAULT", fault, 1);
+		/* Its own state directory, never the machine's default
+		 * (/var/lib/infinid may hold an installed daemon's streams). */
+		char state[700];
+		snprintf(state, sizeof(state), "%s.state", conf);
 		execl(INFINID, INFINID, "--config", conf, "--model", model,
-		    "--listen", url, (char *)NULL);
+		    "--listen", url, "--state-dir", state, (char *)NULL);
 		_exit(127);
 	}
 	return (pid);

@@ -8,6 +8,7 @@
 # clang and libclang-rt-14-dev build the libFuzzer targets (tools/test.sh);
 # gnuplot-nox plots bench/soak.sh's CSV; valgrind runs tools/valgrind.sh
 # (the daemon test under memcheck); openssl makes t_daemon's TLS certificate.
+# NNG comes from deps/fetch-nng.sh, not from Debian 12's libnng-dev.
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
 	exec sudo "$0" "$@"
@@ -19,9 +20,11 @@ apt-get install -y -qq --no-install-recommends \
 	libvulkan-dev mesa-vulkan-drivers vulkan-validationlayers \
 	glslang-tools spirv-tools \
 	libcjson-dev libxxhash-dev \
-	libnng-dev libprotobuf-c-dev protobuf-c-compiler \
+	libprotobuf-c-dev protobuf-c-compiler \
 	systemd \
 	python3-torch python3-numpy libopenblas0-pthread \
 	clang libclang-rt-14-dev gnuplot-nox valgrind openssl \
 	>/dev/null
+# NNG >= 1.10 (Debian 12's libnng 1.5.2 is refused by the build).
+"$(dirname "$0")/../deps/fetch-nng.sh"
 echo "setup-debian: build and test dependencies installed"
