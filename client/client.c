@@ -156,10 +156,9 @@ cl_call(infini_client *c, int method, const ProtobufCMessage *req,
 		    "the %u byte message limit", method_name(method), len,
 		    WIRE_MAX_MSG));
 	}
-	/* The daemon drops an oversize request with its connection; the
-	 * caller would see a reset, and libnng 1.5 can leave the pipe of a
-	 * message cut off mid-send unreapable (nng_close then never
-	 * returns).  The message carries a 4-byte request ID besides. */
+	/* The daemon drops an oversize request with its connection: the
+	 * caller would see only a timeout.  The message carries a 4-byte
+	 * request ID besides. */
 	limit = atomic_load(&c->max_msg);
 	if (limit > 0 && len + 4 > limit) {
 		free(buf);
@@ -326,8 +325,8 @@ infini_connect(const char *url, int timeout_ms, infini_client **out)
 		return (cl_err(nng_err(rv), "cannot open socket: %s",
 		    nng_strerror(rv)));
 	}
-	/* Unlimited by default in NNG 1.5: an oversize reply must fail
-	 * rather than exhaust memory. */
+	/* Replies as large as the protocol allows, and no larger: an
+	 * oversize reply must fail rather than exhaust memory. */
 	if ((rv = nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ,
 	    WIRE_MAX_MSG + 4096)) != 0 ||
 	    /* Calls are not idempotent (a resent Push would feed the
