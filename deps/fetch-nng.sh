@@ -21,6 +21,7 @@
 # Usage: deps/fetch-nng.sh [PREFIX]   (root; idempotent; run by
 # tools/setup-debian.sh).  Does nothing where the system's NNG is >= 1.10.
 set -euo pipefail
+trap 'echo "fetch-nng: failed at line $LINENO" >&2' ERR
 prefix=${1:-/usr/local/lib/infinid-deps/nng}
 want_major=1 want_minor=10
 
@@ -46,12 +47,12 @@ if nng_version_ok "$prefix/include/nng/nng.h" && [ -r "$prefix/lib/libnng.a" ] &
 fi
 
 # The suite's mirror is the one the machine already uses for Debian.
-mirror=$(sed -n 's/^URIs:[[:space:]]*//p' /etc/apt/sources.list.d/debian.sources \
-	2>/dev/null | awk '$1 !~ /security/ {print $1; exit}')
+mirror=$(cat /etc/apt/sources.list.d/debian.sources 2>/dev/null |
+	sed -n 's/^URIs:[[:space:]]*//p' | awk '$1 !~ /security/ {print $1; exit}' || true)
 if [ -z "$mirror" ]; then
 	mirror=$(awk '$1 == "deb" && $0 !~ /security/ {
 		for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' \
-		/etc/apt/sources.list 2>/dev/null)
+		/etc/apt/sources.list 2>/dev/null || true)
 fi
 if [ -z "$mirror" ]; then
 	echo "fetch-nng: no Debian mirror found in /etc/apt/sources.list{,.d/debian.sources}" >&2

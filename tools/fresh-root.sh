@@ -40,11 +40,11 @@ command -v debootstrap >/dev/null || {
 }
 
 # The mirror the machine already uses for Debian.
-mirror=$(sed -n 's/^URIs:[[:space:]]*//p' /etc/apt/sources.list.d/debian.sources \
-	2>/dev/null | awk '$1 !~ /security/ {print $1; exit}')
+mirror=$(cat /etc/apt/sources.list.d/debian.sources 2>/dev/null |
+	sed -n 's/^URIs:[[:space:]]*//p' | awk '$1 !~ /security/ {print $1; exit}' || true)
 [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $0 !~ /security/ {
 	for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' \
-	/etc/apt/sources.list 2>/dev/null)
+	/etc/apt/sources.list 2>/dev/null || true)
 [ -n "$mirror" ] || { echo "fresh-root: no Debian mirror configured" >&2; exit 1; }
 
 mounted=()
@@ -60,6 +60,7 @@ trap cleanup EXIT
 bind() { mkdir -p "$root$1" && mount "${@:2}" "$root$1" && mounted+=("$root$1"); }
 
 t0=$(date +%s)
+fresh=0
 if [ "$reuse" = 0 ] || [ ! -x "$root/bin/bash" ]; then
 	rm -rf --one-file-system "$root"
 	echo "fresh-root: debootstrap bookworm into $root"
@@ -67,6 +68,16 @@ if [ "$reuse" = 0 ] || [ ! -x "$root/bin/bash" ]; then
 		tail -n 20 "$root.debootstrap.log" >&2
 		exit 1
 	}
+	fresh=1
+fi
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+bind /proc -t proc proc
+bind /sys -t sysfs sys
+bind /dev --bind /dev
+bind /dev/pts -t devpts devpts
+bind /dev/shm -t tmpfs -o size=4g,mode=1777 shm
+
+if [ "$fresh" = 1 ]; then
 	# Security updates too, as on a real machine.
 	sec=${mirror%/debian}/debian-security
 	printf 'deb %s bookworm main\ndeb %s bookworm-updates main\ndeb %s bookworm-security main\n' \
@@ -77,13 +88,6 @@ if [ "$reuse" = 0 ] || [ ! -x "$root/bin/bash" ]; then
 		apt-get install -y -qq --no-install-recommends git ca-certificates sudo \
 		>/dev/null
 fi
-cp /etc/resolv.conf "$root/etc/resolv.conf"
-bind /proc -t proc proc
-bind /sys -t sysfs sys
-bind /dev --bind /dev
-bind /dev/pts -t devpts devpts
-bind /dev/shm -t tmpfs -o size=4g,mode=1777 shm
-
 rm -rf "$root/work/ci"
 mkdir -p "$root/work"
 git clone -q "$top" "$root/work/ci"
