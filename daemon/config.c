@@ -40,8 +40,10 @@ static const struct crow rows[] = {
 	    "comma-separated NNG listen URLs (ipc://, tcp://, tls+tcp://)"),
 	S(device, "", "Vulkan device index or name substring; empty: best"),
 	S(state_dir, "/var/lib/infinid",
-	    "directory for snapshots; streams spill to its streams/ folder"),
-	S(admin_group, "", "group whose members may use every stream"),
+	    "directory for state: named snapshots in its snapshots/ folder, "
+	    "streams spill to its streams/ folder"),
+	S(admin_group, "", "group whose members may use every stream and "
+	    "named snapshot"),
 	S(tls_cert_key_file, "", "PEM file with the certificate and private key "
 	    "that tls+tcp:// listeners present"),
 	S(log_level, "info", "error, warning, notice, info or debug"),
