@@ -19,7 +19,8 @@
  *    file under a name is refused at once while Health keeps answering, a
  *    temp file left by a killed writer is gone after a start;
  *  - a crafted snapshot (position near 2^63, checksums recomputed; another
- *    vocab_size) is refused with its reason.
+ *    vocab_size) is refused with its reason;
+ *  - the CLI: snapshot --force, snapshots, rm-snapshot.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -495,6 +496,73 @@ test_dir(infini_client *c)
 	    access(path, F_OK) != 0, "and is deleted from there");
 }
 
+/* ---- the CLI ---- */
+
+#define N_CLI 4
+
+/* cli runs the infini CLI with args (as uid when uid >= 0), its stdout
+ * and stderr in dir/cli.out; returns its exit status. */
+static int
+cli(int uid, const char *args)
+{
+	char cmd[2048], out[400];
+	int st;
+	pid_t pid;
+
+	snprintf(out, sizeof(out), "%s/cli.out", dir);
+	fx_write_file(out, "", 0);
+	chmod(out, 0666);
+	snprintf(cmd, sizeof(cmd), "exec %s --socket %s %s >%s 2>&1",
+	    INFINI_CLI_PATH, dp.url, args, out);
+	if ((pid = fork()) == 0) {
+		if (uid >= 0 && (setgroups(0, NULL) != 0 ||
+		    setgid((gid_t)uid) != 0 || setuid((uid_t)uid) != 0))
+			_exit(100);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	waitpid(pid, &st, 0);
+	return (WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+}
+
+/* cli_said: does the last cli output contain needle? */
+static bool
+cli_said(const char *needle)
+{
+	char path[400], *buf = NULL;
+	size_t n;
+	bool found = false;
+
+	snprintf(path, sizeof(path), "%s/cli.out", dir);
+	if (fx_read_file(path, &buf, &n) == 0)
+		found = strstr(buf, needle) != NULL;
+	free(buf);
+	return (found);
+}
+
+static void
+test_cli(void)
+{
+	int a = cli(-1, "snapshot victim --name clisnap");
+	int b = cli(-1, "snapshot victim --name clisnap");
+	bool exists = cli_said("ALREADY_EXISTS") && cli_said("--force");
+	int f = cli(-1, "snapshot victim --name clisnap --force");
+	ok(a == 0 && b == 1 && exists && f == 0, "infini snapshot --name: a "
+	    "second time is refused (exit %d, suggesting --force), with "
+	    "--force it replaces (exit %d)", b, f);
+	ok(cli(-1, "snapshots") == 0 && cli_said("clisnap") &&
+	    cli_said("OWNER") && cli_said("POSITION"), "infini snapshots lists "
+	    "it with owner, size, position and time");
+	if (getuid() == 0)
+		ok(cli(UID_B, "rm-snapshot clisnap") == 1 &&
+		    cli_said("PERMISSION_DENIED"), "infini rm-snapshot of "
+		    "root's snapshot as uid %d: PERMISSION_DENIED", UID_B);
+	else
+		tap_skip(1, "needs root");
+	ok(cli(-1, "rm-snapshot clisnap") == 0 && cli(-1, "snapshots") == 0 &&
+	    !cli_said("clisnap"), "infini rm-snapshot deletes it");
+}
+
 /* ---- crafted snapshots ---- */
 
 #define N_CRAFT 3
@@ -557,7 +625,7 @@ main(int argc, char **argv)
 
 	if (argc == 5 && strcmp(argv[1], "--child") == 0)
 		return (child_main(argv));
-	tap_plan(N_OWNERS + N_NUL + N_DIR + N_CRAFT + 1);
+	tap_plan(N_OWNERS + N_NUL + N_DIR + N_CRAFT + N_CLI + 1);
 	if (fx_tmpdir(dir, sizeof(dir)) != 0)
 		return (1);
 	/* Other users reach the socket in dir (mode 0666) through it. */
@@ -582,6 +650,7 @@ main(int argc, char **argv)
 	test_nul(c);
 	test_dir(c);
 	test_crafted(c);
+	test_cli();
 	infini_close(c);
 	test_owners();
 	dproc_wait(&dp, SIGTERM, 60000);
