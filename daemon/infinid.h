@@ -182,6 +182,9 @@ int64_t now_ms(void);
 
 /* streams.c */
 struct stream *strm_find(struct infinid *d, const char *id);
+/* strm_may_use: may uid use what owner owns (a stream, a generation, a
+ * named snapshot)?  It reads nothing shared, so snapio.c calls it without
+ * d->mu. */
 bool strm_may_use(struct infinid *d, uint32_t uid, uint32_t owner);
 void strm_unlink(struct infinid *d, struct stream *s);
 /* strm_pos: the stream's position, resident or not. */
