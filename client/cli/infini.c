@@ -40,7 +40,7 @@ usage(FILE *f)
 "Commands ('infini COMMAND --help' shows the arguments):\n");
 	/* The first line of each command's help is its summary. */
 	for (const struct command *c = commands; c->name != NULL; c++)
-		fprintf(f, "  %-9s %.*s\n", c->name,
+		fprintf(f, "  %-11s %.*s\n", c->name,
 		    (int)strcspn(c->help, "\n"), c->help);
 	fprintf(f,
 "\n"
@@ -796,8 +796,9 @@ static const struct command commands[] = {
 	  "users cannot restore or replace it), --force replaces an existing\n"
 	  "one of that name, --export writes the bytes to FILE." },
 	{ "snapshots", cmd_snapshots, "",
-	  "List the named snapshots you may use: name, owner, size, the\n"
-	  "stream's position, when it was taken and of which stream." },
+	  "List the named snapshots you may use.\n"
+	  "Shows each one's name, owner, size, the stream's position, when it\n"
+	  "was taken (UTC) and of which stream." },
 	{ "rm-snapshot", cmd_rm_snapshot, "NAME",
 	  "Delete a named snapshot of yours." },
 	{ "restore", cmd_restore, "ID (--name NAME | --import FILE)",
