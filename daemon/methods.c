@@ -6,7 +6,8 @@
  * then either answers at once (Health, ListStreams, Stats, Poll, Cancel),
  * hands an item to the scheduler, which answers when the device work is
  * done, or hands named-snapshot file work to snapio.c.  A string field
- * holding a NUL byte never gets here: unpacking refuses it.  Input that passes here never fails in the engine for being bad.
+ * holding a NUL byte never gets here: unpacking refuses it.  Input that
+ * passes here never fails in the engine for being bad.
  */
 #include <math.h>
 #include <stdio.h>

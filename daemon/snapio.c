@@ -204,8 +204,8 @@ run_write(struct infinid *d, struct sio_job *j, struct sio_out *o)
 		/* Something is there: a snapshot (rv 0) or a file that is
 		 * not one, which belongs to root. */
 		if (!strm_may_use(d, j->uid, owner)) {
-			set_out(o, C(PERMISSION_DENIED), "snapshot '%s' belongs "
-			    "to another user", j->name);
+			set_out(o, C(PERMISSION_DENIED), "snapshot '%s' "
+			    "belongs to another user", j->name);
 			return;
 		}
 		if (!j->overwrite) {
