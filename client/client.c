@@ -578,9 +578,27 @@ infini_stats(infini_client *c, struct infini_stats *out)
 	return (0);
 }
 
+/* check_name: a snapshot name as the daemon accepts it. */
+static int
+check_name(const char *name)
+{
+	if (!wire_valid_name(name))
+		return (cl_err(INFINI_EINVAL, "invalid snapshot name '%.*s': "
+		    "use 1-%d of [A-Za-z0-9._:-], not starting with '.'", 200,
+		    name ? name : "", WIRE_ID_MAX));
+	return (0);
+}
+
 int
 infini_snapshot(infini_client *c, const char *id, const char *name,
     uint8_t **data, size_t *len)
+{
+	return (infini_snapshot_ex(c, id, name, 0, data, len));
+}
+
+int
+infini_snapshot_ex(infini_client *c, const char *id, const char *name,
+    unsigned flags, uint8_t **data, size_t *len)
 {
 	Infini__V1__SnapshotRequest q = INFINI__V1__SNAPSHOT_REQUEST__INIT;
 	Infini__V1__SnapshotReply *r;
@@ -593,9 +611,15 @@ infini_snapshot(infini_client *c, const char *id, const char *name,
 	if (name == NULL && data == NULL)
 		return (cl_err(INFINI_EINVAL, "snapshot: give a name, ask for "
 		    "the data, or both"));
+	if (name != NULL && (err = check_name(name)) != 0)
+		return (err);
+	if ((flags & ~INFINI_SNAP_OVERWRITE) != 0)
+		return (cl_err(INFINI_EINVAL, "snapshot: unknown flags %#x",
+		    flags));
 	q.stream_id = (char *)id;
 	q.name = (char *)(name ? name : "");
 	q.export = data != NULL;
+	q.overwrite = (flags & INFINI_SNAP_OVERWRITE) != 0;
 	if ((err = cl_call(c, INFINI__V1__METHOD__SNAPSHOT, &q.base,
 	    &infini__v1__snapshot_reply__descriptor, cl_timeout(c),
 	    &rep)) != 0)
@@ -629,6 +653,8 @@ infini_restore(infini_client *c, const char *id, const char *name,
 		return (err);
 	q.stream_id = (char *)id;
 	if (name != NULL && data == NULL) {
+		if ((err = check_name(name)) != 0)
+			return (err);
 		q.source_case = INFINI__V1__RESTORE_REQUEST__SOURCE_NAME;
 		q.name = (char *)name;
 	} else if (name == NULL && data != NULL) {
@@ -646,6 +672,61 @@ infini_restore(infini_client *c, const char *id, const char *name,
 	r = (Infini__V1__RestoreReply *)rep.body;
 	if (position != NULL)
 		*position = r->position;
+	cl_reply_fini(&rep);
+	return (0);
+}
+
+int
+infini_list_snapshots(infini_client *c, struct infini_snapshot_info **out,
+    size_t *n)
+{
+	Infini__V1__ListSnapshotsRequest q =
+	    INFINI__V1__LIST_SNAPSHOTS_REQUEST__INIT;
+	Infini__V1__ListSnapshotsReply *r;
+	struct infini_snapshot_info *v;
+	struct cl_reply rep;
+	int err;
+
+	if ((err = cl_call(c, INFINI__V1__METHOD__LIST_SNAPSHOTS, &q.base,
+	    &infini__v1__list_snapshots_reply__descriptor, cl_timeout(c),
+	    &rep)) != 0)
+		return (err);
+	r = (Infini__V1__ListSnapshotsReply *)rep.body;
+	if ((v = calloc(r->n_snapshots ? r->n_snapshots : 1,
+	    sizeof(*v))) == NULL) {
+		cl_reply_fini(&rep);
+		return (cl_err(INFINI_ENOMEM, "out of memory"));
+	}
+	for (size_t i = 0; i < r->n_snapshots; i++) {
+		const Infini__V1__SnapshotInfo *s = r->snapshots[i];
+		copy_str(v[i].name, sizeof(v[i].name), s->name);
+		copy_str(v[i].stream_id, sizeof(v[i].stream_id), s->stream_id);
+		v[i].owner_uid = s->owner_uid;
+		v[i].bytes = s->bytes;
+		v[i].position = s->position;
+		v[i].created_ms = s->created_ms;
+	}
+	*out = v;
+	*n = r->n_snapshots;
+	cl_reply_fini(&rep);
+	return (0);
+}
+
+int
+infini_delete_snapshot(infini_client *c, const char *name)
+{
+	Infini__V1__DeleteSnapshotRequest q =
+	    INFINI__V1__DELETE_SNAPSHOT_REQUEST__INIT;
+	struct cl_reply rep;
+	int err;
+
+	if ((err = check_name(name)) != 0)
+		return (err);
+	q.name = (char *)name;
+	if ((err = cl_call(c, INFINI__V1__METHOD__DELETE_SNAPSHOT, &q.base,
+	    &infini__v1__delete_snapshot_reply__descriptor, cl_timeout(c),
+	    &rep)) != 0)
+		return (err);
 	cl_reply_fini(&rep);
 	return (0);
 }

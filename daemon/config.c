@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "config.h"
 #include "infini_err.h"
@@ -39,8 +40,10 @@ static const struct crow rows[] = {
 	    "comma-separated NNG listen URLs (ipc://, tcp://, tls+tcp://)"),
 	S(device, "", "Vulkan device index or name substring; empty: best"),
 	S(state_dir, "/var/lib/infinid",
-	    "directory for snapshots; streams spill to its streams/ folder"),
-	S(admin_group, "", "group whose members may use every stream"),
+	    "directory for state: named snapshots in its snapshots/ folder, "
+	    "streams spill to its streams/ folder"),
+	S(admin_group, "", "group whose members may use every stream and "
+	    "named snapshot"),
 	S(tls_cert_key_file, "", "PEM file with the certificate and private key "
 	    "that tls+tcp:// listeners present"),
 	S(log_level, "info", "error, warning, notice, info or debug"),
@@ -146,12 +149,32 @@ trim(char *s)
 	return (s);
 }
 
+/* at_eof: is f at its end?  (A last line without a newline that exactly
+ * fills the buffer is whole.) */
+static bool
+at_eof(FILE *f)
+{
+	int ch = getc(f);
+	if (ch == EOF)
+		return (true);
+	ungetc(ch, f);
+	return (false);
+}
+
+/*
+ * cfg_load reads path line by line.  A line that does not fit the buffer is
+ * refused rather than read in pieces: its tail would otherwise be parsed as
+ * a line of its own (a long comment ending in "key = value" would set key).
+ * A path that is not a regular file (a directory reads as empty on Linux)
+ * is refused too, as is a read error part way.
+ */
 int
 cfg_load(struct cfg *c, const char *path, bool optional, char *err,
     size_t errlen)
 {
 	FILE *f = fopen(path, "r");
 	char line[4096], msg[256];
+	struct stat sb;
 	int lineno = 0, rv = 0;
 
 	if (f == NULL) {
@@ -160,9 +183,22 @@ cfg_load(struct cfg *c, const char *path, bool optional, char *err,
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return (INFINI_EIO);
 	}
+	if (fstat(fileno(f), &sb) != 0 || S_ISDIR(sb.st_mode)) {
+		snprintf(err, errlen, "%s: %s", path, S_ISDIR(sb.st_mode) ?
+		    "is a directory, not a settings file" : strerror(errno));
+		fclose(f);
+		return (INFINI_EINVAL);
+	}
 	while (fgets(line, sizeof(line), f) != NULL) {
-		char *s = trim(line), *eq;
+		char *s, *eq;
 		lineno++;
+		if (strchr(line, '\n') == NULL && !at_eof(f)) {
+			snprintf(err, errlen, "%s:%d: line longer than %zu "
+			    "bytes", path, lineno, sizeof(line) - 1);
+			rv = INFINI_EINVAL;
+			break;
+		}
+		s = trim(line);
 		if (*s == '\0' || *s == '#')
 			continue;
 		if ((eq = strchr(s, '=')) == NULL) {
@@ -177,6 +213,11 @@ cfg_load(struct cfg *c, const char *path, bool optional, char *err,
 			snprintf(err, errlen, "%s:%d: %s", path, lineno, msg);
 			break;
 		}
+	}
+	if (rv == 0 && ferror(f)) {
+		snprintf(err, errlen, "%s: read error after line %d", path,
+		    lineno);
+		rv = INFINI_EIO;
 	}
 	fclose(f);
 	return (rv);

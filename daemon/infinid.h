@@ -50,8 +50,10 @@ struct item {
 	size_t result_len;
 	double *mean;              /* push: running mean for ENG_OUT_MEAN */
 	struct gen *gen;           /* generate */
-	char name[WIRE_ID_MAX + 1]; /* snapshot / restore: file under state_dir */
+	char name[WIRE_ID_MAX + 1]; /* snapshot / restore: a named snapshot */
 	bool export_bytes;         /* snapshot: return the bytes */
+	bool overwrite;            /* snapshot: replace an existing name */
+	struct eng_stream_state *state; /* restore: decoded state (owned) */
 	uint8_t *data;             /* restore: snapshot bytes (owned) */
 	size_t data_len;
 	uint64_t seq;              /* arrival order; a sliced push re-queues */
@@ -141,6 +143,13 @@ struct infinid {
 	int nresident;              /* streams holding an engine slot */
 	int max_resident;           /* min(max_resident_streams, max_streams) */
 	char spill_dir[1100];       /* state_dir/streams */
+	char snap_dir[1100];        /* state_dir/snapshots: named snapshots */
+	size_t snap_max;            /* snap_max_size of the model */
+	/* snapio.c: named-snapshot file work, served by its own thread. */
+	struct sio_job *sio_head, *sio_tail;
+	pthread_cond_t sio_cv;
+	pthread_t sio;
+	bool have_sio, sio_stopping;
 	struct item *ctl_head, *ctl_tail;  /* opens, in arrival order */
 	struct gen *gens;
 	uint64_t next_gen, next_auto_id;
@@ -171,6 +180,9 @@ int64_t now_ms(void);
 
 /* streams.c */
 struct stream *strm_find(struct infinid *d, const char *id);
+/* strm_may_use: may uid use what owner owns (a stream, a generation, a
+ * named snapshot)?  It reads nothing shared, so snapio.c calls it without
+ * d->mu. */
 bool strm_may_use(struct infinid *d, uint32_t uid, uint32_t owner);
 void strm_unlink(struct infinid *d, struct stream *s);
 /* strm_pos: the stream's position, resident or not. */
@@ -216,6 +228,35 @@ void spill_dirty(struct stream *s);
 void spill_autosave(struct infinid *d);
 /* spill_drain saves every stream with unsaved work (shutdown). */
 void spill_drain(struct infinid *d);
+
+/*
+ * snapio.c: named snapshots (state_dir/snapshots).  Their file I/O runs on
+ * a thread of its own with d->mu released, so a slow disk, a huge file or
+ * a FIFO under a snapshot's name never holds up the scheduler or Health.
+ * The sio_* calls queue a job and return; the thread answers w.  Ownership:
+ * a named snapshot carries its writer's UID (an OWNER section); a file
+ * without one belongs to root.  All take d->mu held.
+ */
+struct sio_job;
+/* sio_start makes the snapshot directory, removes temp files a killed
+ * writer left there and starts the thread.  0 or INFINI_ENOMEM. */
+int sio_start(struct infinid *d);
+/* sio_stop answers queued jobs UNAVAILABLE and joins the thread. */
+void sio_stop(struct infinid *d);
+/* sio_write writes buf (taken; an encoded snapshot of the caller's
+ * stream) as name, honouring ownership and overwrite, and answers
+ * Snapshot (with the bytes too when export_bytes). */
+void sio_write(struct infinid *d, struct work *w, uint32_t uid,
+    const char *name, bool overwrite, bool export_bytes, uint8_t *buf,
+    size_t len);
+/* sio_restore reads and checks snapshot name for uid, then queues the
+ * Restore of stream id on the scheduler (which answers). */
+void sio_restore(struct infinid *d, struct work *w, uint32_t uid,
+    const char *id, const char *name);
+/* sio_list answers ListSnapshots; sio_delete DeleteSnapshot. */
+void sio_list(struct infinid *d, struct work *w, uint32_t uid);
+void sio_delete(struct infinid *d, struct work *w, uint32_t uid,
+    const char *name);
 
 /* sched.c */
 int sched_start(struct infinid *d);

@@ -3,9 +3,11 @@
  *
  * Each handler runs on an NNG callback with d->mu held, checks its request
  * fully (IDs, ownership, shapes, token ranges, finite vectors, limits) and
- * then either answers at once (Health, ListStreams, Stats, Poll, Cancel) or
+ * then either answers at once (Health, ListStreams, Stats, Poll, Cancel),
  * hands an item to the scheduler, which answers when the device work is
- * done.  Input that passes here never fails in the engine for being bad.
+ * done, or hands named-snapshot file work to snapio.c.  A string field
+ * holding a NUL byte never gets here: unpacking refuses it.  Input that
+ * passes here never fails in the engine for being bad.
  */
 #include <math.h>
 #include <stdio.h>
@@ -45,6 +47,18 @@ stream_for(struct call *c, const char *id)
 		return (NULL);
 	}
 	return (s);
+}
+
+/* name_ok checks a snapshot name; replies on error. */
+static bool
+name_ok(struct call *c, const char *name)
+{
+	if (snap_name_ok(name))
+		return (true);
+	srv_replyf(c->w, C(INVALID_ARGUMENT), "invalid snapshot name "
+	    "'%.140s': 1-128 of [A-Za-z0-9._:-], not starting with '.'",
+	    name ? name : "");
+	return (false);
 }
 
 static bool
@@ -525,16 +539,13 @@ m_snapshot(struct call *c, const ProtobufCMessage *in)
 		    "for the bytes (export), or both");
 		return;
 	}
-	if (q->name[0] && !snap_name_ok(q->name)) {
-		srv_replyf(c->w, C(INVALID_ARGUMENT), "invalid snapshot name "
-		    "'%.140s': 1-128 of [A-Za-z0-9._:-], not starting with '.'",
-		    q->name);
+	if (q->name[0] && !name_ok(c, q->name))
 		return;
-	}
 	if ((it = new_item(c, IT_SNAPSHOT)) == NULL)
 		return;
 	snprintf(it->name, sizeof(it->name), "%s", q->name);
 	it->export_bytes = q->export;
+	it->overwrite = q->overwrite;
 	sched_enqueue(c->d, s, it);
 }
 
@@ -549,10 +560,11 @@ m_restore(struct call *c, const ProtobufCMessage *in)
 		    q->stream_id);
 		return;
 	}
-	if (q->source_case == INFINI__V1__RESTORE_REQUEST__SOURCE_NAME &&
-	    !snap_name_ok(q->name)) {
-		srv_replyf(c->w, C(INVALID_ARGUMENT), "invalid snapshot name "
-		    "'%.140s'", q->name);
+	if (q->source_case == INFINI__V1__RESTORE_REQUEST__SOURCE_NAME) {
+		/* The file work is the snapshot thread's; it hands the
+		 * decoded state to the scheduler. */
+		if (name_ok(c, q->name))
+			sio_restore(c->d, c->w, c->uid, q->stream_id, q->name);
 		return;
 	}
 	if (q->source_case == INFINI__V1__RESTORE_REQUEST__SOURCE__NOT_SET ||
@@ -565,18 +577,30 @@ m_restore(struct call *c, const ProtobufCMessage *in)
 	if ((it = new_item(c, IT_RESTORE)) == NULL)
 		return;
 	snprintf(it->id, sizeof(it->id), "%s", q->stream_id);
-	if (q->source_case == INFINI__V1__RESTORE_REQUEST__SOURCE_NAME) {
-		snprintf(it->name, sizeof(it->name), "%s", q->name);
-	} else {
-		if ((it->data = malloc(q->data.len)) == NULL) {
-			item_free(it);
-			srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "out of memory");
-			return;
-		}
-		memcpy(it->data, q->data.data, q->data.len);
-		it->data_len = q->data.len;
+	if ((it->data = malloc(q->data.len)) == NULL) {
+		item_free(it);
+		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "out of memory");
+		return;
 	}
+	memcpy(it->data, q->data.data, q->data.len);
+	it->data_len = q->data.len;
 	sched_enqueue(c->d, NULL, it);
+}
+
+static void
+m_list_snapshots(struct call *c, const ProtobufCMessage *in)
+{
+	(void)in;
+	sio_list(c->d, c->w, c->uid);
+}
+
+static void
+m_delete_snapshot(struct call *c, const ProtobufCMessage *in)
+{
+	const Infini__V1__DeleteSnapshotRequest *q = (const void *)in;
+
+	if (name_ok(c, q->name))
+		sio_delete(c->d, c->w, c->uid, q->name);
 }
 
 typedef void (*handler)(struct call *, const ProtobufCMessage *);
@@ -595,6 +619,8 @@ static const handler handlers[] = {
 	[INFINI__V1__METHOD__STATS] = m_stats,
 	[INFINI__V1__METHOD__SNAPSHOT] = m_snapshot,
 	[INFINI__V1__METHOD__RESTORE] = m_restore,
+	[INFINI__V1__METHOD__LIST_SNAPSHOTS] = m_list_snapshots,
+	[INFINI__V1__METHOD__DELETE_SNAPSHOT] = m_delete_snapshot,
 };
 
 void
@@ -615,8 +641,14 @@ methods_dispatch(struct infinid *d, struct work *w, uint32_t uid,
 	wire_alloc_init(&a, 4 * req->body.len + (1u << 16));
 	body = wire_unpack(md->input, &a, req->body.len, req->body.data);
 	if (body == NULL) {
-		srv_replyf(w, C(INVALID_ARGUMENT), "malformed %s body",
-		    md->input->name);
+		const char *f = wire_nul_field(md->input, req->body.len,
+		    req->body.data);
+		if (f != NULL)
+			srv_replyf(w, C(INVALID_ARGUMENT), "%s: field %s holds "
+			    "a NUL byte", md->input->name, f);
+		else
+			srv_replyf(w, C(INVALID_ARGUMENT), "malformed %s body",
+			    md->input->name);
 		return;
 	}
 	handlers[req->method](&c, body);

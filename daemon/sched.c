@@ -200,7 +200,6 @@ do_snapshot(struct infinid *d, struct stream *s, struct item *it)
 	struct snap_meta meta;
 	uint8_t *buf = NULL;
 	size_t len = 0;
-	char err[512] = "";
 	int rv;
 
 	if ((rv = eng_stream_export(d->eng, s->slot, &st)) != 0) {
@@ -209,6 +208,11 @@ do_snapshot(struct infinid *d, struct stream *s, struct item *it)
 		return;
 	}
 	rv = snap_meta_init(&meta, d->model, s->id);
+	if (rv == 0 && it->name[0]) {
+		/* A named snapshot belongs to whoever wrote it. */
+		meta.has_owner = true;
+		meta.owner = it->uid;
+	}
 	if (rv == 0)
 		rv = snap_encode(&meta, &st, &buf, &len);
 	eng_stream_state_fini(&st);
@@ -223,15 +227,15 @@ do_snapshot(struct infinid *d, struct stream *s, struct item *it)
 		free(buf);
 		return;
 	}
-	if (it->name[0] && (rv = snap_write_file(d->cfg.state_dir, it->name,
-	    buf, len, err, sizeof(err))) != 0) {
-		LOG(LOG_ERR, "snapshot of %s: %s", s->id, err);
-		srv_replyf(it->w, infini_err_status(rv), "%s", err);
-		free(buf);
+	if (it->name[0]) {
+		/* The file work (and the reply) is the snapshot thread's. */
+		LOG(LOG_INFO, "stream %s: snapshot of %zu bytes for %s", s->id,
+		    len, it->name);
+		sio_write(d, it->w, it->uid, it->name, it->overwrite,
+		    it->export_bytes, buf, len);
 		return;
 	}
-	LOG(LOG_INFO, "stream %s: snapshot of %zu bytes%s%s", s->id, len,
-	    it->name[0] ? " written to " : "", it->name);
+	LOG(LOG_INFO, "stream %s: snapshot of %zu bytes", s->id, len);
 	r.name = it->name;
 	r.bytes = len;
 	if (it->export_bytes) {
@@ -291,8 +295,6 @@ do_restore(struct infinid *d, struct item *it)
 	struct eng_stream_state st;
 	struct snap_meta meta;
 	struct stream *s;
-	uint8_t *buf = it->data;
-	size_t len = it->data_len;
 	char err[512] = "";
 	int rv;
 
@@ -301,20 +303,21 @@ do_restore(struct infinid *d, struct item *it)
 		    "exists", it->id);
 		return;
 	}
-	if (it->name[0] && (rv = snap_read_file(d->cfg.state_dir, it->name,
-	    &buf, &len, err, sizeof(err))) != 0) {
-		srv_replyf(it->w, infini_err_status(rv), "%s", err);
-		return;
+	if (it->state != NULL) {
+		/* A named snapshot, read and checked by snapio.c. */
+		st = *it->state;
+		free(it->state);
+		it->state = NULL;
+	} else {
+		rv = snap_decode_model(it->data, it->data_len, d->model, &meta,
+		    &st, err, sizeof(err));
+		if (rv != 0) {
+			srv_replyf(it->w, snap_code(rv), "snapshot refused: %s",
+			    err);
+			return;
+		}
+		snap_meta_fini(&meta);
 	}
-	rv = snap_decode(buf, len, d->model->fingerprint, &meta, &st, err,
-	    sizeof(err));
-	if (buf != it->data)
-		free(buf);
-	if (rv != 0) {
-		srv_replyf(it->w, snap_code(rv), "snapshot refused: %s", err);
-		return;
-	}
-	snap_meta_fini(&meta);
 	if ((rv = new_stream(d, it->id, it->uid, &s)) != 0) {
 		eng_stream_state_fini(&st);
 		srv_replyf(it->w, infini_err_status(rv), "cannot restore '%s': %s",

@@ -15,9 +15,11 @@
  * are resolved relative to an O_DIRECTORY descriptor, and names are checked
  * so that a snapshot cannot land outside its directory.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -297,6 +299,16 @@ struct sec_ref {
 	bool seen;
 };
 
+/* all_finite: no NaN or infinity among f[0..n). */
+static bool
+all_finite(const float *f, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!isfinite(f[i]))
+			return (false);
+	return (true);
+}
+
 /* mul_ok: *r = a * b, false on overflow. */
 static bool
 mul_ok(size_t a, size_t b, size_t *r)
@@ -381,7 +393,11 @@ snap_decode(const uint8_t *buf, size_t len, uint64_t expected_fp,
 	idlen = get32(buf + 96);
 	if ((flags & ~FLAG_KMEM) != 0)
 		FAIL(INFINI_ECORRUPT, "unknown header flags %08x", flags);
-	if (pos > INT64_MAX || segs != pos / m.segment_size)
+	if (pos > (uint64_t)ENG_POS_MAX)
+		FAIL(INFINI_ECORRUPT, "position %llu is past the largest a "
+		    "stream can reach (%lld)", (unsigned long long)pos,
+		    (long long)ENG_POS_MAX);
+	if (segs != pos / m.segment_size)
 		FAIL(INFINI_ECORRUPT, "position %llu and %llu segments disagree",
 		    (unsigned long long)pos, (unsigned long long)segs);
 	if (m.n_logits != 0 && m.n_logits != dims[5])
@@ -419,6 +435,13 @@ snap_decode(const uint8_t *buf, size_t len, uint64_t expected_fp,
 			if (buf[t] != 0)
 				FAIL(INFINI_ECORRUPT, "nonzero section padding");
 		if (type >= SEC_MEMORY && type <= SEC_HIDDEN) {
+			/* Known sections carry only the flags this code
+			 * writes: none, or SEC_OPTIONAL on the optional
+			 * ones. */
+			uint32_t known = type >= SEC_OWNER ? SEC_OPTIONAL : 0;
+			if ((sflags & ~known) != 0)
+				FAIL(INFINI_ECORRUPT, "section %u (type %u) has "
+				    "unknown flags %08x", i, type, sflags);
 			if ((int)type <= last)
 				FAIL(INFINI_ECORRUPT, "section type %u out of "
 				    "order", type);
@@ -495,6 +518,17 @@ snap_decode(const uint8_t *buf, size_t len, uint64_t expected_fp,
 				q = get_f32s(q, st.km + i * nr, nr);
 		}
 	}
+	if (!all_finite(st.M, (size_t)lh * m.head_dim * m.head_dim) ||
+	    !all_finite(st.z, (size_t)lh * m.head_dim))
+		FAIL(INFINI_ECORRUPT, "the memory (M or z) holds NaN or "
+		    "infinity");
+	{
+		size_t nc = (size_t)lh * st.rows * m.head_dim;
+		if (!all_finite(st.kc, nc) || !all_finite(st.vc, nc) ||
+		    (st.has_kmem && !all_finite(st.km, nc)))
+			FAIL(INFINI_ECORRUPT, "the segment's K/V rows hold NaN "
+			    "or infinity");
+	}
 	if (sec[SEC_HIDDEN].seen) {
 		if ((st.last = malloc(sec[SEC_HIDDEN].len)) == NULL) {
 			snprintf(err, errlen, "cannot allocate the hidden state");
@@ -503,6 +537,9 @@ snap_decode(const uint8_t *buf, size_t len, uint64_t expected_fp,
 		}
 		st.n_last = m.hidden_size;
 		get_f32s(sec[SEC_HIDDEN].data, st.last, (size_t)st.n_last);
+		if (!all_finite(st.last, (size_t)st.n_last))
+			FAIL(INFINI_ECORRUPT, "the last hidden state holds NaN "
+			    "or infinity");
 	}
 	if (m.n_logits) {
 		if ((m.last_logits = malloc((size_t)m.n_logits * 4)) == NULL) {
@@ -511,6 +548,9 @@ snap_decode(const uint8_t *buf, size_t len, uint64_t expected_fp,
 			goto fail;
 		}
 		get_f32s(sec[SEC_LOGITS].data, m.last_logits, m.n_logits);
+		if (!all_finite(m.last_logits, m.n_logits))
+			FAIL(INFINI_ECORRUPT, "the last logits hold NaN or "
+			    "infinity");
 	}
 	*meta = m;
 	*out = st;
@@ -519,6 +559,78 @@ fail:
 	snap_meta_fini(&m);
 	eng_stream_state_fini(&st);
 	return (rv);
+}
+
+int
+snap_check_model(const struct snap_meta *m,
+    const struct eng_stream_state *st, const struct eng_model *md, char *err,
+    size_t errlen)
+{
+	const struct eng_config *c = &md->cfg;
+	static const char *const what[] = { "n_layers", "n_kv_heads",
+	    "head_dim", "segment_size", "hidden_size", "vocab_size" };
+	const int got[] = { m->n_layers, m->n_kv_heads, m->head_dim,
+	    m->segment_size, m->hidden_size, m->vocab_size };
+	const int want[] = { c->n_layers, c->n_kv_heads, c->head_dim,
+	    c->segment_size, c->hidden_size, c->vocab_size };
+
+	if (m->fingerprint != md->fingerprint) {
+		snprintf(err, errlen, "snapshot is of another model (fingerprint "
+		    "%016llx, serving %016llx)",
+		    (unsigned long long)m->fingerprint,
+		    (unsigned long long)md->fingerprint);
+		return (INFINI_ESTATE);
+	}
+	for (int i = 0; i < 6; i++)
+		if (got[i] != want[i]) {
+			snprintf(err, errlen, "snapshot's %s is %d, the model's "
+			    "%d", what[i], got[i], want[i]);
+			return (INFINI_ESTATE);
+		}
+	if (st->has_kmem != (c->rope && !c->memory_rope)) {
+		snprintf(err, errlen, "snapshot %s unrotated keys, the model "
+		    "needs %s", st->has_kmem ? "holds" : "lacks",
+		    st->has_kmem ? "none" : "them");
+		return (INFINI_ESTATE);
+	}
+	return (0);
+}
+
+int
+snap_decode_model(const uint8_t *buf, size_t len, const struct eng_model *md,
+    struct snap_meta *meta, struct eng_stream_state *st, char *err,
+    size_t errlen)
+{
+	struct snap_meta m;
+	struct eng_stream_state s;
+	int rv;
+
+	if ((rv = snap_decode(buf, len, md->fingerprint, &m, &s, err,
+	    errlen)) != 0)
+		return (rv);
+	if ((rv = snap_check_model(&m, &s, md, err, errlen)) != 0) {
+		snap_meta_fini(&m);
+		eng_stream_state_fini(&s);
+		return (rv);
+	}
+	*meta = m;
+	*st = s;
+	return (0);
+}
+
+size_t
+snap_max_size(const struct eng_model *md)
+{
+	const struct eng_config *c = &md->cfg;
+	size_t lh = (size_t)c->n_layers * c->n_kv_heads;
+	size_t hd = (size_t)c->head_dim, N = (size_t)c->segment_size;
+
+	/* Every section at its largest: a segment one row short of full,
+	 * with unrotated keys, logits, the owner and the hidden state. */
+	return (HDR_SIZE + SEC_HDR + pad8(lh * hd * (hd + 1) * 4) +
+	    SEC_HDR + pad8(lh * (N - 1) * hd * 12) +
+	    SEC_HDR + pad8((size_t)c->vocab_size * 4) + SEC_HDR + OWNER_LEN +
+	    SEC_HDR + pad8((size_t)c->hidden_size * 4) + TRAILER);
 }
 
 /* ---- files ---- */
@@ -629,14 +741,16 @@ map_errno(int e)
 	}
 }
 
-/* io_fail records "step path: strerror" and returns the mapped code. */
+/* io_fail records "snapshot 'NAME': step: strerror" and returns the mapped
+ * code.  The message never names the directory: it goes back to clients,
+ * who have no business knowing the server's paths (callers that log add
+ * the directory themselves). */
 static int
-io_fail(char *err, size_t errlen, const char *step, const char *dir,
-    const char *name, int e)
+io_fail(char *err, size_t errlen, const char *step, const char *name, int e)
 {
 	if (err != NULL)
-		snprintf(err, errlen, "snapshot: %s %s/%s: %s", step, dir,
-		    name ? name : "", strerror(e));
+		snprintf(err, errlen, "snapshot '%s': %s: %s", name ? name : "",
+		    step, strerror(e));
 	return (map_errno(e));
 }
 
@@ -644,8 +758,13 @@ static int
 open_dir(const char *dir, char *err, size_t errlen, int *dfd)
 {
 	if ((*dfd = f_openat(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC,
-	    0)) < 0)
-		return (io_fail(err, errlen, "open directory", dir, NULL, errno));
+	    0)) < 0) {
+		int e = errno;
+		if (err != NULL)
+			snprintf(err, errlen, "snapshot: cannot open the "
+			    "snapshot directory: %s", strerror(e));
+		return (map_errno(e));
+	}
 	return (0);
 }
 
@@ -674,7 +793,8 @@ snap_write_file(const char *dir, const char *name, const uint8_t *buf,
 		fd = f_openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
 		    0600);
 		if (fd < 0 && (errno != EEXIST || tries >= 100)) {
-			rv = io_fail(err, errlen, "create", dir, tmp, errno);
+			rv = io_fail(err, errlen, "create a temporary file",
+			    name, errno);
 			goto fail;
 		}
 	}
@@ -685,32 +805,32 @@ snap_write_file(const char *dir, const char *name, const uint8_t *buf,
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
-			rv = io_fail(err, errlen, "write", dir, tmp,
+			rv = io_fail(err, errlen, "write", name,
 			    w < 0 ? errno : EIO);
 			goto fail;
 		}
 		off += (size_t)w;
 	}
 	if (f_fsync(fd) != 0) {
-		rv = io_fail(err, errlen, "fsync", dir, tmp, errno);
+		rv = io_fail(err, errlen, "fsync", name, errno);
 		goto fail;
 	}
 	e = f_close(fd) != 0 ? errno : 0;
 	fd = -1;
 	if (e != 0) {
-		rv = io_fail(err, errlen, "close", dir, tmp, e);
+		rv = io_fail(err, errlen, "close", name, e);
 		goto fail;
 	}
 	if (f_renameat(dfd, tmp, name) != 0) {
-		rv = io_fail(err, errlen, "rename to", dir, name, errno);
+		rv = io_fail(err, errlen, "rename into place", name, errno);
 		goto fail;
 	}
 	made = false;
 	/* The new name is in place; make it survive a crash.  EINVAL: the
 	 * file system cannot sync directories at all. */
 	if (f_fsync(dfd) != 0 && errno != EINVAL) {
-		rv = io_fail(err, errlen, "fsync directory (snapshot renamed, "
-		    "durability unknown)", dir, "", errno);
+		rv = io_fail(err, errlen, "fsync the directory (snapshot "
+		    "renamed, durability unknown)", name, errno);
 		goto fail;
 	}
 	close(dfd);
@@ -724,9 +844,70 @@ fail:
 	return (rv);
 }
 
+/*
+ * open_regular opens dfd/name for reading without following a symlink and
+ * without blocking (a FIFO or a device opens at once and is then refused),
+ * and checks it is a regular file of at most max bytes.  0 with *fd and *sb
+ * set, or an error with err set (no path in it).
+ */
+static int
+open_regular(int dfd, const char *name, size_t max, int *fd, struct stat *sb,
+    char *err, size_t errlen)
+{
+	int e;
+
+	if ((*fd = f_openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+	    O_NOCTTY | O_CLOEXEC, 0)) < 0) {
+		e = errno;
+		if (e == ELOOP) {
+			if (err != NULL)
+				snprintf(err, errlen, "snapshot '%s' is a "
+				    "symbolic link", name);
+			return (INFINI_EINVAL);
+		}
+		if (e == ENOENT) {
+			if (err != NULL)
+				snprintf(err, errlen, "no snapshot '%s'", name);
+			return (INFINI_ENOENT);
+		}
+		return (io_fail(err, errlen, "open", name, e));
+	}
+	if (fstat(*fd, sb) != 0) {
+		e = errno;
+		close(*fd);
+		*fd = -1;
+		return (io_fail(err, errlen, "stat", name, e));
+	}
+	if (!S_ISREG(sb->st_mode)) {
+		if (err != NULL)
+			snprintf(err, errlen, "snapshot '%s' is not a regular "
+			    "file", name);
+		close(*fd);
+		*fd = -1;
+		return (INFINI_EINVAL);
+	}
+	if ((uint64_t)sb->st_size > (uint64_t)max) {
+		if (err != NULL)
+			snprintf(err, errlen, "snapshot '%s' is %lld bytes, more "
+			    "than any snapshot of this model (%zu)", name,
+			    (long long)sb->st_size, max);
+		close(*fd);
+		*fd = -1;
+		return (INFINI_ECORRUPT);
+	}
+	return (0);
+}
+
 int
 snap_read_file(const char *dir, const char *name, uint8_t **buf,
     size_t *len, char *err, size_t errlen)
+{
+	return (snap_read_file_max(dir, name, SIZE_MAX, buf, len, err, errlen));
+}
+
+int
+snap_read_file_max(const char *dir, const char *name, size_t max,
+    uint8_t **buf, size_t *len, char *err, size_t errlen)
 {
 	struct stat sb;
 	uint8_t *b = NULL;
@@ -740,29 +921,8 @@ snap_read_file(const char *dir, const char *name, uint8_t **buf,
 	}
 	if ((rv = open_dir(dir, err, errlen, &dfd)) != 0)
 		return (rv);
-	if ((fd = f_openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC,
-	    0)) < 0) {
-		int e = errno;
-		rv = io_fail(err, errlen, "open", dir, name, e);
-		if (e == ELOOP) {
-			rv = INFINI_EINVAL;
-			if (err != NULL)
-				snprintf(err, errlen, "snapshot: %s/%s is a "
-				    "symlink", dir, name);
-		}
+	if ((rv = open_regular(dfd, name, max, &fd, &sb, err, errlen)) != 0)
 		goto fail;
-	}
-	if (fstat(fd, &sb) != 0) {
-		rv = io_fail(err, errlen, "stat", dir, name, errno);
-		goto fail;
-	}
-	if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > SIZE_MAX) {
-		if (err != NULL)
-			snprintf(err, errlen, "snapshot: %s/%s is not a regular "
-			    "file", dir, name);
-		rv = INFINI_EINVAL;
-		goto fail;
-	}
 	if ((b = malloc(sb.st_size > 0 ? (size_t)sb.st_size : 1)) == NULL) {
 		rv = INFINI_ENOMEM;
 		goto fail;
@@ -772,7 +932,7 @@ snap_read_file(const char *dir, const char *name, uint8_t **buf,
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			rv = io_fail(err, errlen, "read", dir, name, errno);
+			rv = io_fail(err, errlen, "read", name, errno);
 			goto fail;
 		}
 		if (r == 0)
@@ -790,4 +950,155 @@ fail:
 		close(fd);
 	close(dfd);
 	return (rv);
+}
+
+/* pread_all reads n bytes at off; false on error or a short file. */
+static bool
+pread_all(int fd, void *b, size_t n, uint64_t off)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = pread(fd, (uint8_t *)b + got, n - got,
+		    (off_t)(off + got));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return (false);
+		got += (size_t)r;
+	}
+	return (true);
+}
+
+int
+snap_stat_file(const char *dir, const char *name, size_t max,
+    struct snap_info *out, char *err, size_t errlen)
+{
+	struct snap_info in;
+	struct stat sb;
+	uint8_t h[HDR_SIZE], sh[SEC_HDR + OWNER_LEN];
+	uint64_t off, end;
+	uint32_t version, nsec, idlen;
+	int dfd = -1, fd = -1, rv;
+
+	memset(&in, 0, sizeof(in));
+	if (!snap_name_ok(name)) {
+		if (err != NULL)
+			snprintf(err, errlen, "snapshot: bad name");
+		return (INFINI_EINVAL);
+	}
+	if ((rv = open_dir(dir, err, errlen, &dfd)) != 0)
+		return (rv);
+	if ((rv = open_regular(dfd, name, max, &fd, &sb, err, errlen)) != 0)
+		goto out;
+	rv = INFINI_ECORRUPT;
+	in.bytes = (uint64_t)sb.st_size;
+	if (in.bytes < HDR_SIZE + TRAILER || !pread_all(fd, h, HDR_SIZE, 0) ||
+	    memcmp(h, SNAP_MAGIC, 8) != 0 ||
+	    (version = get32(h + 8)) > SNAP_VERSION ||
+	    version < SNAP_VERSION_MIN || get32(h + 12) != ENDIAN_MARK ||
+	    get64(h + HDR_SUM_OFF) != XXH3_64bits(h, HDR_SUM_OFF) ||
+	    (idlen = get32(h + 96)) > SNAP_ID_MAX) {
+		if (err != NULL)
+			snprintf(err, errlen, "snapshot '%s' has no valid "
+			    "header", name);
+		goto out;
+	}
+	in.position = get64(h + 56);
+	in.created_ms = get64(h + 80);
+	memcpy(in.stream_id, h + 100, idlen);
+	in.stream_id[idlen] = '\0';
+	/* The owner section, found by walking the section headers; its
+	 * checksum is verified (it decides who may replace the file). */
+	nsec = get32(h + 92);
+	end = in.bytes - TRAILER;
+	off = HDR_SIZE;
+	for (uint32_t i = 0; i < nsec && off + SEC_HDR <= end; i++) {
+		uint64_t slen;
+		if (!pread_all(fd, sh, SEC_HDR, off))
+			break;
+		slen = get64(sh + 16);
+		if (slen > end - off - SEC_HDR)
+			break;
+		if (get32(sh + 8) == SEC_OWNER) {
+			if (slen == OWNER_LEN &&
+			    pread_all(fd, sh + SEC_HDR, OWNER_LEN,
+			    off + SEC_HDR) &&
+			    get64(sh) == XXH3_64bits(sh + 8, 16 + OWNER_LEN)) {
+				in.has_owner = true;
+				in.owner = get32(sh + SEC_HDR);
+			} else {
+				if (err != NULL)
+					snprintf(err, errlen, "snapshot '%s' "
+					    "has a damaged owner section",
+					    name);
+				goto out;
+			}
+			break;
+		}
+		off += SEC_HDR + pad8((size_t)slen);
+	}
+	rv = 0;
+	*out = in;
+out:
+	if (fd >= 0)
+		close(fd);
+	close(dfd);
+	return (rv);
+}
+
+/* temp_name_ok: is e a temp file name that snap_write_file makes,
+ * ".NAME.tmp.PID.N"? */
+static bool
+temp_name_ok(const char *e)
+{
+	char name[SNAP_NAME_MAX + 1];
+	const char *p, *q, *t;
+	size_t n = strlen(e);
+
+	if (n < 2 || e[0] != '.')
+		return (false);
+	/* N, then PID, from the end: digits after the last two dots. */
+	if ((p = strrchr(e, '.')) == NULL || p[1] == '\0' ||
+	    strspn(p + 1, "0123456789") != strlen(p + 1))
+		return (false);
+	for (q = p - 1; q > e && *q != '.'; q--)
+		;
+	if (q <= e || q + 1 == p || strspn(q + 1, "0123456789") !=
+	    (size_t)(p - q - 1))
+		return (false);
+	if ((size_t)(q - e) < 5 || memcmp(q - 4, ".tmp", 4) != 0)
+		return (false);
+	t = q - 4;
+	if ((size_t)(t - e - 1) > SNAP_NAME_MAX || t - e - 1 < 1)
+		return (false);
+	memcpy(name, e + 1, (size_t)(t - e - 1));
+	name[t - e - 1] = '\0';
+	return (snap_name_ok(name));
+}
+
+int
+snap_clean_temps(const char *dir, int *removed)
+{
+	struct dirent *de;
+	struct stat sb;
+	DIR *dp;
+	int dfd, n = 0;
+
+	*removed = 0;
+	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC)) < 0)
+		return (map_errno(errno));
+	if ((dp = fdopendir(dfd)) == NULL) {
+		int e = errno;
+		close(dfd);
+		return (map_errno(e));
+	}
+	while ((de = readdir(dp)) != NULL)
+		if (temp_name_ok(de->d_name) &&
+		    fstatat(dfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(sb.st_mode) && unlinkat(dfd, de->d_name, 0) == 0)
+			n++;
+	closedir(dp);
+	*removed = n;
+	return (0);
 }

@@ -79,7 +79,9 @@ int snap_encode(const struct snap_meta *m, const struct eng_stream_state *st,
  * INFINI_ECORRUPT (shorter than a header), INFINI_EUNSUPPORTED (not a
  * snapshot: wrong magic; a version newer than SNAP_VERSION or older than
  * SNAP_VERSION_MIN; a big-endian file), INFINI_ECORRUPT (failed file or
- * section checksum, truncation, any inconsistent length, count or shape),
+ * section checksum, truncation, any inconsistent length, count or shape,
+ * unknown header or section flags, a position past ENG_POS_MAX or that
+ * disagrees with the segment count, NaN or infinity anywhere in the state),
  * INFINI_ESTATE (another model's snapshot), INFINI_ENOMEM.  err gets the
  * reason.  On success *meta and *st (both owned by the caller:
  * snap_meta_fini, eng_stream_state_fini) are written; on failure neither is
@@ -88,6 +90,26 @@ int snap_encode(const struct snap_meta *m, const struct eng_stream_state *st,
 int snap_decode(const uint8_t *buf, size_t len, uint64_t expected_fp,
     struct snap_meta *meta, struct eng_stream_state *st, char *err,
     size_t errlen);
+
+/*
+ * snap_check_model checks a decoded snapshot against the model that is to
+ * load it: fingerprint, every shape field of the header (vocab_size
+ * included) and whether it carries unrotated keys.  Returns 0 or
+ * INFINI_ESTATE with err saying which field differs and how.
+ */
+int snap_check_model(const struct snap_meta *m,
+    const struct eng_stream_state *st, const struct eng_model *md, char *err,
+    size_t errlen);
+
+/* snap_decode_model is snap_decode for model md followed by
+ * snap_check_model; on failure nothing is returned. */
+int snap_decode_model(const uint8_t *buf, size_t len,
+    const struct eng_model *md, struct snap_meta *meta,
+    struct eng_stream_state *st, char *err, size_t errlen);
+
+/* snap_max_size: the largest snapshot of model md this code writes, every
+ * optional section included.  A longer file is refused unread. */
+size_t snap_max_size(const struct eng_model *md);
 
 /* snap_name_ok: is name a valid snapshot file name (1..128 bytes of
  * [A-Za-z0-9._:-], not starting with '.')? */
@@ -107,13 +129,48 @@ int snap_write_file(const char *dir, const char *name, const uint8_t *buf,
     size_t len, char *err, size_t errlen);
 
 /*
- * snap_read_file reads dir/name (a regular file, not a symlink) whole.  On
- * success *buf (caller's: free()) and *len are set.  Returns 0,
- * INFINI_EINVAL (bad name or not a regular file), INFINI_ENOENT,
- * INFINI_EPERM, INFINI_ENOMEM or INFINI_EIO; err gets the reason.
+ * snap_read_file_max reads dir/name whole.  It is opened with O_NOFOLLOW and
+ * O_NONBLOCK, so a symlink is refused and a FIFO or device under that name
+ * cannot block the caller, and it must be a regular file of at most max
+ * bytes (checked before anything is read).  On success *buf (caller's:
+ * free()) and *len are set.  Returns 0, INFINI_EINVAL (bad name, a symlink,
+ * not a regular file), INFINI_ECORRUPT (longer than max), INFINI_ENOENT,
+ * INFINI_EPERM, INFINI_ENOMEM or INFINI_EIO; err gets the reason, naming
+ * the snapshot but never the directory.
  */
+int snap_read_file_max(const char *dir, const char *name, size_t max,
+    uint8_t **buf, size_t *len, char *err, size_t errlen);
+/* snap_read_file is snap_read_file_max without a size limit. */
 int snap_read_file(const char *dir, const char *name, uint8_t **buf,
     size_t *len, char *err, size_t errlen);
+
+/* What snap_stat_file learns from a snapshot file without reading it all. */
+struct snap_info {
+	uint64_t bytes;            /* file size */
+	uint64_t position;         /* the stream's position */
+	uint64_t created_ms;       /* Unix time of encoding, ms */
+	bool has_owner;            /* an OWNER section was found */
+	uint32_t owner;
+	char stream_id[SNAP_ID_MAX + 1];
+};
+
+/*
+ * snap_stat_file opens dir/name as snap_read_file_max does and reads only
+ * its header (checked: magic, version, checksum) and its OWNER section
+ * (checksum checked), walking the section headers to find it.  Returns 0
+ * with *out set, or the errors of snap_read_file_max, INFINI_ECORRUPT for
+ * a bad header or owner section.
+ */
+int snap_stat_file(const char *dir, const char *name, size_t max,
+    struct snap_info *out, char *err, size_t errlen);
+
+/*
+ * snap_clean_temps removes from dir the temp files snap_write_file leaves
+ * when the writer dies mid-write (".NAME.tmp.PID.N", regular files only).
+ * Run it before anything writes to dir.  Returns 0 with *removed set, or
+ * an INFINI_E* code when dir cannot be read.
+ */
+int snap_clean_temps(const char *dir, int *removed);
 
 /*
  * snap_fault (tests only) makes the nth file operation from now (0: the

@@ -184,11 +184,11 @@ load(struct infinid *d, struct stream *s, char *err, size_t errlen)
 		goto resident;
 	}
 	pthread_mutex_unlock(&d->mu);
-	rv = snap_read_file(d->spill_dir, s->file, &buf, &len, why,
-	    sizeof(why));
+	rv = snap_read_file_max(d->spill_dir, s->file, d->snap_max, &buf,
+	    &len, why, sizeof(why));
 	if (rv == 0)
-		rv = snap_decode(buf, len, d->model->fingerprint, &meta, &st,
-		    why, sizeof(why));
+		rv = snap_decode_model(buf, len, d->model, &meta, &st, why,
+		    sizeof(why));
 	free(buf);
 	pthread_mutex_lock(&d->mu);
 	if (rv != 0)
@@ -218,9 +218,9 @@ resident:
 	return (0);
 fail:
 	d->st.spill_errors++;
-	snprintf(err, errlen, "cannot load %s/%s: %s", d->spill_dir, s->file,
-	    why);
-	LOG(LOG_ERR, "stream %s: %s", s->id, err);
+	/* The reply carries err: no server path in it; the log has it. */
+	snprintf(err, errlen, "cannot load its saved state: %s", why);
+	LOG(LOG_ERR, "stream %s: %s/%s: %s", s->id, d->spill_dir, s->file, err);
 	return (rv);
 }
 
@@ -332,9 +332,10 @@ adopt(struct infinid *d, const char *name)
 	int64_t pos;
 	int rv;
 
-	rv = snap_read_file(d->spill_dir, name, &buf, &len, err, sizeof(err));
+	rv = snap_read_file_max(d->spill_dir, name, d->snap_max, &buf, &len,
+	    err, sizeof(err));
 	if (rv == 0)
-		rv = snap_decode(buf, len, d->model->fingerprint, &meta, &st, err,
+		rv = snap_decode_model(buf, len, d->model, &meta, &st, err,
 		    sizeof(err));
 	free(buf);
 	if (rv != 0) {
@@ -383,6 +384,7 @@ spill_init(struct infinid *d)
 
 	snprintf(d->spill_dir, sizeof(d->spill_dir), "%s/streams",
 	    d->cfg.state_dir);
+	d->snap_max = snap_max_size(d->model);
 	if (mkdir(d->spill_dir, 0700) != 0 && errno != EEXIST) {
 		LOG(LOG_WARNING, "cannot create %s: %s; idle streams cannot "
 		    "spill and no stream survives a restart", d->spill_dir,

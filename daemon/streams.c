@@ -52,6 +52,10 @@ item_free(struct item *it)
 	free(it->result);
 	free(it->mean);
 	free(it->data);
+	if (it->state != NULL) {
+		eng_stream_state_fini(it->state);
+		free(it->state);
+	}
 	free(it);
 }
 

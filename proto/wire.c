@@ -53,6 +53,21 @@ wire_method(int m)
 	return (&infini__v1__infini__descriptor.methods[m - 1]);
 }
 
+/* id_char: is c one of [A-Za-z0-9._:-]? */
+static bool
+id_char(char c)
+{
+	return ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' ||
+	    c == '-');
+}
+
+bool
+wire_valid_name(const char *name)
+{
+	return (wire_valid_id(name) && name[0] != '.');
+}
+
 bool
 wire_valid_id(const char *id)
 {
@@ -61,12 +76,7 @@ wire_valid_id(const char *id)
 	if (id == NULL)
 		return (false);
 	for (; id[n] != '\0'; n++) {
-		char c = id[n];
-		if (n >= WIRE_ID_MAX)
-			return (false);
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' ||
-		    c == '-'))
+		if (n >= WIRE_ID_MAX || !id_char(id[n]))
 			return (false);
 	}
 	return (n > 0);
@@ -177,13 +187,70 @@ has_field0(const ProtobufCMessage *m)
 	return (false);
 }
 
+/* varint reads a base-128 varint at *p (below end); false when cut. */
+static bool
+varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	*v = 0;
+	for (int shift = 0; *p < end && shift < 64; shift += 7) {
+		uint8_t b = *(*p)++;
+		*v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return (true);
+	}
+	return (false);
+}
+
+const char *
+wire_nul_field(const ProtobufCMessageDescriptor *d, size_t len,
+    const uint8_t *data)
+{
+	const uint8_t *p = data, *end = data + len;
+
+	while (p < end) {
+		uint64_t key, n;
+		const ProtobufCFieldDescriptor *f;
+		const char *bad;
+		if (!varint(&p, end, &key))
+			return (NULL);
+		switch (key & 7) {
+		case 0:
+			if (!varint(&p, end, &n))
+				return (NULL);
+			continue;
+		case 1:
+			p += (size_t)(end - p) < 8 ? (size_t)(end - p) : 8;
+			continue;
+		case 5:
+			p += (size_t)(end - p) < 4 ? (size_t)(end - p) : 4;
+			continue;
+		case 2:
+			break;
+		default:
+			return (NULL);   /* groups: unpack decides */
+		}
+		if (!varint(&p, end, &n) || n > (uint64_t)(end - p))
+			return (NULL);
+		f = key >> 3 <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(
+		    d, (unsigned)(key >> 3)) : NULL;
+		if (f != NULL && f->type == PROTOBUF_C_TYPE_STRING &&
+		    memchr(p, 0, (size_t)n) != NULL)
+			return (f->name);
+		if (f != NULL && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+		    (bad = wire_nul_field(f->descriptor, (size_t)n, p)) != NULL)
+			return (bad);
+		p += n;
+	}
+	return (NULL);
+}
+
 ProtobufCMessage *
 wire_unpack(const ProtobufCMessageDescriptor *d, struct wire_alloc *a,
     size_t len, const uint8_t *data)
 {
 	ProtobufCMessage *m = protobuf_c_message_unpack(d, &a->pa, len, data);
 
-	if (m != NULL && has_field0(m)) {
+	if (m != NULL && (has_field0(m) || wire_nul_field(d, len, data))) {
 		protobuf_c_message_free_unpacked(m, &a->pa);
 		return (NULL);
 	}

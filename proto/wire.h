@@ -40,7 +40,9 @@ void wire_alloc_init(struct wire_alloc *a, size_t budget);
  * from a, and also refuses what libprotobuf-c lets through but no encoder
  * writes: a field numbered 0 at any depth.  (libprotobuf-c 1.4 refuses tag
  * 0 written as one byte but accepts it written as a longer varint, keeping
- * it as an unknown field that no longer unpacks once packed again.)  Returns
+ * it as an unknown field that no longer unpacks once packed again), and a
+ * string field holding a NUL byte (the C string would end there, so
+ * "victim\0junk" would read as "victim").  Returns
  * the message (free with protobuf_c_message_free_unpacked and a) or NULL
  * when the bytes are malformed or a's budget runs out.
  */
@@ -54,8 +56,19 @@ ProtobufCMessage *wire_unpack(const ProtobufCMessageDescriptor *d,
  */
 const ProtobufCMethodDescriptor *wire_method(int m);
 
-/* wire_valid_id: 1..128 characters of [A-Za-z0-9._:-]. */
+/*
+ * wire_nul_field returns the name of the first string field, at any depth
+ * of the len bytes of a message of type d, whose bytes hold a NUL, or NULL
+ * when there is none (or the bytes do not parse: unpacking reports that).
+ */
+const char *wire_nul_field(const ProtobufCMessageDescriptor *d, size_t len,
+    const uint8_t *data);
+
+/* wire_valid_id: 1..128 characters of [A-Za-z0-9._:-] (stream IDs). */
 bool wire_valid_id(const char *id);
+/* wire_valid_name: a snapshot name: a valid ID not starting with '.'
+ * (temp files of the snapshot directory start with '.'). */
+bool wire_valid_name(const char *name);
 
 /*
  * wire_pack_reply packs a Reply envelope with the given status and, when

@@ -2,7 +2,8 @@
  * t_engine.c - whole models on the device against the double-precision
  * reference (tests/ref.c), and the properties the Infini-attention design
  * promises: causality, chunking invariance, GQA head mapping, constant state
- * size, batched streams equal to separate ones.
+ * size, batched streams equal to separate ones; a slot's rows never reach
+ * another slot, whatever position it was given.
  *
  * Tolerances: the engine computes in fp32 with the same (fp32, bf16 or f16)
  * weights the reference reads exactly; with these tiny widths the error is a
@@ -216,6 +217,100 @@ test_models(void)
 	unsetenv("INFINI_MAX_BINDING_BYTES");
 }
 
+/* same_state: do two exported states hold the same bytes? */
+static bool
+same_state(const struct eng_stream_state *a, const struct eng_stream_state *b)
+{
+	size_t mem, cache, lh = (size_t)a->n_layers * a->n_kv_heads;
+	size_t hd = (size_t)a->head_dim;
+
+	eng_stream_state_floats(a, &mem, &cache);
+	return (a->pos == b->pos && a->rows == b->rows &&
+	    memcmp(a->M, b->M, lh * hd * hd * sizeof(float)) == 0 &&
+	    memcmp(a->z, b->z, lh * hd * sizeof(float)) == 0 &&
+	    (cache == 0 || (memcmp(a->kc, b->kc, cache * sizeof(float)) == 0 &&
+	    memcmp(a->vc, b->vc, cache * sizeof(float)) == 0)));
+}
+
+/*
+ * test_slot_bounds: a position near 2^63 used to wrap when a few tokens
+ * were pushed, and the K/V rows landed in the neighbouring slot.  The engine
+ * refuses such a state on import and a job that would pass ENG_POS_MAX, and
+ * the neighbour's state stays byte for byte what it was.
+ */
+static void
+test_slot_bounds(void)
+{
+	struct fx_opts o;
+	struct gt g;
+	struct eng_stream_state st, nb0, nb1, a0, a1;
+	int a, b, rv;
+	char err[256] = "";
+
+	fx_opts_default(&o);
+	if (gt_open(&g, &o, 2, 64) != 0) {
+		tap_skip(4, "no engine");
+		return;
+	}
+	const struct eng_config *c = eng_config(g.e);
+	int N = c->segment_size;
+	make_tokens(c->vocab_size, 11);
+	/* b below a: a negative row offset in a reaches back into b. */
+	eng_stream_alloc(g.e, &b);
+	eng_stream_alloc(g.e, &a);
+	struct eng_job jb = { .slot = b, .n = 5, .tokens = toks };
+	struct eng_job ja = { .slot = a, .n = 3, .tokens = toks + 5 };
+	eng_run(g.e, &jb, 1, err, sizeof(err));
+	eng_run(g.e, &ja, 1, err, sizeof(err));
+	eng_stream_export(g.e, b, &nb0);
+	eng_stream_export(g.e, a, &a0);
+
+	/* A state at 2^63 - 3 (rows consistent with it). */
+	int64_t far = INT64_MAX - 2;
+	eng_stream_state_init(&st, c->n_layers, c->n_kv_heads, c->head_dim,
+	    N, a0.has_kmem, far);
+	rv = eng_stream_import(g.e, a, &st);
+	ok(rv == INFINI_EINVAL, "a state at position 2^63-3 is refused on "
+	    "import (%s)", infini_strerror(rv));
+	eng_stream_state_fini(&st);
+	/* Whatever the import did, pushing must not reach slot b: 3 inputs
+	 * take 2^63-3 to the wrap, 1 more makes the offset in the segment
+	 * negative, then a long push. */
+	static const int steps[] = { 3, 1, 1, 12 };
+	rv = 0;
+	for (int i = 0; i < 4; i++) {
+		ja.n = steps[i];
+		ja.tokens = toks;
+		rv |= eng_run(g.e, &ja, 1, err, sizeof(err));
+	}
+	eng_stream_export(g.e, b, &nb1);
+	ok(same_state(&nb0, &nb1), "pushing 3, 1, 1 and 12 tokens into it "
+	    "leaves the neighbouring slot unchanged (run: %s)",
+	    rv ? err : "ran");
+	eng_stream_state_fini(&nb1);
+
+	/* At ENG_POS_MAX - 1: one more input is fine, two are not. */
+	eng_stream_state_init(&st, c->n_layers, c->n_kv_heads, c->head_dim,
+	    N, a0.has_kmem, ENG_POS_MAX - 1);
+	rv = eng_stream_import(g.e, a, &st);
+	eng_stream_state_fini(&st);
+	eng_stream_state_fini(&a0);
+	eng_stream_export(g.e, a, &a0);
+	ja.n = 2;
+	rv = rv == 0 ? eng_run(g.e, &ja, 1, err, sizeof(err)) : rv;
+	eng_stream_export(g.e, a, &a1);
+	err[0] = rv ? err[0] : 0;
+	ok(rv == INFINI_EINVAL && same_state(&a0, &a1), "a job that would "
+	    "pass ENG_POS_MAX is refused before it runs (%s)", err);
+	eng_stream_state_fini(&a1);
+	eng_stream_export(g.e, b, &nb1);
+	ok(same_state(&nb0, &nb1), "the neighbour is still unchanged");
+	eng_stream_state_fini(&nb1);
+	eng_stream_state_fini(&nb0);
+	eng_stream_state_fini(&a0);
+	gt_close(&g);
+}
+
 int
 main(void)
 {
@@ -224,7 +319,8 @@ main(void)
 		tap_plan_skip_all("no Vulkan device");
 		return (0);
 	}
-	tap_plan(30);
+	tap_plan(34);
 	test_models();
+	test_slot_bounds();
 	return (tap_done());
 }

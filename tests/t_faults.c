@@ -130,9 +130,9 @@ serving(void)
 }
 
 /*
- * digest appends to *buf every regular file of d and d/streams: its name,
- * size and bytes, in name order, so two digests are equal exactly when the
- * files are.  Returns 0 or -1.
+ * digest appends to *buf every regular file of d, d/streams and
+ * d/snapshots: its name, size and bytes, in name order, so two digests are
+ * equal exactly when the files are.  Returns 0 or -1.
  */
 static int
 digest_dir(const char *d, char **buf, size_t *len)
@@ -181,9 +181,13 @@ digest(const char *state, struct digest *dg)
 
 	dg->buf = NULL;
 	dg->len = 0;
+	char snaps[600];
+
 	snprintf(sub, sizeof(sub), "%s/streams", state);
+	snprintf(snaps, sizeof(snaps), "%s/snapshots", state);
 	return (digest_dir(state, &dg->buf, &dg->len) == 0 &&
-	    digest_dir(sub, &dg->buf, &dg->len) == 0 ? 0 : -1);
+	    digest_dir(sub, &dg->buf, &dg->len) == 0 &&
+	    digest_dir(snaps, &dg->buf, &dg->len) == 0 ? 0 : -1);
 }
 
 static bool
@@ -274,7 +278,8 @@ test_disk(void)
 	/* 1. Full. */
 	ok(fill(mnt) == 0 && digest(mnt, &before) == 0,
 	    "the state_dir's file system is full");
-	rv = infini_snapshot(cl, "s", "good", NULL, NULL);
+	rv = infini_snapshot_ex(cl, "s", "good", INFINI_SNAP_OVERWRITE, NULL,
+	    NULL);
 	snprintf(msg, sizeof(msg), "%s", infini_errmsg());
 	ok(rv == INFINI_EFULL && strstr(msg, "No space left") != NULL,
 	    "snapshot into the full state_dir: RESOURCE_EXHAUSTED (%s)", msg);
@@ -299,7 +304,8 @@ test_disk(void)
 		return;
 	}
 	digest(mnt, &before);
-	rv = infini_snapshot(cl, "s", "good", NULL, NULL);
+	rv = infini_snapshot_ex(cl, "s", "good", INFINI_SNAP_OVERWRITE, NULL,
+	    NULL);
 	snprintf(msg, sizeof(msg), "%s", infini_errmsg());
 	ok(rv == INFINI_EPERM && strstr(msg, "Read-only") != NULL,
 	    "snapshot into the read-only state_dir: PERMISSION_DENIED (%s)",

@@ -9,12 +9,17 @@
  * segment boundary, with and without the separate unrotated-k cache.  Every
  * corruption (bit flips, truncations) is refused and never fills the output;
  * another model's snapshot and a newer format are refused with their own
- * codes.  Writes are atomic: faults injected at every file operation, a
+ * codes, and so is every field that disagrees with the model or the
+ * invariants (a position near 2^63, another vocab_size, unknown section
+ * flags, NaN or infinity in the state).  Files: FIFOs, symlinks and files
+ * over the model's largest snapshot are refused unread; stale temp files
+ * are cleaned.  Writes are atomic: faults injected at every file operation, a
  * writer killed with SIGKILL, a full tmpfs and a read-only one all leave the
  * previous snapshot intact.
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -361,6 +366,267 @@ test_format(struct gt *g)
 	eng_stream_state_fini(&st);
 	eng_stream_state_fini(&s2);
 	eng_stream_free(e, a);
+}
+
+/* ---- every field checked against the model and the invariants ---- */
+
+static uint32_t
+get_u32(const uint8_t *p)
+{
+	return ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	    (uint32_t)p[3] << 24);
+}
+
+static uint64_t
+get_u64(const uint8_t *p)
+{
+	return ((uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32);
+}
+
+static void
+put_u32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void
+put_u64(uint8_t *p, uint64_t v)
+{
+	put_u32(p, (uint32_t)v);
+	put_u32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* sec_off finds the section of type t in b: its offset, or 0. */
+static size_t
+sec_off(const uint8_t *b, size_t len, uint32_t t)
+{
+	size_t p = 240;
+	uint32_t nsec = get_u32(b + 92);
+
+	for (uint32_t i = 0; i < nsec && p + 24 <= len; i++) {
+		uint64_t sl = get_u64(b + p + 16);
+		if (get_u32(b + p + 8) == t)
+			return (p);
+		p += 24 + ((sl + 7) & ~(uint64_t)7);
+	}
+	return (0);
+}
+
+/* resum recomputes the checksum of the section at off, then refixes. */
+static void
+resum(uint8_t *b, size_t len, size_t off)
+{
+	uint64_t h = XXH3_64bits(b + off + 8, 16 + get_u64(b + off + 16));
+	put_u64(b + off, h);
+	refix(b, len);
+}
+
+/* refused_why decodes for model md and returns the code, err the reason. */
+static int
+refused_why(const uint8_t *b, size_t len, const struct eng_model *md,
+    char *err, size_t errlen)
+{
+	struct snap_meta m;
+	struct eng_stream_state st;
+	int rv = snap_decode_model(b, len, md, &m, &st, err, errlen);
+	if (rv == 0) {
+		snap_meta_fini(&m);
+		eng_stream_state_fini(&st);
+	}
+	return (rv);
+}
+
+static void
+test_validate(struct gt *g)
+{
+	struct eng *e = g->e;
+	const struct eng_config *c = eng_config(e);
+	struct eng_stream_state st;
+	struct snap_meta m;
+	uint8_t *buf = NULL, *cp;
+	size_t len = 0, off;
+	int32_t t[21];
+	int a, rv, N = c->segment_size;
+	char err[256];
+	const float nan = NAN, inf = INFINITY;
+
+	fill_tokens(t, 21, c->vocab_size, 9);
+	rv = eng_stream_alloc(e, &a);
+	rv |= run(e, a, t, 21, NULL);
+	rv |= eng_stream_export(e, a, &st);
+	rv |= snap_meta_init(&m, g->m, "v");
+	m.has_owner = true;
+	m.owner = 1234;
+	rv |= snap_encode(&m, &st, &buf, &len);
+	eng_stream_free(e, a);
+	ok(rv == 0 && refused_why(buf, len, g->m, err, sizeof(err)) == 0 &&
+	    len <= snap_max_size(g->m), "the original decodes for its model "
+	    "and is within snap_max_size (%zu <= %zu)", len,
+	    snap_max_size(g->m));
+	cp = malloc(len);
+
+	/* A position near 2^63 with the same rows and a matching segment
+	 * count, every checksum recomputed. */
+	uint64_t far = (uint64_t)st.pos +
+	    ((uint64_t)(INT64_MAX - st.pos) / (uint64_t)N) * (uint64_t)N;
+	memcpy(cp, buf, len);
+	put_u64(cp + 56, far);
+	put_u64(cp + 64, far / (uint64_t)N);
+	refix(cp, len);
+	err[0] = '\0';
+	rv = refused_why(cp, len, g->m, err, sizeof(err));
+	ok(rv == INFINI_ECORRUPT && strstr(err, "position") != NULL,
+	    "a position of %llu is refused: %s", (unsigned long long)far, err);
+
+	memcpy(cp, buf, len);
+	put_u32(cp + 52, (uint32_t)c->vocab_size + 1);
+	refix(cp, len);
+	err[0] = '\0';
+	rv = refused_why(cp, len, g->m, err, sizeof(err));
+	ok(rv == INFINI_ESTATE && strstr(err, "vocab_size") != NULL,
+	    "another vocab_size with the right fingerprint is refused: %s",
+	    err);
+
+	memcpy(cp, buf, len);
+	off = sec_off(cp, len, 1);
+	put_u32(cp + off + 12, 2);
+	resum(cp, len, off);
+	err[0] = '\0';
+	rv = refused_why(cp, len, g->m, err, sizeof(err));
+	ok(off > 0 && rv == INFINI_ECORRUPT && strstr(err, "flags") != NULL,
+	    "an unknown flag on the memory section is refused: %s", err);
+	memcpy(cp, buf, len);
+	off = sec_off(cp, len, 4);
+	put_u32(cp + off + 12, 3);
+	resum(cp, len, off);
+	err[0] = '\0';
+	rv = refused_why(cp, len, g->m, err, sizeof(err));
+	ok(off > 0 && rv == INFINI_ECORRUPT && strstr(err, "flags") != NULL,
+	    "an unknown flag on the owner section is refused: %s", err);
+
+	/* NaN in M, infinity in z, NaN in a K row, infinity in a V row. */
+	size_t lh = (size_t)c->n_layers * c->n_kv_heads;
+	size_t hd = (size_t)c->head_dim, nr = (size_t)st.rows * hd;
+	struct { uint32_t sec; size_t at; float v; const char *what; } hit[] = {
+		{ 1, 5, nan, "M" },
+		{ 1, hd * hd + 1, inf, "z" },
+		{ 2, (lh - 1) * nr * (st.has_kmem ? 3 : 2) + 2, nan, "K" },
+		{ 2, nr + 3, -inf, "V" },
+	};
+	int nbad = 0;
+	for (size_t i = 0; i < sizeof(hit) / sizeof(hit[0]); i++) {
+		memcpy(cp, buf, len);
+		off = sec_off(cp, len, hit[i].sec);
+		memcpy(cp + off + 24 + 4 * hit[i].at, &hit[i].v, 4);
+		resum(cp, len, off);
+		err[0] = '\0';
+		rv = refused_why(cp, len, g->m, err, sizeof(err));
+		if (rv != INFINI_ECORRUPT || strstr(err, "NaN") == NULL) {
+			nbad++;
+			tap_diag("%s: %s (%d)", hit[i].what, err, rv);
+		}
+	}
+	ok(nbad == 0 && st.rows > 0, "NaN or infinity in M, z, K or V is "
+	    "refused (%s)", err);
+
+	free(cp);
+	free(buf);
+	eng_stream_state_fini(&st);
+}
+
+/* test_file_checks: what snap_read_file_max, snap_stat_file and
+ * snap_clean_temps do with what may lie in a snapshot directory. */
+static void
+test_file_checks(struct gt *g)
+{
+	char dir[256], path[600], err[256];
+	uint8_t *buf = NULL, *got = NULL;
+	size_t len = 0, n = 0;
+	struct snap_info in;
+	int slot, rv, removed = -1;
+	int32_t t[11];
+
+	fx_tmpdir(dir, sizeof(dir));
+	fill_tokens(t, 11, eng_config(g->e)->vocab_size, 3);
+	eng_stream_alloc(g->e, &slot);
+	run(g->e, slot, t, 11, NULL);
+	{
+		struct eng_stream_state st;
+		struct snap_meta m;
+		eng_stream_export(g->e, slot, &st);
+		snap_meta_init(&m, g->m, "stat-me");
+		m.has_owner = true;
+		m.owner = 4242;
+		snap_encode(&m, &st, &buf, &len);
+		eng_stream_state_fini(&st);
+	}
+	eng_stream_free(g->e, slot);
+	rv = snap_write_file(dir, "ok", buf, len, err, sizeof(err));
+	rv |= snap_stat_file(dir, "ok", snap_max_size(g->m), &in, err,
+	    sizeof(err));
+	ok(rv == 0 && in.has_owner && in.owner == 4242 && in.position == 11 &&
+	    in.bytes == len && strcmp(in.stream_id, "stat-me") == 0,
+	    "snap_stat_file reads owner, position, size and stream id");
+
+	/* A FIFO: opened without blocking and refused. */
+	snprintf(path, sizeof(path), "%s/fifo", dir);
+	mkfifo(path, 0600);
+	alarm(20);
+	int64_t t0 = fx_now_ms();
+	rv = snap_read_file_max(dir, "fifo", snap_max_size(g->m), &got, &n,
+	    err, sizeof(err));
+	int64_t dt = fx_now_ms() - t0;
+	tap_timeout(600);
+	ok(rv == INFINI_EINVAL && strstr(err, "regular") != NULL && dt < 1000,
+	    "a FIFO is refused at once (%lld ms): %s", (long long)dt, err);
+
+	/* A sparse file one byte over the largest snapshot. */
+	snprintf(path, sizeof(path), "%s/huge", dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	rv = fd >= 0 && ftruncate(fd, (off_t)snap_max_size(g->m) + 1) == 0;
+	if (fd >= 0)
+		close(fd);
+	rv = rv ? snap_read_file_max(dir, "huge", snap_max_size(g->m), &got,
+	    &n, err, sizeof(err)) : -1;
+	ok(rv == INFINI_ECORRUPT && strstr(err, "more than") != NULL &&
+	    strstr(err, dir) == NULL, "a file over the model's largest "
+	    "snapshot is refused unread, without the path: %s", err);
+
+	snprintf(path, sizeof(path), "%s/link", dir);
+	rv = symlink("ok", path) == 0 ? snap_read_file_max(dir, "link",
+	    snap_max_size(g->m), &got, &n, err, sizeof(err)) : -1;
+	ok(rv == INFINI_EINVAL && strstr(err, "symbolic") != NULL,
+	    "a symlink is refused: %s", err);
+
+	/* Stale temp files go; look-alikes stay. */
+	static const char *const stale[] = { ".ok.tmp.123.4",
+	    ".a.tmp.b.tmp.9.0" };
+	static const char *const keep[] = { ".ok.tmp.12x.4", ".ok.tmp.1",
+	    ".notes", "ok" };
+	for (int i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, stale[i]);
+		fx_write_file(path, "x", 1);
+	}
+	for (int i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, keep[i]);
+		fx_write_file(path, "x", 1);
+	}
+	rv = snap_clean_temps(dir, &removed);
+	int left = 0, kept = 0;
+	for (int i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, stale[i]);
+		left += access(path, F_OK) == 0;
+	}
+	for (int i = 0; i < 4; i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, keep[i]);
+		kept += access(path, F_OK) == 0;
+	}
+	ok(rv == 0 && removed == 2 && left == 0 && kept == 4,
+	    "snap_clean_temps removes the 2 stale temp files and keeps the "
+	    "rest (%d removed, %d of 4 kept)", removed, kept);
+	free(buf);
+	fx_rmtree(dir);
 }
 
 /* ---- files ---- */
@@ -733,7 +999,7 @@ main(void)
 		tap_plan_skip_all("no Vulkan device");
 		return (0);
 	}
-	tap_plan(30);
+	tap_plan(41);
 	fx_opts_default(&o);            /* rope, unrotated k for memory */
 	if (gt_open(&g, &o, 4, 64) != 0)
 		return (1);
@@ -741,6 +1007,8 @@ main(void)
 	test_continue(&g, 21, "mid-segment");
 	test_continue(&g, 16, "segment boundary");
 	test_format(&g);
+	test_validate(&g);
+	test_file_checks(&g);
 	test_file_suite(&g);
 	ok(eng_validation_errors(g.e) == 0, "validation layer silent");
 	gt_close(&g);

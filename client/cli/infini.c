@@ -1,8 +1,8 @@
 /*
  * infini.c - the infini command-line tool: main, the options and helpers
  * every subcommand shares, and the subcommands that are one daemon call
- * each (status, open, close, fork, ls, stats, snapshot, restore).  The ones
- * that move data are in stream.c.
+ * each (status, open, close, fork, ls, stats, snapshot, restore, snapshots,
+ * rm-snapshot).  The ones that move data are in stream.c.
  *
  * It uses only the public libinfini API.  Exit codes are part of its
  * interface (usage() lists them), so scripts can tell a refused request
@@ -40,7 +40,7 @@ usage(FILE *f)
 "Commands ('infini COMMAND --help' shows the arguments):\n");
 	/* The first line of each command's help is its summary. */
 	for (const struct command *c = commands; c->name != NULL; c++)
-		fprintf(f, "  %-9s %.*s\n", c->name,
+		fprintf(f, "  %-11s %.*s\n", c->name,
 		    (int)strcspn(c->help, "\n"), c->help);
 	fprintf(f,
 "\n"
@@ -583,9 +583,11 @@ cmd_snapshot(struct cli *g, int argc, char **argv)
 {
 	static const struct option lo[] = { CLI_GLOBAL_OPTS,
 		{ "name", required_argument, NULL, 'n' },
-		{ "export", required_argument, NULL, 'e' }, { 0 } };
+		{ "export", required_argument, NULL, 'e' },
+		{ "force", no_argument, NULL, 'f' }, { 0 } };
 	const char *name = NULL, *file = NULL;
 	uint8_t *data = NULL;
+	unsigned flags = 0;
 	size_t len = 0;
 	int ch, rc, err;
 
@@ -595,6 +597,8 @@ cmd_snapshot(struct cli *g, int argc, char **argv)
 			name = optarg;
 		else if (ch == 'e')
 			file = optarg;
+		else if (ch == 'f')
+			flags |= INFINI_SNAP_OVERWRITE;
 		else if ((rc = cli_opt(g, ch, argv)) >= 0)
 			return (rc);
 	}
@@ -604,7 +608,7 @@ cmd_snapshot(struct cli *g, int argc, char **argv)
 		return (cli_usage(g, "give --name NAME, --export FILE or both"));
 	if ((rc = cli_connect(g)) != 0)
 		return (rc);
-	if ((err = infini_snapshot(g->c, argv[optind], name,
+	if ((err = infini_snapshot_ex(g->c, argv[optind], name, flags,
 	    file ? &data : NULL, &len)) != 0)
 		return (cli_fail(g, err));
 	if (file != NULL && (rc = write_file(file, data, len)) != 0) {
@@ -680,6 +684,74 @@ cmd_restore(struct cli *g, int argc, char **argv)
 	return (0);
 }
 
+static int
+cmd_snapshots(struct cli *g, int argc, char **argv)
+{
+	struct infini_snapshot_info *v;
+	size_t n;
+	int rc, err;
+
+	if ((rc = simple_opts(g, argc, argv)) >= 0 ||
+	    (rc = cli_args(g, argc - optind, 0, 0)) != 0 ||
+	    (rc = cli_connect(g)) != 0)
+		return (rc);
+	if ((err = infini_list_snapshots(g->c, &v, &n)) != 0)
+		return (cli_fail(g, err));
+	if (g->json) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON *a = cJSON_AddArrayToObject(o, "snapshots");
+		for (size_t i = 0; i < n; i++) {
+			cJSON *s = cJSON_CreateObject();
+			cJSON_AddStringToObject(s, "name", v[i].name);
+			cJSON_AddStringToObject(s, "stream_id", v[i].stream_id);
+			cJSON_AddNumberToObject(s, "owner_uid", v[i].owner_uid);
+			cJSON_AddNumberToObject(s, "bytes", (double)v[i].bytes);
+			cJSON_AddNumberToObject(s, "position",
+			    (double)v[i].position);
+			cJSON_AddNumberToObject(s, "created_ms",
+			    (double)v[i].created_ms);
+			cJSON_AddItemToArray(a, s);
+		}
+		cli_json_out(o);
+	} else {
+		printf("%-24s %6s %12s %12s %-20s %s\n", "NAME", "OWNER",
+		    "BYTES", "POSITION", "CREATED (UTC)", "STREAM");
+		for (size_t i = 0; i < n; i++) {
+			char when[32] = "?";
+			time_t t = (time_t)(v[i].created_ms / 1000);
+			struct tm tm;
+			if (gmtime_r(&t, &tm) != NULL)
+				strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S",
+				    &tm);
+			printf("%-24s %6u %12" PRIu64 " %12" PRIu64 " %-20s %s\n",
+			    v[i].name, v[i].owner_uid, v[i].bytes,
+			    v[i].position, when, v[i].stream_id);
+		}
+	}
+	free(v);
+	return (0);
+}
+
+static int
+cmd_rm_snapshot(struct cli *g, int argc, char **argv)
+{
+	int rc, err;
+
+	if ((rc = simple_opts(g, argc, argv)) >= 0 ||
+	    (rc = cli_args(g, argc - optind, 1, 1)) != 0 ||
+	    (rc = cli_connect(g)) != 0)
+		return (rc);
+	if ((err = infini_delete_snapshot(g->c, argv[optind])) != 0)
+		return (cli_fail(g, err));
+	if (g->json) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "deleted", argv[optind]);
+		cli_json_out(o);
+	} else
+		printf("deleted snapshot '%s'\n", argv[optind]);
+	return (0);
+}
+
 /* ---- main ---------------------------------------------------------- */
 
 static const struct command commands[] = {
@@ -717,10 +789,18 @@ static const struct command commands[] = {
 	  "Tokens without bytes print as <ID>.  Ctrl-C cancels (exit 130)." },
 	{ "embed", cmd_embed, "ID --text STR [--pool mean|last]",
 	  "Push text and print the pooled hidden state (default mean)." },
-	{ "snapshot", cmd_snapshot, "ID [--name NAME] [--export FILE]",
+	{ "snapshot", cmd_snapshot,
+	  "ID [--name NAME [--force]] [--export FILE]",
 	  "Snapshot a stream.\n"
-	  "--name saves it in the daemon's state directory, --export writes\n"
-	  "the bytes to FILE." },
+	  "--name saves it as a named snapshot in the daemon (yours: other\n"
+	  "users cannot restore or replace it), --force replaces an existing\n"
+	  "one of that name, --export writes the bytes to FILE." },
+	{ "snapshots", cmd_snapshots, "",
+	  "List the named snapshots you may use.\n"
+	  "Shows each one's name, owner, size, the stream's position, when it\n"
+	  "was taken (UTC) and of which stream." },
+	{ "rm-snapshot", cmd_rm_snapshot, "NAME",
+	  "Delete a named snapshot of yours." },
 	{ "restore", cmd_restore, "ID (--name NAME | --import FILE)",
 	  "Create a stream from a snapshot.\n"
 	  "--name loads one from the daemon's state directory, --import reads\n"

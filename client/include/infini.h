@@ -158,12 +158,40 @@ int infini_generate(infini_client *c, const char *id, const int32_t *prompt,
     const struct infini_sampling *s, const char *const *stop,
     infini_on_token on_token, void *arg, char *finish);
 
-/* infini_snapshot writes the stream's snapshot under the daemon's state
- * directory as name (may be NULL) and/or returns its bytes in *data (malloc'd;
- * data may be NULL to skip export; not both NULL).  *len (may be NULL)
- * receives the snapshot's size in bytes. */
+/* A named snapshot, as infini_list_snapshots reports it. */
+struct infini_snapshot_info {
+	char name[INFINI_ID_MAX + 1];
+	char stream_id[INFINI_ID_MAX + 1]; /* the stream it was taken of */
+	uint32_t owner_uid;
+	uint64_t bytes;              /* file size */
+	uint64_t position;           /* the stream's position then */
+	uint64_t created_ms;         /* Unix time, ms */
+};
+
+/* infini_snapshot flags. */
+#define INFINI_SNAP_OVERWRITE 1u  /* replace an existing name (yours) */
+
+/* infini_snapshot writes the stream's snapshot as the named snapshot name
+ * (may be NULL) and/or returns its bytes in *data (malloc'd; data may be
+ * NULL to skip export; not both NULL).  *len (may be NULL) receives the
+ * snapshot's size in bytes.  A name that exists is INFINI_EEXIST
+ * (infini_snapshot_ex with INFINI_SNAP_OVERWRITE replaces it), one of
+ * another user's INFINI_EPERM.  Names are 1-128 of [A-Za-z0-9._:-], not
+ * starting with '.'; others give INFINI_EINVAL before anything is sent. */
 int infini_snapshot(infini_client *c, const char *id, const char *name,
     uint8_t **data, size_t *len);
+/* infini_snapshot_ex is infini_snapshot with flags (INFINI_SNAP_*). */
+int infini_snapshot_ex(infini_client *c, const char *id, const char *name,
+    unsigned flags, uint8_t **data, size_t *len);
+/* infini_list_snapshots returns the named snapshots the caller may use
+ * (all for root and admin_group), in name order: *n infos in a malloc'd
+ * array (caller frees; non-NULL even when *n is 0). */
+int infini_list_snapshots(infini_client *c,
+    struct infini_snapshot_info **out, size_t *n);
+/* infini_delete_snapshot deletes a named snapshot of the caller's:
+ * INFINI_ENOENT when there is none, INFINI_EPERM when it is another
+ * user's. */
+int infini_delete_snapshot(infini_client *c, const char *name);
 /* infini_restore creates stream id from a named snapshot (data NULL) or
  * from exported bytes (name NULL); *position (may be NULL) receives the
  * restored stream's position. */

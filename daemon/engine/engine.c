@@ -581,6 +581,7 @@ eng_stream_import(struct eng *e, int slot, const struct eng_stream_state *st)
 	    st->head_dim != c->head_dim ||
 	    st->segment_size != c->segment_size ||
 	    st->has_kmem != e->sep_kmem || st->pos < 0 ||
+	    st->pos > ENG_POS_MAX ||
 	    st->rows != (int)(st->pos % c->segment_size) ||
 	    st->M == NULL || st->z == NULL || st->kc == NULL ||
 	    st->vc == NULL || (st->has_kmem && st->km == NULL) ||

@@ -116,6 +116,14 @@ int eng_stream_read_mem(struct eng *e, int slot, int layer, int kvh,
     float *M, float *z);
 
 /*
+ * ENG_POS_MAX bounds a stream's position (tokens consumed): eng_stream_import
+ * refuses a state past it and eng_run a job that would pass it, so the row
+ * offsets computed from a position can never wrap into another slot.  At a
+ * million tokens a second it lasts nine years.
+ */
+#define ENG_POS_MAX (INT64_C(1) << 48)
+
+/*
  * One stream's whole state on the host, for snapshots.  Only the first
  * rows = pos mod segment_size rows of the unfinished segment's cache matter
  * (later rows are never read before they are rewritten), so only those are
@@ -167,7 +175,7 @@ int eng_stream_export(struct eng *e, int slot, struct eng_stream_state *out);
  * memory, the cache rows, position, sample step and last hidden state;
  * later cache rows are zeroed.  st's shape must match the engine (layers,
  * kv heads, head_dim, segment size, has_kmem, n_last 0 or hidden_size) and
- * rows must equal pos mod segment_size, else
+ * rows must equal pos mod segment_size, pos must be in [0, ENG_POS_MAX], else
  * INFINI_EINVAL and the slot is unchanged.  INFINI_EDEVICE leaves the slot's
  * state undefined (free it).  st stays the caller's.
  */

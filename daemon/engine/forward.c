@@ -302,6 +302,17 @@ check_jobs(struct eng *e, const struct eng_job *jobs, int njobs, char *err,
 				    "twice in one run", j, b->slot);
 				return (INFINI_EINVAL);
 			}
+		/* Rows of a slot are found from its position: one that is
+		 * negative or would pass ENG_POS_MAX could index outside the
+		 * slot, so it is refused before anything runs. */
+		if (e->pos[b->slot] < 0 || b->n < 0 ||
+		    e->pos[b->slot] > ENG_POS_MAX - b->n) {
+			snprintf(err, errlen, "job %d: slot %d at position %lld "
+			    "cannot take %d more inputs (limit %lld)", j,
+			    b->slot, (long long)e->pos[b->slot], b->n,
+			    (long long)ENG_POS_MAX);
+			return (INFINI_EINVAL);
+		}
 		if (b->n == 0 && b->sample != NULL && b->token != NULL &&
 		    (b->out == ENG_OUT_NONE || b->out == ENG_OUT_LAST_LOGITS)) {
 			/* Sample again from the stream's last input. */
@@ -483,6 +494,17 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 				    s->top_p, (uint32_t)s->seed,
 				    (uint32_t)(s->seed >> 32), (uint32_t)st,
 				    (uint32_t)(st >> 32) };
+			}
+			/* Every row written must lie inside this slot's
+			 * segment: the last line of defence for its
+			 * neighbours' state. */
+			if (p < 0 || p % N + k > N || b->slot < 0 ||
+			    b->slot >= e->max_streams) {
+				snprintf(err, errlen, "job %d: rows %lld..+%d "
+				    "fall outside slot %d's segment", j,
+				    (long long)(p % N), k, b->slot);
+				rv = INFINI_EINVAL;
+				goto out;
 			}
 			for (int i = 0; i < k; i++) {
 				int in = done[j] + i;

@@ -126,6 +126,11 @@ validate(int method, const ProtobufCMessage *in)
 			sink += snap_name_ok(q->name);
 		break;
 	}
+	case INFINI__V1__METHOD__DELETE_SNAPSHOT: {
+		const Infini__V1__DeleteSnapshotRequest *q = (const void *)in;
+		sink += snap_name_ok(q->name);
+		break;
+	}
 	default:
 		break;
 	}
