@@ -78,6 +78,10 @@ bind /dev/pts -t devpts devpts
 bind /dev/shm -t tmpfs -o size=4g,mode=1777 shm
 
 if [ "$fresh" = 1 ]; then
+	# What an installed system has and debootstrap does not write.
+	printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' \
+		>"$root/etc/hosts"
+	echo infinid-fresh-root >"$root/etc/hostname"
 	# Security updates too, as on a real machine.
 	sec=${mirror%/debian}/debian-security
 	printf 'deb %s bookworm main\ndeb %s bookworm-updates main\ndeb %s bookworm-security main\n' \
