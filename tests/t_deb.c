@@ -11,7 +11,8 @@
  *     libinfini0; headers, .so link, infini.pc and libinfini(3) in
  *     libinfini-dev.  Manual pages are compressed.
  *  2. Dependencies: libinfini0 and infini-client pull in no Vulkan or Mesa;
- *     infinid needs a Vulkan driver, and systemd-sysusers for its account.
+ *     infinid needs a Vulkan driver, systemd-sysusers for its account and
+ *     procps for the unit's ExecReload=/bin/kill.
  *  3. /etc/infinid/infinid.conf is a conffile holding every key of the
  *     daemon's settings table, commented out, with the installed model as
  *     the default.
@@ -201,6 +202,7 @@ test_depends(void)
 	    "infini-client Depends: %.*s", (int)strcspn(cli, "\n"), cli);
 	ok(strstr(d, "libvulkan1") && strstr(d, "mesa-vulkan-drivers | "
 	    "vulkan-icd") && strstr(d, "libc6") && strstr(d, "systemd") &&
+	    strstr(d, "procps") /* /bin/kill for ExecReload= */ &&
 	    !strstr(d, "libnng"), "infinid Depends: %.*s",
 	    (int)strcspn(d, "\n"), d);
 	ok(strstr(dev, "libinfini0 (= ") != NULL, "libinfini-dev Depends: %.*s",

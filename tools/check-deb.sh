@@ -103,9 +103,12 @@ check "the unit is installed and enabled (multi-user.target.wants)" \
 check "/etc/infinid/infinid.conf is a conffile" \
 	bash -c 'dpkg-query -W -f "\${Conffiles}\n" infinid | grep -q "^ /etc/infinid/infinid.conf "'
 if command -v systemd-analyze >/dev/null; then
-	# It exits 0 even on unknown keys: what it prints is what counts.
-	check "systemd-analyze verify accepts the unit" \
-		bash -c "[ -z \"\$(systemd-analyze verify '$unit' 2>&1 | grep -v 'ignoring\\|Failed to .*cgroup\\|not booted')\" ]"
+	# Its exit status misses unknown keys: what it prints is what counts.
+	# It checks Documentation= by running man, which a minimal root lacks.
+	verify=$(systemd-analyze verify "$unit" 2>&1 |
+		if command -v man >/dev/null; then cat; else grep -v "Command 'man "; fi) || true
+	check "systemd-analyze verify accepts the unit" [ -z "$verify" ]
+	[ -z "$verify" ] || printf '# %s\n' "$verify"
 fi
 
 # ---- 2. the daemon as the unit runs it
