@@ -18,9 +18,10 @@
  *     the default.
  *  4. The maintainer scripts: the account before the unit starts, and a
  *     purge that removes the settings, state and cache directories.
- *  5. Every ELF file is stripped, position-independent (executables) and
- *     linked with BIND_NOW; the packaged infinid and infini-run default to
- *     the installed model.
+ *  5. Every ELF file is stripped, position-independent (executables),
+ *     linked with BIND_NOW; infini and infini-run (no static NNG inside)
+ *     call the stack protector and fortified libc functions.  The
+ *     packaged infinid and infini-run default to the installed model.
  *  6. The example of libinfini(3) compiles and links against the unpacked
  *     libinfini-dev and libinfini0.
  */
@@ -312,7 +313,7 @@ test_elf(void)
 		"/usr/lib/" LIBARCH "/libinfini.so.0.1.0",
 	};
 	char cmd[2400], *out = NULL;
-	int bad = 0;
+	int bad = 0, unprotected = 0;
 
 	for (size_t i = 0; i < sizeof(elf) / sizeof(elf[0]); i++) {
 		char p[1200];
@@ -334,9 +335,26 @@ test_elf(void)
 			bad++;
 		}
 		free(out);
+		/* -fstack-protector and _FORTIFY_SOURCE leave their imports:
+		 * __stack_chk_fail and the __*_chk variants of libc calls.
+		 * Only in the programs without the static NNG, whose own
+		 * hardened objects would import them anyway. */
+		if (strstr(elf[i], "/bin/") == NULL)
+			continue;
+		snprintf(cmd, sizeof(cmd), "readelf --dyn-syms -W '%s' | grep -c "
+		    "-E ' (__stack_chk_fail|__[a-z_]+_chk)(@|$)'", p);
+		run(cmd, &out);
+		if (atoi(out) < 2) {
+			tap_diag("%s: no stack protector or fortified calls",
+			    elf[i]);
+			unprotected++;
+		}
+		free(out);
 	}
 	ok(bad == 0, "binaries are stripped, position-independent and "
 	    "bound at load (BIND_NOW)");
+	ok(unprotected == 0, "infini and infini-run call the stack protector "
+	    "and fortified libc functions");
 
 	snprintf(cmd, sizeof(cmd), "'%s/usr/sbin/infinid' --help; "
 	    "'%s/usr/bin/infini-run' --help", root, root);
@@ -346,7 +364,7 @@ test_elf(void)
 	    "packaged infinid and infini-run default to " MODEL_DIR);
 	free(out);
 }
-#define ELF_TESTS 2
+#define ELF_TESTS 3
 
 /* ---- 6. libinfini(3)'s example against libinfini-dev --------------- */
 
