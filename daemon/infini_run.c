@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine/engine.h"
 #include "gpu/gpu.h"
@@ -234,8 +235,16 @@ main(int argc, char **argv)
 		fprintf(stderr, "infini-run: unknown --output %s\n", output);
 		return (2);
 	}
-	if (model_dir == NULL)
+	if (model_dir == NULL) {
 		model_dir = INFINI_DEFAULT_MODEL;
+#ifdef INFINI_SOURCE_MODEL
+		/* Not installed: the installed model is missing, so run the
+		 * source tree's, as infinid does (daemon/main.c). */
+		if (access(model_dir, F_OK) != 0 &&
+		    access(INFINI_SOURCE_MODEL, F_OK) == 0)
+			model_dir = INFINI_SOURCE_MODEL;
+#endif
+	}
 	if ((rv = eng_model_load(model_dir, &m, err, sizeof(err))) != 0) {
 		fprintf(stderr, "infini-run: model %s: %s\n", model_dir, err);
 		return (1);

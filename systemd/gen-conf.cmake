@@ -20,6 +20,7 @@ file(WRITE ${OUT} "# /etc/infinid/infinid.conf - settings of infinid(8); see inf
 # shown commented out at its default.  Command-line flags of the same names
 # (--max-queue 32) override this file.  `systemctl reload infinid` (SIGHUP)
 # applies log_level, max_queue, max_request_tokens, max_generate,
-# poll_max_ms and generate_idle_s at once; the others need a restart.
+# poll_max_ms, generate_idle_s, autosnapshot_segments and
+# autosnapshot_interval_s at once; the others need a restart.
 
 ${table}")

@@ -15,9 +15,9 @@
  *     Then a device that hangs for 8 s ($INFINID_FAULT): STATUS= says the
  *     scheduler stalled, the pings stop, and they resume when it is back.
  *  4. infinid.conf(5) documents every key the daemon has.
- *  5. `cpack -G DEB` makes a package whose files land where they belong.
  *
- * Parts whose tools are missing (systemd-analyze, cpack, dpkg-deb) skip.
+ * The Debian packages are checked by t_deb.c.  Parts whose tools are
+ * missing (systemd-analyze) skip.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -69,13 +69,6 @@ run(const char *cmd, char **out)
 	st = pclose(p);
 	*out = buf;
 	return (WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-}
-
-static bool
-file_exists(const char *path)
-{
-	struct stat sb;
-	return (stat(path, &sb) == 0);
 }
 
 static bool
@@ -516,73 +509,6 @@ test_man(void)
 }
 #define MAN_TESTS 1
 
-/* ---- 5. the Debian package ----------------------------------------- */
-
-static void
-test_deb(void)
-{
-	static const char *const files[] = {
-		INSTALL_PREFIX "/" SBINDIR "/infinid",
-		INSTALL_PREFIX "/" BINDIR "/infini-run",
-		INSTALL_PREFIX "/" BINDIR "/infini",
-		INSTALL_PREFIX "/" UNITDIR "/infinid.service",
-		INSTALL_PREFIX "/" SYSUSERSDIR "/infinid.conf",
-		INSTALL_PREFIX "/" MANDIR "/man8/infinid.8",
-		INSTALL_PREFIX "/" MANDIR "/man1/infini.1",
-		INSTALL_PREFIX "/" MANDIR "/man5/infinid.conf.5",
-		INSTALL_PREFIX "/" DOCDIR "/infinid.conf.example",
-	};
-	char cmd[4096], deb[1024] = "", path[1200], *out = NULL;
-	int rv, missing = 0;
-
-	if (!is_exec(CPACK) || !is_exec(DPKG_DEB)) {
-		tap_skip(4, "no cpack or dpkg-deb");
-		return;
-	}
-	snprintf(cmd, sizeof(cmd), "cd '%s' && '%s' -G DEB --config "
-	    "'%s/CPackConfig.cmake' -B '%s/pkg' 2>&1", tmp, CPACK, BUILD_DIR,
-	    tmp);
-	rv = run(cmd, &out);
-	free(out);
-	snprintf(cmd, sizeof(cmd), "ls '%s'/pkg/*.deb 2>/dev/null", tmp);
-	if (run(cmd, &out) == 0)
-		sscanf(out, "%1023s", deb);
-	free(out);
-	if (!ok(rv == 0 && deb[0] != '\0', "cpack -G DEB made %s", deb)) {
-		tap_skip(3, "no package");
-		return;
-	}
-	snprintf(cmd, sizeof(cmd), "'%s' -x '%s' '%s/root' && '%s' -e '%s' "
-	    "'%s/control'", DPKG_DEB, deb, tmp, DPKG_DEB, deb, tmp);
-	run(cmd, &out);
-	free(out);
-	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-		snprintf(path, sizeof(path), "%s/root%s", tmp, files[i]);
-		if (!file_exists(path)) {
-			tap_diag("not in the package: %s", files[i]);
-			missing++;
-		}
-	}
-	ok(missing == 0, "the package holds the daemon, tools, unit, "
-	    "sysusers entry, man pages and example settings");
-
-	snprintf(path, sizeof(path), "%s/root" INSTALL_PREFIX "/" UNITDIR
-	    "/infinid.service", tmp);
-	snprintf(cmd, sizeof(cmd), "grep -qx 'ExecStart=%s/%s/infinid' '%s' && "
-	    "test -x '%s/control/postinst'", INSTALL_PREFIX, SBINDIR, path, tmp);
-	ok(system(cmd) == 0, "the packaged unit starts the installed daemon; "
-	    "postinst is executable");
-
-	snprintf(cmd, sizeof(cmd), "'%s' -f '%s' Depends", DPKG_DEB, deb);
-	run(cmd, &out);
-	ok(strstr(out, "libvulkan1") && strstr(out, "mesa-vulkan-drivers") &&
-	    strstr(out, "libnng1") && strstr(out, "libprotobuf-c1") &&
-	    strstr(out, "libcjson1") && strstr(out, "libxxhash0"),
-	    "Depends: %.*s", (int)strcspn(out, "\n"), out);
-	free(out);
-}
-#define DEB_TESTS 4
-
 int
 main(void)
 {
@@ -591,13 +517,12 @@ main(void)
 		return (0);
 	}
 	tap_plan(NOTIFY_UNIT_TESTS + UNIT_TESTS + DAEMON_TESTS + HANG_TESTS +
-	    MAN_TESTS + DEB_TESTS);
+	    MAN_TESTS);
 	test_notify_unit();
 	test_unit();
 	test_daemon();
 	test_hang();
 	test_man();
-	test_deb();
 	if (!tap_failed)
 		fx_rmtree(tmp);
 	else

@@ -8,6 +8,8 @@
 # clang and libclang-rt-14-dev build the libFuzzer targets (tools/test.sh);
 # gnuplot-nox plots bench/soak.sh's CSV; valgrind runs tools/valgrind.sh
 # (the daemon test under memcheck); openssl makes t_daemon's TLS certificate.
+# debhelper, dpkg-dev and lintian build and check the Debian
+# packages (tools/build-deb.sh); devscripts has hardening-check.
 # NNG comes from deps/fetch-nng.sh, not from Debian 12's libnng-dev.
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
@@ -24,6 +26,7 @@ apt-get install -y -qq --no-install-recommends \
 	systemd \
 	python3-torch python3-numpy libopenblas0-pthread \
 	clang libclang-rt-14-dev gnuplot-nox valgrind openssl \
+	debhelper dpkg-dev lintian devscripts \
 	>/dev/null
 # NNG >= 1.10 (Debian 12's libnng 1.5.2 is refused by the build).
 "$(dirname "$0")/../deps/fetch-nng.sh"

@@ -11,9 +11,11 @@
 # tests/t_daemon once more with the daemon under valgrind's memcheck
 # (tools/valgrind.sh); and when clang's libFuzzer is there, every fuzz target
 # for a bounded number of runs from its seed corpus (build-fuzz,
-# docs/fuzzing.md).  INFINI_TEST_ASAN=0, INFINI_TEST_VALGRIND=0 or
-# INFINI_TEST_FUZZ=0 skip those passes; FUZZ_RUNS sets the executions per
-# target (20000).
+# docs/fuzzing.md); and last the Debian packages, built out of tree by
+# tools/build-deb.sh (lintian must report no error or warning) and read by
+# tests/t_deb (nothing is installed).  INFINI_TEST_ASAN=0,
+# INFINI_TEST_VALGRIND=0, INFINI_TEST_FUZZ=0 or INFINI_TEST_DEB=0 skip those
+# passes; FUZZ_RUNS sets the executions per target (20000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${BUILD_DIR:-build}
@@ -91,4 +93,14 @@ if [ "${INFINI_TEST_FUZZ:-1}" != 0 ] && command -v clang >/dev/null &&
 	rm -rf "$work"
 elif [ "${INFINI_TEST_FUZZ:-1}" != 0 ]; then
 	echo "== fuzz targets: skipped (no clang with -fsanitize=fuzzer)"
+fi
+
+# ---- the Debian packages: built out of tree, lintian clean (no error or
+# warning), and their contents checked by t_deb without installing them
+if [ "${INFINI_TEST_DEB:-1}" != 0 ]; then
+	echo "== Debian packages (tools/build-deb.sh, lintian)"
+	debs=$(mktemp -d)
+	tools/build-deb.sh "$debs"
+	INFINI_DEB_DIR=$debs prove -f "$build"/tests/t_deb.t
+	rm -rf "$debs"
 fi
