@@ -58,8 +58,11 @@ start_daemon(void)
 	    pem);
 	have_tls = system(cmd) == 0;
 	tls_port = 20000 + (int)(getpid() % 20000);
+	/* The listener and the client both name the host "localhost" (the
+	 * certificate's name), so both resolve it alike: to ::1 on a machine
+	 * whose /etc/hosts lists it first, as Debian's default one does. */
 	snprintf(listen, sizeof(listen), "%s%s%s%d", url,
-	    have_tls ? "," : "", have_tls ? "tls+tcp://127.0.0.1:" : "",
+	    have_tls ? "," : "", have_tls ? "tls+tcp://localhost:" : "",
 	    tls_port);
 	if (!have_tls)
 		snprintf(listen, sizeof(listen), "%s", url);
