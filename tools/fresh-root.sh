@@ -29,7 +29,9 @@ while getopts kpr opt; do
 done
 shift $((OPTIND - 1))
 root=${1:-/var/tmp/infinid-fresh-root}
-top=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
+# The repository: the one this script is in, or $INFINI_REPO (for a copy of
+# the script run from elsewhere, so that edits to it cannot reach a run).
+top=$(git -C "${INFINI_REPO:-$(dirname "$0")/..}" rev-parse --show-toplevel)
 if [ "$(id -u)" -ne 0 ]; then
 	echo "fresh-root: run as root (debootstrap, chroot, mount)" >&2
 	exit 2
