@@ -1,0 +1,80 @@
+/*
+ * t_python.c - runs the Python client's test (tests/t_python.py) against a
+ * real infinid.
+ *
+ * prove runs executables, and the Python test needs a daemon on a model,
+ * so this program writes the fixture model, starts infinid on it, and runs
+ * the system's python3 on t_python.py with the built libinfini, the infini
+ * tool (the C client the test compares against) and the package source
+ * tree in its environment.  The TAP on stdout is the Python test's own;
+ * this program adds a line only to bail out.  Its exit status is the
+ * test's; the daemon is stopped afterwards and must exit cleanly.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "daemon_proc.h"
+
+int
+main(void)
+{
+	char dir[256], model[320], state[320], log[sizeof(((struct dproc *)0)->log)];
+	struct fx_opts o;
+	struct dproc d;
+	int st, rc;
+	pid_t pid;
+
+	signal(SIGPIPE, SIG_IGN);
+	setenv("INFINI_VALIDATION", "1", 0);
+	if (access(PYTHON, X_OK) != 0) {
+		printf("1..0 # SKIP no %s\n", PYTHON);
+		return (0);
+	}
+	if (fx_tmpdir(dir, sizeof(dir)) != 0) {
+		printf("Bail out! cannot make a temporary directory\n");
+		return (1);
+	}
+	chmod(dir, 0755);
+	snprintf(model, sizeof(model), "%s/model", dir);
+	snprintf(state, sizeof(state), "%s/state", dir);
+	mkdir(state, 0700);
+	fx_opts_default(&o);
+	if (fx_write_model(model, &o) != 0 ||
+	    dproc_start(&d, dir, model, state, NULL, NULL) != 0) {
+		printf("Bail out! daemon did not start (log in %s)\n", dir);
+		return (1);
+	}
+	snprintf(log, sizeof(log), "%s", d.log);
+	fflush(stdout);
+	if ((pid = fork()) == 0) {
+		setenv("INFINI_LIBRARY", LIBINFINI, 1);
+		setenv("INFINI_SOCKET", d.url, 1);
+		setenv("INFINI_CLI", INFINI_CLI, 1);
+		setenv("INFINI_TEST_DIR", dir, 1);
+		setenv("INFINID_LOG", log, 1);
+		setenv("PYTHONPATH", PYTHON_SRC, 1);
+		/* No bytecode in the source tree. */
+		setenv("PYTHONDONTWRITEBYTECODE", "1", 1);
+		execl(PYTHON, PYTHON, TEST_PY, (char *)NULL);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &st, 0) != pid) {
+		printf("Bail out! cannot run %s\n", PYTHON);
+		dproc_wait(&d, SIGKILL, 5000);
+		return (1);
+	}
+	rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	if (dproc_wait(&d, SIGTERM, 20000) != 0 && rc == 0) {
+		printf("# infinid did not exit cleanly on SIGTERM\n");
+		rc = 1;
+	}
+	if (rc == 0)
+		fx_rmtree(dir);
+	else
+		printf("# kept %s (daemon log: %s)\n", dir, log);
+	return (rc);
+}
