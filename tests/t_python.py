@@ -10,6 +10,7 @@ state; nothing is compared with numbers written down by hand.  Prints TAP.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -25,7 +26,7 @@ CLI = os.environ["INFINI_CLI"]
 TMP = os.environ["INFINI_TEST_DIR"]
 LOG = os.environ["INFINID_LOG"]
 
-PLAN = 40
+PLAN = 41
 _n = 0
 _failed = 0
 
@@ -304,6 +305,33 @@ def main():
     with infini.Client(URL) as c3:
         ok(c3.health().model == h.model, "Client is a context manager")
     c.close()
+
+    # ---- installing ---------------------------------------------------
+    # The documented offline install (client/python/README.md), from a copy
+    # so that the build leaves nothing in the source tree.
+    src = os.path.join(TMP, "pysrc")
+    venv = os.path.join(TMP, "venv")
+    shutil.copytree(os.environ["PYTHONPATH"], src)
+    env = dict(os.environ)
+    env.pop("PYTHONPATH")
+    steps = [[sys.executable, "-m", "venv", "--system-site-packages", venv],
+             [os.path.join(venv, "bin", "pip"), "install", "--no-index",
+              "--no-build-isolation", src],
+             [os.path.join(venv, "bin", "python"), "-c",
+              "import infini; print(infini.__file__); "
+              "print(infini.Client().health().model)"]]
+    out = ""
+    for cmd in steps:
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                           cwd=TMP, timeout=300)
+        out = p.stdout + p.stderr
+        if p.returncode != 0:
+            break
+    lines = out.split()
+    ok(p.returncode == 0 and len(lines) >= 2 and
+       lines[0].startswith(venv) and lines[1] == h.model,
+       "pip install --no-build-isolation into a venv, offline; the "
+       "installed package talks to the daemon", out)
 
     # ---- the daemon ------------------------------------------------------
     with open(LOG) as fh:
