@@ -1128,6 +1128,15 @@ test_completion(const char *url, char *out, size_t outlen, char *err,
 	    NULL }, got, sizeof(got));
 	ok(strcmp(got, "mine theirs ") == 0, "  and stream ids from ls: %s",
 	    got);
+	/* feed's second argument is FILE: a prefix of this script's path
+	 * completes to it. */
+	char prefix[512], want[520];
+	snprintf(prefix, sizeof(prefix), "%.*s", (int)strlen(COMPLETION) - 4,
+	    COMPLETION);
+	snprintf(want, sizeof(want), "%s ", COMPLETION);
+	complete((const char *[]){ INFINI_CLI, "feed", "s", prefix, NULL },
+	    got, sizeof(got));
+	ok(strcmp(got, want) == 0, "  and files where the usage says FILE");
 }
 
 static void
@@ -1153,7 +1162,7 @@ test_cli(void)
 
 	if (mkdtemp(dir) == NULL || snprintf(url, sizeof(url),
 	    "ipc://%s/sock", dir) < 0 || fake_start(&f, url) != 0) {
-		tap_skip(42, "cannot start the ipc fake");
+		tap_skip(43, "cannot start the ipc fake");
 		return;
 	}
 #define CLI(...) run_cli((const char *[]){ __VA_ARGS__, NULL }, out, \
@@ -1240,7 +1249,7 @@ main(void)
 	struct fake f;
 	infini_client *c = NULL;
 
-	tap_plan(101);
+	tap_plan(102);
 	if (fake_start(&f, URL) != 0) {
 		printf("Bail out! cannot start the fake daemon\n");
 		return (1);
@@ -1259,7 +1268,7 @@ main(void)
 #ifdef INFINI_CLI
 	test_cli();
 #else
-	tap_skip(42, "CLI not built");
+	tap_skip(43, "CLI not built");
 #endif
 	return (tap_done());
 }
