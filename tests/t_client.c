@@ -979,16 +979,22 @@ pty_expect(int fd, char *buf, size_t cap, size_t *len, const char *needle,
 	}
 }
 
-/* pty_run starts `infini --socket url run stream --no-history` on a new
- * terminal; returns the child's pid and the master side in *fd. */
+/* pty_run starts `infini --socket url run stream` on a new terminal, with
+ * home as $HOME (NULL: --no-history); returns the child's pid and the
+ * master side in *fd. */
 static pid_t
-pty_run(const char *url, const char *stream, int *fd)
+pty_run(const char *url, const char *stream, const char *home, int *fd)
 {
 	pid_t pid = forkpty(fd, NULL, NULL, NULL);
 
 	if (pid == 0) {
+		unsetenv("INFINI_HISTORY");
+		unsetenv("XDG_STATE_HOME");
+		if (home != NULL)
+			setenv("HOME", home, 1);
 		execl(INFINI_CLI, INFINI_CLI, "--socket", url, "run", stream,
-		    "--no-history", (char *)NULL);
+		    home ? "--timeout" : "--no-history", home ? "10000" : NULL,
+		    (char *)NULL);
 		_exit(127);
 	}
 	return (pid);
@@ -1000,16 +1006,17 @@ pty_run(const char *url, const char *stream, int *fd)
  * it cancels the generation and the session goes on; Ctrl-D ends it.
  */
 static void
-test_run_pty(struct fake *f, const char *url)
+test_run_pty(struct fake *f, const char *url, const char *dir)
 {
 	static char buf[1 << 16];
+	char hist[300], h[64] = "";
 	size_t len = 0;
 	int fd, st = -1, before = atomic_load(&f->generates);
 	pid_t pid;
 	bool seen;
 
-	if ((pid = pty_run(url, "gen", &fd)) < 0) {
-		tap_skip(5, "no pty");
+	if ((pid = pty_run(url, "gen", dir, &fd)) < 0) {
+		tap_skip(6, "no pty");
 		return;
 	}
 	seen = pty_expect(fd, buf, sizeof(buf), &len, "> ", 1, 5000);
@@ -1031,10 +1038,25 @@ test_run_pty(struct fake *f, const char *url)
 	    "the prompt drops the line (2 generations, not 3)");
 	ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "  Ctrl-D ends it, exit 0 "
 	    "(status %d)", st);
+	snprintf(hist, sizeof(hist), "%s/.local/state/infini/history", dir);
+	FILE *hf = fopen(hist, "r");
+	size_t hn = hf ? fread(h, 1, sizeof(h) - 1, hf) : 0;
+	h[hn] = '\0';
+	if (hf != NULL)
+		fclose(hf);
+	ok(strcmp(h, "Yo\nagain\n") == 0, "  on a terminal the prompts "
+	    "go to ~/.local/state/infini/history");
+	unlink(hist);
+	for (int i = 0; i < 3; i++) {
+		/* .local/state/infini, .local/state, .local */
+		char *slash = strrchr(hist, '/');
+		*slash = '\0';
+		rmdir(hist);
+	}
 
 	/* During an answer: cancel it, come back to the prompt. */
 	len = 0;
-	if ((pid = pty_run(url, "forever", &fd)) < 0) {
+	if ((pid = pty_run(url, "forever", NULL, &fd)) < 0) {
 		tap_skip(2, "no pty");
 		return;
 	}
@@ -1149,7 +1171,7 @@ test_cli_more(struct fake *f, const char *url, const char *dir)
 	test_ls_owner(url, out, sizeof(out), err, sizeof(err));
 	test_eacces(dir, out, sizeof(out), err, sizeof(err));
 	test_run_pipe(f, url, dir, out, sizeof(out), err, sizeof(err));
-	test_run_pty(f, url);
+	test_run_pty(f, url, dir);
 	test_completion(url, out, sizeof(out), err, sizeof(err));
 }
 
@@ -1162,7 +1184,7 @@ test_cli(void)
 
 	if (mkdtemp(dir) == NULL || snprintf(url, sizeof(url),
 	    "ipc://%s/sock", dir) < 0 || fake_start(&f, url) != 0) {
-		tap_skip(43, "cannot start the ipc fake");
+		tap_skip(44, "cannot start the ipc fake");
 		return;
 	}
 #define CLI(...) run_cli((const char *[]){ __VA_ARGS__, NULL }, out, \
@@ -1249,7 +1271,7 @@ main(void)
 	struct fake f;
 	infini_client *c = NULL;
 
-	tap_plan(102);
+	tap_plan(103);
 	if (fake_start(&f, URL) != 0) {
 		printf("Bail out! cannot start the fake daemon\n");
 		return (1);
@@ -1268,7 +1290,7 @@ main(void)
 #ifdef INFINI_CLI
 	test_cli();
 #else
-	tap_skip(43, "CLI not built");
+	tap_skip(44, "CLI not built");
 #endif
 	return (tap_done());
 }

@@ -26,7 +26,7 @@ CLI = os.environ["INFINI_CLI"]
 TMP = os.environ["INFINI_TEST_DIR"]
 LOG = os.environ["INFINID_LOG"]
 
-PLAN = 41
+PLAN = 42
 _n = 0
 _failed = 0
 
@@ -228,6 +228,20 @@ def main():
        info.position < pos0 + 1 + 4000,
        "closing the generator cancels it on the daemon "
        "(%.3f s, position %d)" % (closed, info.position))
+    # infini run answers a line as generate would answer the line with its
+    # newline: the tool's session against the package, on twin streams.
+    c.fork("py.a", "py.run1")
+    c.fork("py.a", "py.run2")
+    p = subprocess.run([CLI, "--socket", URL, "--json", "run", "py.run1",
+                        "-n", "6", "--no-history"], input=b"tell me\n",
+                       capture_output=True, timeout=60)
+    last = p.stdout.decode("utf-8", "replace").splitlines()[-1:]
+    js = json.loads(last[0]) if last else {}
+    fin = c.complete("py.run2", "tell me\n", max_tokens=6)
+    ok(p.returncode == 0 and js.get("tokens") == fin.tokens and
+       js.get("done") is True, "'infini run' answers a line like "
+       "generate(line + newline) on a twin stream", (js, fin))
+
     e = raises(lambda: list(c.generate("py.none", "x")), infini.ENOENT)
     ok(e is not None, "generate on a missing stream raises ENOENT "
        "from the iteration", e)
