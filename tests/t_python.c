@@ -3,7 +3,9 @@
  * real infinid.
  *
  * prove runs executables, and the Python test needs a daemon on a model,
- * so this program writes the fixture model, starts infinid on it, and runs
+ * so this program writes the fixture model, starts infinid on it (and a
+ * second infinid on the same model without its byte tokenizer, where no
+ * answer ends early at EOS, for the cancel checks), and runs
  * the system's python3 on t_python.py with the built libinfini, the infini
  * tool (the C client the test compares against) and the package source
  * tree in its environment.  The TAP on stdout is the Python test's own;
@@ -23,8 +25,9 @@ int
 main(void)
 {
 	char dir[256], model[320], state[320], log[sizeof(((struct dproc *)0)->log)];
+	char dir2[300], model2[320], state2[320];
 	struct fx_opts o;
-	struct dproc d;
+	struct dproc d, d2;
 	int st, rc;
 	pid_t pid;
 
@@ -42,10 +45,23 @@ main(void)
 	snprintf(model, sizeof(model), "%s/model", dir);
 	snprintf(state, sizeof(state), "%s/state", dir);
 	mkdir(state, 0700);
+	snprintf(dir2, sizeof(dir2), "%s/notok", dir);
+	snprintf(model2, sizeof(model2), "%s/model", dir2);
+	snprintf(state2, sizeof(state2), "%s/state", dir2);
+	mkdir(dir2, 0755);
+	mkdir(state2, 0700);
 	fx_opts_default(&o);
 	if (fx_write_model(model, &o) != 0 ||
 	    dproc_start(&d, dir, model, state, NULL, NULL) != 0) {
 		printf("Bail out! daemon did not start (log in %s)\n", dir);
+		return (1);
+	}
+	o.cfg.byte_tokenizer = false;
+	if (fx_write_model(model2, &o) != 0 ||
+	    dproc_start(&d2, dir2, model2, state2, NULL, NULL) != 0) {
+		printf("Bail out! second daemon did not start (log in %s)\n",
+		    dir2);
+		dproc_wait(&d, SIGKILL, 5000);
 		return (1);
 	}
 	snprintf(log, sizeof(log), "%s", d.log);
@@ -53,6 +69,8 @@ main(void)
 	if ((pid = fork()) == 0) {
 		setenv("INFINI_LIBRARY", LIBINFINI, 1);
 		setenv("INFINI_SOCKET", d.url, 1);
+		setenv("INFINI_SOCKET_NOTOK", d2.url, 1);
+		setenv("INFINID_LOG_NOTOK", d2.log, 1);
 		setenv("INFINI_CLI", INFINI_CLI, 1);
 		setenv("INFINI_TEST_DIR", dir, 1);
 		setenv("INFINID_LOG", log, 1);
@@ -65,10 +83,14 @@ main(void)
 	if (pid < 0 || waitpid(pid, &st, 0) != pid) {
 		printf("Bail out! cannot run %s\n", PYTHON);
 		dproc_wait(&d, SIGKILL, 5000);
+		dproc_wait(&d2, SIGKILL, 5000);
 		return (1);
 	}
 	rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-	if (dproc_wait(&d, SIGTERM, 20000) != 0 && rc == 0) {
+	/* Both daemons are stopped, whatever the first one says. */
+	int st1 = dproc_wait(&d, SIGTERM, 20000);
+	int st2 = dproc_wait(&d2, SIGTERM, 20000);
+	if ((st1 != 0 || st2 != 0) && rc == 0) {
 		printf("# infinid did not exit cleanly on SIGTERM\n");
 		rc = 1;
 	}
