@@ -11,6 +11,7 @@ state; nothing is compared with numbers written down by hand.  Prints TAP.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -26,7 +27,7 @@ CLI = os.environ["INFINI_CLI"]
 TMP = os.environ["INFINI_TEST_DIR"]
 LOG = os.environ["INFINID_LOG"]
 
-PLAN = 43
+PLAN = 44
 _n = 0
 _failed = 0
 
@@ -234,6 +235,26 @@ def main():
            info.position < 4 + n_long,
            "closing the generator cancels it on the daemon (%.3f s; "
            "position %d of %d)" % (closed, info.position, 4 + n_long))
+        # Ctrl-C in the loop (KeyboardInterrupt) drops the generator,
+        # which cancels the generation the same way.
+        pos1 = [s.position for s in cn.list() if s.id == "py.long"][0]
+        n = 0
+        try:
+            for _ in cn.generate("py.long", None, max_tokens=n_long):
+                n += 1
+                if n == 5:
+                    os.kill(os.getpid(), signal.SIGINT)
+        except KeyboardInterrupt:
+            pass
+        for _ in range(100):
+            info = [s for s in cn.list() if s.id == "py.long"][0]
+            if not info.generating:
+                break
+            time.sleep(0.05)
+        ok(n >= 5 and not info.generating and
+           info.position < pos1 + n_long,
+           "Ctrl-C in the loop cancels it too (%d tokens seen, position "
+           "%d -> %d)" % (n, pos1, info.position))
         full = cn.complete("py.long", None, max_tokens=50)
         ok(full.reason == "length" and len(full.tokens) == 50,
            "  (there, answers run to max_tokens: %s)" % full.reason)
