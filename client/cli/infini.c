@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -199,7 +200,9 @@ perm_hint(const char *url)
 	if (strncmp(url, "ipc://", 6) != 0)
 		return;
 	path = url + 6;
-	if (stat(path, &st) != 0)
+	/* A socket we may open was not the problem (the daemon refused us
+	 * itself), and one we cannot see needs no hint about its group. */
+	if (stat(path, &st) != 0 || access(path, R_OK | W_OK) == 0)
 		return;
 	if ((st.st_mode & 0060) == 0060 && st.st_gid != 0 &&
 	    (gr = getgrgid(st.st_gid)) != NULL)
