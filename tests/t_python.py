@@ -44,10 +44,20 @@ def ok(cond, name, diag=None):
     return cond
 
 
+def cli_env():
+    """The environment for the infini tool: under sanitizers, the options
+    t_python.t had before it turned leak checks off for python3."""
+    env = dict(os.environ)
+    if "INFINI_CHILD_ASAN_OPTIONS" in env:
+        env["ASAN_OPTIONS"] = env["INFINI_CHILD_ASAN_OPTIONS"]
+        env.pop("LD_PRELOAD", None)
+    return env
+
+
 def cli(*args):
     """Run the infini tool with --json; returns (rc, last JSON object)."""
     p = subprocess.run([CLI, "--socket", URL, "--json"] + list(args),
-                       capture_output=True, timeout=60)
+                       capture_output=True, timeout=60, env=cli_env())
     out = p.stdout.decode("utf-8", "replace")
     lines = [ln for ln in out.splitlines() if ln.strip()]
     return p.returncode, json.loads(lines[-1]) if lines else None
@@ -264,7 +274,7 @@ def main():
     c.fork("py.a", "py.run2")
     p = subprocess.run([CLI, "--socket", URL, "--json", "run", "py.run1",
                         "-n", "6", "--no-history"], input=b"tell me\n",
-                       capture_output=True, timeout=60)
+                       capture_output=True, timeout=60, env=cli_env())
     last = p.stdout.decode("utf-8", "replace").splitlines()[-1:]
     js = json.loads(last[0]) if last else {}
     fin = c.complete("py.run2", "tell me\n", max_tokens=6)
