@@ -179,8 +179,10 @@ def load(path=None):
 
 
 # libinfini hands back malloc'd arrays (infini_list, infini_snapshot) for
-# the caller to free with the C library's free().
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+# the caller to free().  The process's free, looked up globally: when an
+# allocator is preloaded (ASan, jemalloc) libinfini's malloc is that one,
+# and libc.so.6's own free would corrupt the heap.
+_libc = ctypes.CDLL(None)
 _libc.free.argtypes = [ctypes.c_void_p]
 _libc.free.restype = None
 
