@@ -979,6 +979,22 @@ pty_expect(int fd, char *buf, size_t cap, size_t *len, const char *needle,
 	}
 }
 
+/* pty_diag shows what the terminal received, escaped onto one line. */
+static void
+pty_diag(const char *buf)
+{
+	char esc[4096];
+	size_t k = 0;
+
+	for (const unsigned char *p = (const void *)buf; *p && k + 5 <
+	    sizeof(esc); p++)
+		k += (size_t)(*p >= 32 && *p < 127 ? snprintf(esc + k,
+		    sizeof(esc) - k, "%c", *p) : snprintf(esc + k,
+		    sizeof(esc) - k, "\\x%02x", *p));
+	esc[k] = '\0';
+	tap_diag("terminal: %s", esc);
+}
+
 /* pty_run starts `infini --socket url run stream` on a new terminal, with
  * home as $HOME (NULL: --no-history); returns the child's pid and the
  * master side in *fd. */
@@ -1032,8 +1048,9 @@ test_run_pty(struct fake *f, const char *url, const char *dir)
 	pty_expect(fd, buf, sizeof(buf), &len, "\x01", 1, 2000);  /* drain */
 	waitpid(pid, &st, 0);
 	close(fd);
-	ok(seen && strstr(buf, "stream 'gen'") != NULL, "cli run on a "
-	    "terminal: banner, prompt, answer, prompt");
+	if (!ok(seen && strstr(buf, "stream 'gen'") != NULL, "cli run on a "
+	    "terminal: banner, prompt, answer, prompt"))
+		pty_diag(buf);
 	ok(seen && atomic_load(&f->generates) == before + 2, "  Ctrl-C at "
 	    "the prompt drops the line (2 generations, not 3)");
 	ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "  Ctrl-D ends it, exit 0 "

@@ -8,6 +8,14 @@
  * a cancel is still in flight ends the program.  The stream stays open
  * afterwards: it is the conversation.
  *
+ * SIGINT stays blocked (in every thread: libinfini's inherit the mask)
+ * except while an answer streams and inside ppoll(), which unblocks it
+ * atomically while waiting for a line: a Ctrl-C that lands between printing the
+ * prompt and starting to wait is then delivered in the wait instead of
+ * being lost (with a plain read() the wait would begin after the handler
+ * ran and sit there).  Lines are read from the descriptor directly, so
+ * no stdio buffer hides input from the poll.
+ *
  * History is a plain file of past prompts, one per line, appended as they
  * are sent (so sessions running at once interleave whole lines); /history
  * lists it.  Line editing is left to the terminal, or to rlwrap(1).
@@ -15,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +51,7 @@ run_on_sigint(int sig)
 }
 
 /* run_catch_sigint installs the handler without SA_RESTART, so that a
- * Ctrl-C at the prompt interrupts the read. */
+ * Ctrl-C at the prompt interrupts the wait. */
 static void
 run_catch_sigint(void)
 {
@@ -52,6 +61,66 @@ run_catch_sigint(void)
 	sa.sa_handler = run_on_sigint;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
+}
+
+/* The lines of stdin, read from the descriptor. */
+struct line_in {
+	char *buf;
+	size_t len, cap;
+	bool eof;
+};
+
+/*
+ * read_line waits for the next line of stdin (SIGINT blocked by the
+ * caller; waitmask is the mask to wait under) and returns it, without its
+ * line end, NUL-terminated in *line (malloc'd; the caller frees it).
+ * Returns 1 for a line (the last one may lack its newline), 0 at the end
+ * of input, -1 when Ctrl-C came first, -2 on a read error.
+ */
+static int
+read_line(struct line_in *in, const sigset_t *waitmask, char **line)
+{
+	for (;;) {
+		char *nl = in->len ? memchr(in->buf, '\n', in->len) : NULL;
+		size_t n = nl ? (size_t)(nl - in->buf) : in->len;
+
+		if (nl != NULL || (in->eof && in->len > 0)) {
+			if ((*line = malloc(n + 1)) == NULL)
+				return (-2);
+			memcpy(*line, in->buf, n);
+			(*line)[n] = '\0';
+			n += nl != NULL;
+			memmove(in->buf, in->buf + n, in->len - n);
+			in->len -= n;
+			return (1);
+		}
+		if (in->eof)
+			return (0);
+		if (cli_interrupted)
+			return (-1);
+		struct pollfd p = { .fd = STDIN_FILENO, .events = POLLIN };
+		if (ppoll(&p, 1, NULL, waitmask) < 0) {
+			if (errno == EINTR)
+				continue;   /* the flag decides, above */
+			return (-2);
+		}
+		if (in->len == in->cap) {
+			size_t cap = in->cap ? 2 * in->cap : 4096;
+			char *b = realloc(in->buf, cap);
+			if (b == NULL)
+				return (-2);
+			in->buf = b;
+			in->cap = cap;
+		}
+		ssize_t k = read(STDIN_FILENO, in->buf + in->len,
+		    in->cap - in->len);
+		if (k < 0 && errno != EINTR && errno != EAGAIN)
+			return (-2);
+		if (k == 0)
+			in->eof = true;
+		if (k > 0)
+			in->len += (size_t)k;
+	}
 }
 
 /* mkdirs creates the directories above path (mode 0700), like mkdir -p. */
@@ -161,7 +230,9 @@ cmd_run(struct cli *g, int argc, char **argv)
 	char *hist = NULL, *line = NULL, *prompt = NULL;
 	struct cli_gen_result res;
 	bool nohist = false, tty = isatty(STDIN_FILENO), created = false;
-	size_t cap = 0;
+	struct line_in in = { 0 };
+	sigset_t intr, orig, waitmask;
+	bool masked = false;
 	struct cli_gen o;
 	int ch, rc, err, last = 0;
 
@@ -186,6 +257,17 @@ cmd_run(struct cli *g, int argc, char **argv)
 		goto done;
 	}
 	id = argv[optind];
+	/* Blocked before connecting, so that libinfini's threads (NNG's,
+	 * started by the first socket) inherit the block: SIGINT, sent to the
+	 * process, must reach this thread in its wait, not a thread of
+	 * theirs that would set the flag while this one sleeps on. */
+	sigemptyset(&intr);
+	sigaddset(&intr, SIGINT);
+	run_catch_sigint();
+	sigprocmask(SIG_BLOCK, &intr, &orig);
+	masked = true;
+	waitmask = orig;
+	sigdelset(&waitmask, SIGINT);
 	if ((rc = cli_connect(g)) != 0)
 		goto done;
 	if ((err = infini_open(g->c, id, true, NULL, &created)) != 0) {
@@ -197,30 +279,31 @@ cmd_run(struct cli *g, int argc, char **argv)
 		fprintf(stderr, "infini run: %s stream '%s'. Ctrl-C cancels an "
 		    "answer; Ctrl-D or /quit ends.\n", created ? "new" :
 		    "existing", id);
-	run_catch_sigint();
 	for (;;) {
-		ssize_t n;
-
 		if (tty) {
 			fputs("> ", stdout);
 			fflush(stdout);
 		}
-		errno = 0;
-		n = getline(&line, &cap, stdin);
-		if (n < 0 && cli_interrupted) {
+		free(line);
+		line = NULL;
+		int r = read_line(&in, &waitmask, &line);
+		if (r == -1) {
 			/* Ctrl-C at the prompt drops the line. */
-			clearerr(stdin);
 			cli_interrupted = 0;
 			if (tty)
 				putchar('\n');
 			continue;
 		}
-		if (n < 0)
+		if (r == -2) {
+			fprintf(stderr, "infini: run: reading input: %s\n",
+			    strerror(errno));
+			rc = CLI_EXIT_REQUEST;
+			goto done;
+		}
+		if (r == 0)
 			break;
-		/* The prompt keeps its newline: the model sees line breaks. */
-		size_t len = (size_t)n;
-		while (len > 0 && (line[len - 1] == '\n' ||
-		    line[len - 1] == '\r'))
+		size_t len = strlen(line);
+		while (len > 0 && line[len - 1] == '\r')
 			len--;
 		if (len == 0)
 			continue;
@@ -238,11 +321,14 @@ cmd_run(struct cli *g, int argc, char **argv)
 			rc = CLI_EXIT_REQUEST;
 			goto done;
 		}
+		/* The prompt keeps its newline: the model sees line breaks. */
 		memcpy(prompt, line, len);
 		memcpy(prompt + len, "\n", 2);
-		cli_interrupted = 0;   /* a Ctrl-C after the last answer */
+		/* Ctrl-C must reach on_token while the answer streams. */
 		run_busy = 1;
+		sigprocmask(SIG_UNBLOCK, &intr, NULL);
 		err = cli_gen_run(g, id, prompt, &o, &res);
+		sigprocmask(SIG_BLOCK, &intr, NULL);
 		run_busy = 0;
 		if (!g->json && !res.ends_nl)
 			putchar('\n');
@@ -266,7 +352,10 @@ cmd_run(struct cli *g, int argc, char **argv)
 		putchar('\n');
 	rc = last;
 done:
+	if (masked)
+		sigprocmask(SIG_SETMASK, &orig, NULL);
 	free(line);
+	free(in.buf);
 	free(prompt);
 	free(hist);
 	cli_gen_fini(&o);
