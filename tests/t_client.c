@@ -10,15 +10,22 @@
  * idles, streams or ends.  It runs on inproc:// for the library and on an
  * ipc:// path for the CLI, which runs as a child process.
  */
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <pty.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
@@ -32,6 +39,9 @@
 
 /* ---- the fake daemon ----------------------------------------------- */
 
+/* A uid that the test checks has no passwd entry, for ls. */
+#define FAKE_NOBODY_UID 3999999u
+
 struct fake {
 	nng_socket sock;
 	pthread_t thr;
@@ -40,6 +50,7 @@ struct fake {
 	atomic_llong cancelled;   /* last generation id cancelled */
 	atomic_int dup_ids;       /* call ids seen twice from one client */
 	atomic_int polls;         /* Poll requests received */
+	atomic_int generates;     /* Generate requests received */
 	/* Last Generate request, for the encoding checks. */
 	char gen_text[64];
 	uint32_t gen_max;
@@ -158,6 +169,7 @@ fake_generate(struct fake *f, uint64_t id, Infini__V1__GenerateRequest *q)
 {
 	Infini__V1__GenerateReply r = INFINI__V1__GENERATE_REPLY__INIT;
 
+	atomic_fetch_add(&f->generates, 1);
 	if (q->prompt_case == INFINI__V1__GENERATE_REQUEST__PROMPT_TEXT)
 		snprintf(f->gen_text, sizeof(f->gen_text), "%s", q->text);
 	else
@@ -296,6 +308,24 @@ fake_serve(struct fake *f, Infini__V1__Request *q, ProtobufCMessage *body)
 	case INFINI__V1__METHOD__POLL:
 		fake_poll(f, id, (void *)body);
 		break;
+	case INFINI__V1__METHOD__LIST_STREAMS: {
+		/* One stream of ours, one of a uid with no name here. */
+		Infini__V1__ListStreamsReply r =
+		    INFINI__V1__LIST_STREAMS_REPLY__INIT;
+		Infini__V1__StreamInfo a = INFINI__V1__STREAM_INFO__INIT,
+		    b = INFINI__V1__STREAM_INFO__INIT;
+		Infini__V1__StreamInfo *v[2] = { &a, &b };
+		a.stream_id = "mine";
+		a.position = 12;
+		a.owner_uid = (uint32_t)getuid();
+		b.stream_id = "theirs";
+		b.position = 34;
+		b.owner_uid = FAKE_NOBODY_UID;
+		r.streams = v;
+		r.n_streams = 2;
+		send_reply(f, id, 0, NULL, &r.base);
+		break;
+	}
 	case INFINI__V1__METHOD__CANCEL: {
 		Infini__V1__CancelRequest *c = (void *)body;
 		Infini__V1__CancelReply r = INFINI__V1__CANCEL_REPLY__INIT;
@@ -636,6 +666,9 @@ test_threads(struct fake *f, infini_client *c)
 /* ---- the CLI ------------------------------------------------------- */
 
 #ifdef INFINI_CLI
+/* What run_cli feeds the tool on stdin (NULL: the test's own stdin). */
+static const char *cli_stdin;
+
 /* run_cli runs the tool with args (NULL-terminated), returns its exit code
  * and what it printed; with polls, it sends SIGINT once the tool is
  * polling a generation. */
@@ -646,15 +679,24 @@ run_cli(const char *const *args, char *out, size_t outlen, char *err,
 	char of[] = "/tmp/t_client_outXXXXXX", ef[] = "/tmp/t_client_errXXXXXX";
 	int ofd = mkstemp(of), efd = mkstemp(ef), st = -1;
 	const char *argv[32] = { INFINI_CLI };
+	char inf[] = "/tmp/t_client_inXXXXXX";
+	int ifd = -1;
 	pid_t pid;
 	size_t k = 1;
 
+	if (cli_stdin != NULL && (ifd = mkstemp(inf)) >= 0) {
+		(void)!write(ifd, cli_stdin, strlen(cli_stdin));
+		lseek(ifd, 0, SEEK_SET);
+		unlink(inf);
+	}
 	for (; args[k - 1] != NULL && k < 31; k++)
 		argv[k] = args[k - 1];
 	argv[k] = NULL;
 	if ((pid = fork()) == 0) {
 		dup2(ofd, 1);
 		dup2(efd, 2);
+		if (ifd >= 0)
+			dup2(ifd, 0);
 		execv(INFINI_CLI, (char *const *)argv);
 		_exit(127);
 	}
@@ -677,9 +719,477 @@ run_cli(const char *const *args, char *out, size_t outlen, char *err,
 		err[k - 1] = '\0';
 	close(ofd);
 	close(efd);
+	if (ifd >= 0)
+		close(ifd);
 	unlink(of);
 	unlink(ef);
 	return (WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+}
+
+/* count_str counts the occurrences of needle in s. */
+static int
+count_str(const char *s, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = s; (p = strstr(p, needle)) != NULL; p++)
+		n++;
+	return (n);
+}
+
+/* test_json_stream: --json generate prints one object per token as it
+ * arrives, then a final one. */
+static void
+test_json_stream(struct fake *f, const char *url, char *out, size_t outlen,
+    char *err, size_t errlen)
+{
+	static const int want[] = { 'H', 'i', 300, '!' };
+	static const char *const wtext[] = { "H", "i", "", "!" };
+	char *line, *save = NULL;
+	int rc, n = 0, good = 0, final = 0;
+
+	rc = run_cli((const char *[]){ "--socket", url, "--json", "generate",
+	    "gen", NULL }, out, outlen, err, errlen, NULL);
+	for (line = strtok_r(out, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save), n++) {
+		cJSON *j = cJSON_Parse(line);
+		cJSON *t = cJSON_GetObjectItem(j, "token");
+		if (n < 4 && cJSON_IsNumber(t) && t->valueint == want[n] &&
+		    strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(j, "text")),
+		    wtext[n]) == 0 && cJSON_GetArraySize(j) == 2)
+			good++;
+		if (n == 4 && cJSON_IsTrue(cJSON_GetObjectItem(j, "done")) &&
+		    strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(j,
+		    "finish_reason")), "length") == 0)
+			final++;
+		cJSON_Delete(j);
+	}
+	ok(rc == 0 && n == 5 && good == 4 && final == 1, "cli --json generate "
+	    "is NDJSON: 4 token objects, then the final one (rc %d, %d lines)",
+	    rc, n);
+
+	/* Cancelled: the tokens so far were printed before the end. */
+	rc = run_cli((const char *[]){ "--socket", url, "--json", "generate",
+	    "forever", NULL }, out, outlen, err, errlen, &f->polls);
+	const char *last = strrchr(out, '\n');
+	cJSON *j = cJSON_Parse(last ? last + 1 : out);
+	int ntok = count_str(out, "{\"token\":97,\"text\":\"a\"}");
+	ok(rc == 130 && ntok > 0 && j && cJSON_GetArraySize(
+	    cJSON_GetObjectItem(j, "tokens")) == ntok && strcmp(
+	    cJSON_GetStringValue(cJSON_GetObjectItem(j, "finish_reason")),
+	    "cancelled") == 0, "  Ctrl-C: %d token lines, then the final "
+	    "object, exit 130", ntok);
+	cJSON_Delete(j);
+}
+
+/* test_files: prompts from stdin and files; a missing local file exits 2
+ * before anything is sent. */
+static void
+test_files(struct fake *f, const char *url, const char *dir, char *out,
+    size_t outlen, char *err, size_t errlen)
+{
+	char path[256], missing[256];
+	int rc, before;
+
+	cli_stdin = "Yo from stdin\n";
+	rc = run_cli((const char *[]){ "--socket", url, "generate", "gen",
+	    "--prompt", "-", NULL }, out, outlen, err, errlen, NULL);
+	cli_stdin = NULL;
+	ok(rc == 0 && strcmp(f->gen_text, "Yo from stdin\n") == 0,
+	    "cli generate --prompt - reads the prompt from stdin");
+	snprintf(path, sizeof(path), "%s/prompt.txt", dir);
+	FILE *fp = fopen(path, "w");
+	fputs("Prompt\nfrom a file", fp);
+	fclose(fp);
+	rc = run_cli((const char *[]){ "--socket", url, "generate", "gen",
+	    "--prompt-file", path, NULL }, out, outlen, err, errlen, NULL);
+	ok(rc == 0 && strcmp(f->gen_text, "Prompt\nfrom a file") == 0,
+	    "cli generate --prompt-file F sends F's text");
+	unlink(path);
+
+	snprintf(missing, sizeof(missing), "%s/no-such-file", dir);
+	before = atomic_load(&f->requests);
+	rc = run_cli((const char *[]){ "--socket", url, "generate", "gen",
+	    "--prompt-file", missing, NULL }, out, outlen, err, errlen, NULL);
+	ok(rc == 2 && strstr(err, "no-such-file: No such file or directory"),
+	    "missing --prompt-file: exit 2 (%d): %s", rc, err);
+	rc = run_cli((const char *[]){ "--socket", url, "feed", "s", missing,
+	    NULL }, out, outlen, err, errlen, NULL);
+	is_int(rc, 2, "missing feed FILE: exit 2");
+	rc = run_cli((const char *[]){ "--socket", url, "push", "s",
+	    "--vectors", missing, NULL }, out, outlen, err, errlen, NULL);
+	is_int(rc, 2, "missing push --vectors FILE: exit 2");
+	rc = run_cli((const char *[]){ "--socket", url, "restore", "s",
+	    "--import", missing, NULL }, out, outlen, err, errlen, NULL);
+	is_int(rc, 2, "missing restore --import FILE: exit 2");
+	is_int(atomic_load(&f->requests), before, "  none of them reached "
+	    "the daemon");
+}
+
+/* test_ls_owner: ls names owners; a uid without a name stays a number. */
+static void
+test_ls_owner(const char *url, char *out, size_t outlen, char *err,
+    size_t errlen)
+{
+	struct passwd *pw = getpwuid(getuid());
+	char want[160], uid[32], name[64];
+	int rc;
+
+	/* getpwuid's result is overwritten by the next call: copy it. */
+	snprintf(name, sizeof(name), "%s", pw ? pw->pw_name : "");
+	if (pw == NULL || getpwuid(FAKE_NOBODY_UID) != NULL) {
+		tap_skip(2, "no name for our uid, or the test uid has one");
+		return;
+	}
+	snprintf(uid, sizeof(uid), "%u", FAKE_NOBODY_UID);
+	rc = run_cli((const char *[]){ "--socket", url, "ls", NULL }, out,
+	    outlen, err, errlen, NULL);
+	snprintf(want, sizeof(want), " %s ", name);
+	ok(rc == 0 && strstr(out, "OWNER") && strstr(out, want) &&
+	    strstr(out, uid), "cli ls shows owner '%s' by name, uid %s by "
+	    "number", name, uid);
+	rc = run_cli((const char *[]){ "--socket", url, "--json", "ls", NULL },
+	    out, outlen, err, errlen, NULL);
+	cJSON *j = cJSON_Parse(out);
+	cJSON *a = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "streams"), 0);
+	cJSON *b = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "streams"), 1);
+	ok(rc == 0 && a && b && strcmp(cJSON_GetStringValue(
+	    cJSON_GetObjectItem(a, "owner")), name) == 0 &&
+	    cJSON_GetNumberValue(cJSON_GetObjectItem(a, "owner_uid")) ==
+	    getuid() && strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(b,
+	    "owner")), uid) == 0, "cli --json ls: owner and owner_uid");
+	cJSON_Delete(j);
+}
+
+/*
+ * test_eacces: a client outside the socket's group is told which group
+ * to join.  Needs root, to run the tool as another user (nobody).
+ */
+static void
+test_eacces(const char *dir, char *out, size_t outlen, char *err,
+    size_t errlen)
+{
+	char sdir[256], url[300], want[700];
+	struct group *gr = getgrgid(100);
+	struct fake f;
+	int rc, st;
+	pid_t pid;
+
+	if (getuid() != 0 || gr == NULL || access(INFINI_CLI, X_OK) != 0) {
+		tap_skip(2, "needs root and a group with gid 100");
+		return;
+	}
+	snprintf(sdir, sizeof(sdir), "%s/perm", dir);
+	mkdir(sdir, 0755);
+	chmod(dir, 0755);
+	snprintf(url, sizeof(url), "ipc://%s/sock", sdir);
+	if (fake_start(&f, url) != 0) {
+		tap_skip(2, "cannot start the fake");
+		return;
+	}
+	if (chown(url + 6, 0, 100) != 0 || chmod(url + 6, 0660) != 0) {
+		fake_stop(&f);
+		tap_skip(2, "cannot chown the socket");
+		return;
+	}
+	char of[] = "/tmp/t_client_permXXXXXX";
+	int fd = mkstemp(of);
+	if ((pid = fork()) == 0) {
+		dup2(fd, 2);
+		dup2(fd, 1);
+		if (setgroups(0, NULL) != 0 || setgid(65534) != 0 ||
+		    setuid(65534) != 0)
+			_exit(126);
+		execl(INFINI_CLI, INFINI_CLI, "--socket", url, "status",
+		    (char *)NULL);
+		_exit(127);
+	}
+	waitpid(pid, &st, 0);
+	rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	ssize_t n = pread(fd, out, outlen - 1, 0);
+	out[n > 0 ? n : 0] = '\0';
+	close(fd);
+	unlink(of);
+	(void)err;
+	(void)errlen;
+	snprintf(want, sizeof(want), "permission denied on %s: add yourself "
+	    "to group %s (sudo adduser $USER %s) and log in again", url + 6,
+	    gr->gr_name, gr->gr_name);
+	is_int(rc, 3, "a socket the user may not open: exit 3");
+	if (!ok(strstr(out, want) != NULL, "  the hint names the socket's "
+	    "group (%s)", gr->gr_name))
+		tap_diag("got: %s", out);
+	fake_stop(&f);
+	unlink(url + 6);
+	rmdir(sdir);
+}
+
+/*
+ * test_run_pipe: infini run reading a pipe: every line is answered, the
+ * prompt goes with its newline, history is kept and listed.
+ */
+static void
+test_run_pipe(struct fake *f, const char *url, const char *dir, char *out,
+    size_t outlen, char *err, size_t errlen)
+{
+	char hist[256], h[256] = "";
+	int rc, before = atomic_load(&f->generates);
+
+	snprintf(hist, sizeof(hist), "%s/history", dir);
+	cli_stdin = "Yo\n\n/history\nsecond line\n";
+	rc = run_cli((const char *[]){ "--socket", url, "run", "gen",
+	    "--history", hist, NULL }, out, outlen, err, errlen, NULL);
+	cli_stdin = NULL;
+	ok(rc == 0 && count_str(out, "Hi<300>!") == 2 &&
+	    atomic_load(&f->generates) == before + 2, "cli run answers each "
+	    "line (rc %d)", rc);
+	ok(strcmp(f->gen_text, "second line\n") == 0, "  the prompt is the "
+	    "line with its newline");
+	FILE *hf = fopen(hist, "r");
+	size_t hn = hf ? fread(h, 1, sizeof(h) - 1, hf) : 0;
+	h[hn] = '\0';
+	if (hf != NULL)
+		fclose(hf);
+	ok(strcmp(h, "Yo\nsecond line\n") == 0 && strstr(out, "    1  Yo\n") != NULL, "  history file kept "
+	    "and /history lists it");
+	unlink(hist);
+}
+
+/* pty_expect reads the pty until needle has been seen count times in all
+ * output so far (buf), or timeout_ms passes. */
+static bool
+pty_expect(int fd, char *buf, size_t cap, size_t *len, const char *needle,
+    int count, int timeout_ms)
+{
+	double end = now_ms() + timeout_ms;
+
+	for (;;) {
+		buf[*len] = '\0';
+		if (count_str(buf, needle) >= count)
+			return (true);
+		if (now_ms() > end || *len + 1 >= cap)
+			return (false);
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, 50) > 0) {
+			ssize_t n = read(fd, buf + *len, cap - 1 - *len);
+			if (n <= 0)
+				return (count_str(buf, needle) >= count);
+			*len += (size_t)n;
+		}
+	}
+}
+
+/* pty_diag shows what the terminal received, escaped onto one line. */
+static void
+pty_diag(const char *buf)
+{
+	char esc[4096];
+	size_t k = 0;
+
+	for (const unsigned char *p = (const void *)buf; *p && k + 5 <
+	    sizeof(esc); p++)
+		k += (size_t)(*p >= 32 && *p < 127 ? snprintf(esc + k,
+		    sizeof(esc) - k, "%c", *p) : snprintf(esc + k,
+		    sizeof(esc) - k, "\\x%02x", *p));
+	esc[k] = '\0';
+	tap_diag("terminal: %s", esc);
+}
+
+/* pty_run starts `infini --socket url run stream` on a new terminal, with
+ * home as $HOME (NULL: --no-history); returns the child's pid and the
+ * master side in *fd. */
+static pid_t
+pty_run(const char *url, const char *stream, const char *home, int *fd)
+{
+	pid_t pid = forkpty(fd, NULL, NULL, NULL);
+
+	if (pid == 0) {
+		unsetenv("INFINI_HISTORY");
+		unsetenv("XDG_STATE_HOME");
+		if (home != NULL)
+			setenv("HOME", home, 1);
+		execl(INFINI_CLI, INFINI_CLI, "--socket", url, "run", stream,
+		    home ? "--timeout" : "--no-history", home ? "10000" : NULL,
+		    (char *)NULL);
+		_exit(127);
+	}
+	return (pid);
+}
+
+/*
+ * test_run_pty: infini run on a terminal, Ctrl-C typed as the terminal's
+ * interrupt character: at the prompt it drops the line, during an answer
+ * it cancels the generation and the session goes on; Ctrl-D ends it.
+ */
+static void
+test_run_pty(struct fake *f, const char *url, const char *dir)
+{
+	static char buf[1 << 16];
+	char hist[300], h[64] = "";
+	size_t len = 0;
+	int fd, st = -1, before = atomic_load(&f->generates);
+	pid_t pid;
+	bool seen;
+
+	if ((pid = pty_run(url, "gen", dir, &fd)) < 0) {
+		tap_skip(6, "no pty");
+		return;
+	}
+	seen = pty_expect(fd, buf, sizeof(buf), &len, "> ", 1, 5000);
+	(void)!write(fd, "Yo\r", 3);
+	seen = seen && pty_expect(fd, buf, sizeof(buf), &len, "Hi<300>!", 1,
+	    5000) && pty_expect(fd, buf, sizeof(buf), &len, "> ", 2, 5000);
+	(void)!write(fd, "dropped\x03", 8);
+	seen = seen && pty_expect(fd, buf, sizeof(buf), &len, "> ", 3, 5000);
+	(void)!write(fd, "again\r", 6);
+	seen = seen && pty_expect(fd, buf, sizeof(buf), &len, "Hi<300>!", 2,
+	    5000) && pty_expect(fd, buf, sizeof(buf), &len, "> ", 4, 5000);
+	(void)!write(fd, "\x04", 1);
+	pty_expect(fd, buf, sizeof(buf), &len, "\x01", 1, 2000);  /* drain */
+	waitpid(pid, &st, 0);
+	close(fd);
+	if (!ok(seen && strstr(buf, "stream 'gen'") != NULL, "cli run on a "
+	    "terminal: banner, prompt, answer, prompt"))
+		pty_diag(buf);
+	ok(seen && atomic_load(&f->generates) == before + 2, "  Ctrl-C at "
+	    "the prompt drops the line (2 generations, not 3)");
+	ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "  Ctrl-D ends it, exit 0 "
+	    "(status %d)", st);
+	snprintf(hist, sizeof(hist), "%s/.local/state/infini/history", dir);
+	FILE *hf = fopen(hist, "r");
+	size_t hn = hf ? fread(h, 1, sizeof(h) - 1, hf) : 0;
+	h[hn] = '\0';
+	if (hf != NULL)
+		fclose(hf);
+	ok(strcmp(h, "Yo\nagain\n") == 0, "  on a terminal the prompts "
+	    "go to ~/.local/state/infini/history");
+	unlink(hist);
+	for (int i = 0; i < 3; i++) {
+		/* .local/state/infini, .local/state, .local */
+		char *slash = strrchr(hist, '/');
+		*slash = '\0';
+		rmdir(hist);
+	}
+
+	/* During an answer: cancel it, come back to the prompt. */
+	len = 0;
+	if ((pid = pty_run(url, "forever", NULL, &fd)) < 0) {
+		tap_skip(2, "no pty");
+		return;
+	}
+	seen = pty_expect(fd, buf, sizeof(buf), &len, "> ", 1, 5000);
+	(void)!write(fd, "go\r", 3);
+	seen = seen && pty_expect(fd, buf, sizeof(buf), &len, "aaaa", 1,
+	    5000);
+	(void)!write(fd, "\x03", 1);
+	seen = seen && pty_expect(fd, buf, sizeof(buf), &len, "[cancelled "
+	    "after", 1, 5000) && pty_expect(fd, buf, sizeof(buf), &len,
+	    "> ", 2, 5000);
+	ok(seen && atomic_load(&f->cancelled) == 8, "cli run: Ctrl-C during "
+	    "an answer sends Cancel and returns to the prompt");
+	(void)!write(fd, "\x04", 1);
+	pty_expect(fd, buf, sizeof(buf), &len, "\x01", 1, 2000);
+	waitpid(pid, &st, 0);
+	close(fd);
+	ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "  the session survives "
+	    "it: Ctrl-D exits 0 (status %d)", st);
+}
+
+/* complete runs the bash completion on words (the last is the one being
+ * completed) and returns COMPREPLY joined by spaces in out. */
+static void
+complete(const char *const *words, char *out, size_t outlen)
+{
+	char cmd[2048];
+	size_t k = 0, n = 0;
+	int c;
+
+	k += snprintf(cmd + k, sizeof(cmd) - k, "bash --norc -c 'source %s; "
+	    "COMP_WORDS=(", COMPLETION);
+	for (; words[n] != NULL; n++)
+		k += snprintf(cmd + k, sizeof(cmd) - k, "\"%s\" ", words[n]);
+	snprintf(cmd + k, sizeof(cmd) - k, "); COMP_CWORD=%zu; _infini; "
+	    "echo \"${COMPREPLY[*]}\"'", n - 1);
+	FILE *p = popen(cmd, "r");
+	k = 0;
+	while (p != NULL && (c = fgetc(p)) != EOF && k + 1 < outlen)
+		out[k++] = c == '\n' ? ' ' : (char)c;
+	out[k] = '\0';
+	if (p != NULL)
+		pclose(p);
+}
+
+/* test_completion: the completion knows the tool's commands (as its
+ * --help lists them), options and the daemon's streams. */
+static void
+test_completion(const char *url, char *out, size_t outlen, char *err,
+    size_t errlen)
+{
+	char got[1024], cmds[1024] = " ", *line, *save = NULL;
+	bool in = false;
+	int rc, ncmd = 0, missing = 0;
+
+	rc = run_cli((const char *[]){ "--help", NULL }, out, outlen, err,
+	    errlen, NULL);
+	for (line = strtok_r(out, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, "Commands", 8) == 0) {
+			in = true;
+			continue;
+		}
+		if (in && strncmp(line, "  ", 2) != 0)
+			break;
+		if (in) {
+			char name[32];
+			sscanf(line, "%31s", name);
+			strcat(cmds, name);
+			strcat(cmds, " ");
+			ncmd++;
+		}
+	}
+	complete((const char *[]){ INFINI_CLI, "", NULL }, got, sizeof(got));
+	for (char *w = strtok_r(cmds, " ", &save); w != NULL;
+	    w = strtok_r(NULL, " ", &save)) {
+		char pat[40];
+		snprintf(pat, sizeof(pat), " %s ", w);
+		char padded[1100];
+		snprintf(padded, sizeof(padded), " %s ", got);
+		missing += strstr(padded, pat) == NULL;
+	}
+	/* got ends with a space: one per word. */
+	ok(rc == 0 && ncmd >= 12 && missing == 0 && count_str(got, " ") ==
+	    ncmd, "bash completion offers the %d commands of --help: %s", ncmd,
+	    got);
+	complete((const char *[]){ INFINI_CLI, "generate", "--prompt-f", NULL },
+	    got, sizeof(got));
+	ok(strcmp(got, "--prompt-file ") == 0, "  and their options: %s", got);
+	complete((const char *[]){ INFINI_CLI, "--socket", url, "push", "",
+	    NULL }, got, sizeof(got));
+	ok(strcmp(got, "mine theirs ") == 0, "  and stream ids from ls: %s",
+	    got);
+	/* feed's second argument is FILE: a prefix of this script's path
+	 * completes to it. */
+	char prefix[512], want[520];
+	snprintf(prefix, sizeof(prefix), "%.*s", (int)strlen(COMPLETION) - 4,
+	    COMPLETION);
+	snprintf(want, sizeof(want), "%s ", COMPLETION);
+	complete((const char *[]){ INFINI_CLI, "feed", "s", prefix, NULL },
+	    got, sizeof(got));
+	ok(strcmp(got, want) == 0, "  and files where the usage says FILE");
+}
+
+static void
+test_cli_more(struct fake *f, const char *url, const char *dir)
+{
+	static char out[1 << 16], err[4096];
+
+	test_json_stream(f, url, out, sizeof(out), err, sizeof(err));
+	test_files(f, url, dir, out, sizeof(out), err, sizeof(err));
+	test_ls_owner(url, out, sizeof(out), err, sizeof(err));
+	test_eacces(dir, out, sizeof(out), err, sizeof(err));
+	test_run_pipe(f, url, dir, out, sizeof(out), err, sizeof(err));
+	test_run_pty(f, url, dir);
+	test_completion(url, out, sizeof(out), err, sizeof(err));
 }
 
 static void
@@ -691,7 +1201,7 @@ test_cli(void)
 
 	if (mkdtemp(dir) == NULL || snprintf(url, sizeof(url),
 	    "ipc://%s/sock", dir) < 0 || fake_start(&f, url) != 0) {
-		tap_skip(18, "cannot start the ipc fake");
+		tap_skip(44, "cannot start the ipc fake");
 		return;
 	}
 #define CLI(...) run_cli((const char *[]){ __VA_ARGS__, NULL }, out, \
@@ -726,11 +1236,11 @@ test_cli(void)
 	ok(rc == 0 && strcmp(out, "Hi<300>!") == 0, "cli generate prints "
 	    "tokens (rc %d, '%s')", rc, out);
 	rc = CLI("--socket", url, "--json", "generate", "gen");
-	j = cJSON_Parse(out);
+	j = cJSON_Parse(strrchr(out, '\n') ? strrchr(out, '\n') + 1 : out);
 	ok(rc == 0 && j && strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(j,
 	    "text")), "Hi!") == 0 && cJSON_GetArraySize(cJSON_GetObjectItem(j,
-	    "tokens")) == 4, "cli --json generate (rc %d, %s%s)", rc, out,
-	    err);
+	    "tokens")) == 4, "cli --json generate: the last line is the "
+	    "whole answer (rc %d)", rc);
 	cJSON_Delete(j);
 
 	char path[160];
@@ -752,8 +1262,8 @@ test_cli(void)
 	is_int(rc, 130, "cli generate: Ctrl-C while waiting exits 130");
 	is_int(atomic_load(&f.cancelled), 9, "  after sending Cancel");
 
-	rc = CLI("--socket", url, "ls");
-	is_int(rc, 1, "cli ls on a daemon without it exits 1");
+	rc = CLI("--socket", url, "stats");
+	is_int(rc, 1, "cli stats on a daemon without it exits 1");
 	rc = CLI("--socket", "ipc:///nonexistent/infinid.sock", "status");
 	is_int(rc, 3, "cli with no daemon exits 3");
 	ok(strstr(err, "no daemon at") != NULL, "  stderr: %s", err);
@@ -761,6 +1271,7 @@ test_cli(void)
 	is_int(rc, 2, "cli unknown command exits 2");
 	rc = CLI("push", "s", "--socket", url);
 	is_int(rc, 2, "cli push without input exits 2");
+	test_cli_more(&f, url, dir);
 #undef CLI
 	fake_stop(&f);
 	snprintf(path, sizeof(path), "%s/in.txt", dir);
@@ -777,7 +1288,7 @@ main(void)
 	struct fake f;
 	infini_client *c = NULL;
 
-	tap_plan(77);
+	tap_plan(103);
 	if (fake_start(&f, URL) != 0) {
 		printf("Bail out! cannot start the fake daemon\n");
 		return (1);
@@ -796,7 +1307,7 @@ main(void)
 #ifdef INFINI_CLI
 	test_cli();
 #else
-	tap_skip(18, "CLI not built");
+	tap_skip(44, "CLI not built");
 #endif
 	return (tap_done());
 }

@@ -9,12 +9,16 @@
  * from a bad command line, a missing daemon or Ctrl-C.
  */
 #include <errno.h>
+#include <grp.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -49,14 +53,15 @@ usage(FILE *f)
 "                 $INFINI_SOCKET, else " INFINI_DEFAULT_SOCKET "\n"
 "  --timeout MS   deadline for connecting and for each request\n"
 "                 (default: 10000 to connect, 60000 per request)\n"
-"  --json         machine-readable output (one JSON object on stdout)\n"
+"  --json         machine-readable output (one JSON object on stdout;\n"
+"                 generate and run: one per token, then a final one)\n"
 "  -h, --help     this text; 'infini COMMAND --help' for a command\n"
 "  --version      print the version\n"
 "\n"
 "Exit status:\n"
 "  0    success\n"
 "  1    the daemon refused or failed the request (message on stderr)\n"
-"  2    bad command line\n"
+"  2    bad command line, or a local file named on it does not exist\n"
 "  3    cannot connect to the daemon\n"
 "  130  cancelled by Ctrl-C\n");
 }
@@ -166,6 +171,53 @@ cli_usage(struct cli *g, const char *fmt, ...)
 }
 
 int
+cli_file_error(struct cli *g, const char *path)
+{
+	int e = errno;
+
+	fprintf(stderr, "infini: %s: %s: %s\n", g->cmd, path, strerror(e));
+	if (g->json)
+		json_error(g, e == ENOENT ? "ENOENT" : "EIO", strerror(e));
+	return (e == ENOENT ? CLI_EXIT_NOFILE : CLI_EXIT_REQUEST);
+}
+
+/*
+ * perm_hint explains a refused ipc:// socket: the daemon's socket is
+ * usually mode 0660 and group-owned, so the fix is joining that group
+ * (which takes a new login to apply).
+ */
+static void
+perm_hint(const char *url)
+{
+	const char *path;
+	struct group *gr;
+	struct stat st;
+
+	if (url == NULL || url[0] == '\0')
+		url = getenv("INFINI_SOCKET");
+	if (url == NULL || url[0] == '\0')
+		url = INFINI_DEFAULT_SOCKET;
+	if (strncmp(url, "ipc://", 6) != 0)
+		return;
+	path = url + 6;
+	/* A socket we may open was not the problem (the daemon refused us
+	 * itself), and one we cannot see needs no hint about its group. */
+	if (stat(path, &st) != 0 || access(path, R_OK | W_OK) == 0)
+		return;
+	if ((st.st_mode & 0060) == 0060 && st.st_gid != 0 &&
+	    (gr = getgrgid(st.st_gid)) != NULL)
+		fprintf(stderr, "infini: permission denied on %s: add yourself "
+		    "to group %s (sudo adduser $USER %s) and log in again\n",
+		    path, gr->gr_name, gr->gr_name);
+	else
+		fprintf(stderr, "infini: permission denied on %s (mode %04o, "
+		    "owner uid %u, group gid %u): ask the daemon's "
+		    "administrator for access\n", path,
+		    (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid,
+		    (unsigned)st.st_gid);
+}
+
+int
 cli_connect(struct cli *g)
 {
 	int err;
@@ -174,6 +226,8 @@ cli_connect(struct cli *g)
 	    10000, &g->c);
 	if (err != 0) {
 		int rc = cli_fail(g, err);
+		if (err == INFINI_EPERM)
+			perm_hint(g->socket);
 		return (err == INFINI_EUNAVAILABLE || err == INFINI_EPERM ||
 		    err == INFINI_EINVAL ? CLI_EXIT_CONNECT : rc);
 	}
@@ -371,12 +425,13 @@ read_file(const char *path, uint8_t **data, size_t *len)
 	*data = buf;
 	*len = n;
 	return (0);
-fail:
-	fprintf(stderr, "infini: %s: %s\n", path, strerror(errno));
+fail:;
+	int e = errno;
+	fprintf(stderr, "infini: %s: %s\n", path, strerror(e));
 	if (f != NULL && f != stdin)
 		fclose(f);
 	free(buf);
-	return (CLI_EXIT_REQUEST);
+	return (e == ENOENT ? CLI_EXIT_NOFILE : CLI_EXIT_REQUEST);
 }
 
 /* ---- one-call subcommands ------------------------------------------ */
@@ -497,10 +552,24 @@ cmd_fork(struct cli *g, int argc, char **argv)
 	return (0);
 }
 
+/* owner_name: the user name of uid, or the number when it has none
+ * here (a stream opened from another machine, a deleted user). */
+static void
+owner_name(uint32_t uid, char *buf, size_t n)
+{
+	struct passwd *pw = getpwuid((uid_t)uid);
+
+	if (pw != NULL)
+		snprintf(buf, n, "%s", pw->pw_name);
+	else
+		snprintf(buf, n, "%u", (unsigned)uid);
+}
+
 static int
 cmd_ls(struct cli *g, int argc, char **argv)
 {
 	struct infini_stream_info *v;
+	char owner[64];
 	size_t n;
 	int rc, err;
 
@@ -521,6 +590,8 @@ cmd_ls(struct cli *g, int argc, char **argv)
 			cJSON_AddNumberToObject(s, "segments",
 			    (double)v[i].segments);
 			cJSON_AddNumberToObject(s, "owner_uid", v[i].owner_uid);
+			owner_name(v[i].owner_uid, owner, sizeof(owner));
+			cJSON_AddStringToObject(s, "owner", owner);
 			cJSON_AddNumberToObject(s, "idle_ms",
 			    (double)v[i].idle_ms);
 			cJSON_AddBoolToObject(s, "generating", v[i].generating);
@@ -528,13 +599,15 @@ cmd_ls(struct cli *g, int argc, char **argv)
 		}
 		cli_json_out(o);
 	} else {
-		printf("%-24s %12s %9s %6s %9s %s\n", "STREAM", "POSITION",
+		printf("%-24s %12s %9s %-10s %9s %s\n", "STREAM", "POSITION",
 		    "SEGMENTS", "OWNER", "IDLE_S", "GENERATING");
-		for (size_t i = 0; i < n; i++)
-			printf("%-24s %12" PRIu64 " %9" PRIu64 " %6u %9.1f %s\n",
-			    v[i].id, v[i].position, v[i].segments,
-			    v[i].owner_uid, (double)v[i].idle_ms / 1000.0,
+		for (size_t i = 0; i < n; i++) {
+			owner_name(v[i].owner_uid, owner, sizeof(owner));
+			printf("%-24s %12" PRIu64 " %9" PRIu64 " %-10s %9.1f "
+			    "%s\n", v[i].id, v[i].position, v[i].segments,
+			    owner, (double)v[i].idle_ms / 1000.0,
 			    v[i].generating ? "yes" : "no");
+		}
 	}
 	free(v);
 	return (0);
@@ -778,15 +851,33 @@ static const struct command commands[] = {
 	  "             or newlines), not text\n"
 	  "Ctrl-C stops after the segment in flight (exit 130)." },
 	{ "generate", cmd_generate,
-	  "ID [--prompt TEXT] [-n N] [--temperature T] [--top-k K]\n"
-	  "            [--top-p P] [--seed S] [--stop STR]...",
+	  "ID [--prompt TEXT | --prompt-file FILE] [-n N] [--temperature T]\n"
+	  "            [--top-k K] [--top-p P] [--seed S] [--stop STR]...",
 	  "Generate from a stream, printing tokens as they arrive.\n"
-	  "  --prompt TEXT      pushed before generating\n"
+	  "  --prompt TEXT      pushed before generating ('-': read stdin)\n"
+	  "  --prompt-file FILE the prompt is FILE's text ('-': stdin)\n"
 	  "  -n, --max-tokens N at most N tokens (default 128)\n"
 	  "  --temperature T    0: greedy (default)\n"
 	  "  --top-k K, --top-p P, --seed S   sampling\n"
 	  "  --stop STR         stop when the output ends with STR (repeatable)\n"
-	  "Tokens without bytes print as <ID>.  Ctrl-C cancels (exit 130)." },
+	  "Tokens without bytes print as <ID>.  Ctrl-C cancels (exit 130).\n"
+	  "With --json: one object per token ({\"token\", \"text\"}) as it\n"
+	  "arrives, then {\"stream_id\", \"tokens\", \"text\", \"finish_reason\",\n"
+	  "\"seconds\", \"done\": true}." },
+	{ "run", cmd_run,
+	  "ID [-n N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
+	  "            [--stop STR]... [--history FILE | --no-history]",
+	  "Talk to a stream interactively.\n"
+	  "Opens ID (an existing stream is fine), then reads lines: each is\n"
+	  "pushed with its newline and answered from the stream, tokens\n"
+	  "printed as they arrive.  Ctrl-C cancels the answer and keeps the\n"
+	  "session; Ctrl-D or /quit ends it; /history lists past prompts.\n"
+	  "Generation options as for generate (-n, --max-tokens N: default\n"
+	  "256).\n"
+	  "  --history FILE  keep prompts in FILE (default on a terminal:\n"
+	  "                  $INFINI_HISTORY, else\n"
+	  "                  ~/.local/state/infini/history)\n"
+	  "  --no-history    keep none" },
 	{ "embed", cmd_embed, "ID --text STR [--pool mean|last]",
 	  "Push text and print the pooled hidden state (default mean)." },
 	{ "snapshot", cmd_snapshot,

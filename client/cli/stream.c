@@ -1,11 +1,10 @@
 /*
- * stream.c - the infini subcommands that move data through a stream: push
- * (one input, optional output), feed (a whole file, segment by segment),
- * generate (tokens printed as they arrive) and embed.
+ * stream.c - the infini subcommands that push data into a stream: push
+ * (one input, optional output), feed (a whole file, segment by segment)
+ * and embed.  Generation is in generate.c.
  *
- * Ctrl-C is caught only here: feed stops between segments and generate
- * cancels through libinfini's heartbeat, so the daemon never keeps working
- * for a client that has gone.
+ * feed catches Ctrl-C and stops between segments, so the daemon never
+ * keeps working for a client that has gone.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -132,6 +131,12 @@ cmd_push(struct cli *g, int argc, char **argv)
 	if (tokens != NULL && (rc = cli_parse_tokens(g, tokens, &ids, &n)) != 0)
 		return (rc);
 	if (vectors != NULL) {
+		struct stat st;
+
+		if (stat(vectors, &st) != 0) {
+			free(ids);
+			return (cli_file_error(g, vectors));
+		}
 		if (npy_read(vectors, &vec, &rows, &cols, why, sizeof(why)) != 0) {
 			fprintf(stderr, "infini: %s: %s\n", g->cmd, why);
 			return (CLI_EXIT_REQUEST);
@@ -404,10 +409,8 @@ cmd_feed(struct cli *g, int argc, char **argv)
 	id = argv[optind];
 	path = argv[optind + 1];
 	in = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-	if (in == NULL) {
-		fprintf(stderr, "infini: feed: %s: %s\n", path, strerror(errno));
-		return (CLI_EXIT_REQUEST);
-	}
+	if (in == NULL)
+		return (cli_file_error(g, path));
 	if ((rc = cli_connect(g)) != 0)
 		goto done;
 	if ((err = infini_health(g->c, &h)) != 0) {
@@ -458,160 +461,5 @@ done:
 	infini_result_free(&f.last);
 	if (in != stdin)
 		fclose(in);
-	return (rc);
-}
-
-/* ---- generate ------------------------------------------------------ */
-
-struct gen {
-	struct cli *g;
-	int32_t *tokens;        /* --json: all tokens */
-	size_t n, cap;
-	char *text;             /* --json: all bytes */
-	size_t tlen, tcap;
-	bool nl;                /* output so far ends with a newline */
-	bool oom;
-};
-
-static int
-on_token(void *arg, int32_t tok, const char *bytes, size_t len)
-{
-	struct gen *s = arg;
-
-	if (cli_interrupted)
-		return (1);
-	if (tok < 0)
-		return (0);   /* heartbeat: nothing new yet */
-	if (!s->g->json) {
-		if (len > 0)
-			fwrite(bytes, 1, len, stdout);
-		else
-			printf("<%" PRId32 ">", tok);
-		fflush(stdout);
-		s->nl = len > 0 && bytes[len - 1] == '\n';
-		s->n++;
-		return (0);
-	}
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? 2 * s->cap : 64;
-		int32_t *v = realloc(s->tokens, cap * sizeof(*v));
-		if (v == NULL)
-			return (s->oom = true);
-		s->tokens = v;
-		s->cap = cap;
-	}
-	if (s->tlen + len + 1 > s->tcap) {
-		size_t cap = s->tcap ? 2 * s->tcap : 256;
-		char *t = realloc(s->text, cap);
-		if (t == NULL)
-			return (s->oom = true);
-		s->text = t;
-		s->tcap = cap;
-	}
-	s->tokens[s->n++] = tok;
-	if (len > 0)
-		memcpy(s->text + s->tlen, bytes, len);
-	s->tlen += len;
-	s->text[s->tlen] = '\0';
-	return (0);
-}
-
-int
-cmd_generate(struct cli *g, int argc, char **argv)
-{
-	enum { O_TEMP = 2000, O_TOPK, O_TOPP, O_SEED, O_STOP };
-	static const struct option lo[] = { CLI_GLOBAL_OPTS,
-		{ "prompt", required_argument, NULL, 'p' },
-		{ "max-tokens", required_argument, NULL, 'n' },
-		{ "temperature", required_argument, NULL, O_TEMP },
-		{ "top-k", required_argument, NULL, O_TOPK },
-		{ "top-p", required_argument, NULL, O_TOPP },
-		{ "seed", required_argument, NULL, O_SEED },
-		{ "stop", required_argument, NULL, O_STOP }, { 0 } };
-	struct infini_sampling sp = { 0 };
-	struct gen s = { .g = g, .nl = true };
-	const char *prompt = NULL, **stop;
-	uint64_t v, max = 128;
-	size_t nstop = 0;
-	char finish[16];
-	double t0;
-	int ch, rc, err;
-
-	if ((stop = calloc((size_t)argc + 1, sizeof(*stop))) == NULL)
-		return (CLI_EXIT_REQUEST);
-	optind = 0;
-	while ((ch = getopt_long(argc, argv, ":hp:n:", lo, NULL)) != -1) {
-		rc = 0;
-		switch (ch) {
-		case 'p': prompt = optarg; break;
-		case 'n':
-			rc = cli_parse_u64(g, "token count", optarg, UINT32_MAX,
-			    &max);
-			break;
-		case O_TEMP:
-			rc = cli_parse_float(g, "temperature", optarg,
-			    &sp.temperature);
-			break;
-		case O_TOPP:
-			rc = cli_parse_float(g, "top-p", optarg, &sp.top_p);
-			break;
-		case O_TOPK:
-			if ((rc = cli_parse_u64(g, "top-k", optarg, UINT32_MAX,
-			    &v)) == 0)
-				sp.top_k = (uint32_t)v;
-			break;
-		case O_SEED:
-			rc = cli_parse_u64(g, "seed", optarg, UINT64_MAX,
-			    &sp.seed);
-			break;
-		case O_STOP: stop[nstop++] = optarg; break;
-		default:
-			if ((rc = cli_opt(g, ch, argv)) < 0)
-				rc = 0;
-			else
-				goto done;
-		}
-		if (rc != 0)
-			goto done;
-	}
-	if ((rc = cli_args(g, argc - optind, 1, 1)) != 0 ||
-	    (rc = cli_connect(g)) != 0)
-		goto done;
-	cli_catch_sigint();
-	t0 = cli_now();
-	err = infini_generate(g->c, argv[optind], NULL, 0, prompt,
-	    (uint32_t)max, &sp, nstop ? stop : NULL, on_token, &s, finish);
-	if (!g->json && !s.nl && isatty(STDOUT_FILENO))
-		putchar('\n');
-	fflush(stdout);
-	if (s.oom) {
-		fprintf(stderr, "infini: generate: out of memory\n");
-		rc = CLI_EXIT_REQUEST;
-		goto done;
-	}
-	if (err != 0 && !(err == INFINI_ECANCELED && cli_interrupted &&
-	    g->json)) {
-		rc = cli_fail(g, err);
-		goto done;
-	}
-	double el = cli_now() - t0;
-	if (g->json) {
-		cJSON *o = cJSON_CreateObject();
-		cJSON_AddStringToObject(o, "stream_id", argv[optind]);
-		cJSON_AddItemToObject(o, "tokens",
-		    cJSON_CreateIntArray((const int *)s.tokens, (int)s.n));
-		cJSON_AddStringToObject(o, "text", s.text ? s.text : "");
-		cJSON_AddStringToObject(o, "finish_reason", finish);
-		cJSON_AddNumberToObject(o, "seconds", el);
-		cli_json_out(o);
-	} else if (isatty(STDERR_FILENO)) {
-		fprintf(stderr, "[%s: %zu tokens, %.1f tokens/s]\n", finish,
-		    s.n, el > 0 ? (double)s.n / el : 0.0);
-	}
-	rc = err == INFINI_ECANCELED ? CLI_EXIT_INTR : 0;
-done:
-	free(stop);
-	free(s.tokens);
-	free(s.text);
 	return (rc);
 }
