@@ -315,12 +315,17 @@ feed_text(struct cli *g, const char *id, FILE *in, size_t seg,
 			free(buf);
 			return (-1);
 		}
+		uint64_t pos0 = f->last.position;
 		infini_result_free(&f->last);
 		if ((err = infini_push_text(g->c, id, (char *)buf, n,
 		    INFINI_OUT_NONE, &f->last)) != 0)
 			break;
 		f->done += n;
-		f->tokens += n;   /* byte tokenizer: one token a byte */
+		/* The daemon's tokenizer decides how many tokens that was. */
+		if (pos0 > 0 || f->tokens > 0)
+			f->tokens += f->last.position - pos0;
+		else
+			f->tokens = f->last.position;
 		memmove(buf, buf + n, have - n);
 		have -= n;
 		progress(f, false);
@@ -483,12 +488,14 @@ on_token(void *arg, int32_t tok, const char *bytes, size_t len)
 	if (tok < 0)
 		return (0);   /* heartbeat: nothing new yet */
 	if (!s->g->json) {
-		if (len > 0)
+		/* Without a tokenizer (bytes NULL) the ids are all there is. */
+		if (bytes != NULL)
 			fwrite(bytes, 1, len, stdout);
 		else
 			printf("<%" PRId32 ">", tok);
 		fflush(stdout);
-		s->nl = len > 0 && bytes[len - 1] == '\n';
+		if (bytes == NULL || len > 0)
+			s->nl = len > 0 && bytes[len - 1] == '\n';
 		s->n++;
 		return (0);
 	}
