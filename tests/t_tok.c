@@ -27,7 +27,7 @@
 #include "tap.h"
 #include "tok/tok.h"
 
-static char tmpdir[256];
+static char tmpdir[128];
 
 static double
 now_s(void)
@@ -86,7 +86,7 @@ static void
 compare_vocab(const char *name, const char *tokpath, const char *docspath,
     const cJSON *docs)
 {
-	char cmd[2048], outpath[512], err[512] = "";
+	char cmd[4096], outpath[512], err[512] = "";
 	struct tok *t = NULL;
 	cJSON *want;
 	double t0, t1, enc_s = 0;

@@ -105,4 +105,8 @@ size_t tok_stream_flush(struct tok_stream *s, char *buf);
  * valid UTF-8, or len when all of it is. */
 size_t tok_utf8_check(const char *text, size_t len);
 
+/* tok_utf8_len: length of the valid UTF-8 character at p (n bytes left),
+ * or 0 when p does not start one. */
+int tok_utf8_len(const uint8_t *p, size_t n);
+
 #endif /* TOK_H */

@@ -150,8 +150,5 @@ int tok_hf_encode(const struct tok *t, const char *text, size_t len,
  * 3 * n bytes.  Returns the bytes written. */
 size_t tok_lossy(const uint8_t *p, size_t n, char *out);
 
-/* tok_utf8_len: length of the valid UTF-8 character at p (n bytes left),
- * or 0 when p does not start one. */
-int tok_utf8_len(const uint8_t *p, size_t n);
 
 #endif /* TOK_IMPL_H */
