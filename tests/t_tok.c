@@ -186,6 +186,34 @@ vocab_path(const char *pkg)
 	return (p);
 }
 
+/* variant writes a copy of vocabulary pkg's tokenizer.json with its
+ * pre-tokenizer, normalizer and decoder replaced (JSON texts; "null" for
+ * none), for the components none of the four files uses. */
+static char *
+variant(const char *pkg, const char *name, const char *norm, const char *pre,
+    const char *dec)
+{
+	static char out[512];
+	cJSON *j = read_json(vocab_path(pkg));
+	char *text;
+	FILE *f;
+
+	snprintf(out, sizeof(out), "%s/%s.tokenizer.json", tmpdir, name);
+	if (j == NULL)
+		return (out);
+	cJSON_ReplaceItemInObject(j, "normalizer", cJSON_Parse(norm));
+	cJSON_ReplaceItemInObject(j, "pre_tokenizer", cJSON_Parse(pre));
+	cJSON_ReplaceItemInObject(j, "decoder", cJSON_Parse(dec));
+	text = cJSON_PrintUnformatted(j);
+	if (text != NULL && (f = fopen(out, "w")) != NULL) {
+		fputs(text, f);
+		fclose(f);
+	}
+	free(text);
+	cJSON_Delete(j);
+	return (out);
+}
+
 static bool
 encode_is(const struct tok *t, const char *s, unsigned flags,
     const int32_t *want, size_t nwant)
@@ -317,7 +345,7 @@ main(void)
 	struct stat st;
 
 	tap_timeout(600);
-	tap_plan(2 + 5 * 4 + 5 + 1 + 4 + 1);
+	tap_plan(2 + 5 * 6 + 5 + 1 + 4 + 1);
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/t_tok.XXXXXX");
 	if (mkdtemp(tmpdir) == NULL) {
 		printf("Bail out! mkdtemp\n");
@@ -337,6 +365,22 @@ main(void)
 		docs = cJSON_CreateArray();
 	for (size_t i = 0; i < 4; i++)
 		compare_vocab(vocabs[i], vocab_path(vocabs[i]), docspath, docs);
+	/* Components the four files do not use, on their vocabularies:
+	 * GPT-2's ByteLevel (its own regex, a prefix space), Mistral-style
+	 * Metaspace splitting on U+2581, NFKC. */
+	compare_vocab("llama3-gpt2", variant("llama3", "gpt2", "null",
+	    "{\"type\":\"ByteLevel\",\"add_prefix_space\":true,"
+	    "\"trim_offsets\":true,\"use_regex\":true}",
+	    "{\"type\":\"ByteLevel\",\"add_prefix_space\":true,"
+	    "\"trim_offsets\":true,\"use_regex\":true}"), docspath, docs);
+	compare_vocab("llama2-metaspace", variant("llama2", "metaspace",
+	    "{\"type\":\"NFKC\"}",
+	    "{\"type\":\"Metaspace\",\"replacement\":\"\u2581\","
+	    "\"prepend_scheme\":\"first\",\"split\":true}",
+	    "{\"type\":\"Sequence\",\"decoders\":[{\"type\":"
+	    "\"Metaspace\",\"replacement\":\"\u2581\",\"prepend_scheme\":"
+	    "\"first\",\"split\":true},{\"type\":\"ByteFallback\"},"
+	    "{\"type\":\"Fuse\"}]}"), docspath, docs);
 	cJSON_Delete(docs);
 	unit_checks();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
