@@ -93,6 +93,7 @@ compare_vocab(const char *name, const char *tokpath, const char *docspath,
 	size_t bytes = 0, ndocs = 0, id_bad = 0, dec_bad = 0, rt = 0,
 	    rt_bad = 0, stream_bad = 0, first_bad = (size_t)-1;
 	const cJSON *d;
+	unsigned seed = 14;
 
 	snprintf(outpath, sizeof(outpath), "%s/%s.json", tmpdir, name);
 	snprintf(cmd, sizeof(cmd), "node '%s/oracle.js' '%s' '%s' '%s'",
@@ -109,6 +110,7 @@ compare_vocab(const char *name, const char *tokpath, const char *docspath,
 		ok(0, "%s: oracle output readable", name);
 		ok(0, "%s: decode", name);
 		ok(0, "%s: stream", name);
+		ok(0, "%s: random", name);
 		tok_free(t);
 		cJSON_Delete(want);
 		return;
@@ -173,6 +175,49 @@ compare_vocab(const char *name, const char *tokpath, const char *docspath,
 	    "round-trips (%zu fail)", name, dec_bad, rt, rt_bad);
 	ok(stream_bad == 0, "%s: streamed text equals the whole decode "
 	    "(%zu differ)", name, stream_bad);
+	/* Random code points from every plane (unassigned, private use and
+	 * noncharacters too): no oracle, but encode must work and the stream
+	 * must give whole characters. */
+	size_t rand_bad = 0;
+	for (int r = 0; r < 200; r++) {
+		char s[4 * 64 + 1];
+		size_t k = 0, n, sl;
+		int32_t *ids;
+		for (int c = 0; c < 64; c++) {
+			uint32_t cp = (uint32_t)rand_r(&seed) % 0x110000;
+			if (cp >= 0xd800 && cp < 0xe000)
+				cp = ' ';
+			if (cp == 0)
+				cp = 'x';
+			if (cp < 0x80) {
+				s[k++] = (char)cp;
+			} else if (cp < 0x800) {
+				s[k++] = (char)(0xc0 | cp >> 6);
+				s[k++] = (char)(0x80 | (cp & 0x3f));
+			} else if (cp < 0x10000) {
+				s[k++] = (char)(0xe0 | cp >> 12);
+				s[k++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+				s[k++] = (char)(0x80 | (cp & 0x3f));
+			} else {
+				s[k++] = (char)(0xf0 | cp >> 18);
+				s[k++] = (char)(0x80 | ((cp >> 12) & 0x3f));
+				s[k++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+				s[k++] = (char)(0x80 | (cp & 0x3f));
+			}
+		}
+		s[k] = '\0';
+		if (tok_encode(t, s, k, 0, &ids, &n, NULL, 0) != 0) {
+			rand_bad++;
+			continue;
+		}
+		char *st = stream_text(t, ids, n, &sl);
+		if (st == NULL || tok_utf8_check(st, sl) != sl)
+			rand_bad++;
+		free(st);
+		free(ids);
+	}
+	ok(rand_bad == 0, "%s: 200 strings of random code points encode, "
+	    "and stream as valid UTF-8 (%zu fail)", name, rand_bad);
 	tok_free(t);
 	cJSON_Delete(want);
 }
@@ -345,7 +390,7 @@ main(void)
 	struct stat st;
 
 	tap_timeout(600);
-	tap_plan(2 + 5 * 6 + 5 + 1 + 4 + 1);
+	tap_plan(2 + 6 * 6 + 5 + 1 + 4 + 1);
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/t_tok.XXXXXX");
 	if (mkdtemp(tmpdir) == NULL) {
 		printf("Bail out! mkdtemp\n");

@@ -9,6 +9,7 @@
  * bytes as printable characters; their keys are turned back into raw bytes
  * here, so encoding works on the text's bytes directly.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,10 @@
 
 #define ERR(...) do { if (err != NULL) snprintf(err, errlen, __VA_ARGS__); \
 	} while (0)
+
+/* Ids above this are refused: real vocabularies stay far below it, and a
+ * hostile file must not make the loader allocate gigabytes. */
+#define ID_MAX (1 << 24)
 
 /* GPT-2's pattern, used by ByteLevel with use_regex. */
 static const char gpt2_re[] =
@@ -577,7 +582,7 @@ load_model(struct tok *t, const cJSON *model, const cJSON *added,
 	t->ignore_merges = jbool(model, "ignore_merges", false);
 	cJSON_ArrayForEach(e, vocab) {
 		if (!cJSON_IsNumber(e) || e->valuedouble < 0 ||
-		    e->valuedouble > 1e8) {
+		    e->valuedouble >= ID_MAX) {
 			ERR("tokenizer.json: vocab entry \"%.40s\" has a bad id",
 			    e->string);
 			return (INFINI_ECORRUPT);
@@ -589,7 +594,7 @@ load_model(struct tok *t, const cJSON *model, const cJSON *added,
 	cJSON_ArrayForEach(e, added) {
 		const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
 		if (!cJSON_IsNumber(id) || id->valuedouble < 0 ||
-		    id->valuedouble > 1e8 || jstr(e, "content") == NULL) {
+		    id->valuedouble >= ID_MAX || jstr(e, "content") == NULL) {
 			ERR("tokenizer.json: added token without id or content");
 			return (INFINI_ECORRUPT);
 		}
@@ -725,15 +730,12 @@ int
 tok_hf_load(struct tok *t, const char *json, size_t len, char *err,
     size_t errlen)
 {
-	static bool inited;
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	cJSON *root;
 	const cJSON *n;
 	int rv = 0;
 
-	if (!inited) {   /* idempotent: every run fills the same table */
-		byte_level_init();
-		inited = true;
-	}
+	pthread_once(&once, byte_level_init);
 	t->kind = TOK_HF;
 	if ((root = cJSON_ParseWithLength(json, len)) == NULL) {
 		ERR("tokenizer.json: malformed JSON near byte %zu",
