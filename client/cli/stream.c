@@ -315,17 +315,12 @@ feed_text(struct cli *g, const char *id, FILE *in, size_t seg,
 			free(buf);
 			return (-1);
 		}
-		uint64_t pos0 = f->last.position;
 		infini_result_free(&f->last);
 		if ((err = infini_push_text(g->c, id, (char *)buf, n,
 		    INFINI_OUT_NONE, &f->last)) != 0)
 			break;
 		f->done += n;
-		/* The daemon's tokenizer decides how many tokens that was. */
-		if (pos0 > 0 || f->tokens > 0)
-			f->tokens += f->last.position - pos0;
-		else
-			f->tokens = f->last.position;
+		f->tokens += n;   /* bytes: tokens for the byte tokenizer */
 		memmove(buf, buf + n, have - n);
 		have -= n;
 		progress(f, false);
