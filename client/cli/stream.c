@@ -320,7 +320,7 @@ feed_text(struct cli *g, const char *id, FILE *in, size_t seg,
 		    INFINI_OUT_NONE, &f->last)) != 0)
 			break;
 		f->done += n;
-		f->tokens += n;   /* bytes: tokens for the byte tokenizer */
+		f->tokens += n;   /* byte tokenizer: one token a byte */
 		memmove(buf, buf + n, have - n);
 		have -= n;
 		progress(f, false);
