@@ -573,7 +573,8 @@ test_deb(void)
 	run(cmd, &out);
 	ok(strstr(out, "libvulkan1") && strstr(out, "mesa-vulkan-drivers") &&
 	    strstr(out, "libnng1") && strstr(out, "libprotobuf-c1") &&
-	    strstr(out, "libcjson1") && strstr(out, "libxxhash0"),
+	    strstr(out, "libcjson1") && strstr(out, "libxxhash0") &&
+	    strstr(out, "libpcre2-8-0") && strstr(out, "libutf8proc2"),
 	    "Depends: %.*s", (int)strcspn(out, "\n"), out);
 	free(out);
 }
