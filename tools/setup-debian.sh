@@ -26,8 +26,13 @@ apt-get install -y -qq --no-install-recommends \
 	systemd \
 	python3-torch python3-numpy libopenblas0-pthread \
 	clang libclang-rt-14-dev gnuplot-nox valgrind openssl \
-	libpcre2-dev libutf8proc-dev nodejs npm \
+	libpcre2-dev libutf8proc-dev \
 	>/dev/null
+# Node for the tokenizer oracle: Debian's, unless a node with npm is there
+# already (a NodeSource nodejs bundles npm and conflicts with Debian's).
+if ! command -v npm >/dev/null; then
+	apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
 # The tokenizer oracle (test only), pinned by its package-lock.json.
 npm ci --prefix "$(dirname "$0")/tok-oracle" --no-audit --no-fund >/dev/null
 echo "setup-debian: build and test dependencies installed"
