@@ -5,6 +5,7 @@
  * pipeline is in tok_bpe.c, its file format in tok_hf.c.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -250,6 +251,9 @@ tok_load_file(const char *path, struct tok **out, char *err, size_t errlen)
 	}
 	rv = tok_hf_load(t, text, len, err, errlen);
 	free(text);
+	/* The parsed JSON was many times the size of what is kept: give the
+	 * freed heap back rather than keep it resident. */
+	malloc_trim(0);
 	if (rv != 0) {
 		tok_free(t);
 		return (rv);

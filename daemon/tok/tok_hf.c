@@ -503,7 +503,11 @@ set_piece(struct tok *t, int32_t id, const char *s, size_t n, bool added)
 	/* Decoded bytes: byte-level maps each token whose characters are
 	 * all in the alphabet (added ones too), others stay as written;
 	 * SentencePiece-style vocabularies turn U+2581 into ' '. */
-	if (rv == 0 && t->dec_byte_level) {
+	if (rv == 0 && t->dec_byte_level && k >= 0 && !added) {
+		/* The key is the decoded bytes already: share them. */
+		pc->doff = pc->off;
+		pc->dlen = pc->len;
+	} else if (rv == 0 && t->dec_byte_level) {
 		if (added)
 			k = unbyte(s, n, buf);
 		if (k >= 0)
