@@ -476,6 +476,42 @@ trie_add(struct tok *t, const char *s, size_t n, int32_t id)
 	return (0);
 }
 
+/* trie_get: the id of the added token whose content is exactly s, or -1. */
+static int32_t
+trie_get(const struct tok *t, const char *s)
+{
+	uint32_t node = 0;
+	if (t->ntnodes == 0)
+		return (-1);
+	for (; *s; s++) {
+		uint32_t e = t->tnodes[node].first;
+		while (e != 0 && t->tedges[e].byte != (uint8_t)*s)
+			e = t->tedges[e].next;
+		if (e == 0)
+			return (-1);
+		node = t->tedges[e].node;
+	}
+	return (t->tnodes[node].id);
+}
+
+/* model_id: the model vocabulary's id of token text s, or -1. */
+static int32_t
+model_id(const struct tok *t, const char *s)
+{
+	size_t n = strlen(s);
+	char stackbuf[256], *buf = n <= sizeof(stackbuf) ? stackbuf : malloc(n);
+	long k;
+	int32_t id = -1;
+
+	if (!t->byte_level)
+		return (tok_strmap_get(&t->vocab, t, s, n));
+	if (buf != NULL && (k = unbyte(s, n, buf)) >= 0)
+		id = tok_strmap_get(&t->vocab, t, buf, (size_t)k);
+	if (buf != stackbuf)
+		free(buf);
+	return (id);
+}
+
 /* set_piece stores id's key and decoded bytes. */
 static int
 set_piece(struct tok *t, int32_t id, const char *s, size_t n, bool added)
@@ -556,8 +592,9 @@ load_model(struct tok *t, const cJSON *model, const cJSON *added,
 	const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
 	const cJSON *e;
 	const char *type = jstr(model, "type"), *s;
-	size_t nvocab = 0;
+	size_t nvocab = 0, nadded = 0;
 	int maxid = -1, rv;
+	int32_t max_added = -1;
 	char *ka = NULL, *kb = NULL, *kab = NULL;
 
 	if (type == NULL || strcmp(type, "BPE") != 0) {
@@ -602,10 +639,12 @@ load_model(struct tok *t, const cJSON *model, const cJSON *added,
 			ERR("tokenizer.json: added token without id or content");
 			return (INFINI_ECORRUPT);
 		}
-		if (id->valueint > maxid)
-			maxid = id->valueint;
+		nadded++;
 	}
-	t->vocab_size = maxid + 1;
+	/* Room for every id an added token can get (see below); the real
+	 * vocab_size is set once they are known. */
+	t->vocab_size = (maxid + 1 > (int)nvocab ? maxid + 1 : (int)nvocab) +
+	    (int)nadded;
 	if ((t->pieces = calloc((size_t)t->vocab_size, sizeof(*t->pieces)))
 	    == NULL || (rv = tok_strmap_init(&t->vocab, nvocab)) != 0)
 		return (INFINI_ENOMEM);
@@ -617,8 +656,8 @@ load_model(struct tok *t, const cJSON *model, const cJSON *added,
 			tok_strmap_put(&t->vocab, t, e->valueint);
 	}
 	cJSON_ArrayForEach(e, added) {
-		int id = cJSON_GetObjectItemCaseSensitive(e, "id")->valueint;
 		const char *c = jstr(e, "content");
+		int32_t id;
 		if (jbool(e, "lstrip", false) || jbool(e, "rstrip", false) ||
 		    jbool(e, "single_word", false)) {
 			ERR("tokenizer.json: added token \"%.60s\": lstrip, "
@@ -632,6 +671,15 @@ load_model(struct tok *t, const cJSON *model, const cJSON *added,
 		}
 		if (c[0] == '\0')
 			continue;
+		/* Hugging Face gives an added token the id its content has
+		 * already (an earlier added token, then the model vocabulary),
+		 * else the next one after the vocabulary and the added tokens
+		 * so far, whatever id the file writes: so do we. */
+		if ((id = trie_get(t, c)) < 0 && (id = model_id(t, c)) < 0)
+			id = max_added >= (int32_t)nvocab ? max_added + 1 :
+			    (int32_t)nvocab;
+		if (id > max_added)
+			max_added = id;
 		if (!t->pieces[id].set &&
 		    (rv = set_piece(t, id, c, strlen(c), true)) != 0)
 			return (rv);
@@ -640,6 +688,7 @@ load_model(struct tok *t, const cJSON *model, const cJSON *added,
 		if ((rv = trie_add(t, c, strlen(c), id)) != 0)
 			return (rv);
 	}
+	t->vocab_size = maxid > max_added ? maxid + 1 : max_added + 1;
 	/* Merges: "a b" strings (older files) or ["a", "b"] pairs. */
 	if ((rv = tok_mergemap_init(&t->merges, (size_t)cJSON_GetArraySize(
 	    merges))) != 0)
