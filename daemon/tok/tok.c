@@ -513,16 +513,19 @@ tok_stream_put(const struct tok *t, struct tok_stream *s, int32_t id,
 			p = (const uint8_t *)t->arena + pc->doff;
 			n = pc->dlen;
 		}
-		if (!s->started)
-			for (int i = 0; i < t->dec_strip_start && n > 0 &&
-			    p[0] == ' '; i++) {
-				p++;
-				n--;
-			}
+		/* The decoder's Strip takes up to dec_strip_start spaces off
+		 * the start of the whole text, across tokens. */
+		while (!s->started && s->nstrip < t->dec_strip_start && n > 0 &&
+		    p[0] == ' ') {
+			p++;
+			n--;
+			s->nstrip++;
+		}
+		if (n > 0 || s->nstrip >= t->dec_strip_start)
+			s->started = true;
 	}
 	if (n == 0)
 		return (0);
-	s->started = true;
 	/* Held bytes and the new ones: emit all but a trailing incomplete
 	 * character, which waits for the next token. */
 	size_t tot = (size_t)s->nhold + n;

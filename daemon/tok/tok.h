@@ -82,7 +82,8 @@ int tok_decode(const struct tok *t, const int32_t *ids, size_t n,
 struct tok_stream {
 	uint8_t hold[8];
 	int nhold;
-	bool started;              /* a token with text has been seen */
+	int nstrip;                /* leading spaces stripped so far */
+	bool started;              /* past the decoder's leading Strip */
 };
 
 /* tok_stream_init resets s for a new generation. */
