@@ -301,6 +301,8 @@ bpe_piece(const struct tok *t, const char *p, size_t n, struct ids *out)
 						    t->fallback_id[(uint8_t)p[i + k]],
 						    -1, -1, 1 };
 					unk_at = -1;
+				} else if (t->unk < 0) {
+					/* No unk token: Hugging Face drops it. */
 				} else if (t->fuse_unk && unk_at >= 0) {
 					s[unk_at].len += (uint32_t)l;
 				} else {

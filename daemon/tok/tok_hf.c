@@ -188,8 +188,9 @@ compile_re(const char *pat, pcre2_code **out, char *err, size_t errlen)
 {
 	int ec;
 	PCRE2_SIZE eo;
+	/* No PCRE2_NO_UTF_CHECK: the pattern is the file's bytes. */
 	pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
-	    PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK, &ec, &eo, NULL);
+	    PCRE2_UTF | PCRE2_UCP, &ec, &eo, NULL);
 	if (re == NULL) {
 		PCRE2_UCHAR msg[256];
 		pcre2_get_error_message(ec, msg, sizeof(msg));
@@ -763,8 +764,14 @@ load_model(struct tok *t, const cJSON *model, const cJSON *added,
 		t->fallback_id[b] = tok_strmap_get(&t->vocab, t, k, 6);
 	}
 	t->unk = -1;
-	if ((s = jstr(model, "unk_token")) != NULL)
-		t->unk = tok_strmap_get(&t->vocab, t, s, strlen(s));
+	if ((s = jstr(model, "unk_token")) != NULL &&
+	    (t->unk = model_id(t, s)) < 0) {
+		/* Hugging Face fails every encode that needs it. */
+		ERR("tokenizer.json: unk_token \"%.60s\" is not in the "
+		    "vocabulary", s);
+		rv = INFINI_ECORRUPT;
+		goto out;
+	}
 	rv = 0;
 	goto out;
 bad_merge:
