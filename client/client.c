@@ -385,6 +385,12 @@ infini_close(infini_client *c)
 }
 
 void
+infini_set_text_flags(infini_client *c, unsigned flags)
+{
+	atomic_store(&c->text_flags, flags);
+}
+
+void
 infini_set_timeout(infini_client *c, int timeout_ms)
 {
 	atomic_store(&c->timeout_ms, timeout_ms);

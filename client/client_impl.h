@@ -24,6 +24,7 @@ struct infini_client {
 	atomic_int timeout_ms;       /* per-call deadline; <= 0: none */
 	atomic_uint_fast64_t next_id; /* call ids, unique per client */
 	atomic_uint max_msg;         /* the daemon's request limit; 0: unknown */
+	atomic_uint text_flags;      /* INFINI_TEXT_* for Push / Generate text */
 	char url[256];
 };
 

@@ -104,6 +104,8 @@ infini_push_text(infini_client *c, const char *id, const char *text,
 	q.stream_id = (char *)id;
 	q.input_case = INFINI__V1__PUSH_REQUEST__INPUT_TEXT;
 	q.text = s;
+	q.plain_special = (atomic_load(&c->text_flags) &
+	    INFINI_TEXT_PLAIN_SPECIAL) != 0;
 	err = push(c, &q, want, res);
 	free(s);
 	return (err);
@@ -169,6 +171,8 @@ gen_start(infini_client *c, const char *id, const int32_t *prompt,
 	} else if (text != NULL) {
 		q.prompt_case = INFINI__V1__GENERATE_REQUEST__PROMPT_TEXT;
 		q.text = (char *)text;
+		q.plain_special = (atomic_load(&c->text_flags) &
+		    INFINI_TEXT_PLAIN_SPECIAL) != 0;
 	}
 	q.max_tokens = max_tokens;
 	if (s != NULL) {
@@ -212,31 +216,34 @@ gen_cancel(infini_client *c, uint64_t gid)
 }
 
 /*
- * gen_deliver hands one Poll reply's tokens to on_token.  text holds the
- * bytes of the byte-tokenizer tokens (ids below 256, one byte each) in
- * order; other tokens have none.  A model without a byte tokenizer sends
- * no text at all.  Sets *stop when the callback asked to cancel.
+ * gen_deliver hands one Poll reply's tokens to on_token.  text_lens gives
+ * each token's share of text (whole characters; 0 for special tokens and
+ * bytes held for a later token).  A reply without text_lens comes from a
+ * model without a tokenizer: tokens then have no text.  Sets *stop when
+ * the callback asked to cancel.
  */
 static int
 gen_deliver(const Infini__V1__PollReply *r, infini_on_token on_token,
     void *arg, bool *stop)
 {
 	size_t want = 0, off = 0;
-	bool bytes;
+	bool lens = r->n_text_lens > 0;
 
-	for (size_t i = 0; i < r->n_tokens; i++)
-		want += r->tokens[i] >= 0 && r->tokens[i] < 256;
-	if (r->text.len != want && r->text.len != 0)
-		return (cl_err(INFINI_EPROTO, "Poll: %zu bytes of text for %zu "
-		    "byte tokens", r->text.len, want));
-	bytes = r->text.len == want && want > 0;
+	if (lens && r->n_text_lens != r->n_tokens)
+		return (cl_err(INFINI_EPROTO, "Poll: %zu text lengths for %zu "
+		    "tokens", r->n_text_lens, r->n_tokens));
+	for (size_t i = 0; i < r->n_text_lens; i++)
+		want += r->text_lens[i];
+	if (want != r->text.len)
+		return (cl_err(INFINI_EPROTO, "Poll: %zu bytes of text where "
+		    "the lengths add up to %zu", r->text.len, want));
 	for (size_t i = 0; i < r->n_tokens && on_token != NULL; i++) {
-		int32_t tok = r->tokens[i];
-		size_t n = bytes && tok >= 0 && tok < 256 ? 1 : 0;
-		const char *b = n ? (const char *)r->text.data + off : NULL;
+		size_t n = lens ? r->text_lens[i] : 0;
+		const char *b = !lens ? NULL : r->text.data != NULL ?
+		    (const char *)r->text.data + off : "";
 
 		off += n;
-		if (on_token(arg, tok, b, n) != 0) {
+		if (on_token(arg, r->tokens[i], b, n) != 0) {
 			*stop = true;
 			break;
 		}

@@ -22,6 +22,7 @@
 #include "engine/model.h"
 #include "infini_err.h"
 #include "npy.h"
+#include "tok/tok.h"
 
 #ifndef INFINI_DEFAULT_MODEL
 #define INFINI_DEFAULT_MODEL "models/default"
@@ -32,17 +33,26 @@ usage(FILE *f)
 {
 	fprintf(f,
 "usage: infini-run [--model DIR] INPUT [options]\n"
+"       infini-run (--tokenizer FILE | --model DIR) INPUT --output tokens|text\n"
 "\n"
-"Runs an Infini-attention model over one stream, without the daemon.\n"
+"Runs an Infini-attention model over one stream, without the daemon; or,\n"
+"with --output tokens / text, only tokenizes / decodes (no model needed).\n"
 "\n"
 "input (one of):\n"
-"  --tokens FILE        token ids separated by spaces, commas or newlines\n"
-"  --text STR           UTF-8 text (models with the byte tokenizer)\n"
+"  --tokens FILE|IDS    token ids separated by spaces, commas or newlines,\n"
+"                       in a file or given directly\n"
+"  --text STR           UTF-8 text (through the model's tokenizer)\n"
 "  --text-file FILE     UTF-8 text from a file\n"
 "  --vectors FILE.npy   float32 [n, hidden_size] raw input vectors\n"
 "options:\n"
 "  --model DIR          model directory (default $INFINI_MODEL or %s)\n"
-"  --output KIND        embeddings | logits | mean | last (default last)\n"
+"  --output KIND        embeddings | logits | mean | last (default last);\n"
+"                       tokens: print the ids of the text; text: print\n"
+"                       the text of the ids\n"
+"  --tokenizer FILE     a Hugging Face tokenizer.json (default: the\n"
+"                       model's tokenizer.json, else its byte tokenizer)\n"
+"  --plain-special      special-token strings in the text are plain text\n"
+"  --add-special        add the tokenizer's BOS / EOS around the text\n"
 "  --out FILE.npy       write the output as float32 .npy (default: print)\n"
 "  --chunk N            push the input N tokens at a time (default: all)\n"
 "  --generate N         then generate N tokens and print them\n"
@@ -130,17 +140,90 @@ parse_tokens(const char *s, int32_t **out, int *n)
 	return (0);
 }
 
+/* read_ids reads ids from the file arg, or from arg itself when it is
+ * no file and holds only ids and separators. */
 static int
-bytes_to_tokens(const char *s, size_t len, int32_t **out, int *n)
+read_ids(const char *arg, int32_t **out, int *n)
 {
-	int32_t *t = malloc((len ? len : 1) * sizeof(*t));
-	if (t == NULL)
-		return (INFINI_ENOMEM);
-	for (size_t i = 0; i < len; i++)
-		t[i] = (unsigned char)s[i];
-	*out = t;
-	*n = (int)len;
-	return (0);
+	char *buf = NULL;
+	size_t len;
+	int rv;
+
+	if (read_file(arg, &buf, &len) == 0) {
+		rv = parse_tokens(buf, out, n);
+		free(buf);
+		return (rv);
+	}
+	if (strspn(arg, "0123456789 \t\r\n,") != strlen(arg))
+		return (INFINI_ENOENT);
+	return (parse_tokens(arg, out, n));
+}
+
+/* tokenize_only: --output tokens prints the ids of the text, --output
+ * text prints the text of the ids; no model is loaded (with --model, only
+ * its tokenizer). */
+static int
+tokenize_only(const char *tokenizer, const char *model_dir,
+    const char *output, const char *ids_arg, const char *text,
+    const char *text_file, const char *vec_file, unsigned flags)
+{
+	struct tok *tk = NULL;
+	char err[512] = "", *buf = NULL, *out = NULL;
+	int32_t *ids = NULL;
+	size_t len = 0, n = 0;
+	int rv = 1, ni = 0;
+
+	if ((tokenizer != NULL ? tok_load_file(tokenizer, &tk, err,
+	    sizeof(err)) : tok_load_dir(model_dir, &tk, err, sizeof(err))) != 0
+	    || tk == NULL) {
+		fprintf(stderr, "infini-run: tokenizer: %s\n", tk == NULL &&
+		    err[0] == '\0' ? "the model has none" : err);
+		return (1);
+	}
+	if (strcmp(output, "tokens") == 0) {
+		if (text == NULL && text_file == NULL) {
+			fprintf(stderr, "infini-run: --output tokens takes --text "
+			    "or --text-file\n");
+			goto out;
+		}
+		if (text_file != NULL && read_file(text_file, &buf, &len) != 0) {
+			fprintf(stderr, "infini-run: %s: %s\n", text_file,
+			    strerror(errno));
+			goto out;
+		}
+		if (tok_encode(tk, text ? text : buf, text ? strlen(text) : len,
+		    flags, &ids, &n, err, sizeof(err)) != 0) {
+			fprintf(stderr, "infini-run: %s\n", err);
+			goto out;
+		}
+		for (size_t i = 0; i < n; i++)
+			printf("%s%d", i ? " " : "", ids[i]);
+		printf("\n");
+	} else {
+		if (ids_arg == NULL || vec_file != NULL) {
+			fprintf(stderr, "infini-run: --output text takes "
+			    "--tokens\n");
+			goto out;
+		}
+		if (read_ids(ids_arg, &ids, &ni) != 0) {
+			fprintf(stderr, "infini-run: %s: cannot read token ids\n",
+			    ids_arg);
+			goto out;
+		}
+		if (tok_decode(tk, ids, (size_t)ni, false, &out, &len) != 0) {
+			fprintf(stderr, "infini-run: token ids outside the "
+			    "tokenizer's %d\n", tok_vocab_size(tk));
+			goto out;
+		}
+		fwrite(out, 1, len, stdout);
+	}
+	rv = fflush(stdout) == 0 ? 0 : 1;
+out:
+	tok_free(tk);
+	free(buf);
+	free(ids);
+	free(out);
+	return (rv);
 }
 
 static void
@@ -173,6 +256,8 @@ main(int argc, char **argv)
 		{ "top-k", 1, 0, 'k' }, { "top-p", 1, 0, 'p' },
 		{ "seed", 1, 0, 's' }, { "device", 1, 0, 'd' },
 		{ "list-devices", 0, 0, 'L' }, { "profile", 0, 0, 'P' },
+		{ "tokenizer", 1, 0, 'z' }, { "plain-special", 0, 0, 'Z' },
+		{ "add-special", 0, 0, 'A' },
 		{ "help", 0, 0, 'h' }, { 0, 0, 0, 0 },
 	};
 	const char *model_dir = getenv("INFINI_MODEL"), *out_path = NULL;
@@ -182,6 +267,9 @@ main(int argc, char **argv)
 	struct eng_sampler smp = { 0, 0, 1.0f, 0 };
 	int chunk = 0, gen = 0, opt, rv = 1, ninputs = 0, H, V, slot;
 	bool profile = false;
+	const char *tokenizer = NULL;
+	unsigned tflags = 0;
+	struct tok *tk = NULL;
 	enum eng_out kind;
 	struct eng_model *m = NULL;
 	struct eng *e = NULL;
@@ -209,6 +297,9 @@ main(int argc, char **argv)
 		case 'd': device = optarg; break;
 		case 'L': return (gpu_dev_list(stdout) > 0 ? 0 : 1);
 		case 'P': profile = true; break;
+		case 'z': tokenizer = optarg; break;
+		case 'Z': tflags |= TOK_PLAIN_SPECIAL; break;
+		case 'A': tflags |= TOK_ADD_SPECIAL; break;
 		case 'h': usage(stdout); return (0);
 		default: usage(stderr); return (2);
 		}
@@ -223,6 +314,19 @@ main(int argc, char **argv)
 		    "non-negative counts\n");
 		return (2);
 	}
+	if (model_dir == NULL) {
+		model_dir = INFINI_DEFAULT_MODEL;
+#ifdef INFINI_SOURCE_MODEL
+		/* Not installed: the installed model is missing, so run the
+		 * source tree's, as infinid does (daemon/main.c). */
+		if (access(model_dir, F_OK) != 0 &&
+		    access(INFINI_SOURCE_MODEL, F_OK) == 0)
+			model_dir = INFINI_SOURCE_MODEL;
+#endif
+	}
+	if (strcmp(output, "tokens") == 0 || strcmp(output, "text") == 0)
+		return (tokenize_only(tokenizer, model_dir, output, tok_file,
+		    text, text_file, vec_file, tflags));
 	if (strcmp(output, "embeddings") == 0)
 		kind = ENG_OUT_EMBED;
 	else if (strcmp(output, "logits") == 0)
@@ -235,16 +339,6 @@ main(int argc, char **argv)
 		fprintf(stderr, "infini-run: unknown --output %s\n", output);
 		return (2);
 	}
-	if (model_dir == NULL) {
-		model_dir = INFINI_DEFAULT_MODEL;
-#ifdef INFINI_SOURCE_MODEL
-		/* Not installed: the installed model is missing, so run the
-		 * source tree's, as infinid does (daemon/main.c). */
-		if (access(model_dir, F_OK) != 0 &&
-		    access(INFINI_SOURCE_MODEL, F_OK) == 0)
-			model_dir = INFINI_SOURCE_MODEL;
-#endif
-	}
 	if ((rv = eng_model_load(model_dir, &m, err, sizeof(err))) != 0) {
 		fprintf(stderr, "infini-run: model %s: %s\n", model_dir, err);
 		return (1);
@@ -252,19 +346,28 @@ main(int argc, char **argv)
 	H = m->cfg.hidden_size;
 	V = m->cfg.vocab_size;
 	rv = 1;
+	if ((tokenizer != NULL ? tok_load_file(tokenizer, &tk, err,
+	    sizeof(err)) : tok_load_dir(model_dir, &tk, err, sizeof(err))) != 0) {
+		fprintf(stderr, "infini-run: tokenizer: %s\n", err);
+		goto out;
+	}
+	if (tk != NULL && tok_vocab_size(tk) > V) {
+		fprintf(stderr, "infini-run: the tokenizer has %d ids, the "
+		    "model's vocab_size is %d\n", tok_vocab_size(tk), V);
+		goto out;
+	}
 
 	/* Input. */
 	if (tok_file != NULL) {
-		if (read_file(tok_file, &buf, &len) != 0 ||
-		    parse_tokens(buf, &tokens, &ninputs) != 0) {
+		if (read_ids(tok_file, &tokens, &ninputs) != 0) {
 			fprintf(stderr, "infini-run: %s: cannot read token ids\n",
 			    tok_file);
 			goto out;
 		}
 	} else if (text != NULL || text_file != NULL) {
-		if (!m->cfg.byte_tokenizer) {
-			fprintf(stderr, "infini-run: this model declares no "
-			    "tokenizer; give --tokens or --vectors\n");
+		if (tk == NULL) {
+			fprintf(stderr, "infini-run: this model has no "
+			    "tokenizer; give --tokenizer, --tokens or --vectors\n");
 			goto out;
 		}
 		if (text_file != NULL && read_file(text_file, &buf, &len) != 0) {
@@ -272,9 +375,13 @@ main(int argc, char **argv)
 			    strerror(errno));
 			goto out;
 		}
-		if (bytes_to_tokens(text ? text : buf, text ? strlen(text) : len,
-		    &tokens, &ninputs) != 0)
+		size_t nt;
+		if (tok_encode(tk, text ? text : buf, text ? strlen(text) : len,
+		    tflags, &tokens, &nt, err, sizeof(err)) != 0) {
+			fprintf(stderr, "infini-run: %s\n", err);
 			goto out;
+		}
+		ninputs = (int)nt;
 	} else {
 		size_t r, c;
 		if (npy_read(vec_file, &vectors, &r, &c, err, sizeof(err)) != 0) {
@@ -359,16 +466,19 @@ main(int argc, char **argv)
 	/* Generation: print the token sampled from the prompt, feed it back
 	 * (sampling the next), repeat; stop early at EOS. */
 	if (gen > 0) {
-		bool bytes = m->cfg.byte_tokenizer;
 		int ngen = 0;
 		double g0 = now();
+		struct tok_stream ts;
+		char *piece = tk ? malloc(tok_stream_room(tk)) : NULL;
+		if (tk != NULL && piece == NULL)
+			goto out;
+		tok_stream_init(&ts);
 		for (;;) {
-			if (bytes && tok == ENG_TOK_EOS)
+			if (tk != NULL && tok_is_eos(tk, tok))
 				break;
-			if (bytes && tok < 256)
-				putchar(tok);
-			else if (bytes)
-				printf("<%d>", tok);    /* BOS and other specials */
+			if (tk != NULL)
+				fwrite(piece, 1, tok_stream_put(tk, &ts, tok, piece),
+				    stdout);
 			else
 				printf("%s%d", ngen ? " " : "", tok);
 			fflush(stdout);
@@ -380,9 +490,13 @@ main(int argc, char **argv)
 			if (eng_run(e, &j, 1, err, sizeof(err)) != 0) {
 				printf("\n");
 				fprintf(stderr, "infini-run: %s\n", err);
+				free(piece);
 				goto out;
 			}
 		}
+		if (tk != NULL)
+			fwrite(piece, 1, tok_stream_flush(&ts, piece), stdout);
+		free(piece);
 		printf("\n");
 		double g1 = now();
 		fprintf(stderr, "infini-run: generated %d tokens in %.3f s "
@@ -401,6 +515,7 @@ main(int argc, char **argv)
 out:
 	eng_close(e);
 	eng_model_free(m);
+	tok_free(tk);
 	free(tokens);
 	free(vectors);
 	free(result);

@@ -24,6 +24,7 @@
 #include "engine/engine.h"
 #include "engine/model.h"
 #include "infini_err.h"
+#include "tok/tok.h"
 #include "wire.h"
 
 #define UID_ANON 0xfffffffeu   /* peers without credentials (tcp) */
@@ -72,8 +73,10 @@ struct gen {
 	uint32_t max;
 	int32_t *toks;             /* generated, [max] */
 	uint32_t ntok;
-	char *text;                /* bytes of toks (byte tokenizer) */
-	size_t tlen;
+	char *text;                /* the text of toks, whole characters */
+	size_t tlen, tcap;
+	size_t *tend;              /* [max]: tlen after each token */
+	struct tok_stream ts;      /* bytes of a character not yet whole */
 	char **stop;
 	int nstop;
 	bool done, cancel;
@@ -126,6 +129,9 @@ struct stats {
 struct infinid {
 	struct cfg cfg;
 	struct eng_model *model;
+	/* The model's tokenizer (NULL: none; text is refused).  Read-only,
+	 * shared by every thread; encoding takes no lock. */
+	struct tok *tok;
 	struct eng *eng;
 	nng_socket sock;
 	struct work **works;

@@ -247,6 +247,18 @@ main(int argc, char **argv)
 		LOG(LOG_ERR, "model %s: %s", d.cfg.model, err);
 		return (1);
 	}
+	if ((rv = tok_load_dir(d.cfg.model, &d.tok, err, sizeof(err))) != 0 ||
+	    (d.tok != NULL && tok_vocab_size(d.tok) > d.model->cfg.vocab_size)) {
+		if (rv == 0)
+			snprintf(err, sizeof(err), "the tokenizer has %d ids, "
+			    "the model's vocab_size is %d",
+			    tok_vocab_size(d.tok), d.model->cfg.vocab_size);
+		LOG(LOG_ERR, "model %s: tokenizer: %s", d.cfg.model, err);
+		tok_free(d.tok);
+		eng_model_free(d.model);
+		return (1);
+	}
+	LOG(LOG_INFO, "tokenizer: %s", d.tok ? tok_kind(d.tok) : "none");
 	/* Slots for the resident streams (the rest spill to state_dir) and
 	 * one for the warm-up. */
 	d.max_resident = (int)(d.cfg.max_resident_streams < d.cfg.max_streams ?
@@ -258,6 +270,7 @@ main(int argc, char **argv)
 			LOG(LOG_ERR, "state_memory_mb: %ld MiB holds no stream "
 			    "(%llu bytes each)", d.cfg.state_memory_mb,
 			    (unsigned long long)per);
+			tok_free(d.tok);
 			eng_model_free(d.model);
 			return (1);
 		}
@@ -272,6 +285,7 @@ main(int argc, char **argv)
 	    .max_batch = (int)d.cfg.max_batch };
 	if ((rv = eng_open(d.model, &eo, &d.eng, err, sizeof(err))) != 0) {
 		LOG(LOG_ERR, "engine: %s", err);
+		tok_free(d.tok);
 		eng_model_free(d.model);
 		return (1);
 	}
@@ -321,6 +335,7 @@ out:
 		notify_status(&n, "failed to start; see the log");
 	notify_fini(&n);
 	eng_close(d.eng);
+	tok_free(d.tok);
 	eng_model_free(d.model);
 	return (rv ? 1 : 0);
 }

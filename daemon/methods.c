@@ -7,7 +7,8 @@
  * hands an item to the scheduler, which answers when the device work is
  * done, or hands named-snapshot file work to snapio.c.  A string field
  * holding a NUL byte never gets here: unpacking refuses it.  Input that
- * passes here never fails in the engine for being bad.
+ * passes here never fails in the engine for being bad.  Text is tokenized
+ * first, with d->mu released (encode_text).
  */
 #include <math.h>
 #include <stdio.h>
@@ -123,20 +124,44 @@ m_open(struct call *c, const ProtobufCMessage *in)
 	sched_enqueue(c->d, NULL, it);
 }
 
-static int32_t *
-text_tokens(const char *text, size_t len)
+/*
+ * encode_text tokenizes a request's text into *ids (malloc'd, *n of them)
+ * with d->mu released, so a long text holds up no other request: the
+ * tokenizer is read-only, and the handlers call this before they look
+ * anything up, so they go on as if the request had just arrived.  Replies
+ * and returns false on error.
+ */
+static bool
+encode_text(struct call *c, const char *text, bool plain, int32_t **ids,
+    size_t *n)
 {
-	int32_t *t = malloc((len ? len : 1) * sizeof(*t));
-	if (t != NULL)
-		for (size_t i = 0; i < len; i++)
-			t[i] = (unsigned char)text[i];
-	return (t);
+	const struct tok *t = c->d->tok;
+	char err[256] = "";
+	int rv;
+
+	if (t == NULL) {
+		srv_replyf(c->w, C(FAILED_PRECONDITION), "the model has no "
+		    "tokenizer: send tokens or vectors");
+		return (false);
+	}
+	pthread_mutex_unlock(&c->d->mu);
+	rv = tok_encode(t, text, strlen(text), plain ? TOK_PLAIN_SPECIAL : 0,
+	    ids, n, err, sizeof(err));
+	pthread_mutex_lock(&c->d->mu);
+	if (rv == INFINI_EINVAL)
+		srv_replyf(c->w, C(INVALID_ARGUMENT), "text: %s", err);
+	else if (rv == INFINI_ENOMEM)
+		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "out of memory");
+	else if (rv != 0)
+		srv_replyf(c->w, C(INTERNAL), "tokenizer: %s", err);
+	return (rv == 0);
 }
 
-/* take_input copies tokens / text / vectors into it; replies on error. */
+/* take_input copies tokens / vectors into it, or takes the ids of a text
+ * (*text_ids, set to NULL when taken); replies on error. */
 static bool
 take_input(struct call *c, struct item *it, const Infini__V1__Tokens *tk,
-    const char *text, const Infini__V1__Vectors *vec)
+    int32_t **text_ids, size_t ntext, const Infini__V1__Vectors *vec)
 {
 	const struct eng_config *cf = eng_config(c->d->eng);
 	size_t n = 0;
@@ -156,15 +181,12 @@ take_input(struct call *c, struct item *it, const Infini__V1__Tokens *tk,
 			if (it->tokens)
 				memcpy(it->tokens, tk->ids, n * sizeof(int32_t));
 		}
-	} else if (text != NULL) {
-		if (!cf->byte_tokenizer) {
-			srv_replyf(c->w, C(FAILED_PRECONDITION), "the model has no "
-			    "tokenizer: send tokens or vectors");
-			return (false);
+	} else if (text_ids != NULL) {
+		n = ntext;
+		if (n > 0 && n <= (size_t)c->d->cfg.max_request_tokens) {
+			it->tokens = *text_ids;
+			*text_ids = NULL;
 		}
-		n = strlen(text);
-		if (n > 0 && n <= (size_t)c->d->cfg.max_request_tokens)
-			it->tokens = text_tokens(text, n);
 	} else if (vec != NULL) {
 		if (vec->dim != (uint32_t)cf->hidden_size ||
 		    vec->n_data % (vec->dim ? vec->dim : 1) != 0) {
@@ -207,9 +229,9 @@ take_input(struct call *c, struct item *it, const Infini__V1__Tokens *tk,
 }
 
 static void
-m_push(struct call *c, const ProtobufCMessage *in)
+m_push_input(struct call *c, const Infini__V1__PushRequest *q,
+    int32_t **text_ids, size_t ntext)
 {
-	const Infini__V1__PushRequest *q = (const void *)in;
 	const struct eng_config *cf = eng_config(c->d->eng);
 	struct stream *s;
 	struct item *it;
@@ -226,7 +248,8 @@ m_push(struct call *c, const ProtobufCMessage *in)
 		return;
 	if (!take_input(c, it,
 	    q->input_case == INFINI__V1__PUSH_REQUEST__INPUT_TOKENS ? q->tokens : NULL,
-	    q->input_case == INFINI__V1__PUSH_REQUEST__INPUT_TEXT ? q->text : NULL,
+	    q->input_case == INFINI__V1__PUSH_REQUEST__INPUT_TEXT ? text_ids :
+	    NULL, ntext,
 	    q->input_case == INFINI__V1__PUSH_REQUEST__INPUT_VECTORS ?
 	    q->vectors : NULL)) {
 		item_free(it);
@@ -260,9 +283,23 @@ m_push(struct call *c, const ProtobufCMessage *in)
 }
 
 static void
-m_generate(struct call *c, const ProtobufCMessage *in)
+m_push(struct call *c, const ProtobufCMessage *in)
 {
-	const Infini__V1__GenerateRequest *q = (const void *)in;
+	const Infini__V1__PushRequest *q = (const void *)in;
+	int32_t *ids = NULL;
+	size_t n = 0;
+
+	if (q->input_case == INFINI__V1__PUSH_REQUEST__INPUT_TEXT &&
+	    !encode_text(c, q->text, q->plain_special, &ids, &n))
+		return;
+	m_push_input(c, q, &ids, n);
+	free(ids);
+}
+
+static void
+m_generate_input(struct call *c, const Infini__V1__GenerateRequest *q,
+    int32_t **text_ids, size_t ntext)
+{
 	Infini__V1__GenerateReply r = INFINI__V1__GENERATE_REPLY__INIT;
 	struct stream *s;
 	struct item *it;
@@ -289,16 +326,18 @@ m_generate(struct call *c, const ProtobufCMessage *in)
 	    q->prompt_case == INFINI__V1__GENERATE_REQUEST__PROMPT_TOKENS ?
 	    q->tokens : NULL,
 	    q->prompt_case == INFINI__V1__GENERATE_REQUEST__PROMPT_TEXT ?
-	    q->text : NULL, NULL)) {
+	    text_ids : NULL, ntext, NULL)) {
 		item_free(it);
 		return;
 	}
 	if ((g = calloc(1, sizeof(*g))) == NULL ||
 	    (g->toks = calloc(q->max_tokens, sizeof(int32_t))) == NULL ||
-	    (g->text = calloc(q->max_tokens + 1, 1)) == NULL ||
+	    (g->tend = calloc(q->max_tokens, sizeof(size_t))) == NULL ||
+	    (g->text = calloc(g->tcap = 256, 1)) == NULL ||
 	    (q->n_stop && (g->stop = calloc(q->n_stop, sizeof(char *))) == NULL)) {
 		if (g) {
 			free(g->toks);
+			free(g->tend);
 			free(g->text);
 			free(g);
 		}
@@ -317,6 +356,7 @@ m_generate(struct call *c, const ProtobufCMessage *in)
 	g->nprompt = it->n;
 	it->tokens = NULL;
 	g->max = q->max_tokens;
+	tok_stream_init(&g->ts);
 	g->last_poll_ms = now_ms();
 	if (q->sampling != NULL) {
 		g->smp.temperature = q->sampling->temperature;
@@ -333,6 +373,20 @@ m_generate(struct call *c, const ProtobufCMessage *in)
 	sched_enqueue(c->d, s, it);
 	r.generation_id = g->id;
 	srv_reply(c->w, 0, NULL, &r.base);
+}
+
+static void
+m_generate(struct call *c, const ProtobufCMessage *in)
+{
+	const Infini__V1__GenerateRequest *q = (const void *)in;
+	int32_t *ids = NULL;
+	size_t n = 0;
+
+	if (q->prompt_case == INFINI__V1__GENERATE_REQUEST__PROMPT_TEXT &&
+	    !encode_text(c, q->text, q->plain_special, &ids, &n))
+		return;
+	m_generate_input(c, q, &ids, n);
+	free(ids);
 }
 
 static struct gen *
@@ -358,17 +412,24 @@ methods_poll_reply(struct infinid *d, struct work *w, struct gen *g,
     uint64_t after)
 {
 	Infini__V1__PollReply r = INFINI__V1__POLL_REPLY__INIT;
-	const struct eng_config *cf = eng_config(d->eng);
 	uint64_t n = g->ntok > after ? g->ntok - after : 0;
 	size_t b0 = 0, b1 = 0;
+	uint32_t lens[64], *tl = lens;
 
-	if (cf->byte_tokenizer) {
-		/* Tokens below 256 are one byte each; specials have none. */
-		for (uint64_t i = 0; i < after && i < g->ntok; i++)
-			b0 += g->toks[i] < 256;
-		b1 = b0;
-		for (uint64_t i = after; i < g->ntok; i++)
-			b1 += g->toks[i] < 256;
+	/* Each token's text is what it completed: g->tend[i] - g->tend[i-1]. */
+	if (d->tok != NULL && n > 0) {
+		if (n > sizeof(lens) / sizeof(lens[0]) &&
+		    (tl = malloc(n * sizeof(*tl))) == NULL) {
+			srv_replyf(w, C(RESOURCE_EXHAUSTED), "out of memory");
+			return;
+		}
+		b0 = after > 0 ? g->tend[after - 1] : 0;
+		b1 = g->tend[g->ntok - 1];
+		for (uint64_t i = 0; i < n; i++)
+			tl[i] = (uint32_t)(g->tend[after + i] - (after + i > 0 ?
+			    g->tend[after + i - 1] : 0));
+		r.n_text_lens = n;
+		r.text_lens = tl;
 	}
 	r.n_tokens = n;
 	r.tokens = g->toks + (n ? after : 0);
@@ -378,6 +439,8 @@ methods_poll_reply(struct infinid *d, struct work *w, struct gen *g,
 	r.done = g->done && after + n >= g->ntok;
 	r.finish_reason = r.done ? g->finish : (char *)"";
 	srv_reply(w, 0, NULL, &r.base);
+	if (tl != lens)
+		free(tl);
 }
 
 static void

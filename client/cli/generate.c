@@ -188,12 +188,16 @@ on_token(void *arg, int32_t tok, const char *bytes, size_t len)
 	if (tok < 0)
 		return (0);   /* heartbeat: nothing new yet */
 	if (!s->g->json) {
-		if (len > 0)
+		/* Without a tokenizer (bytes NULL) the ids are all there is;
+		 * with one, a token may carry no bytes yet (part of a UTF-8
+		 * character that a later token completes). */
+		if (bytes != NULL)
 			fwrite(bytes, 1, len, stdout);
 		else
 			printf("<%" PRId32 ">", tok);
 		fflush(stdout);
-		s->nl = len > 0 && bytes[len - 1] == '\n';
+		if (bytes == NULL || len > 0)
+			s->nl = len > 0 && bytes[len - 1] == '\n';
 		s->n++;
 		return (0);
 	}

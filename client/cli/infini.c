@@ -55,6 +55,8 @@ usage(FILE *f)
 "                 (default: 10000 to connect, 60000 per request)\n"
 "  --json         machine-readable output (one JSON object on stdout;\n"
 "                 generate and run: one per token, then a final one)\n"
+"  --plain-special  special-token strings in --text / --prompt are plain\n"
+"                 text (default: they become their tokens)\n"
 "  -h, --help     this text; 'infini COMMAND --help' for a command\n"
 "  --version      print the version\n"
 "\n"
@@ -233,6 +235,7 @@ cli_connect(struct cli *g)
 	}
 	if (g->timeout_ms > 0)
 		infini_set_timeout(g->c, g->timeout_ms);
+	infini_set_text_flags(g->c, g->text_flags);
 	return (0);
 }
 
@@ -339,6 +342,9 @@ cli_opt(struct cli *g, int ch, char **argv)
 		return (-1);
 	case OPT_JSON:
 		g->json = true;
+		return (-1);
+	case OPT_PLAIN_SPECIAL:
+		g->text_flags |= INFINI_TEXT_PLAIN_SPECIAL;
 		return (-1);
 	case 'h':
 		return (help(g));
@@ -840,7 +846,7 @@ static const struct command commands[] = {
 	  "Push tokens, text or vectors into a stream.\n"
 	  "Prints the stream's position and the output asked for.\n"
 	  "  --tokens LIST     token ids, e.g. 1,2,3\n"
-	  "  --text STR        UTF-8 text (byte-tokenizer models)\n"
+	  "  --text STR        UTF-8 text, through the model's tokenizer\n"
 	  "  --vectors FILE    float32/64 .npy of shape [n, hidden]\n"
 	  "  --output KIND     embeddings | mean | last | logits | last-logits\n"
 	  "  --out FILE.npy    write the output there instead of stdout" },

@@ -79,8 +79,10 @@ struct infini_stats {
 
 /*
  * infini_on_token is called for each generated token, in order, with the
- * token id and its bytes (byte-tokenizer models: ids 0..255 are one byte
- * each; other tokens, and models without a byte tokenizer, give NULL, 0).
+ * token id and its text: whole UTF-8 characters only, so a token that ends
+ * inside a character gives len 0 and the token completing it carries its
+ * bytes; special tokens give len 0.  bytes is NULL (len 0) when the model
+ * has no tokenizer.
  * Heartbeat: while the daemon has no new token (about once a second) it is
  * also called with token -1, bytes NULL, len 0, so a caller can cancel
  * while waiting; ignore -1 otherwise.  Return nonzero to cancel the
@@ -109,6 +111,15 @@ void infini_close(infini_client *c);
  * no connection to the daemon returns INFINI_EUNAVAILABLE.  A Poll's own
  * wait inside infini_generate is added to it. */
 void infini_set_timeout(infini_client *c, int timeout_ms);
+
+/* Text flags (infini_set_text_flags). */
+#define INFINI_TEXT_PLAIN_SPECIAL 1u  /* special-token strings are plain text */
+
+/* infini_set_text_flags sets how the daemon tokenizes the text of the
+ * Push and Generate requests c sends from now on (sent with each request;
+ * default 0: special-token strings such as "<|im_start|>" written in the
+ * text become their tokens, as Hugging Face tokenizers do). */
+void infini_set_text_flags(infini_client *c, unsigned flags);
 
 /* infini_errmsg: the text for this thread's last failure: a daemon error
  * reads "CODE: message" ("NOT_FOUND: no stream 'x'"), a local one says

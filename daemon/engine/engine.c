@@ -211,13 +211,13 @@ fail:
 void
 eng_close(struct eng *e)
 {
+	if (e == NULL)   /* before the array below takes member addresses */
+		return;
 	struct gpu_buf *acts[] = { &e->ids, &e->rows, &e->vecs, &e->x, &e->xn,
 	    &e->qkv, &e->qr, &e->ad, &e->am, &e->gu, &e->hm, &e->hid,
 	    &e->lrows, &e->logits, &e->slots, &e->samp_par, &e->samp_e,
 	    &e->samp_tok };
 
-	if (e == NULL)
-		return;
 	if (e->dev != NULL) {
 		eng_mm_close(e);
 		eng_ops_close(e);

@@ -319,11 +319,38 @@ snap(const char *name, int64_t pos, bool kmem, bool logits, bool owner)
 	eng_stream_state_fini(&st);
 }
 
+/* ---- tokenizers: fuzz_tok_json's two files, each with some texts, and
+ * texts alone (under the fixed tokenizer) */
+
+static void
+toks(void)
+{
+	static const char *texts[] = {
+		"ab aab \xc3\xa9 <s>x", "<|eot|>  12345\r\n\t'll",
+		"\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd \xe6\x97\xa5\xe6\x9c\xac",
+		"e\xcc\x81 \xef\xbc\xa1", "", "bad \xff\xfe",
+	};
+	static char json[65536], buf[70000];
+	char name[32];
+
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		snprintf(name, sizeof(name), "text%zu", i);
+		emit("tok", name, texts[i], strlen(texts[i]));
+		for (int k = 0; k < 2; k++) {
+			size_t n = fuzz_tok_json(k, json, sizeof(json));
+			size_t m = (size_t)snprintf(buf, sizeof(buf), "%.*s%s%s",
+			    (int)n, json, FUZZ_TOK_SEP, texts[i]);
+			snprintf(name, sizeof(name), "json%d-text%zu", k, i);
+			emit("tok", name, buf, m);
+		}
+	}
+}
+
 int
 main(int argc, char **argv)
 {
 	char path[4096];
-	const char *subs[] = { "envelope", "model", "snapshot" };
+	const char *subs[] = { "envelope", "model", "snapshot", "tok" };
 
 	if (argc != 2) {
 		fprintf(stderr, "usage: make_corpus OUTDIR\n");
@@ -331,12 +358,13 @@ main(int argc, char **argv)
 	}
 	out = argv[1];
 	mkdir(out, 0755);
-	for (size_t i = 0; i < 3; i++) {
+	for (size_t i = 0; i < 4; i++) {
 		snprintf(path, sizeof(path), "%s/%s", out, subs[i]);
 		mkdir(path, 0755);
 	}
 	envelopes();
 	models();
+	toks();
 	snap("pos0", 0, false, false, false);
 	snap("partial", 6, false, false, false);
 	snap("full", 8, false, true, false);
