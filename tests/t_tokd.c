@@ -71,19 +71,26 @@ copy_file(const char *from, const char *to)
 	return (rv);
 }
 
-/* cli runs the infini tool with args and parses its --json output. */
+/* cli runs the infini tool with args and parses its --json output: one
+ * object per line, of which the last is the result (generate prints one
+ * per token before it). */
 static cJSON *
 cli(const char *args, int *status)
 {
 	char cmd[4096];
-	char *out;
+	char *out, *last;
+	size_t n;
 	cJSON *j;
 
 	snprintf(cmd, sizeof(cmd), "%s --socket %s --json %s 2>/dev/null",
 	    INFINI_CLI_PATH, dp.url, args);
 	if ((out = run(cmd, status)) == NULL)
 		return (NULL);
-	j = cJSON_Parse(out);
+	n = strlen(out);
+	while (n > 0 && out[n - 1] == '\n')
+		out[--n] = '\0';
+	last = strrchr(out, '\n');
+	j = cJSON_Parse(last != NULL ? last + 1 : out);
 	free(out);
 	return (j);
 }
