@@ -253,6 +253,7 @@ m_generate(struct call *c, const ProtobufCMessage *in)
 	struct stream *s;
 	struct item *it;
 	struct gen *g;
+	char why[160];
 
 	if ((s = stream_for(c, q->stream_id)) == NULL || !queue_room(c, s))
 		return;
@@ -261,9 +262,10 @@ m_generate(struct call *c, const ProtobufCMessage *in)
 		    "[1, %ld]", c->d->cfg.max_generate);
 		return;
 	}
-	if (q->sampling != NULL && (!isfinite(q->sampling->temperature) ||
-	    !isfinite(q->sampling->top_p) || q->sampling->top_p < 0)) {
-		srv_replyf(c->w, C(INVALID_ARGUMENT), "bad sampling parameters");
+	if (q->sampling != NULL && !wire_check_sampling(
+	    q->sampling->temperature, q->sampling->top_k, q->sampling->top_p,
+	    why, sizeof(why))) {
+		srv_replyf(c->w, C(INVALID_ARGUMENT), "%s", why);
 		return;
 	}
 	if ((it = new_item(c, IT_GENERATE)) == NULL)

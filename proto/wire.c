@@ -1,6 +1,8 @@
 /*
  * wire.c - envelope packing, the bounded unpack allocator and shared checks.
  */
+#include <float.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -188,4 +190,28 @@ wire_unpack(const ProtobufCMessageDescriptor *d, struct wire_alloc *a,
 		return (NULL);
 	}
 	return (m);
+}
+
+bool
+wire_check_sampling(float temperature, uint32_t top_k, float top_p,
+    char *err, size_t errlen)
+{
+	/* Written so that NaN fails every test. */
+	if (!(temperature >= 0.0f && temperature <= FLT_MAX)) {
+		snprintf(err, errlen, "sampling.temperature %g is out of range: "
+		    "give a finite value >= 0 (0: greedy)", (double)temperature);
+		return (false);
+	}
+	if (top_k > (uint32_t)INT32_MAX) {
+		snprintf(err, errlen, "sampling.top_k %lld is out of range: give "
+		    "0 (off) or a count in [1, %d]", (long long)(int32_t)top_k,
+		    INT32_MAX);
+		return (false);
+	}
+	if (!(top_p >= 0.0f && top_p <= 1.0f)) {
+		snprintf(err, errlen, "sampling.top_p %g is out of range: give a "
+		    "value in (0, 1], or 0 for off", (double)top_p);
+		return (false);
+	}
+	return (true);
 }

@@ -73,4 +73,14 @@ uint8_t *wire_pack_request(int method, uint64_t call_id,
 /* wire_code_name returns the canonical name of a gRPC code ("NOT_FOUND"). */
 const char *wire_code_name(int code);
 
+/*
+ * wire_check_sampling checks Generate's sampling values: temperature finite
+ * and >= 0 (0: greedy), top_k < 2^31 (a negative int32 sent by a client
+ * arrives as a huge uint32; 0: off), top_p 0 (off) or in (0, 1].  Returns
+ * true, or false with err naming the field and the allowed range.  The one
+ * rule the daemon, libinfini and the CLI share.
+ */
+bool wire_check_sampling(float temperature, uint32_t top_k, float top_p,
+    char *err, size_t errlen);
+
 #endif /* WIRE_H */

@@ -711,8 +711,8 @@ static const struct command commands[] = {
 	  "Generate from a stream, printing tokens as they arrive.\n"
 	  "  --prompt TEXT      pushed before generating\n"
 	  "  -n, --max-tokens N at most N tokens (default 128)\n"
-	  "  --temperature T    0: greedy (default)\n"
-	  "  --top-k K, --top-p P, --seed S   sampling\n"
+	  "  --temperature T    0: greedy (default); not negative\n"
+	  "  --top-k K, --top-p P, --seed S   sampling (top-p in (0, 1], 0: off)\n"
 	  "  --stop STR         stop when the output ends with STR (repeatable)\n"
 	  "Tokens without bytes print as <ID>.  Ctrl-C cancels (exit 130)." },
 	{ "embed", cmd_embed, "ID --text STR [--pool mean|last]",

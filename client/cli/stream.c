@@ -17,6 +17,7 @@
 
 #include "cli.h"
 #include "npy.h"
+#include "wire.h"
 
 static const struct {
 	const char *name;
@@ -533,7 +534,7 @@ cmd_generate(struct cli *g, int argc, char **argv)
 	const char *prompt = NULL, **stop;
 	uint64_t v, max = 128;
 	size_t nstop = 0;
-	char finish[16];
+	char finish[16], why[160];
 	double t0;
 	int ch, rc, err;
 
@@ -574,8 +575,14 @@ cmd_generate(struct cli *g, int argc, char **argv)
 		if (rc != 0)
 			goto done;
 	}
-	if ((rc = cli_args(g, argc - optind, 1, 1)) != 0 ||
-	    (rc = cli_connect(g)) != 0)
+	if ((rc = cli_args(g, argc - optind, 1, 1)) != 0)
+		goto done;
+	if (!wire_check_sampling(sp.temperature, sp.top_k, sp.top_p, why,
+	    sizeof(why))) {
+		rc = cli_usage(g, "%s", why);
+		goto done;
+	}
+	if ((rc = cli_connect(g)) != 0)
 		goto done;
 	cli_catch_sigint();
 	t0 = cli_now();
