@@ -17,6 +17,7 @@
 #include "snapshot.h"
 
 #define C(x) INFINI__V1__CODE__##x
+#define STOP_MAX 256    /* bytes of one stop string */
 
 struct call {
 	struct infinid *d;
@@ -57,38 +58,103 @@ queue_room(struct call *c, struct stream *s)
 	return (false);
 }
 
+/*
+ * user_room checks the caller's fair share before anything is queued:
+ * max_requests_per_uid requests in flight, and (ntok > 0) room for ntok
+ * more queued inputs.  Replies RESOURCE_EXHAUSTED when there is none.
+ */
+static bool
+user_room(struct call *c, int64_t ntok)
+{
+	struct uacct *a = acct_get(c->d, c->uid);
+
+	if (a == NULL) {
+		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "out of memory");
+		return (false);
+	}
+	if (ntok == 0 && a->inflight >= c->d->cfg.max_requests_per_uid) {
+		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "you have %d requests "
+		    "queued or running (max_requests_per_uid %ld): wait for "
+		    "their replies", a->inflight, c->d->cfg.max_requests_per_uid);
+		return (false);
+	}
+	if (ntok > 0 && a->queued_tokens + ntok >
+	    c->d->cfg.max_queued_tokens_per_uid) {
+		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "%lld more inputs would "
+		    "make %lld queued for you (max_queued_tokens_per_uid %ld): "
+		    "wait for your pushes to finish", (long long)ntok,
+		    (long long)(a->queued_tokens + ntok),
+		    c->d->cfg.max_queued_tokens_per_uid);
+		return (false);
+	}
+	return (true);
+}
+
 static struct item *
 new_item(struct call *c, enum item_kind k)
 {
-	struct item *it = calloc(1, sizeof(*it));
-	if (it == NULL) {
+	struct item *it;
+
+	if (!user_room(c, 0))
+		return (NULL);
+	if ((it = calloc(1, sizeof(*it))) == NULL) {
 		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "out of memory");
 		return (NULL);
 	}
 	it->kind = k;
 	it->w = c->w;
 	it->uid = c->uid;
+	it->pipe = c->pipe;
 	return (it);
+}
+
+/* enqueue counts it in the caller's share and hands it to the scheduler. */
+static void
+enqueue(struct call *c, struct stream *s, struct item *it)
+{
+	/* The scheduler has stopped and answered what it had: answer the
+	 * same way rather than leave the request to the socket's close. */
+	if (c->d->stopping) {
+		if (it->gen != NULL) {
+			it->gen->s = NULL;
+			it->gen->done = true;
+			snprintf(it->gen->finish, sizeof(it->gen->finish),
+			    "cancelled");
+		}
+		if (it->w != NULL)
+			srv_replyf(it->w, C(UNAVAILABLE), "infinid is stopping: "
+			    "the request did not run");
+		item_free(it);
+		return;
+	}
+	acct_take(it, acct_get(c->d, c->uid));
+	sched_enqueue(c->d, s, it);
+}
+
+void
+methods_health(struct infinid *d, struct work *w)
+{
+	Infini__V1__HealthReply r = INFINI__V1__HEALTH_REPLY__INIT;
+	const struct eng_config *cf = eng_config(d->eng);
+
+	r.version = (char *)INFINI_VERSION_STRING;
+	r.model = d->cfg.model;
+	r.device = d->device_name;
+	r.uptime_ms = (uint64_t)(now_ms() - d->start_ms);
+	r.streams = (uint32_t)__atomic_load_n(&d->nstreams, __ATOMIC_RELAXED);
+	r.model_fingerprint = d->model->fingerprint;
+	r.hidden_size = (uint32_t)cf->hidden_size;
+	r.vocab_size = (uint32_t)cf->vocab_size;
+	r.segment_size = (uint32_t)cf->segment_size;
+	r.max_message_bytes = (uint32_t)d->cfg.max_message_bytes;
+	srv_reply(w, 0, NULL, &r.base);
 }
 
 static void
 m_health(struct call *c, const ProtobufCMessage *in)
 {
-	Infini__V1__HealthReply r = INFINI__V1__HEALTH_REPLY__INIT;
-	const struct eng_config *cf = eng_config(c->d->eng);
 	(void)in;
-
-	r.version = (char *)INFINI_VERSION_STRING;
-	r.model = c->d->cfg.model;
-	r.device = c->d->device_name;
-	r.uptime_ms = (uint64_t)(now_ms() - c->d->start_ms);
-	r.streams = (uint32_t)c->d->nstreams;
-	r.model_fingerprint = c->d->model->fingerprint;
-	r.hidden_size = (uint32_t)cf->hidden_size;
-	r.vocab_size = (uint32_t)cf->vocab_size;
-	r.segment_size = (uint32_t)cf->segment_size;
-	r.max_message_bytes = (uint32_t)c->d->cfg.max_message_bytes;
-	srv_reply(c->w, 0, NULL, &r.base);
+	methods_health(c->d, c->w);
 }
 
 static void
@@ -106,7 +172,7 @@ m_open(struct call *c, const ProtobufCMessage *in)
 		return;
 	snprintf(it->id, sizeof(it->id), "%s", q->stream_id);
 	it->reuse = q->reuse;
-	sched_enqueue(c->d, NULL, it);
+	enqueue(c, NULL, it);
 }
 
 static int32_t *
@@ -218,6 +284,10 @@ m_push(struct call *c, const ProtobufCMessage *in)
 		item_free(it);
 		return;
 	}
+	if (!user_room(c, it->n)) {
+		item_free(it);
+		return;
+	}
 	/* Output kinds map one to one onto the engine's. */
 	it->out = (enum eng_out)q->output;
 	switch (it->out) {
@@ -242,7 +312,7 @@ m_push(struct call *c, const ProtobufCMessage *in)
 		return;
 	}
 	it->result_len = len;
-	sched_enqueue(c->d, s, it);
+	enqueue(c, s, it);
 }
 
 static void
@@ -281,6 +351,25 @@ m_generate(struct call *c, const ProtobufCMessage *in)
 		item_free(it);
 		return;
 	}
+	if (!user_room(c, it->n)) {
+		item_free(it);
+		return;
+	}
+	if (q->n_stop > (size_t)c->d->cfg.max_stop_strings) {
+		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "%zu stop strings: at "
+		    "most %ld (max_stop_strings)", q->n_stop,
+		    c->d->cfg.max_stop_strings);
+		item_free(it);
+		return;
+	}
+	for (size_t i = 0; i < q->n_stop; i++)
+		if (strlen(q->stop[i]) > STOP_MAX) {
+			srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "stop string %zu "
+			    "is %zu bytes: at most %d", i, strlen(q->stop[i]),
+			    STOP_MAX);
+			item_free(it);
+			return;
+		}
 	if ((g = calloc(1, sizeof(*g))) == NULL ||
 	    (g->toks = calloc(q->max_tokens, sizeof(int32_t))) == NULL ||
 	    (g->text = calloc(q->max_tokens + 1, 1)) == NULL ||
@@ -318,7 +407,7 @@ m_generate(struct call *c, const ProtobufCMessage *in)
 	c->d->gens = g;
 	it->gen = g;
 	it->w = NULL;   /* answered now, not by the scheduler */
-	sched_enqueue(c->d, s, it);
+	enqueue(c, s, it);
 	r.generation_id = g->id;
 	srv_reply(c->w, 0, NULL, &r.base);
 }
@@ -350,6 +439,10 @@ methods_poll_reply(struct infinid *d, struct work *w, struct gen *g,
 	uint64_t n = g->ntok > after ? g->ntok - after : 0;
 	size_t b0 = 0, b1 = 0;
 
+	if (w->pacct != NULL) {
+		w->pacct->inflight--;
+		w->pacct = NULL;
+	}
 	if (cf->byte_tokenizer) {
 		/* Tokens below 256 are one byte each; specials have none. */
 		for (uint64_t i = 0; i < after && i < g->ntok; i++)
@@ -385,10 +478,16 @@ m_poll(struct call *c, const ProtobufCMessage *in)
 	}
 	wait = q->wait_ms < c->d->cfg.poll_max_ms ? q->wait_ms :
 	    (uint32_t)c->d->cfg.poll_max_ms;
-	if (g->ntok > q->after || g->done || wait == 0) {
+	/* A parked Poll holds a context like a queued request: it counts in
+	 * the caller's share, and past it the Poll is answered at once. */
+	struct uacct *a = acct_get(c->d, c->uid);
+	if (g->ntok > q->after || g->done || wait == 0 || a == NULL ||
+	    a->inflight >= c->d->cfg.max_requests_per_uid) {
 		methods_poll_reply(c->d, c->w, g, q->after);
 		return;
 	}
+	a->inflight++;
+	c->w->pacct = a;
 	c->w->pgen = g;
 	c->w->pafter = q->after;
 	c->w->pnext = g->waiters;
@@ -428,7 +527,7 @@ m_fork(struct call *c, const ProtobufCMessage *in)
 	if ((it = new_item(c, IT_FORK)) == NULL)
 		return;
 	snprintf(it->id, sizeof(it->id), "%s", q->new_stream_id);
-	sched_enqueue(c->d, s, it);
+	enqueue(c, s, it);
 }
 
 static void
@@ -445,7 +544,7 @@ m_close(struct call *c, const ProtobufCMessage *in)
 	/* A running generation ends so the close is not held behind it. */
 	if (s->gen != NULL)
 		s->gen->cancel = true;
-	sched_enqueue(c->d, s, it);
+	enqueue(c, s, it);
 }
 
 static void
@@ -494,18 +593,37 @@ m_stats(struct call *c, const ProtobufCMessage *in)
 	Infini__V1__StatsReply r = INFINI__V1__STATS_REPLY__INIT;
 	(void)in;
 
-	r.requests = c->d->st.requests;
+	/* Limits and the model's shape are everyone's; what was done is the
+	 * caller's own unless it is root or in admin_group (uid 0 here), so
+	 * no user learns anything of another's streams or traffic. */
+	r.max_streams = (uint32_t)c->d->cfg.max_streams;
+	r.state_bytes_per_stream = eng_state_bytes(c->d->eng);
+	r.uptime_ms = (uint64_t)(now_ms() - c->d->start_ms);
+	r.max_resident_streams = (uint32_t)c->d->max_resident;
+	if (c->uid != 0) {
+		struct uacct *a = acct_get(c->d, c->uid);
+		if (a != NULL) {
+			r.requests = a->requests;
+			r.errors = a->errors;
+			r.tokens_in = a->tokens_in;
+			r.tokens_out = a->tokens_out;
+		}
+		for (struct stream *s = c->d->streams; s != NULL; s = s->next)
+			if (s->owner == c->uid) {
+				r.streams++;
+				r.resident_streams += s->slot >= 0;
+			}
+		srv_reply(c->w, 0, NULL, &r.base);
+		return;
+	}
+	r.requests = __atomic_load_n(&c->d->st.requests, __ATOMIC_RELAXED);
 	r.errors = c->d->st.errors;
 	r.tokens_in = c->d->st.tokens_in;
 	r.tokens_out = c->d->st.tokens_out;
 	r.submissions = c->d->st.submissions;
 	r.device_busy_us = c->d->st.device_busy_us;
 	r.streams = (uint32_t)c->d->nstreams;
-	r.max_streams = (uint32_t)c->d->cfg.max_streams;
-	r.state_bytes_per_stream = eng_state_bytes(c->d->eng);
-	r.uptime_ms = (uint64_t)(now_ms() - c->d->start_ms);
 	r.resident_streams = (uint32_t)c->d->nresident;
-	r.max_resident_streams = (uint32_t)c->d->max_resident;
 	r.page_ins = c->d->st.page_ins;
 	r.evictions = c->d->st.evictions;
 	r.autosnapshots = c->d->st.autosnapshots;
@@ -537,7 +655,7 @@ m_snapshot(struct call *c, const ProtobufCMessage *in)
 		return;
 	snprintf(it->name, sizeof(it->name), "%s", q->name);
 	it->export_bytes = q->export;
-	sched_enqueue(c->d, s, it);
+	enqueue(c, s, it);
 }
 
 static void
@@ -578,7 +696,7 @@ m_restore(struct call *c, const ProtobufCMessage *in)
 		memcpy(it->data, q->data.data, q->data.len);
 		it->data_len = q->data.len;
 	}
-	sched_enqueue(c->d, NULL, it);
+	enqueue(c, NULL, it);
 }
 
 typedef void (*handler)(struct call *, const ProtobufCMessage *);
@@ -605,8 +723,12 @@ methods_dispatch(struct infinid *d, struct work *w, uint32_t uid,
 {
 	const ProtobufCMethodDescriptor *md = wire_method(req->method);
 	struct call c = { d, w, uid, pipe };
+	struct uacct *u = acct_get(d, uid);
 	ProtobufCMessage *body;
 	struct wire_alloc a;
+
+	if (u != NULL)
+		u->requests++;
 
 	if (md == NULL || (size_t)req->method >= sizeof(handlers) /
 	    sizeof(handlers[0]) || handlers[req->method] == NULL) {
