@@ -550,15 +550,15 @@ user_ix(struct sched_user *u, int *nu, uint32_t uid)
 }
 
 /* drop_gone_head drops the requests at the head of s whose client has
- * gone before they start: nothing of them reaches the device.  (The
- * connection's close usually removed them already; this catches those
- * that arrived as it closed.) */
+ * gone: nothing more of them reaches the device.  (The connection's close
+ * usually removed them already; this catches those that arrived as it
+ * closed, and a push that was in the device then.)  s is not busy. */
 static void
 drop_gone_head(struct stream *s)
 {
 	struct item *it;
 
-	while ((it = s->head) != NULL && it->w != NULL && it->done == 0 &&
+	while ((it = s->head) != NULL && it->w != NULL &&
 	    !srv_pipe_alive(it->pipe)) {
 		pop(s);
 		srv_drop(it->w);

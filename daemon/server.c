@@ -276,9 +276,11 @@ work_cb(void *arg)
 	}
 }
 
-/* drop_gone removes from q the requests of pipe id that have not started
- * (a push half done runs to its end: its inputs are partly in the stream)
- * and frees their contexts.  Returns how many.  d->mu held. */
+/* drop_gone removes from q the requests of pipe id, except one in the
+ * device now (the scheduler stops it after its slice), and frees their
+ * contexts.  A request not started leaves no trace; a push stopped between
+ * two slices leaves the slices that ran in the stream, as a shorter push
+ * would.  Returns how many.  d->mu held. */
 static int
 drop_gone(struct stream *s, struct item **head, struct item **tail,
     uint32_t id)
@@ -288,9 +290,8 @@ drop_gone(struct stream *s, struct item **head, struct item **tail,
 
 	while (*pp != NULL) {
 		struct item *it = *pp;
-		bool started = it->done > 0 ||
-		    (s != NULL && s->busy && it == s->head);
-		if (it->pipe != id || it->w == NULL || started) {
+		bool running = s != NULL && s->busy && it == s->head;
+		if (it->pipe != id || it->w == NULL || running) {
 			prev = it;
 			pp = &it->next;
 			continue;
@@ -298,6 +299,9 @@ drop_gone(struct stream *s, struct item **head, struct item **tail,
 		*pp = it->next;
 		if (s != NULL)
 			s->nqueued--;
+		if (it->done > 0)
+			LOG(LOG_INFO, "client left: its push to %s stopped after "
+			    "%d of %d inputs", s->id, it->done, it->n);
 		srv_drop(it->w);
 		item_free(it);
 		n++;
