@@ -4,17 +4,20 @@
  * round trip of Health and of a 1-token Push before, during and after.
  *
  *   bench-flood [--socket URL] [--conns N] [--pushes P] [--tokens T]
- *               [--flooder-uid UID] [--waves-s S] [--runs R]
+ *               [--flooder-uid UID] [--waves-s S | --hog-s S] [--runs R]
  *
  * The flood comes from a child process (this program run again with
  * --flood-child): as UID when --flooder-uid is given (needs root), so that
  * one user floods while another measures.  One wave by default; with
  * --waves-s the child sends waves back to back for S seconds (a sustained
- * flood).  Each run measures 2 s idle, the flood and 1 s after it, then 2 s
+ * flood).  With --hog-s the child instead keeps N clients connected for S
+ * seconds, each pushing T tokens again as soon as its last push is answered
+ * (a user saturating the device without vanishing).  Each run measures 2 s idle, the flood and 1 s after it, then 2 s
  * more ("after"); the table gives the median over the runs of each p50 and
  * p99 (bench/run_flood.sh starts a daemon and runs the scenarios).
  */
 #include <grp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,6 +105,55 @@ one_wave(const char *url, int conns, int pushes, int ntok)
 	free(up);
 }
 
+struct hog {
+	const char *url;
+	int i, ntok;
+	double end;
+};
+
+static void *
+hog_thread(void *arg)
+{
+	struct hog *h = arg;
+	infini_client *c;
+	int32_t *t = calloc((size_t)h->ntok, sizeof(*t));
+	char id[32];
+
+	if (t == NULL || infini_connect(h->url, 10000, &c) != 0) {
+		free(t);
+		return (NULL);
+	}
+	for (int k = 0; k < h->ntok; k++)
+		t[k] = (k * 7 + h->i) % 256;
+	snprintf(id, sizeof(id), "fl-%d", h->i);
+	while (bench_now() < h->end)
+		if (infini_push_tokens(c, id, t, (size_t)h->ntok,
+		    INFINI_OUT_NONE, NULL) != 0)
+			usleep(10000);   /* refused: over this user's share */
+	infini_close(c);
+	free(t);
+	return (NULL);
+}
+
+static void
+hog(const char *url, int conns, int ntok, double secs)
+{
+	pthread_t *th = calloc((size_t)conns, sizeof(*th));
+	struct hog *h = calloc((size_t)conns, sizeof(*h));
+	double end = bench_now() + secs;
+
+	if (th == NULL || h == NULL)
+		exit(1);
+	for (int i = 0; i < conns; i++) {
+		h[i] = (struct hog){ url, i, ntok, end };
+		pthread_create(&th[i], NULL, hog_thread, &h[i]);
+	}
+	for (int i = 0; i < conns; i++)
+		pthread_join(th[i], NULL);
+	free(th);
+	free(h);
+}
+
 static int
 flood_child(const char *url, int conns, int pushes, int ntok, double waves_s)
 {
@@ -124,6 +176,10 @@ flood_child(const char *url, int conns, int pushes, int ntok, double waves_s)
 	char go;
 	if (read(0, &go, 1) != 1)
 		return (1);
+	if (waves_s < 0) {
+		hog(url, conns, ntok, -waves_s);
+		return (0);
+	}
 	double end = bench_now() + waves_s;
 	do
 		one_wave(url, conns, pushes, ntok);
@@ -283,12 +339,15 @@ main(int argc, char **argv)
 			uid = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--waves-s") == 0 && i + 1 < argc)
 			waves_s = atof(argv[++i]);
+		else if (strcmp(argv[i], "--hog-s") == 0 && i + 1 < argc)
+			waves_s = -atof(argv[++i]);   /* the child's sign */
 		else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc)
 			runs = atoi(argv[++i]);
 		else {
 			fprintf(stderr, "usage: bench-flood [--socket URL] "
 			    "[--conns N] [--pushes P] [--tokens T] "
-			    "[--flooder-uid UID] [--waves-s S] [--runs R]\n");
+			    "[--flooder-uid UID] [--waves-s S | --hog-s S] "
+			    "[--runs R]\n");
 			return (2);
 		}
 	}
@@ -354,11 +413,15 @@ main(int argc, char **argv)
 	}
 	static const char *names[4] = { "idle", "flood (+1 s)",
 		"first second after", "after" };
-	printf("%d connections x %d pushes of %d tokens, %s for %.1f s "
-	    "(median), flooder %s; median of %d runs\n\n", conns, pushes,
-	    ntok, waves_s > 0 ? "waves back to back" : "one wave",
-	    median(flood_s, runs), uid >= 0 ? "another UID" : "same UID",
-	    runs);
+	if (waves_s < 0)
+		printf("%d clients each pushing %d tokens again as soon as "
+		    "answered, for %.1f s", conns, ntok, median(flood_s, runs));
+	else
+		printf("%d connections x %d pushes of %d tokens, %s for %.1f s",
+		    conns, pushes, ntok, waves_s > 0 ? "waves back to back" :
+		    "one wave", median(flood_s, runs));
+	printf(" (median), from %s; median of %d runs\n\n", uid >= 0 ?
+	    "another UID" : "the same UID", runs);
 	printf("| phase | samples | Health p50 ms | Health p99 ms | Push p50 ms "
 	    "| Push p99 ms | errors |\n");
 	printf("|---|---|---|---|---|---|---|\n");
