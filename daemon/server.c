@@ -426,9 +426,11 @@ fd_room(void)
 			used++;
 		closedir(dir);
 	}
-	/* Each listener and NNG's own pollers take a few more. */
+	/* Each listener and NNG's own pollers take a few more.  A limit too
+	 * low for any reserve still lets a few clients in. */
 	used += 16;
-	return ((int)rl.rlim_cur - used - SRV_FD_RESERVE);
+	int room = (int)rl.rlim_cur - used - SRV_FD_RESERVE;
+	return (room < 8 ? 8 : room);
 }
 
 int
