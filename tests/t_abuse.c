@@ -335,6 +335,16 @@ measure_main(const char *url, int ms, const char *idle_file,
 	    infini_open(c, "secret", true, NULL, NULL) != 0)
 		return (1);
 	infini_push_tokens(c, "secret", &tok, 1, INFINI_OUT_NONE, NULL);
+	/* A whole submission's time (max_batch 64 inputs), the unit a
+	 * waiting push is measured in: the machine's speed varies. */
+	static int32_t full[64];
+	double turn[9];
+	for (int i = 0; i < 9; i++) {
+		double t0 = now_ms();
+		err += infini_push_tokens(c, "secret", full, 64,
+		    INFINI_OUT_NONE, NULL) != 0;
+		turn[i] = now_ms() - t0;
+	}
 	for (double end = now_ms() + ms; now_ms() < end && ni < 20000;) {
 		double t0 = now_ms();
 		err += infini_push_tokens(c, "secret", &tok, 1, INFINI_OUT_NONE,
@@ -354,9 +364,9 @@ measure_main(const char *url, int ms, const char *idle_file,
 		hmax = fmax(hmax, now_ms() - t0);
 	}
 	printf("idle_p50 %.2f idle_p99 %.2f busy_p50 %.2f busy_p99 %.2f "
-	    "health_max %.2f n %d %d errors %d\n", pct(idle, ni, 0.5),
+	    "health_max %.2f turn %.2f n %d %d errors %d\n", pct(idle, ni, 0.5),
 	    pct(idle, ni, 0.99), pct(busy, nb, 0.5), pct(busy, nb, 0.99), hmax,
-	    ni, nb, err);
+	    pct(turn, 9, 0.5), ni, nb, err);
 	infini_close(c);
 	return (0);
 }
@@ -678,18 +688,22 @@ test_fair(void)
 	if (other != 0)
 		tap_diag("%s", h);
 	free(h);
-	double ip50 = -1, ip99 = -1, bp50 = -1, bp99 = -1, hmax = -1;
+	double ip50 = -1, ip99 = -1, bp50 = -1, bp99 = -1, hmax = -1, turn = 0;
 	int ni = 0, nb = 0, err = -1;
 	char *m = file_text(ob);
 	sscanf(m, "idle_p50 %lf idle_p99 %lf busy_p50 %lf busy_p99 %lf "
-	    "health_max %lf n %d %d errors %d", &ip50, &ip99, &bp50, &bp99,
-	    &hmax, &ni, &nb, &err);
+	    "health_max %lf turn %lf n %d %d errors %d", &ip50, &ip99, &bp50,
+	    &bp99, &hmax, &turn, &ni, &nb, &err);
 	free(m);
-	/* Loose bounds for a shared CI machine; bench-flood measures. */
-	ok(err == 0 && nb > 0 && bp50 <= 4 * ip50 + 30 && hmax < 1000,
-	    "user A while B hogs: push p50 %.1f ms (idle %.1f), p99 %.1f "
-	    "(idle %.1f), Health at worst %.1f ms", bp50, ip50, bp99, ip99,
-	    hmax);
+	/* In units of a whole submission (turn), so that the bound holds on
+	 * a slow or loaded machine (or under ASan): with its share, A's push
+	 * waits for the submission in flight and runs in the next; without,
+	 * it waited behind slices of B's queued pushes (5 submissions and
+	 * more).  bench-flood measures the latencies. */
+	ok(err == 0 && nb > 0 && bp50 <= 2.5 * turn + 2 * ip50 + 5 &&
+	    hmax < 1000, "user A while B hogs: push p50 %.1f ms (idle %.1f; "
+	    "a whole submission %.1f), p99 %.1f (idle %.1f), Health at worst "
+	    "%.1f ms", bp50, ip50, turn, bp99, ip99, hmax);
 }
 
 /* test_connections: idle connections past max_connections are closed on
