@@ -68,6 +68,7 @@ struct gen {
 	uint32_t pipe;             /* the client's pipe; closing it cancels */
 	int32_t *prompt;
 	int nprompt;
+	int pdone;                 /* prompt inputs run so far (in slices) */
 	bool started;
 	struct eng_sampler smp;
 	uint32_t max;

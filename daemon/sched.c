@@ -4,8 +4,10 @@
  * Each turn it serves the control queue (stream opens), then gathers at most
  * one piece of work from every stream that is not already in the device:
  * the head Push (in slices of max_batch inputs, so a long push does not hold
- * other streams back), a step of its running generation, or a queued Fork or
- * Close once nothing of that stream is in flight.  The gathered jobs run as
+ * other streams back), a step of its running generation (its prompt sliced
+ * like a Push), or a queued Fork or Close once nothing of that stream is in
+ * flight.  Users take turns, and while several have work each gets its part
+ * of the max_batch inputs; work whose client has gone is dropped here.  The gathered jobs run as
  * one batched eng_run; results go back through srv_reply.  Requests on one
  * stream are served strictly in arrival order because only the head of its
  * queue is ever taken.
@@ -652,9 +654,23 @@ gather(struct infinid *d, struct slotjob *sj, int max, bool *waiting)
 				    s->id);
 				finish_gen(d, g, "error");
 				continue;
-			} else if (!g->started)
-				sj[n].n = g->nprompt;   /* 0: sample only */
-			else {
+			} else if (!g->started) {
+				/* The prompt goes in slices, within the batch
+				 * budget and the user's share, like a Push, so
+				 * a long prompt holds no one back; the token is
+				 * sampled after the last slice.  0: sample only. */
+				int k = g->nprompt - g->pdone;
+				long left = share - d->users[s->uix].used;
+				if (left > budget)
+					left = budget;
+				if (k > 0 && left <= 0)
+					continue;
+				if (k > left)
+					k = (int)left;
+				budget -= k;
+				d->users[s->uix].used += k;
+				sj[n].n = k;
+			} else {
 				sj[n].tok = g->toks[g->ntok - 1];
 				sj[n].n = 1;
 			}
@@ -778,9 +794,12 @@ complete(struct infinid *d, struct slotjob *sj, int n, int rv,
 		}
 		a = acct_get(d, g->owner);
 		if (!g->started) {
-			d->st.tokens_in += (uint64_t)g->nprompt;
+			d->st.tokens_in += (uint64_t)sj[i].n;
 			if (a != NULL)
-				a->tokens_in += (uint64_t)g->nprompt;
+				a->tokens_in += (uint64_t)sj[i].n;
+			g->pdone += sj[i].n;
+			if (g->pdone < g->nprompt)
+				continue;       /* more of the prompt to go */
 		}
 		g->started = true;
 		g->toks[g->ntok++] = sj[i].sampled;
@@ -1043,8 +1062,10 @@ sched_main(void *arg)
 					j->out = ENG_OUT_NONE;
 			} else {
 				struct gen *g = sj[i].g;
-				j->tokens = g->started ? &sj[i].tok : g->prompt;
-				if (!g->flush) {
+				j->tokens = g->started ? &sj[i].tok :
+				    g->prompt + g->pdone;
+				if (!g->flush && (g->started ||
+				    g->pdone + j->n == g->nprompt)) {
 					j->sample = &g->smp;
 					j->token = &sj[i].sampled;
 				}

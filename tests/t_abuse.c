@@ -569,6 +569,48 @@ test_cancel(infini_client *c)
 	    (long long)pos);
 }
 
+struct toks {
+	int32_t t[64];
+	int n;
+};
+
+static int
+collect(void *arg, int32_t token, const char *bytes, size_t len)
+{
+	struct toks *k = arg;
+	(void)bytes;
+	(void)len;
+	if (token >= 0 && k->n < 64)
+		k->t[k->n++] = token;
+	return (0);
+}
+
+/* test_long_prompt: a prompt longer than max_batch goes in slices like a
+ * Push, and generates what the same inputs pushed first do. */
+static void
+test_long_prompt(infini_client *c)
+{
+	int32_t p[300];
+	struct toks a = { .n = 0 }, b = { .n = 0 };
+	int ra, rb, rp;
+
+	for (int i = 0; i < 300; i++)
+		p[i] = (i * 37 + 11) % 256;
+	infini_open(c, "lp1", false, NULL, NULL);
+	infini_open(c, "lp2", false, NULL, NULL);
+	ra = infini_generate(c, "lp1", p, 300, NULL, 12, NULL, NULL, collect,
+	    &a, NULL);
+	rp = infini_push_tokens(c, "lp2", p, 300, INFINI_OUT_NONE, NULL);
+	rb = infini_generate(c, "lp2", NULL, 0, NULL, 12, NULL, NULL, collect,
+	    &b, NULL);
+	ok(ra == 0 && rp == 0 && rb == 0 && a.n == 12 && b.n == 12 &&
+	    memcmp(a.t, b.t, sizeof(a.t)) == 0 &&
+	    position_of(c, "lp1") == position_of(c, "lp2"),
+	    "a 300-token prompt, run in slices of max_batch 64, generates "
+	    "what the same tokens pushed first do (%d and %d tokens)", a.n,
+	    b.n);
+}
+
 #define FLOOD_CONNS 24
 #define FLOOD_TOKENS 4000
 
@@ -818,7 +860,7 @@ main(int argc, char **argv)
 		    atoi(argv[5])));
 	if (argc == 6 && strcmp(argv[1], "--measure") == 0)
 		return (measure_main(argv[2], atoi(argv[3]), argv[4], argv[5]));
-	tap_plan(21);
+	tap_plan(22);
 	setenv("INFINI_VALIDATION", "1", 0);
 	if (fx_tmpdir(dir, sizeof(dir)) != 0)
 		return (1);
@@ -837,6 +879,7 @@ main(int argc, char **argv)
 	test_two_users(c);
 	test_stop_strings();
 	test_cancel(c);
+	test_long_prompt(c);
 	test_flood(c);
 	test_fair();
 	infini_close(c);
