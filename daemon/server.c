@@ -4,7 +4,9 @@
  * machine of NNG's async demo server.  A context whose request waits on the
  * scheduler or on a long-poll just holds its request (W_WAIT) while the other
  * contexts keep serving.  Peer credentials on ipc:// give each request its
- * caller's UID; a pipe that closes cancels the generations it started.
+ * caller's UID; a pipe that closes takes its queued requests with it and
+ * cancels the generations it started.  Health is answered here without
+ * d->mu, and connections past max_connections are closed on arrival.
  */
 #include <dirent.h>
 #include <grp.h>
@@ -332,9 +334,9 @@ on_pipe_add(nng_pipe p, nng_pipe_ev ev, void *arg)
 	}
 }
 
-/* on_pipe_rem: a client went away: its requests that have not started are
- * dropped (nothing of them reaches the device, and the stream is as if
- * they never came), and the generations it started are stopped. */
+/* on_pipe_rem: a client went away: its queued requests are dropped
+ * (drop_gone; nothing more of them reaches the device), and the
+ * generations it started are stopped. */
 static void
 on_pipe_rem(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
