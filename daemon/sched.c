@@ -642,6 +642,14 @@ gather(struct infinid *d, struct slotjob *sj, int max, bool *waiting)
 		if (s->gen != NULL) {
 			struct gen *g = s->gen;
 			sj[n] = (struct slotjob){ s, NULL, g, 0, 0, -1, 0 };
+			/* A step is one input of the user's share: a user
+			 * with many generations waits its turn like one with
+			 * many pushes while others have work. */
+			if ((g->flush || g->started) && nu > 1) {
+				if (d->users[s->uix].used >= share)
+					continue;
+				d->users[s->uix].used++;
+			}
 			if (g->flush) {
 				sj[n].tok = g->toks[g->ntok - 1];
 				sj[n].n = 1;
