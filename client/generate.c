@@ -176,6 +176,10 @@ gen_start(infini_client *c, const char *id, const int32_t *prompt,
 	}
 	q.max_tokens = max_tokens;
 	if (s != NULL) {
+		char why[160];
+		if (!wire_check_sampling(s->temperature, s->top_k, s->top_p,
+		    why, sizeof(why)))
+			return (cl_err(INFINI_EINVAL, "generate: %s", why));
 		sp.temperature = s->temperature;
 		sp.top_k = s->top_k;
 		sp.top_p = s->top_p;

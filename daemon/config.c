@@ -68,6 +68,18 @@ static const struct crow rows[] = {
 	{ "socket_mode", C_MODE, offsetof(struct cfg, socket_mode), 0, "0660",
 	    0, 0777, "file mode of ipc:// sockets (octal)" },
 	I(poll_max_ms, "5000", 10, 50000, "longest Poll wait (below NNG's 60 s resend)"),
+	I(max_requests_per_uid, "32", 1, 1 << 20,
+	    "requests one user may have queued or running (and Polls parked) "
+	    "at once; keep it below workers so others always get a turn"),
+	I(max_queued_tokens_per_uid, "262144", 1, 1L << 40,
+	    "inputs one user may have queued and not yet run"),
+	I(max_streams_per_uid, "1024", 1, 1 << 20,
+	    "streams one user may own (root and admin_group: max_streams)"),
+	I(max_stop_strings, "16", 0, 4096,
+	    "stop strings in one Generate (each at most 256 bytes)"),
+	I(max_connections, "4096", 1, 1 << 20,
+	    "connections open at once; more are closed on arrival (the "
+	    "process also keeps 64 file descriptors for state files)"),
 	I(generate_idle_s, "30", 1, 86400,
 	    "cancel a generation nobody polled for this long"),
 };

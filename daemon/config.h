@@ -33,6 +33,11 @@ struct cfg {
 	long socket_mode;
 	long poll_max_ms;
 	long generate_idle_s;
+	long max_requests_per_uid;
+	long max_queued_tokens_per_uid;
+	long max_streams_per_uid;
+	long max_stop_strings;
+	long max_connections;
 };
 
 /* cfg_defaults fills c with every key's default. */

@@ -22,6 +22,7 @@
 #include "engine/model.h"
 #include "infini_err.h"
 #include "npy.h"
+#include "sampling.h"
 #include "tok/tok.h"
 
 #ifndef INFINI_DEFAULT_MODEL
@@ -307,6 +308,12 @@ main(int argc, char **argv)
 	if (optind != argc || (!!tok_file + !!text + !!text_file + !!vec_file) != 1) {
 		fprintf(stderr, "infini-run: give exactly one of --tokens, "
 		    "--text, --text-file, --vectors (see --help)\n");
+		return (2);
+	}
+	char why[160];
+	if (!wire_check_sampling(smp.temperature, (uint32_t)smp.top_k,
+	    smp.top_p, why, sizeof(why))) {
+		fprintf(stderr, "infini-run: %s\n", why);
 		return (2);
 	}
 	if (chunk < 0 || gen < 0) {

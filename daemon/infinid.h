@@ -31,6 +31,7 @@
 
 struct work;
 struct stream;
+struct uacct;
 
 enum item_kind { IT_OPEN, IT_PUSH, IT_GENERATE, IT_FORK, IT_CLOSE,
 	IT_SNAPSHOT, IT_RESTORE };
@@ -41,6 +42,8 @@ struct item {
 	enum item_kind kind;
 	struct work *w;            /* where the reply goes */
 	uint32_t uid;              /* the caller */
+	uint32_t pipe;             /* the caller's connection */
+	struct uacct *acct;        /* counted in this user's record, or NULL */
 	char id[WIRE_ID_MAX + 1];  /* open: the new id; fork: the new id */
 	bool reuse;
 	int32_t *tokens;           /* push: inputs (owned) */
@@ -68,6 +71,7 @@ struct gen {
 	uint32_t pipe;             /* the client's pipe; closing it cancels */
 	int32_t *prompt;
 	int nprompt;
+	int pdone;                 /* prompt inputs run so far (in slices) */
 	bool started;
 	struct eng_sampler smp;
 	uint32_t max;
@@ -104,6 +108,14 @@ struct stream {
 	struct gen *gen;           /* the generation running now */
 	bool busy;                 /* in the device batch now */
 	int64_t last_used_ms;
+	int rank, uix;             /* scheduler scratch: turn order, user */
+};
+
+/* The scheduler's view of one user within a turn (sched.c, gather). */
+struct sched_user {
+	uint32_t uid;
+	int n;                     /* streams with work */
+	long used;                 /* batch inputs taken */
 };
 
 /* One NNG context and its state machine (the shape of NNG's async demo
@@ -118,9 +130,22 @@ struct work {
 	struct gen *pgen;          /* parked on this generation, or NULL */
 	uint64_t pafter;
 	struct work *pnext;
+	struct uacct *pacct;       /* a parked poll counted here, or NULL */
+	uint32_t uid;              /* the request's caller, for its counters */
+};
+
+/* One user's share (acct.c): what it has queued now and what Stats tells
+ * it about its own traffic. */
+struct uacct {
+	struct uacct *next;
+	uint32_t uid;
+	int inflight;               /* queued or running requests, parked polls */
+	int64_t queued_tokens;      /* inputs queued and not yet run */
+	uint64_t requests, errors, tokens_in, tokens_out;
 };
 
 struct stats {
+	/* requests is counted atomically: Health counts it without d->mu. */
 	uint64_t requests, errors, tokens_in, tokens_out, submissions;
 	uint64_t device_busy_us;
 	uint64_t page_ins, evictions, autosnapshots, spill_errors;
@@ -161,6 +186,7 @@ struct infinid {
 	uint64_t next_gen, next_auto_id;
 	uint64_t next_seq;          /* item.seq */
 	struct stream **cand;       /* scheduler: streams with work this turn */
+	struct sched_user *users;   /* scheduler: their users, [ncand_cap] */
 	int ncand_cap;
 	gid_t admin_gid;
 	bool have_admin;
@@ -169,6 +195,9 @@ struct infinid {
 	 * (service.c) stop when it grows old.  Read without d->mu. */
 	_Atomic int64_t sched_beat_ms;
 	struct stats st;
+	struct uacct *accts;        /* acct.c */
+	_Atomic int nconns;         /* connections open now (max_connections) */
+	int max_fds;                /* connections the fd limit allows */
 	char device_name[256];
 	/* Set by the scheduler when the device is lost: from then on every
 	 * request fails with UNAVAILABLE, nothing is written from the device,
@@ -197,6 +226,16 @@ void item_free(struct item *it);
 /* strm_free_all frees every stream record, queued item and generation
  * (shutdown, after the scheduler and the server have stopped). */
 void strm_free_all(struct infinid *d);
+
+/* acct.c: per-user records, d->mu held.  acct_get finds or makes uid's
+ * record (NULL: out of memory).  acct_take counts a queued item in a (its
+ * inputs as queued tokens); acct_went says n of its inputs ran;
+ * acct_release uncounts it (item_free calls it). */
+struct uacct *acct_get(struct infinid *d, uint32_t uid);
+void acct_take(struct item *it, struct uacct *a);
+void acct_went(struct item *it, int n);
+void acct_release(struct item *it);
+void acct_free_all(struct infinid *d);
 
 /*
  * spill.c: residency.  Called by the scheduler with d->mu held; the file
@@ -287,9 +326,17 @@ void srv_reply(struct work *w, int code, const char *msg,
     const ProtobufCMessage *body);
 void srv_replyf(struct work *w, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* srv_drop puts w back to receiving without a reply: its client has
+ * gone, so nobody would read one. */
+void srv_drop(struct work *w);
+/* srv_pipe_alive: is the connection with that pipe id still open? */
+bool srv_pipe_alive(uint32_t pipe);
 /* srv_wake_polls answers every poll parked on g.  d->mu held. */
 void srv_wake_polls(struct infinid *d, struct gen *g);
 
+/* methods_health answers a Health request without d->mu: it reads nothing
+ * the scheduler changes except the stream count (atomic). */
+void methods_health(struct infinid *d, struct work *w);
 /* methods.c: decode and serve one request (called from server.c). */
 void methods_dispatch(struct infinid *d, struct work *w, uint32_t uid,
     uint32_t pipe, const Infini__V1__Request *req);

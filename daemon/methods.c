@@ -20,6 +20,7 @@
 #include "snapshot.h"
 
 #define C(x) INFINI__V1__CODE__##x
+#define STOP_MAX 256    /* bytes of one stop string */
 
 struct call {
 	struct infinid *d;
@@ -72,38 +73,103 @@ queue_room(struct call *c, struct stream *s)
 	return (false);
 }
 
+/*
+ * user_room checks the caller's fair share before anything is queued:
+ * max_requests_per_uid requests in flight, and (ntok > 0) room for ntok
+ * more queued inputs.  Replies RESOURCE_EXHAUSTED when there is none.
+ */
+static bool
+user_room(struct call *c, int64_t ntok)
+{
+	struct uacct *a = acct_get(c->d, c->uid);
+
+	if (a == NULL) {
+		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "out of memory");
+		return (false);
+	}
+	if (ntok == 0 && a->inflight >= c->d->cfg.max_requests_per_uid) {
+		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "you have %d requests "
+		    "queued or running (max_requests_per_uid %ld): wait for "
+		    "their replies", a->inflight, c->d->cfg.max_requests_per_uid);
+		return (false);
+	}
+	if (ntok > 0 && a->queued_tokens + ntok >
+	    c->d->cfg.max_queued_tokens_per_uid) {
+		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "%lld more inputs would "
+		    "make %lld queued for you (max_queued_tokens_per_uid %ld): "
+		    "wait for your pushes to finish", (long long)ntok,
+		    (long long)(a->queued_tokens + ntok),
+		    c->d->cfg.max_queued_tokens_per_uid);
+		return (false);
+	}
+	return (true);
+}
+
 static struct item *
 new_item(struct call *c, enum item_kind k)
 {
-	struct item *it = calloc(1, sizeof(*it));
-	if (it == NULL) {
+	struct item *it;
+
+	if (!user_room(c, 0))
+		return (NULL);
+	if ((it = calloc(1, sizeof(*it))) == NULL) {
 		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "out of memory");
 		return (NULL);
 	}
 	it->kind = k;
 	it->w = c->w;
 	it->uid = c->uid;
+	it->pipe = c->pipe;
 	return (it);
+}
+
+/* enqueue counts it in the caller's share and hands it to the scheduler. */
+static void
+enqueue(struct call *c, struct stream *s, struct item *it)
+{
+	/* The scheduler has stopped and answered what it had: answer the
+	 * same way rather than leave the request to the socket's close. */
+	if (c->d->stopping) {
+		if (it->gen != NULL) {
+			it->gen->s = NULL;
+			it->gen->done = true;
+			snprintf(it->gen->finish, sizeof(it->gen->finish),
+			    "cancelled");
+		}
+		if (it->w != NULL)
+			srv_replyf(it->w, C(UNAVAILABLE), "infinid is stopping: "
+			    "the request did not run");
+		item_free(it);
+		return;
+	}
+	acct_take(it, acct_get(c->d, c->uid));
+	sched_enqueue(c->d, s, it);
+}
+
+void
+methods_health(struct infinid *d, struct work *w)
+{
+	Infini__V1__HealthReply r = INFINI__V1__HEALTH_REPLY__INIT;
+	const struct eng_config *cf = eng_config(d->eng);
+
+	r.version = (char *)INFINI_VERSION_STRING;
+	r.model = d->cfg.model;
+	r.device = d->device_name;
+	r.uptime_ms = (uint64_t)(now_ms() - d->start_ms);
+	r.streams = (uint32_t)__atomic_load_n(&d->nstreams, __ATOMIC_RELAXED);
+	r.model_fingerprint = d->model->fingerprint;
+	r.hidden_size = (uint32_t)cf->hidden_size;
+	r.vocab_size = (uint32_t)cf->vocab_size;
+	r.segment_size = (uint32_t)cf->segment_size;
+	r.max_message_bytes = (uint32_t)d->cfg.max_message_bytes;
+	srv_reply(w, 0, NULL, &r.base);
 }
 
 static void
 m_health(struct call *c, const ProtobufCMessage *in)
 {
-	Infini__V1__HealthReply r = INFINI__V1__HEALTH_REPLY__INIT;
-	const struct eng_config *cf = eng_config(c->d->eng);
 	(void)in;
-
-	r.version = (char *)INFINI_VERSION_STRING;
-	r.model = c->d->cfg.model;
-	r.device = c->d->device_name;
-	r.uptime_ms = (uint64_t)(now_ms() - c->d->start_ms);
-	r.streams = (uint32_t)c->d->nstreams;
-	r.model_fingerprint = c->d->model->fingerprint;
-	r.hidden_size = (uint32_t)cf->hidden_size;
-	r.vocab_size = (uint32_t)cf->vocab_size;
-	r.segment_size = (uint32_t)cf->segment_size;
-	r.max_message_bytes = (uint32_t)c->d->cfg.max_message_bytes;
-	srv_reply(c->w, 0, NULL, &r.base);
+	methods_health(c->d, c->w);
 }
 
 static void
@@ -121,7 +187,7 @@ m_open(struct call *c, const ProtobufCMessage *in)
 		return;
 	snprintf(it->id, sizeof(it->id), "%s", q->stream_id);
 	it->reuse = q->reuse;
-	sched_enqueue(c->d, NULL, it);
+	enqueue(c, NULL, it);
 }
 
 /*
@@ -255,6 +321,10 @@ m_push_input(struct call *c, const Infini__V1__PushRequest *q,
 		item_free(it);
 		return;
 	}
+	if (!user_room(c, it->n)) {
+		item_free(it);
+		return;
+	}
 	/* Output kinds map one to one onto the engine's. */
 	it->out = (enum eng_out)q->output;
 	switch (it->out) {
@@ -279,7 +349,7 @@ m_push_input(struct call *c, const Infini__V1__PushRequest *q,
 		return;
 	}
 	it->result_len = len;
-	sched_enqueue(c->d, s, it);
+	enqueue(c, s, it);
 }
 
 static void
@@ -304,6 +374,7 @@ m_generate_input(struct call *c, const Infini__V1__GenerateRequest *q,
 	struct stream *s;
 	struct item *it;
 	struct gen *g;
+	char why[160];
 
 	if ((s = stream_for(c, q->stream_id)) == NULL || !queue_room(c, s))
 		return;
@@ -312,9 +383,10 @@ m_generate_input(struct call *c, const Infini__V1__GenerateRequest *q,
 		    "[1, %ld]", c->d->cfg.max_generate);
 		return;
 	}
-	if (q->sampling != NULL && (!isfinite(q->sampling->temperature) ||
-	    !isfinite(q->sampling->top_p) || q->sampling->top_p < 0)) {
-		srv_replyf(c->w, C(INVALID_ARGUMENT), "bad sampling parameters");
+	if (q->sampling != NULL && !wire_check_sampling(
+	    q->sampling->temperature, q->sampling->top_k, q->sampling->top_p,
+	    why, sizeof(why))) {
+		srv_replyf(c->w, C(INVALID_ARGUMENT), "%s", why);
 		return;
 	}
 	if ((it = new_item(c, IT_GENERATE)) == NULL)
@@ -330,6 +402,25 @@ m_generate_input(struct call *c, const Infini__V1__GenerateRequest *q,
 		item_free(it);
 		return;
 	}
+	if (!user_room(c, it->n)) {
+		item_free(it);
+		return;
+	}
+	if (q->n_stop > (size_t)c->d->cfg.max_stop_strings) {
+		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "%zu stop strings: at "
+		    "most %ld (max_stop_strings)", q->n_stop,
+		    c->d->cfg.max_stop_strings);
+		item_free(it);
+		return;
+	}
+	for (size_t i = 0; i < q->n_stop; i++)
+		if (strlen(q->stop[i]) > STOP_MAX) {
+			srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "stop string %zu "
+			    "is %zu bytes: at most %d", i, strlen(q->stop[i]),
+			    STOP_MAX);
+			item_free(it);
+			return;
+		}
 	if ((g = calloc(1, sizeof(*g))) == NULL ||
 	    (g->toks = calloc(q->max_tokens, sizeof(int32_t))) == NULL ||
 	    (g->tend = calloc(q->max_tokens, sizeof(size_t))) == NULL ||
@@ -370,7 +461,7 @@ m_generate_input(struct call *c, const Infini__V1__GenerateRequest *q,
 	c->d->gens = g;
 	it->gen = g;
 	it->w = NULL;   /* answered now, not by the scheduler */
-	sched_enqueue(c->d, s, it);
+	enqueue(c, s, it);
 	r.generation_id = g->id;
 	srv_reply(c->w, 0, NULL, &r.base);
 }
@@ -416,6 +507,10 @@ methods_poll_reply(struct infinid *d, struct work *w, struct gen *g,
 	size_t b0 = 0, b1 = 0;
 	uint32_t lens[64], *tl = lens;
 
+	if (w->pacct != NULL) {
+		w->pacct->inflight--;
+		w->pacct = NULL;
+	}
 	/* Each token's text is what it completed: g->tend[i] - g->tend[i-1]. */
 	if (d->tok != NULL && n > 0) {
 		if (n > sizeof(lens) / sizeof(lens[0]) &&
@@ -460,10 +555,16 @@ m_poll(struct call *c, const ProtobufCMessage *in)
 	}
 	wait = q->wait_ms < c->d->cfg.poll_max_ms ? q->wait_ms :
 	    (uint32_t)c->d->cfg.poll_max_ms;
-	if (g->ntok > q->after || g->done || wait == 0) {
+	/* A parked Poll holds a context like a queued request: it counts in
+	 * the caller's share, and past it the Poll is answered at once. */
+	struct uacct *a = acct_get(c->d, c->uid);
+	if (g->ntok > q->after || g->done || wait == 0 || a == NULL ||
+	    a->inflight >= c->d->cfg.max_requests_per_uid) {
 		methods_poll_reply(c->d, c->w, g, q->after);
 		return;
 	}
+	a->inflight++;
+	c->w->pacct = a;
 	c->w->pgen = g;
 	c->w->pafter = q->after;
 	c->w->pnext = g->waiters;
@@ -503,7 +604,7 @@ m_fork(struct call *c, const ProtobufCMessage *in)
 	if ((it = new_item(c, IT_FORK)) == NULL)
 		return;
 	snprintf(it->id, sizeof(it->id), "%s", q->new_stream_id);
-	sched_enqueue(c->d, s, it);
+	enqueue(c, s, it);
 }
 
 static void
@@ -520,7 +621,7 @@ m_close(struct call *c, const ProtobufCMessage *in)
 	/* A running generation ends so the close is not held behind it. */
 	if (s->gen != NULL)
 		s->gen->cancel = true;
-	sched_enqueue(c->d, s, it);
+	enqueue(c, s, it);
 }
 
 static void
@@ -569,18 +670,37 @@ m_stats(struct call *c, const ProtobufCMessage *in)
 	Infini__V1__StatsReply r = INFINI__V1__STATS_REPLY__INIT;
 	(void)in;
 
-	r.requests = c->d->st.requests;
+	/* Limits and the model's shape are everyone's; what was done is the
+	 * caller's own unless it is root or in admin_group (uid 0 here), so
+	 * no user learns anything of another's streams or traffic. */
+	r.max_streams = (uint32_t)c->d->cfg.max_streams;
+	r.state_bytes_per_stream = eng_state_bytes(c->d->eng);
+	r.uptime_ms = (uint64_t)(now_ms() - c->d->start_ms);
+	r.max_resident_streams = (uint32_t)c->d->max_resident;
+	if (c->uid != 0) {
+		struct uacct *a = acct_get(c->d, c->uid);
+		if (a != NULL) {
+			r.requests = a->requests;
+			r.errors = a->errors;
+			r.tokens_in = a->tokens_in;
+			r.tokens_out = a->tokens_out;
+		}
+		for (struct stream *s = c->d->streams; s != NULL; s = s->next)
+			if (s->owner == c->uid) {
+				r.streams++;
+				r.resident_streams += s->slot >= 0;
+			}
+		srv_reply(c->w, 0, NULL, &r.base);
+		return;
+	}
+	r.requests = __atomic_load_n(&c->d->st.requests, __ATOMIC_RELAXED);
 	r.errors = c->d->st.errors;
 	r.tokens_in = c->d->st.tokens_in;
 	r.tokens_out = c->d->st.tokens_out;
 	r.submissions = c->d->st.submissions;
 	r.device_busy_us = c->d->st.device_busy_us;
 	r.streams = (uint32_t)c->d->nstreams;
-	r.max_streams = (uint32_t)c->d->cfg.max_streams;
-	r.state_bytes_per_stream = eng_state_bytes(c->d->eng);
-	r.uptime_ms = (uint64_t)(now_ms() - c->d->start_ms);
 	r.resident_streams = (uint32_t)c->d->nresident;
-	r.max_resident_streams = (uint32_t)c->d->max_resident;
 	r.page_ins = c->d->st.page_ins;
 	r.evictions = c->d->st.evictions;
 	r.autosnapshots = c->d->st.autosnapshots;
@@ -609,7 +729,7 @@ m_snapshot(struct call *c, const ProtobufCMessage *in)
 	snprintf(it->name, sizeof(it->name), "%s", q->name);
 	it->export_bytes = q->export;
 	it->overwrite = q->overwrite;
-	sched_enqueue(c->d, s, it);
+	enqueue(c, s, it);
 }
 
 static void
@@ -647,7 +767,7 @@ m_restore(struct call *c, const ProtobufCMessage *in)
 	}
 	memcpy(it->data, q->data.data, q->data.len);
 	it->data_len = q->data.len;
-	sched_enqueue(c->d, NULL, it);
+	enqueue(c, NULL, it);
 }
 
 static void
@@ -692,8 +812,12 @@ methods_dispatch(struct infinid *d, struct work *w, uint32_t uid,
 {
 	const ProtobufCMethodDescriptor *md = wire_method(req->method);
 	struct call c = { d, w, uid, pipe };
+	struct uacct *u = acct_get(d, uid);
 	ProtobufCMessage *body;
 	struct wire_alloc a;
+
+	if (u != NULL)
+		u->requests++;
 
 	if (md == NULL || (size_t)req->method >= sizeof(handlers) /
 	    sizeof(handlers[0]) || handlers[req->method] == NULL) {

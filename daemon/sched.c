@@ -4,8 +4,10 @@
  * Each turn it serves the control queue (stream opens), then gathers at most
  * one piece of work from every stream that is not already in the device:
  * the head Push (in slices of max_batch inputs, so a long push does not hold
- * other streams back), a step of its running generation, or a queued Fork or
- * Close once nothing of that stream is in flight.  The gathered jobs run as
+ * other streams back), a step of its running generation (its prompt sliced
+ * like a Push), or a queued Fork or Close once nothing of that stream is in
+ * flight.  Users take turns, and while several have work each gets its part
+ * of the max_batch inputs; work whose client has gone is dropped here.  The gathered jobs run as
  * one batched eng_run; results go back through srv_reply.  Requests on one
  * stream are served strictly in arrival order because only the head of its
  * queue is ever taken.
@@ -84,21 +86,36 @@ auto_id(struct infinid *d, char *out)
 }
 
 /* new_stream registers a fresh stream, not resident: it takes a slot when it
- * first needs the device.  INFINI_EEXIST: another stream's file name
- * (spill_file_for) is the one this ID would use. */
+ * first needs the device.  INFINI_EFULL with err set: max_streams, or the
+ * owner's max_streams_per_uid (root and admin_group are bound only by
+ * max_streams).  INFINI_EEXIST: another stream's file name (spill_file_for)
+ * is the one this ID would use. */
 static int
 new_stream(struct infinid *d, const char *id, uint32_t owner,
-    struct stream **out)
+    struct stream **out, char *err, size_t errlen)
 {
 	char file[WIRE_ID_MAX + 8];
 	struct stream *s;
+	long mine = 0;
 
-	if (d->nstreams >= d->cfg.max_streams)
+	snprintf(err, errlen, "%s", infini_strerror(INFINI_EEXIST));
+	if (d->nstreams >= d->cfg.max_streams) {
+		snprintf(err, errlen, "%d of %ld streams open (max_streams)",
+		    d->nstreams, d->cfg.max_streams);
 		return (INFINI_EFULL);
+	}
 	spill_file_for(id, file);
-	for (s = d->streams; s != NULL; s = s->next)
+	for (s = d->streams; s != NULL; s = s->next) {
 		if (strcmp(s->file, file) == 0)
 			return (INFINI_EEXIST);
+		mine += s->owner == owner;
+	}
+	if (owner != 0 && mine >= d->cfg.max_streams_per_uid) {
+		snprintf(err, errlen, "you own %ld streams "
+		    "(max_streams_per_uid %ld): close some first", mine,
+		    d->cfg.max_streams_per_uid);
+		return (INFINI_EFULL);
+	}
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return (INFINI_ENOMEM);
 	snprintf(s->id, sizeof(s->id), "%s", id);
@@ -108,7 +125,7 @@ new_stream(struct infinid *d, const char *id, uint32_t owner,
 	s->last_used_ms = now_ms();
 	s->next = d->streams;
 	d->streams = s;
-	d->nstreams++;
+	__atomic_fetch_add(&d->nstreams, 1, __ATOMIC_RELAXED);
 	*out = s;
 	return (0);
 }
@@ -118,17 +135,16 @@ do_open(struct infinid *d, struct item *it)
 {
 	Infini__V1__OpenStreamReply r = INFINI__V1__OPEN_STREAM_REPLY__INIT;
 	struct stream *s = it->id[0] ? strm_find(d, it->id) : NULL;
+	char err[256];
 	int rv;
 
 	if (s != NULL) {
-		if (!it->reuse) {
+		/* IDs are one namespace: another user's ID is "taken", in the
+		 * same words with or without reuse, and nothing more (not its
+		 * owner, position or activity) is said. */
+		if (!it->reuse || !strm_may_use(d, it->uid, s->owner)) {
 			srv_replyf(it->w, INFINI__V1__CODE__ALREADY_EXISTS,
-			    "stream '%s' exists", it->id);
-			return;
-		}
-		if (!strm_may_use(d, it->uid, s->owner)) {
-			srv_replyf(it->w, INFINI__V1__CODE__PERMISSION_DENIED,
-			    "stream '%s' belongs to another user", it->id);
+			    "stream id '%s' is taken", it->id);
 			return;
 		}
 		r.stream_id = s->id;
@@ -138,10 +154,9 @@ do_open(struct infinid *d, struct item *it)
 	}
 	if (!it->id[0])
 		auto_id(d, it->id);
-	if ((rv = new_stream(d, it->id, it->uid, &s)) != 0) {
-		srv_replyf(it->w, infini_err_status(rv), "cannot open '%s': %s "
-		    "(%d of %ld streams open)", it->id, infini_strerror(rv),
-		    d->nstreams, d->cfg.max_streams);
+	if ((rv = new_stream(d, it->id, it->uid, &s, err, sizeof(err))) != 0) {
+		srv_replyf(it->w, infini_err_status(rv), "cannot open '%s': %s",
+		    it->id, err);
 		return;
 	}
 	LOG(LOG_INFO, "stream %s opened (uid %u)", s->id, s->owner);
@@ -341,8 +356,8 @@ do_restore(struct infinid *d, struct item *it)
 	int rv;
 
 	if (strm_find(d, it->id) != NULL) {
-		srv_replyf(it->w, INFINI__V1__CODE__ALREADY_EXISTS, "stream '%s' "
-		    "exists", it->id);
+		srv_replyf(it->w, INFINI__V1__CODE__ALREADY_EXISTS, "stream id "
+		    "'%s' is taken", it->id);
 		return;
 	}
 	if (it->state != NULL) {
@@ -360,10 +375,10 @@ do_restore(struct infinid *d, struct item *it)
 		}
 		snap_meta_fini(&meta);
 	}
-	if ((rv = new_stream(d, it->id, it->uid, &s)) != 0) {
+	if ((rv = new_stream(d, it->id, it->uid, &s, err, sizeof(err))) != 0) {
 		eng_stream_state_fini(&st);
 		srv_replyf(it->w, infini_err_status(rv), "cannot restore '%s': %s",
-		    it->id, infini_strerror(rv));
+		    it->id, err);
 		return;
 	}
 	if ((rv = place(d, s, NULL, &st, err, sizeof(err))) != 0) {
@@ -433,14 +448,15 @@ do_control(struct infinid *d, struct stream *s, struct item *it)
 	pop(s);
 	if (it->id[0] && strm_find(d, it->id) != NULL) {
 		srv_replyf(it->w, INFINI__V1__CODE__ALREADY_EXISTS,
-		    "stream '%s' exists", it->id);
+		    "stream id '%s' is taken", it->id);
 	} else {
 		if (!it->id[0])
 			auto_id(d, it->id);
 		char err[512];
-		if ((rv = new_stream(d, it->id, it->uid, &c)) != 0)
+		if ((rv = new_stream(d, it->id, it->uid, &c, err,
+		    sizeof(err))) != 0)
 			srv_replyf(it->w, infini_err_status(rv), "cannot fork: %s",
-			    infini_strerror(rv));
+			    err);
 		else if ((rv = place(d, c, s, NULL, err, sizeof(err))) != 0) {
 			strm_unlink(d, c);
 			spill_forget(d, c);
@@ -561,6 +577,46 @@ by_age(const void *a, const void *b)
 	return ((kx > ky) - (kx < ky));
 }
 
+/* by_turn interleaves the users: every user's oldest stream, then every
+ * user's second oldest, and so on, each round by age. */
+static int
+by_turn(const void *a, const void *b)
+{
+	const struct stream *x = *(struct stream *const *)a;
+	const struct stream *y = *(struct stream *const *)b;
+	if (x->rank != y->rank)
+		return ((x->rank > y->rank) - (x->rank < y->rank));
+	return (by_age(a, b));
+}
+
+/* user_ix finds uid among the nu users of this turn, adding it. */
+static int
+user_ix(struct sched_user *u, int *nu, uint32_t uid)
+{
+	for (int i = 0; i < *nu; i++)
+		if (u[i].uid == uid)
+			return (i);
+	u[*nu] = (struct sched_user){ uid, 0, 0 };
+	return ((*nu)++);
+}
+
+/* drop_gone_head drops the requests at the head of s whose client has
+ * gone: nothing more of them reaches the device.  (The connection's close
+ * usually removed them already; this catches those that arrived as it
+ * closed, and a push that was in the device then.)  s is not busy. */
+static void
+drop_gone_head(struct stream *s)
+{
+	struct item *it;
+
+	while ((it = s->head) != NULL && it->w != NULL &&
+	    !srv_pipe_alive(it->pipe)) {
+		pop(s);
+		srv_drop(it->w);
+		item_free(it);
+	}
+}
+
 /*
  * gather builds this turn's jobs; *waiting is set when a stream waits for
  * a slot.  The streams are served oldest request first, so when the batch
@@ -575,25 +631,57 @@ gather(struct infinid *d, struct slotjob *sj, int max, bool *waiting)
 	int n = 0, m = 0;
 	long budget = d->cfg.max_batch;
 
+	int nu = 0;
+	long share;
+
 	if (d->ncand_cap < d->nstreams) {
 		int cap = d->nstreams * 2;
 		struct stream **p = realloc(d->cand, (size_t)cap * sizeof(*p));
-		if (p == NULL)
+		struct sched_user *u = realloc(d->users, (size_t)cap *
+		    sizeof(*u));
+		if (p != NULL)
+			d->cand = p;
+		if (u != NULL)
+			d->users = u;
+		if (p == NULL || u == NULL)
 			return (0);     /* the next turn tries again */
-		d->cand = p;
 		d->ncand_cap = cap;
 	}
-	for (struct stream *s = d->streams; s != NULL; s = s->next)
+	for (struct stream *s = d->streams; s != NULL; s = s->next) {
+		if (!s->busy && s->gen == NULL)
+			drop_gone_head(s);
 		if (!s->busy && (s->gen != NULL || s->head != NULL))
 			d->cand[m++] = s;
+	}
 	if (m > 1)
 		qsort(d->cand, (size_t)m, sizeof(*d->cand), by_age);
+	/* Fair share: users take turns, and while several have work each
+	 * gets at most its part of the batch budget, so a user with many
+	 * long pushes slows another's one-token push by a slice, not by
+	 * the whole backlog. */
+	for (int v = 0; v < m; v++) {
+		struct stream *s = d->cand[v];
+		s->uix = user_ix(d->users, &nu, s->owner);
+		s->rank = d->users[s->uix].n++;
+	}
+	if (nu > 1)
+		qsort(d->cand, (size_t)m, sizeof(*d->cand), by_turn);
+	share = nu > 1 ? budget / nu : budget;
+	if (share < 1)
+		share = 1;
 	/* Only the stream at hand can be freed (a Close) in this loop. */
 	for (int v = 0; v < m && n < max; v++) {
 		struct stream *s = d->cand[v];
-		if (s->gen != NULL && s->gen->cancel) {
-			finish_gen(d, s->gen, "cancelled");
-			continue;
+		if (s->gen != NULL && s->gen->cancel && !s->gen->flush) {
+			/* The client may have seen the last sampled token:
+			 * one more step feeds it, so the stream holds every
+			 * token returned (as when a generation ends). */
+			if (s->gen->started && s->gen->ntok > 0)
+				end_with_flush(s->gen, "cancelled");
+			else {
+				finish_gen(d, s->gen, "cancelled");
+				continue;
+			}
 		}
 		/* Close needs no state, and Generate only starts a generation. */
 		if ((s->gen != NULL || (s->head != NULL &&
@@ -603,6 +691,14 @@ gather(struct infinid *d, struct slotjob *sj, int max, bool *waiting)
 		if (s->gen != NULL) {
 			struct gen *g = s->gen;
 			sj[n] = (struct slotjob){ s, NULL, g, 0, 0, -1, 0 };
+			/* A step is one input of the user's share: a user
+			 * with many generations waits its turn like one with
+			 * many pushes while others have work. */
+			if ((g->flush || g->started) && nu > 1) {
+				if (d->users[s->uix].used >= share)
+					continue;
+				d->users[s->uix].used++;
+			}
 			if (g->flush) {
 				sj[n].tok = g->toks[g->ntok - 1];
 				sj[n].n = 1;
@@ -615,9 +711,23 @@ gather(struct infinid *d, struct slotjob *sj, int max, bool *waiting)
 				    s->id);
 				finish_gen(d, g, "error");
 				continue;
-			} else if (!g->started)
-				sj[n].n = g->nprompt;   /* 0: sample only */
-			else {
+			} else if (!g->started) {
+				/* The prompt goes in slices, within the batch
+				 * budget and the user's share, like a Push, so
+				 * a long prompt holds no one back; the token is
+				 * sampled after the last slice.  0: sample only. */
+				int k = g->nprompt - g->pdone;
+				long left = share - d->users[s->uix].used;
+				if (left > budget)
+					left = budget;
+				if (k > 0 && left <= 0)
+					continue;
+				if (k > left)
+					k = (int)left;
+				budget -= k;
+				d->users[s->uix].used += k;
+				sj[n].n = k;
+			} else {
 				sj[n].tok = g->toks[g->ntok - 1];
 				sj[n].n = 1;
 			}
@@ -649,11 +759,15 @@ gather(struct infinid *d, struct slotjob *sj, int max, bool *waiting)
 			continue;
 		}
 		int k = it->n - it->done;
-		if (k > budget && n > 0)
+		long left = share - d->users[s->uix].used;
+		if (left > budget)
+			left = budget;
+		if (left <= 0)
 			continue;
-		if (k > budget)
-			k = (int)budget;
+		if (k > left)
+			k = (int)left;
 		budget -= k;
+		d->users[s->uix].used += k;
 		sj[n] = (struct slotjob){ s, it, NULL, k, 0, -1, 0 };
 		s->busy = true;
 		n++;
@@ -693,6 +807,7 @@ complete(struct infinid *d, struct slotjob *sj, int n, int rv,
 {
 	for (int i = 0; i < n; i++) {
 		struct stream *s = sj[i].s;
+		struct uacct *a;
 		int64_t went = eng_stream_pos(d->eng, s->slot) - sj[i].pos0;
 		s->busy = false;
 		s->last_used_ms = now_ms();
@@ -709,7 +824,10 @@ complete(struct infinid *d, struct slotjob *sj, int n, int rv,
 				continue;
 			}
 			it->done += sj[i].n;
+			acct_went(it, sj[i].n);
 			d->st.tokens_in += (uint64_t)sj[i].n;
+			if ((a = acct_get(d, it->uid)) != NULL)
+				a->tokens_in += (uint64_t)sj[i].n;
 			if (it->done == it->n) {
 				pop(s);
 				push_reply(d, s, it);
@@ -729,11 +847,20 @@ complete(struct infinid *d, struct slotjob *sj, int n, int rv,
 			finish_gen(d, g, g->finish);
 			continue;
 		}
-		if (!g->started)
-			d->st.tokens_in += (uint64_t)g->nprompt;
+		a = acct_get(d, g->owner);
+		if (!g->started) {
+			d->st.tokens_in += (uint64_t)sj[i].n;
+			if (a != NULL)
+				a->tokens_in += (uint64_t)sj[i].n;
+			g->pdone += sj[i].n;
+			if (g->pdone < g->nprompt)
+				continue;       /* more of the prompt to go */
+		}
 		g->started = true;
 		g->toks[g->ntok++] = sj[i].sampled;
 		d->st.tokens_out++;
+		if (a != NULL)
+			a->tokens_out++;
 		size_t from = g->tlen;
 		gen_add_text(d, g, sj[i].sampled);
 		if (d->tok != NULL && tok_is_eos(d->tok, sj[i].sampled))
@@ -788,6 +915,53 @@ fail_all(struct infinid *d)
 		if (s->gen != NULL)
 			finish_gen(d, s->gen, "error");
 		fail_queue(d, s, INFINI__V1__CODE__UNAVAILABLE, why);
+	}
+}
+
+/*
+ * answer_stopping answers every request still waiting when the daemon
+ * stops (after spill_drain wrote the streams), with UNAVAILABLE and how far
+ * it got, so that no client is left with a reset connection: a Push cut
+ * between two slices says how many of its inputs went in, which the saved
+ * stream holds.  Running generations end "cancelled".
+ */
+static void
+answer_stopping(struct infinid *d)
+{
+	struct item *it;
+
+	while ((it = d->ctl_head) != NULL) {
+		d->ctl_head = it->next;
+		if (d->ctl_head == NULL)
+			d->ctl_tail = NULL;
+		srv_replyf(it->w, INFINI__V1__CODE__UNAVAILABLE, "infinid is "
+		    "stopping: stream '%s' was not %s; ask again once it is "
+		    "back", it->id, it->kind == IT_RESTORE ? "restored" :
+		    "opened");
+		item_free(it);
+	}
+	for (struct stream *s = d->streams; s != NULL; s = s->next) {
+		bool saved = !s->dirty || s->slot < 0;
+		if (s->gen != NULL && !s->gen->done)
+			finish_gen(d, s->gen, "cancelled");
+		while ((it = pop(s)) != NULL) {
+			if (it->kind == IT_GENERATE && it->gen != NULL) {
+				it->gen->s = NULL;
+				finish_gen(d, it->gen, "cancelled");
+			}
+			if (it->w != NULL && it->kind == IT_PUSH)
+				srv_replyf(it->w, INFINI__V1__CODE__UNAVAILABLE,
+				    "infinid is stopping: %d of the %d inputs of "
+				    "this push went in; stream '%s' is at position "
+				    "%lld%s", it->done, it->n, s->id,
+				    (long long)strm_pos(d, s), saved ?
+				    " and was saved" : "");
+			else if (it->w != NULL)
+				srv_replyf(it->w, INFINI__V1__CODE__UNAVAILABLE,
+				    "infinid is stopping: the request on stream "
+				    "'%s' did not run", s->id);
+			item_free(it);
+		}
 	}
 }
 
@@ -873,6 +1047,11 @@ sched_main(void *arg)
 			d->ctl_head = it->next;
 			if (d->ctl_head == NULL)
 				d->ctl_tail = NULL;
+			if (it->w != NULL && !srv_pipe_alive(it->pipe)) {
+				srv_drop(it->w);   /* its client has gone */
+				item_free(it);
+				continue;
+			}
 			if (it->kind == IT_RESTORE)
 				do_restore(d, it);
 			else
@@ -939,8 +1118,10 @@ sched_main(void *arg)
 					j->out = ENG_OUT_NONE;
 			} else {
 				struct gen *g = sj[i].g;
-				j->tokens = g->started ? &sj[i].tok : g->prompt;
-				if (!g->flush) {
+				j->tokens = g->started ? &sj[i].tok :
+				    g->prompt + g->pdone;
+				if (!g->flush && (g->started ||
+				    g->pdone + j->n == g->nprompt)) {
 					j->sample = &g->smp;
 					j->token = &sj[i].sampled;
 				}
@@ -973,9 +1154,12 @@ sched_main(void *arg)
 			spill_autosave(d);
 	}
 	spill_drain(d);
+	answer_stopping(d);
 	pthread_mutex_unlock(&d->mu);
 	free(d->cand);
 	d->cand = NULL;
+	free(d->users);
+	d->users = NULL;
 	d->ncand_cap = 0;
 	free(sj);
 	free(jobs);

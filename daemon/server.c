@@ -4,8 +4,11 @@
  * machine of NNG's async demo server.  A context whose request waits on the
  * scheduler or on a long-poll just holds its request (W_WAIT) while the other
  * contexts keep serving.  Peer credentials on ipc:// give each request its
- * caller's UID; a pipe that closes cancels the generations it started.
+ * caller's UID; a pipe that closes takes its queued requests with it and
+ * cancels the generations it started.  Health is answered here without
+ * d->mu, and connections past max_connections are closed on arrival.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <grp.h>
 #include <pthread.h>
@@ -15,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -29,6 +33,7 @@
 #include "log.h"
 
 #define SRV_DRAIN_MS 2000       /* srv_stop: longest wait for replies in flight */
+#define SRV_FD_RESERVE 64       /* descriptors never given to connections */
 
 static void work_cb(void *arg);
 
@@ -51,7 +56,12 @@ srv_reply(struct work *w, int code, const char *msg,
 	size_t len;
 
 	if (code != 0) {
+		/* Every error reply is sent with d->mu held (Health, the one
+		 * call served without it, never fails). */
+		struct uacct *a = acct_get(d, w->uid);
 		d->st.errors++;
+		if (a != NULL)
+			a->errors++;
 		LOG(LOG_DEBUG, "reply %s: %s", wire_code_name(code), msg);
 	}
 	buf = wire_pack_reply(w->call_id, code, msg, body, &len);
@@ -73,6 +83,25 @@ srv_reply(struct work *w, int code, const char *msg,
 	set_state(w, W_SEND);
 	nng_aio_set_msg(w->aio, m);
 	nng_ctx_send(w->ctx, w->aio);
+}
+
+void
+srv_drop(struct work *w)
+{
+	set_state(w, W_RECV);
+	nng_ctx_recv(w->ctx, w->aio);
+}
+
+bool
+srv_pipe_alive(uint32_t pipe)
+{
+	nng_pipe p = NNG_PIPE_INITIALIZER;
+	nng_sockaddr sa;
+
+	/* NNG looks the pipe up by id: a closed one is gone (NNG_ENOENT);
+	 * any other answer means it is still there. */
+	p.id = pipe;
+	return (nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) != NNG_ENOENT);
 }
 
 void
@@ -189,8 +218,18 @@ serve(struct work *w, nng_msg *m)
 	req = (Infini__V1__Request *)wire_unpack(&infini__v1__request__descriptor,
 	    &a, nng_msg_len(m), nng_msg_body(m));
 	nng_msg_free(m);
+	w->uid = uid;
+	__atomic_fetch_add(&d->st.requests, 1, __ATOMIC_RELAXED);
+	/* Health is answered without d->mu, so that it never waits for the
+	 * scheduler, whatever the scheduler is doing. */
+	if (req != NULL && req->version == WIRE_VERSION &&
+	    req->method == INFINI__V1__METHOD__HEALTH) {
+		w->call_id = req->call_id;
+		methods_health(d, w);
+		infini__v1__request__free_unpacked(req, &a.pa);
+		return;
+	}
 	pthread_mutex_lock(&d->mu);
-	d->st.requests++;
 	w->call_id = req ? req->call_id : 0;
 	if (req == NULL)
 		srv_replyf(w, INFINI__V1__CODE__INVALID_ARGUMENT,
@@ -241,15 +280,82 @@ work_cb(void *arg)
 	}
 }
 
-/* on_pipe_rem: a client went away; stop the generations it started. */
+/* drop_gone removes from q the requests of pipe id, except one in the
+ * device now (the scheduler stops it after its slice), and frees their
+ * contexts.  A request not started leaves no trace; a push stopped between
+ * two slices leaves the slices that ran in the stream, as a shorter push
+ * would.  Returns how many.  d->mu held. */
+static int
+drop_gone(struct stream *s, struct item **head, struct item **tail,
+    uint32_t id)
+{
+	struct item **pp = head, *prev = NULL;
+	int n = 0;
+
+	while (*pp != NULL) {
+		struct item *it = *pp;
+		bool running = s != NULL && s->busy && it == s->head;
+		if (it->pipe != id || it->w == NULL || running) {
+			prev = it;
+			pp = &it->next;
+			continue;
+		}
+		*pp = it->next;
+		if (s != NULL)
+			s->nqueued--;
+		if (it->done > 0)
+			LOG(LOG_INFO, "client left: its push to %s stopped after "
+			    "%d of %d inputs", s->id, it->done, it->n);
+		srv_drop(it->w);
+		item_free(it);
+		n++;
+	}
+	*tail = prev;
+	return (n);
+}
+
+/* on_pipe_add: counts connections; closes one over max_connections or
+ * one that would eat into the descriptors kept for state files. */
+static void
+on_pipe_add(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	struct infinid *d = arg;
+	int n = atomic_fetch_add(&d->nconns, 1) + 1;
+	(void)ev;
+
+	if (n > d->cfg.max_connections || n > d->max_fds) {
+		static _Atomic int64_t last_log;
+		int64_t t = now_ms(), l = atomic_load(&last_log);
+		/* Logged at most once a second: a flood must not flood the log. */
+		if (t - l >= 1000 && atomic_compare_exchange_strong(&last_log,
+		    &l, t))
+			LOG(LOG_WARNING, "connection refused: %d open, limit %ld "
+			    "(max_connections) or %d (file descriptors)", n - 1,
+			    d->cfg.max_connections, d->max_fds);
+		nng_pipe_close(p);
+	}
+}
+
+/* on_pipe_rem: a client went away: its queued requests are dropped
+ * (drop_gone; nothing more of them reaches the device), and the
+ * generations it started are stopped. */
 static void
 on_pipe_rem(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
 	struct infinid *d = arg;
 	uint32_t id = nng_pipe_id(p);
+	int n;
 	(void)ev;
 
+	atomic_fetch_sub(&d->nconns, 1);
 	pthread_mutex_lock(&d->mu);
+	n = drop_gone(NULL, &d->ctl_head, &d->ctl_tail, id);
+	for (struct stream *s = d->streams; s != NULL; s = s->next)
+		if (s->head != NULL)
+			n += drop_gone(s, &s->head, &s->tail, id);
+	if (n > 0)
+		LOG(LOG_INFO, "client left: %d queued request%s dropped", n,
+		    n == 1 ? "" : "s");
 	for (struct gen *g = d->gens; g != NULL; g = g->next)
 		if (g->pipe == id && !g->done && !g->cancel) {
 			LOG(LOG_INFO, "client left: generation %llu cancelled",
@@ -399,17 +505,43 @@ srv_claim(struct infinid *d, char *err, size_t errlen)
 	return (each_url(d, claim_one, err, errlen));
 }
 
+/* fd_room: how many connections the descriptor limit allows, keeping
+ * SRV_FD_RESERVE free for state files, snapshots and the log. */
+static int
+fd_room(void)
+{
+	struct rlimit rl;
+	DIR *dir;
+	int used = 0;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur > INT32_MAX)
+		return (INT32_MAX);
+	if ((dir = opendir("/proc/self/fd")) != NULL) {
+		while (readdir(dir) != NULL)
+			used++;
+		closedir(dir);
+	}
+	/* Each listener and NNG's own pollers take a few more.  A limit too
+	 * low for any reserve still lets a few clients in. */
+	used += 16;
+	int room = (int)rl.rlim_cur - used - SRV_FD_RESERVE;
+	return (room < 8 ? 8 : room);
+}
+
 int
 srv_start(struct infinid *d, char *err, size_t errlen)
 {
 	int rv;
 
+	d->max_fds = fd_room();
 	if ((rv = nng_rep0_open(&d->sock)) != 0) {
 		snprintf(err, errlen, "nng_rep0_open: %s", nng_strerror(rv));
 		return (INFINI_EIO);
 	}
 	nng_socket_set_size(d->sock, NNG_OPT_RECVMAXSZ,
 	    (size_t)d->cfg.max_message_bytes);
+	nng_pipe_notify(d->sock, NNG_PIPE_EV_ADD_PRE, on_pipe_add, d);
 	nng_pipe_notify(d->sock, NNG_PIPE_EV_REM_POST, on_pipe_rem, d);
 	d->nworks = (int)d->cfg.workers;
 	if ((d->works = calloc((size_t)d->nworks, sizeof(*d->works))) == NULL)

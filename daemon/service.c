@@ -37,7 +37,8 @@
 static const char *const live_keys[] = {
 	"log_level", "max_queue", "max_request_tokens", "max_generate",
 	"poll_max_ms", "generate_idle_s", "autosnapshot_segments",
-	"autosnapshot_interval_s",
+	"autosnapshot_interval_s", "max_requests_per_uid",
+	"max_queued_tokens_per_uid", "max_streams_per_uid", "max_stop_strings",
 };
 
 int

@@ -288,6 +288,35 @@ spill_autosave(struct infinid *d)
 	}
 }
 
+/* save_fresh writes the file of a stream that never ran: the state of a
+ * fresh slot, so that the stream outlives a restart like any other. */
+static int
+save_fresh(struct infinid *d, struct stream *s, char *err, size_t errlen)
+{
+	struct eng_stream_state st;
+	int slot, rv;
+
+	if ((rv = spill_room(d, s, err, errlen)) != 0) {
+		if (rv == SPILL_WAIT)
+			snprintf(err, errlen, "no idle engine slot");
+		return (rv == SPILL_WAIT ? INFINI_EFULL : rv);
+	}
+	if ((rv = eng_stream_alloc(d->eng, &slot)) != 0) {
+		snprintf(err, errlen, "no engine slot: %s", infini_strerror(rv));
+		return (rv);
+	}
+	rv = eng_stream_export(d->eng, slot, &st);
+	eng_stream_free(d->eng, slot);
+	if (rv != 0) {
+		snprintf(err, errlen, "cannot read a fresh slot: %s",
+		    infini_strerror(rv));
+		return (rv);
+	}
+	rv = spill_write_state(d, s, &st, err, errlen);
+	eng_stream_state_fini(&st);
+	return (rv);
+}
+
 void
 spill_drain(struct infinid *d)
 {
@@ -303,10 +332,12 @@ spill_drain(struct infinid *d)
 		return;
 	}
 	for (struct stream *s = d->streams; s != NULL; s = s->next) {
-		if (s->slot < 0 || (!s->dirty && s->saved) ||
-		    eng_stream_pos(d->eng, s->slot) == 0)
+		/* Streams opened and never used are written too: the client
+		 * was told they exist. */
+		if (s->saved && (s->slot < 0 || !s->dirty))
 			continue;
-		if (spill_save(d, s, err, sizeof(err)) == 0)
+		if ((s->slot >= 0 ? spill_save(d, s, err, sizeof(err)) :
+		    save_fresh(d, s, err, sizeof(err))) == 0)
 			saved++;
 		else {
 			failed++;
@@ -372,7 +403,7 @@ adopt(struct infinid *d, const char *name)
 	s->last_used_ms = now_ms();
 	s->next = d->streams;
 	d->streams = s;
-	d->nstreams++;
+	__atomic_fetch_add(&d->nstreams, 1, __ATOMIC_RELAXED);
 }
 
 int

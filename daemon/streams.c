@@ -31,7 +31,7 @@ strm_unlink(struct infinid *d, struct stream *s)
 	for (struct stream **pp = &d->streams; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == s) {
 			*pp = s->next;
-			d->nstreams--;
+			__atomic_fetch_sub(&d->nstreams, 1, __ATOMIC_RELAXED);
 			return;
 		}
 }
@@ -47,6 +47,7 @@ item_free(struct item *it)
 {
 	if (it == NULL)
 		return;
+	acct_release(it);
 	free(it->tokens);
 	free(it->vectors);
 	free(it->result);
@@ -89,7 +90,7 @@ strm_free_all(struct infinid *d)
 		free(s);
 	}
 	d->streams = NULL;
-	d->nstreams = 0;
+	__atomic_store_n(&d->nstreams, 0, __ATOMIC_RELAXED);
 	for (it = d->ctl_head; it != NULL; it = in) {
 		in = it->next;
 		item_free(it);
@@ -100,4 +101,5 @@ strm_free_all(struct infinid *d)
 		gen_free(g);
 	}
 	d->gens = NULL;
+	acct_free_all(d);
 }

@@ -1,6 +1,7 @@
 /*
  * wire.c - envelope packing, the bounded unpack allocator and shared checks.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -86,4 +86,6 @@ uint8_t *wire_pack_request(int method, uint64_t call_id,
 /* wire_code_name returns the canonical name of a gRPC code ("NOT_FOUND"). */
 const char *wire_code_name(int code);
 
+#include "sampling.h"
+
 #endif /* WIRE_H */

@@ -120,6 +120,9 @@ struct cli_gen_result {
  * an exit code); cli_gen_fini frees it. */
 int cli_gen_init(struct cli_gen *o, int argc);
 void cli_gen_fini(struct cli_gen *o);
+/* cli_gen_check refuses sampling values the daemon would refuse
+ * (proto/sampling.c), before anything is sent: 0 or a usage error. */
+int cli_gen_check(struct cli *g, const struct cli_gen *o);
 /* cli_gen_opt takes one of CLI_GEN_OPTS: 0 when taken, -1 when ch is not
  * a generation option, else the exit code of a bad value. */
 int cli_gen_opt(struct cli *g, int ch, struct cli_gen *o);

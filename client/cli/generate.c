@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "sampling.h"
 
 /* ---- options -------------------------------------------------------- */
 
@@ -64,6 +65,17 @@ cli_gen_opt(struct cli *g, int ch, struct cli_gen *o)
 	default:
 		return (-1);
 	}
+}
+
+int
+cli_gen_check(struct cli *g, const struct cli_gen *o)
+{
+	char why[160];
+
+	if (!wire_check_sampling(o->sp.temperature, o->sp.top_k, o->sp.top_p,
+	    why, sizeof(why)))
+		return (cli_usage(g, "%s", why));
+	return (0);
 }
 
 /* ---- output --------------------------------------------------------- */
@@ -352,7 +364,7 @@ cmd_generate(struct cli *g, int argc, char **argv)
 			goto done;
 		prompt = text;
 	}
-	if ((rc = cli_connect(g)) != 0)
+	if ((rc = cli_gen_check(g, &o)) != 0 || (rc = cli_connect(g)) != 0)
 		goto done;
 	cli_catch_sigint();
 	err = cli_gen_run(g, argv[optind], prompt, &o, &res);

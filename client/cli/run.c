@@ -257,6 +257,8 @@ cmd_run(struct cli *g, int argc, char **argv)
 		goto done;
 	}
 	id = argv[optind];
+	if ((rc = cli_gen_check(g, &o)) != 0)
+		goto done;
 	/* Blocked before connecting, so that libinfini's threads (NNG's,
 	 * started by the first socket) inherit the block: SIGINT, sent to the
 	 * process, must reach this thread in its wait, not a thread of

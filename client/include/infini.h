@@ -56,10 +56,12 @@ struct infini_result {
 	float *data;
 };
 
+/* Sampling values out of range make infini_generate fail with
+ * INFINI_EINVAL, naming the field, before anything is sent. */
 struct infini_sampling {
-	float temperature;           /* <= 0: greedy */
-	uint32_t top_k;              /* 0: off */
-	float top_p;                 /* 0 or >= 1: off */
+	float temperature;           /* >= 0, finite; 0: greedy */
+	uint32_t top_k;              /* < 2^31; 0: off */
+	float top_p;                 /* in (0, 1]; 0 or 1: off */
 	uint64_t seed;
 };
 
