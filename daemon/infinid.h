@@ -295,9 +295,10 @@ void sio_write(struct infinid *d, struct work *w, uint32_t uid,
     const char *name, bool overwrite, bool export_bytes, uint8_t *buf,
     size_t len);
 /* sio_restore reads and checks snapshot name for uid, then queues the
- * Restore of stream id on the scheduler (which answers). */
+ * Restore of stream id on the scheduler (which answers, unless the
+ * caller's connection, pipe, has closed by then). */
 void sio_restore(struct infinid *d, struct work *w, uint32_t uid,
-    const char *id, const char *name);
+    uint32_t pipe, const char *id, const char *name);
 /* sio_list answers ListSnapshots; sio_delete DeleteSnapshot. */
 void sio_list(struct infinid *d, struct work *w, uint32_t uid);
 void sio_delete(struct infinid *d, struct work *w, uint32_t uid,

@@ -747,7 +747,8 @@ m_restore(struct call *c, const ProtobufCMessage *in)
 		/* The file work is the snapshot thread's; it hands the
 		 * decoded state to the scheduler. */
 		if (name_ok(c, q->name))
-			sio_restore(c->d, c->w, c->uid, q->stream_id, q->name);
+			sio_restore(c->d, c->w, c->uid, c->pipe, q->stream_id,
+			    q->name);
 		return;
 	}
 	if (q->source_case == INFINI__V1__RESTORE_REQUEST__SOURCE__NOT_SET ||

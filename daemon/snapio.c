@@ -43,6 +43,7 @@ struct sio_job {
 	enum sio_kind kind;
 	struct work *w;
 	uint32_t uid;
+	uint32_t pipe;             /* restore: the caller's connection */
 	char name[WIRE_ID_MAX + 1];
 	char id[WIRE_ID_MAX + 1];  /* restore: the stream to create */
 	bool overwrite, export_bytes;
@@ -119,12 +120,14 @@ sio_write(struct infinid *d, struct work *w, uint32_t uid, const char *name,
 }
 
 void
-sio_restore(struct infinid *d, struct work *w, uint32_t uid, const char *id,
-    const char *name)
+sio_restore(struct infinid *d, struct work *w, uint32_t uid, uint32_t pipe,
+    const char *id, const char *name)
 {
 	struct sio_job *j = new_job(SIO_RESTORE, uid, name);
-	if (j != NULL)
+	if (j != NULL) {
 		snprintf(j->id, sizeof(j->id), "%s", id);
+		j->pipe = pipe;
+	}
 	queue(d, w, j);
 }
 
@@ -309,6 +312,7 @@ run_restore(struct infinid *d, struct sio_job *j, struct sio_out *o)
 	o->restore->kind = IT_RESTORE;
 	o->restore->w = j->w;
 	o->restore->uid = j->uid;
+	o->restore->pipe = j->pipe;   /* dropped if its client has gone */
 	o->restore->state = st;
 	snprintf(o->restore->id, sizeof(o->restore->id), "%s", j->id);
 	snprintf(o->restore->name, sizeof(o->restore->name), "%s", j->name);
