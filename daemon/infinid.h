@@ -113,6 +113,12 @@ struct work {
 	struct gen *pgen;          /* parked on this generation, or NULL */
 	uint64_t pafter;
 	struct work *pnext;
+	/* A call from the HTTP gateway (http.c) has no NNG context: srv_reply
+	 * hands its packed Reply to local instead, which takes the buffer
+	 * (NULL when packing failed).  Called with d->mu held. */
+	void (*local)(struct work *w, uint8_t *reply, size_t len);
+	int method;                /* the infini.v1.Method served (metrics) */
+	int64_t t0_us;             /* its arrival, metrics_now_us() */
 };
 
 struct stats {
@@ -165,6 +171,7 @@ struct infinid {
 	enum eng_fault fault;
 	int fault_skip;
 	char fault_id[WIRE_ID_MAX + 1];
+	struct http_gw *http;       /* http.c; NULL when http_listen is off */
 };
 
 int64_t now_ms(void);
@@ -242,6 +249,14 @@ void srv_replyf(struct work *w, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* srv_wake_polls answers every poll parked on g.  d->mu held. */
 void srv_wake_polls(struct infinid *d, struct gen *g);
+
+/* http.c: the HTTP/JSON gateway (http_listen), served by NNG's HTTP
+ * server; its calls go through methods_dispatch like the socket's.
+ * http_start returns 0 (nothing to do when http_listen is empty) or an
+ * INFINI_E* code with err set; http_stop answers what is still open and
+ * frees everything (after sched_stop, before srv_stop). */
+int http_start(struct infinid *d, char *err, size_t errlen);
+void http_stop(struct infinid *d);
 
 /* methods.c: decode and serve one request (called from server.c). */
 void methods_dispatch(struct infinid *d, struct work *w, uint32_t uid,

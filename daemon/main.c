@@ -288,10 +288,12 @@ main(int argc, char **argv)
 		LOG(LOG_ERR, "cannot start the scheduler");
 		goto out;
 	}
-	if ((rv = srv_start(&d, err, sizeof(err))) != 0) {
+	if ((rv = srv_start(&d, err, sizeof(err))) != 0 ||
+	    (rv = http_start(&d, err, sizeof(err))) != 0) {
 		LOG(LOG_ERR, "%s", err);
-		srv_stop(&d);
 		sched_stop(&d);
+		http_stop(&d);
+		srv_stop(&d);
 		goto out;
 	}
 	LOG(LOG_NOTICE, "ready: model %s on %s", d.cfg.model, d.device_name);
@@ -306,6 +308,7 @@ main(int argc, char **argv)
 	/* The scheduler first: it finishes its batch and writes every stream
 	 * with unsaved work while the contexts it answers still exist. */
 	sched_stop(&d);
+	http_stop(&d);
 	srv_stop(&d);
 	strm_free_all(&d);
 	rv = d.device_lost ? INFINI_EDEVICE : 0;

@@ -106,6 +106,10 @@ bool snap_name_ok(const char *name);
 int snap_write_file(const char *dir, const char *name, const uint8_t *buf,
     size_t len, char *err, size_t errlen);
 
+/* snap_counters reads the totals of snap_write_file so far: files written,
+ * their bytes, and writes that failed (any thread). */
+void snap_counters(uint64_t *writes, uint64_t *bytes, uint64_t *failures);
+
 /*
  * snap_read_file reads dir/name (a regular file, not a symlink) whole.  On
  * success *buf (caller's: free()) and *len are set.  Returns 0,
