@@ -881,8 +881,11 @@ utf8_len(const char *p, size_t n)
 	return (n);
 }
 
-/* utf8_clean copies p[0..n) replacing what is not UTF-8 with U+FFFD, so the
- * JSON a client parses is always valid (a model may emit any byte). */
+/* utf8_clean copies p[0..n) with each maximal ill-formed subsequence (and
+ * NUL, which a C string cannot carry) replaced by one U+FFFD, the way the
+ * WHATWG decoder and Python's errors="replace" do, so the JSON a client
+ * parses is always valid and reads as its own decoder would (a model may
+ * emit any byte). */
 static char *
 utf8_clean(const char *p, size_t n)
 {
@@ -893,20 +896,41 @@ utf8_clean(const char *p, size_t n)
 		return (NULL);
 	while (i < n) {
 		unsigned char c = (unsigned char)p[i];
-		size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 :
-		    (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
-		bool good = len > 0 && i + len <= n && !(len == 2 && c < 0xc2);
-		for (size_t k = 1; good && k < len; k++)
-			good = ((unsigned char)p[i + k] & 0xc0) == 0x80;
-		if (good && c != 0) {
+		unsigned lo = 0x80, hi = 0xbf;
+		size_t len = 0, k = 1;
+
+		if (c > 0 && c < 0x80) {
+			*q++ = (char)c;
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
+			len = 2;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			len = 3;
+			lo = c == 0xe0 ? 0xa0 : 0x80;
+			hi = c == 0xed ? 0x9f : 0xbf;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			len = 4;
+			lo = c == 0xf0 ? 0x90 : 0x80;
+			hi = c == 0xf4 ? 0x8f : 0xbf;
+		}
+		while (len > 0 && k < len && i + k < n) {
+			unsigned b = (unsigned char)p[i + k];
+			if (b < lo || b > hi)
+				break;
+			lo = 0x80;
+			hi = 0xbf;
+			k++;
+		}
+		if (len > 0 && k == len) {
 			memcpy(q, p + i, len);
 			q += len;
-			i += len;
 		} else {
 			memcpy(q, "\xef\xbf\xbd", 3);
 			q += 3;
-			i++;
 		}
+		i += k;
 	}
 	*q = '\0';
 	return (o);

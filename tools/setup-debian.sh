@@ -9,6 +9,9 @@
 # gnuplot-nox plots bench/soak.sh's CSV; valgrind runs tools/valgrind.sh
 # (the daemon test under memcheck); openssl makes t_daemon's TLS certificate.
 # NNG comes from deps/fetch-nng.sh, not from Debian 12's libnng-dev.
+# curl, nodejs + npm (the openai npm client in tests/http-client) and
+# python3-prometheus-client (its text parser) drive tests/t_http's checks of
+# the HTTP gateway and /metrics.
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
 	exec sudo "$0" "$@"
@@ -24,7 +27,11 @@ apt-get install -y -qq --no-install-recommends \
 	systemd \
 	python3-torch python3-numpy libopenblas0-pthread \
 	clang libclang-rt-14-dev gnuplot-nox valgrind openssl \
+	curl nodejs npm python3-prometheus-client \
 	>/dev/null
 # NNG >= 1.10 (Debian 12's libnng 1.5.2 is refused by the build).
 "$(dirname "$0")/../deps/fetch-nng.sh"
+# The openai npm package, pinned by tests/http-client/package-lock.json.
+(cd "$(dirname "$0")/../tests/http-client" && npm ci --no-audit --no-fund \
+	>/dev/null)
 echo "setup-debian: build and test dependencies installed"
