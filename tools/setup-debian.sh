@@ -27,8 +27,12 @@ apt-get install -y -qq --no-install-recommends \
 	systemd \
 	python3-torch python3-numpy libopenblas0-pthread \
 	clang libclang-rt-14-dev gnuplot-nox valgrind openssl \
-	curl nodejs npm python3-prometheus-client \
+	curl python3-prometheus-client \
 	>/dev/null
+# Debian's npm conflicts with a nodejs that bundles its own (NodeSource's).
+if ! command -v npm >/dev/null; then
+	apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
 # NNG >= 1.10 (Debian 12's libnng 1.5.2 is refused by the build).
 "$(dirname "$0")/../deps/fetch-nng.sh"
 # The openai npm package, pinned by tests/http-client/package-lock.json.
