@@ -78,6 +78,8 @@ struct hreq {
 	nng_http_conn *conn;
 	bool hijacked;
 	nng_aio *aio;              /* this request's steps */
+	struct watch *watch;       /* completions: sees the client leave */
+	bool watched;              /* a watch was started: answer with close */
 	enum kind kind;
 	enum mx_ep ep;
 	enum step step;
@@ -109,10 +111,28 @@ struct hreq {
 	int64_t created;
 };
 
+/*
+ * NNG's server reads nothing from a connection while its handler runs, so
+ * a client that leaves during a long completion would go unnoticed until
+ * the answer.  A watch is a one-byte read on the connection, started when a
+ * completion begins: it ends when the connection closes (or the client
+ * pipelines more, which a completion's answer then refuses by closing).
+ * The read cannot be cancelled without closing the connection, so it is
+ * left to end with the connection (the answer says Connection: close) and
+ * frees itself; h and its watch forget each other under gw->mx.
+ */
+struct watch {
+	nng_aio *aio;
+	struct http_gw *gw;
+	struct hreq *h;            /* NULL once h is gone */
+	uint8_t byte;
+};
+
 static void hr_cb(void *arg);
 static void hr_free(struct hreq *h);
 static void hr_end(struct hreq *h);
 static void sse_end(struct hreq *h);
+static void watch_start(struct hreq *h);
 
 /* ------------------------------------------------------------ tokens */
 
@@ -347,7 +367,8 @@ hr_json(struct hreq *h, int status, cJSON *doc)
 		if (s == NULL)
 			nng_aio_finish(a, NNG_ENOMEM);
 		else
-			finish(a, status, "application/json", s, strlen(s), false);
+			finish(a, status, "application/json", s, strlen(s),
+			    h->watched);
 	}
 	free(s);
 	metrics_http(h->ep, s ? status : 500, h->t0);
@@ -373,7 +394,7 @@ hr_fail(struct hreq *h, int status, const char *code, const char *param,
 	b = err_body(status, code, param, msg);
 	if (a != NULL)
 		finish(a, status, "application/json", b ? b : "{}",
-		    b ? strlen(b) : 2, h->step == S_BODY);
+		    b ? strlen(b) : 2, h->step == S_BODY || h->watched);
 	free(b);
 	metrics_http(h->ep, status, h->t0);
 	hr_end(h);
@@ -766,6 +787,7 @@ completions_begin(struct hreq *h)
 	h->sse = cJSON_IsTrue(v);
 	snprintf(h->cid, sizeof(h->cid), "cmpl-%llx%llx",
 	    (unsigned long long)h->created, (unsigned long long)h->t0);
+	watch_start(h);
 	open_stream(h);
 }
 
@@ -1395,10 +1417,59 @@ hr_abort(nng_aio *aio, void *arg, int rv)
 		nng_aio_finish(aio, rv);
 }
 
+/* watch_cb: the watched connection closed (or the client sent more):
+ * a completion still unanswered is abandoned, and the next step sees
+ * h->gone and cancels its generation. */
+static void
+watch_cb(void *arg)
+{
+	struct watch *w = arg;
+	nng_aio *a = NULL;
+
+	pthread_mutex_lock(&w->gw->mx);
+	if (w->h != NULL) {
+		w->h->watch = NULL;
+		if ((a = w->h->haio) != NULL) {
+			w->h->haio = NULL;
+			w->h->gone = true;
+		}
+	}
+	pthread_mutex_unlock(&w->gw->mx);
+	if (a != NULL)
+		nng_aio_finish(a, NNG_ECLOSED);
+	nng_aio_reap(w->aio);
+	free(w);
+}
+
+/* watch_start begins watching h's connection for the client leaving. */
+static void
+watch_start(struct hreq *h)
+{
+	struct watch *w = calloc(1, sizeof(*w));
+	nng_iov iov;
+
+	if (w == NULL || nng_aio_alloc(&w->aio, watch_cb, w) != 0) {
+		free(w);
+		return;
+	}
+	w->gw = h->gw;
+	w->h = h;
+	iov.iov_buf = &w->byte;
+	iov.iov_len = 1;
+	h->watch = w;
+	h->watched = true;
+	nng_aio_set_iov(w->aio, 1, &iov);
+	nng_http_conn_read(h->conn, w->aio);
+}
+
 /* hr_destroy frees h (unlinked, nothing outstanding on its aio). */
 static void
 hr_destroy(struct hreq *h)
 {
+	pthread_mutex_lock(&h->gw->mx);
+	if (h->watch != NULL)
+		h->watch->h = NULL;
+	pthread_mutex_unlock(&h->gw->mx);
 	if (h->hijacked) {
 		nng_http_conn_close(h->conn);
 		nng_http_req_free(h->req);

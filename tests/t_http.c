@@ -19,10 +19,13 @@
  *  4. errors come in OpenAI's shape with the right status: bad JSON,
  *     unknown fields, an oversize body, no token, another user's stream,
  *     a missing stream or endpoint;
- *  5. a scrape of /metrics parses, and its counters move by exactly the
+ *  5. a client that leaves in the middle of a completion, streamed or not,
+ *     cancels its generation;
+ *  6. a scrape of /metrics parses, and its counters move by exactly the
  *     calls made between two scrapes.
  */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -483,6 +486,86 @@ test_errors(void)
 	cJSON_Delete(doc);
 }
 
+static cJSON *scrape(void);
+static double val(const cJSON *m, const char *key);
+
+/* gen_state reads stream id's position and whether it is generating. */
+static int
+gen_state(const char *id, uint64_t *pos, bool *generating)
+{
+	struct infini_stream_info *v;
+	size_t n;
+	int found = -1;
+
+	if (infini_list(nc, &v, &n) != 0)
+		return (-1);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i].id, id) == 0) {
+			*pos = v[i].position;
+			*generating = v[i].generating;
+			found = 0;
+		}
+	free(v);
+	return (found);
+}
+
+/* A client that leaves in the middle of a long completion, streamed or
+ * not, cancels the generation: curl is killed as soon as the stream is
+ * seen generating, and the gateway's Cancel shows in the metrics. */
+static void
+test_client_leaves(void)
+{
+	static const char *const ids[] = { "h-leave-sse", "h-leave-plain" };
+
+	for (int k = 0; k < 2; k++) {
+		const char *key = "infinid_rpc_requests_total{code=OK,method=Cancel}";
+		char auth[128], hdr[128], url[160];
+		uint64_t pos = 0;
+		bool gen = false;
+		int64_t end;
+		cJSON *a = scrape(), *b;
+		pid_t pid;
+
+		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", TOKEN_A);
+		snprintf(hdr, sizeof(hdr), "X-Infini-Stream: %s", ids[k]);
+		snprintf(url, sizeof(url), "%s/v1/completions", base);
+		if ((pid = fork()) == 0) {
+			int fd = open("/dev/null", O_WRONLY);
+			dup2(fd, 1);
+			dup2(fd, 2);
+			execlp("curl", "curl", "-sS", "-N", "-H", auth, "-H", hdr,
+			    "-d", k == 0 ? "{\"prompt\":\"a\",\"max_tokens\":4096,"
+			    "\"temperature\":0,\"stream\":true}" : "{\"prompt\":"
+			    "\"a\",\"max_tokens\":4096,\"temperature\":0}", url,
+			    (char *)NULL);
+			_exit(127);
+		}
+		end = fx_now_ms() + 10000;
+		while (fx_now_ms() < end && (gen_state(ids[k], &pos, &gen) != 0 ||
+		    !gen))
+			usleep(2000);
+		if (pid > 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+		}
+		end = fx_now_ms() + 10000;
+		while (fx_now_ms() < end && gen_state(ids[k], &pos, &gen) == 0 &&
+		    gen)
+			usleep(20000);
+		b = scrape();
+		/* The gateway sends Cancel only for a generation still running
+		 * when its client left. */
+		ok(!gen && pos < 4096 && a != NULL && b != NULL &&
+		    val(b, key) - val(a, key) == 1, "%s completion: a client gone "
+		    "in the middle cancels its generation (Cancel +%g, stream at "
+		    "%llu of 4097)", k == 0 ? "a streamed" : "a plain",
+		    a && b ? val(b, key) - val(a, key) : -1,
+		    (unsigned long long)pos);
+		cJSON_Delete(a);
+		cJSON_Delete(b);
+	}
+}
+
 /* scrape: /metrics through the Prometheus parser; NULL on failure. */
 static cJSON *
 scrape(void)
@@ -592,7 +675,7 @@ main(void)
 		return (tap_done());
 	}
 	free(v);
-	tap_plan(29);
+	tap_plan(31);
 	signal(SIGPIPE, SIG_IGN);
 	setenv("INFINI_VALIDATION", "1", 0);
 	if (fx_tmpdir(dir, sizeof(dir)) != 0)
@@ -631,6 +714,7 @@ main(void)
 	test_embeddings();
 	test_openai_client();
 	test_errors();
+	test_client_leaves();
 	test_metrics();
 	infini_close(nc);
 	ok(dproc_wait(&dp, SIGTERM, 30000) == 0, "the daemon stops cleanly on "
