@@ -32,6 +32,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "http_gw.h"
@@ -281,6 +282,11 @@ watch_cb(void *arg)
 	pthread_mutex_unlock(&w->gw->mx);
 	if (a != NULL)
 		nng_aio_finish(a, NNG_ECLOSED);
+	/* Last touch of gw: http_stop waits for nwatch to reach 0. */
+	pthread_mutex_lock(&w->gw->mx);
+	w->gw->nwatch--;
+	pthread_cond_broadcast(&w->gw->cv);
+	pthread_mutex_unlock(&w->gw->mx);
 	nng_aio_reap(w->aio);
 	free(w);
 }
@@ -302,6 +308,9 @@ hr_watch_start(struct hreq *h)
 	iov.iov_len = 1;
 	h->watch = w;
 	h->watched = true;
+	pthread_mutex_lock(&h->gw->mx);
+	h->gw->nwatch++;
+	pthread_mutex_unlock(&h->gw->mx);
 	nng_aio_set_iov(w->aio, 1, &iov);
 	nng_http_conn_read(h->conn, w->aio);
 }
@@ -563,6 +572,7 @@ http_start(struct infinid *d, char *err, size_t errlen)
 		return (INFINI_ENOMEM);
 	gw->d = d;
 	pthread_mutex_init(&gw->mx, NULL);
+	pthread_cond_init(&gw->cv, NULL);
 	d->http = gw;
 	if ((rv = tokens_load(gw, d->cfg.http_tokens_file, err, errlen)) != 0)
 		return (rv);
@@ -601,6 +611,7 @@ http_stop(struct infinid *d)
 {
 	struct http_gw *gw = d->http;
 	struct hreq *h;
+	bool leak;
 
 	if (gw == NULL)
 		return;
@@ -647,6 +658,19 @@ http_stop(struct infinid *d)
 		nng_aio_free(h->aio);
 		hr_destroy(h);
 	}
+	/* Every watched connection is closed now; their reads end at once.
+	 * Should one not, gw stays allocated rather than freed under it. */
+	{
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 2;
+		pthread_mutex_lock(&gw->mx);
+		while (gw->nwatch > 0 &&
+		    pthread_cond_timedwait(&gw->cv, &gw->mx, &ts) == 0)
+			;
+		leak = gw->nwatch > 0;
+		pthread_mutex_unlock(&gw->mx);
+	}
 	if (gw->srv != NULL)
 		nng_http_server_release(gw->srv);   /* frees the handler */
 	else if (gw->h != NULL)
@@ -654,7 +678,13 @@ http_stop(struct infinid *d)
 	for (int i = 0; i < gw->ntoks; i++)
 		free(gw->toks[i].tok);
 	free(gw->toks);
+	d->http = NULL;
+	if (leak) {
+		LOG(LOG_WARNING, "http: %d connection reads did not end at "
+		    "shutdown", gw->nwatch);
+		return;
+	}
+	pthread_cond_destroy(&gw->cv);
 	pthread_mutex_destroy(&gw->mx);
 	free(gw);
-	d->http = NULL;
 }

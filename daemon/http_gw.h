@@ -36,6 +36,8 @@ struct http_gw {
 	pthread_mutex_t mx;        /* live and every hreq's haio */
 	struct hreq *live;
 	bool stopping;
+	int nwatch;                /* watches whose read has not ended */
+	pthread_cond_t cv;         /* nwatch fell */
 };
 
 enum kind { K_RPC, K_COMPLETIONS, K_EMBEDDINGS, K_METRICS };
