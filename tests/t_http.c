@@ -598,6 +598,7 @@ test_metrics(void)
 	    "status=200}";
 	const char *lat = "infinid_rpc_duration_seconds_count{method=Push}";
 	struct infini_result r;
+	double snap_bytes;
 	int ok_all = 1;
 
 	a = scrape();
@@ -621,6 +622,11 @@ test_metrics(void)
 	ok_all &= curl_json("POST", "/v1/streams/nope/push", TOKEN_A, NULL,
 	    "{\"text\":\"ab\"}", &doc) == 404;
 	cJSON_Delete(doc);
+	ok_all &= curl_json("POST", "/v1/streams/ref-e/snapshot", TOKEN_A, NULL,
+	    "{\"name\":\"m1\"}", &doc) == 200;
+	snap_bytes = doc && cJSON_GetObjectItem(doc, "bytes") ?
+	    cJSON_GetObjectItem(doc, "bytes")->valuedouble : -1;
+	cJSON_Delete(doc);
 	b = scrape();
 	ok(ok_all && b != NULL && val(b, push) - val(a, push) == 6 &&
 	    val(b, bad) - val(a, bad) == 1 && val(b, emb) - val(a, emb) == 1 &&
@@ -638,6 +644,13 @@ test_metrics(void)
 	    "tokens in +%g (19), device busy time grew, streams counted",
 	    b ? val(b, "infinid_tokens_in_total{}") -
 	    val(a, "infinid_tokens_in_total{}") : -1);
+	ok(b && val(b, "infinid_snapshot_writes_total{}") -
+	    val(a, "infinid_snapshot_writes_total{}") == 1 &&
+	    snap_bytes > 0 && val(b, "infinid_snapshot_bytes_total{}") -
+	    val(a, "infinid_snapshot_bytes_total{}") == snap_bytes,
+	    "a Snapshot of %g bytes: snapshot writes +1, bytes +%g", snap_bytes,
+	    b ? val(b, "infinid_snapshot_bytes_total{}") -
+	    val(a, "infinid_snapshot_bytes_total{}") : -1);
 	cJSON_Delete(a);
 	cJSON_Delete(b);
 }
@@ -675,7 +688,7 @@ main(void)
 		return (tap_done());
 	}
 	free(v);
-	tap_plan(31);
+	tap_plan(32);
 	signal(SIGPIPE, SIG_IGN);
 	setenv("INFINI_VALIDATION", "1", 0);
 	if (fx_tmpdir(dir, sizeof(dir)) != 0)
