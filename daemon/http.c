@@ -192,6 +192,7 @@ hr_cb(void *arg)
 	case S_HEAD:
 	case S_CHUNK:
 		if (rv != 0) {
+			metrics_http(h->ep, 499, h->t0);
 			oai_cancel_gen(h);
 			return;
 		}
