@@ -519,6 +519,8 @@ test_client_leaves(void)
 
 	for (int k = 0; k < 2; k++) {
 		const char *key = "infinid_rpc_requests_total{code=OK,method=Cancel}";
+		const char *left = "infinid_http_requests_total{endpoint=completions,"
+		    "status=499}";
 		char auth[128], hdr[128], url[160];
 		uint64_t pos = 0;
 		bool gen = false;
@@ -556,10 +558,12 @@ test_client_leaves(void)
 		/* The gateway sends Cancel only for a generation still running
 		 * when its client left. */
 		ok(!gen && pos < 4096 && a != NULL && b != NULL &&
-		    val(b, key) - val(a, key) == 1, "%s completion: a client gone "
-		    "in the middle cancels its generation (Cancel +%g, stream at "
-		    "%llu of 4097)", k == 0 ? "a streamed" : "a plain",
+		    val(b, key) - val(a, key) == 1 && val(b, left) - val(a, left) == 1,
+		    "%s completion: a client gone in the middle cancels its "
+		    "generation (Cancel +%g, HTTP 499 +%g, stream at %llu of "
+		    "4097)", k == 0 ? "a streamed" : "a plain",
 		    a && b ? val(b, key) - val(a, key) : -1,
+		    a && b ? val(b, left) - val(a, left) : -1,
 		    (unsigned long long)pos);
 		cJSON_Delete(a);
 		cJSON_Delete(b);
