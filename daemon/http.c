@@ -381,6 +381,7 @@ struct route {
 
 static const struct route routes[] = {
 	{ "GET", "/metrics", K_METRICS, 0, MX_EP_METRICS },
+	{ "GET", "/v1/models", K_MODELS, 0, MX_EP_API },
 	{ "POST", "/v1/completions", K_COMPLETIONS, 0, MX_EP_COMPLETIONS },
 	{ "POST", "/v1/embeddings", K_EMBEDDINGS, 0, MX_EP_EMBEDDINGS },
 	{ "GET", "/v1/health", K_RPC, M(HEALTH), MX_EP_API },
@@ -454,6 +455,35 @@ serve_metrics(struct http_gw *gw, nng_aio *haio, int64_t t0)
 	metrics_http(MX_EP_METRICS, 200, t0);
 }
 
+/* serve_models answers OpenAI's model list: the one model served (some
+ * clients ask before anything else). */
+static void
+serve_models(struct http_gw *gw, nng_aio *haio, int64_t t0)
+{
+	cJSON *o = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(o, "data");
+	cJSON *m = cJSON_CreateObject();
+	char *s;
+
+	cJSON_AddStringToObject(o, "object", "list");
+	cJSON_AddStringToObject(m, "id", gw->d->cfg.model);
+	cJSON_AddStringToObject(m, "object", "model");
+	/* when the daemon started, in Unix seconds */
+	cJSON_AddNumberToObject(m, "created", (double)(time(NULL) -
+	    (now_ms() - gw->d->start_ms) / 1000));
+	cJSON_AddStringToObject(m, "owned_by", "infinid");
+	if (!cJSON_AddItemToArray(list, m))
+		cJSON_Delete(m);
+	if ((s = cJSON_PrintUnformatted(o)) == NULL) {
+		cJSON_Delete(o);
+		nng_aio_finish(haio, NNG_ENOMEM);
+		return;
+	}
+	hr_finish(haio, 200, "application/json", s, strlen(s), false);
+	metrics_http(MX_EP_API, 200, t0);
+	free(s);
+	cJSON_Delete(o);
+}
+
 /* hr_handle is NNG's handler for every path. */
 static void
 hr_handle(nng_aio *haio)
@@ -483,6 +513,10 @@ hr_handle(nng_aio *haio)
 		hr_early_error(haio, req, r->ep, t0, 401, "invalid_api_key",
 		    "a valid bearer token is required (Authorization: Bearer "
 		    "TOKEN)");
+		return;
+	}
+	if (r->kind == K_MODELS) {
+		serve_models(gw, haio, t0);
 		return;
 	}
 	if (r->kind == K_METRICS) {

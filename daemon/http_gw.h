@@ -40,7 +40,7 @@ struct http_gw {
 	pthread_cond_t cv;         /* nwatch fell */
 };
 
-enum kind { K_RPC, K_COMPLETIONS, K_EMBEDDINGS, K_METRICS };
+enum kind { K_RPC, K_COMPLETIONS, K_EMBEDDINGS, K_METRICS, K_MODELS };
 enum step { S_BODY, S_RPC, S_OPEN, S_GENERATE, S_POLL, S_PUSH, S_HEAD,
 	S_CHUNK, S_END, S_CANCEL };
 

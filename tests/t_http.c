@@ -362,7 +362,7 @@ test_openai_client(void)
 
 	if (access(HTTP_CLIENT_DIR "/node_modules/openai/package.json",
 	    R_OK) != 0) {
-		tap_skip(4, "the openai npm package is not installed (npm ci in "
+		tap_skip(5, "the openai npm package is not installed (npm ci in "
 		    "tests/http-client; tools/setup-debian.sh does)");
 		free(ref);
 		return;
@@ -387,6 +387,10 @@ test_openai_client(void)
 		i++;
 	}
 	ok(same && i == 2, "openai npm: base64 embeddings equal NNG's means");
+	ok(doc && cJSON_GetArraySize(cJSON_GetObjectItem(doc, "models")) == 1 &&
+	    strcmp(cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "models"), 0)->
+	    valuestring, model) == 0, "openai npm: the model list is the "
+	    "daemon's model");
 	ok(doc && cJSON_GetObjectItem(doc, "bad_token_status") &&
 	    cJSON_GetObjectItem(doc, "bad_token_status")->valueint == 401 &&
 	    strcmp(cJSON_GetObjectItem(doc, "bad_token_type")->valuestring,
@@ -692,7 +696,7 @@ main(void)
 		return (tap_done());
 	}
 	free(v);
-	tap_plan(32);
+	tap_plan(33);
 	signal(SIGPIPE, SIG_IGN);
 	setenv("INFINI_VALIDATION", "1", 0);
 	if (fx_tmpdir(dir, sizeof(dir)) != 0)

@@ -13,6 +13,9 @@ const client = new OpenAI({
 });
 
 const out = { chunks: 0, text: "", finish: null };
+out.models = [];
+for await (const m of client.models.list())
+	out.models.push(m.id);
 const s = await client.completions.create({
 	model: "infinid", prompt: "Hello", max_tokens: 6, temperature: 0,
 	stream: true,
