@@ -594,6 +594,22 @@ hr_handle(nng_aio *haio)
 /* ------------------------------------------------------------ lifetime */
 
 int
+http_prepare(struct infinid *d, char *err, size_t errlen)
+{
+	struct http_gw *gw;
+
+	if (d->cfg.http_listen[0] == '\0' || d->http != NULL)
+		return (0);
+	if ((gw = calloc(1, sizeof(*gw))) == NULL)
+		return (INFINI_ENOMEM);
+	gw->d = d;
+	pthread_mutex_init(&gw->mx, NULL);
+	pthread_cond_init(&gw->cv, NULL);
+	d->http = gw;
+	return (tokens_load(gw, d->cfg.http_tokens_file, err, errlen));
+}
+
+int
 http_start(struct infinid *d, char *err, size_t errlen)
 {
 	struct http_gw *gw;
@@ -603,14 +619,9 @@ http_start(struct infinid *d, char *err, size_t errlen)
 
 	if (d->cfg.http_listen[0] == '\0')
 		return (0);
-	if ((gw = calloc(1, sizeof(*gw))) == NULL)
-		return (INFINI_ENOMEM);
-	gw->d = d;
-	pthread_mutex_init(&gw->mx, NULL);
-	pthread_cond_init(&gw->cv, NULL);
-	d->http = gw;
-	if ((rv = tokens_load(gw, d->cfg.http_tokens_file, err, errlen)) != 0)
+	if ((rv = http_prepare(d, err, errlen)) != 0)
 		return (rv);
+	gw = d->http;
 	snprintf(url, sizeof(url), "http://%s", d->cfg.http_listen);
 	if ((rv = nng_url_parse(&u, url)) != 0 ||
 	    (rv = nng_http_server_hold(&gw->srv, u)) != 0) {

@@ -252,9 +252,12 @@ void srv_wake_polls(struct infinid *d, struct gen *g);
 
 /* http.c: the HTTP/JSON gateway (http_listen), served by NNG's HTTP
  * server; its calls go through methods_dispatch like the socket's.
- * http_start returns 0 (nothing to do when http_listen is empty) or an
- * INFINI_E* code with err set; http_stop answers what is still open and
- * frees everything (after sched_stop, before srv_stop). */
+ * http_prepare reads http_tokens_file (before the model loads, so a bad
+ * file stops the daemon at once); http_start starts listening.  Both
+ * return 0 (nothing to do when http_listen is empty) or an INFINI_E* code
+ * with err set; http_stop answers what is still open and frees everything
+ * (after sched_stop, before srv_stop; also after a failed start). */
+int http_prepare(struct infinid *d, char *err, size_t errlen);
 int http_start(struct infinid *d, char *err, size_t errlen);
 void http_stop(struct infinid *d);
 

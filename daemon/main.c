@@ -243,6 +243,13 @@ main(int argc, char **argv)
 		notify_fini(&n);
 		return (1);
 	}
+	if ((rv = http_prepare(&d, err, sizeof(err))) != 0) {
+		LOG(LOG_ERR, "%s", err);
+		notify_status(&n, "failed to start: %s", err);
+		notify_fini(&n);
+		http_stop(&d);
+		return (1);
+	}
 	LOG(LOG_INFO, "loading model %s", d.cfg.model);
 	notify_status(&n, "loading model %s", d.cfg.model);
 	if ((rv = eng_model_load(d.cfg.model, &d.model, err, sizeof(err))) != 0) {

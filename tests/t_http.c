@@ -718,11 +718,18 @@ main(void)
 		printf("Bail out! cannot write the fixture model\n");
 		return (1);
 	}
-	/* A token file others may read is refused. */
+	/* A token file others may read is refused, before the model loads. */
 	chmod(tokfile, 0644);
-	ok(dproc_start(&dp, dir, model, state, extra, NULL) != 0 ||
-	    dproc_wait(&dp, 0, 10000) != 0,
-	    "a token file readable by others stops the daemon from starting");
+	{
+		int64_t t0 = fx_now_ms();
+		int rv = dproc_start(&dp, dir, model, state, extra, NULL);
+		if (rv == 0)
+			dproc_wait(&dp, SIGKILL, 1000);
+		ok(rv != 0 && dproc_log_count(dp.log, "with no group or other access") ==
+		    1, "a token file readable by others stops the daemon before "
+		    "it answers, saying why (%lld ms)",
+		    (long long)(fx_now_ms() - t0));
+	}
 	chmod(tokfile, 0600);
 
 	if (dproc_start(&dp, dir, model, state, extra, NULL) != 0 ||
