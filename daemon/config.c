@@ -47,6 +47,12 @@ static const struct crow rows[] = {
 	S(tls_cert_key_file, "", "PEM file with the certificate and private key "
 	    "that tls+tcp:// listeners present"),
 	S(log_level, "info", "error, warning, notice, info or debug"),
+	S(http_listen, "", "HOST:PORT for the HTTP/JSON and OpenAI-compatible "
+	    "gateway and /metrics, e.g. 127.0.0.1:8480 (empty: off)"),
+	S(http_tokens_file, "", "file of 'TOKEN USER' lines giving each bearer "
+	    "token its user; owned by the daemon's user, mode 0600"),
+	I(http_max_body_bytes, "8388608", 1024, 1 << 30,
+	    "largest HTTP request body accepted (larger: 413)"),
 	I(max_streams, "4096", 1, 1 << 20,
 	    "streams known at most, resident or spilled to state_dir"),
 	I(max_resident_streams, "64", 1, 65536,

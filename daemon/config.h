@@ -19,6 +19,9 @@ struct cfg {
 	char admin_group[64];
 	char tls_cert_key_file[1024]; /* PEM: certificate and key, for tls+tcp:// */
 	char log_level[16];
+	char http_listen[256];   /* HOST:PORT of the HTTP gateway; empty: off */
+	char http_tokens_file[1024]; /* bearer token -> user lines, mode 0600 */
+	long http_max_body_bytes;
 	long max_streams;        /* known: resident or spilled */
 	long max_resident_streams; /* engine slots in use at most */
 	long state_memory_mb;      /* device memory for the slots; 0: any */

@@ -130,6 +130,12 @@ struct work {
 	struct gen *pgen;          /* parked on this generation, or NULL */
 	uint64_t pafter;
 	struct work *pnext;
+	/* A call from the HTTP gateway (http.c) has no NNG context: srv_reply
+	 * hands its packed Reply to local instead, which takes the buffer
+	 * (NULL when packing failed).  Called with d->mu held. */
+	void (*local)(struct work *w, uint8_t *reply, size_t len);
+	int method;                /* the infini.v1.Method served (metrics) */
+	int64_t t0_us;             /* its arrival, metrics_now_us() */
 	struct uacct *pacct;       /* a parked poll counted here, or NULL */
 	uint32_t uid;              /* the request's caller, for its counters */
 };
@@ -209,6 +215,7 @@ struct infinid {
 	enum eng_fault fault;
 	int fault_skip;
 	char fault_id[WIRE_ID_MAX + 1];
+	struct http_gw *http;       /* http.c; NULL when http_listen is off */
 };
 
 int64_t now_ms(void);
@@ -338,6 +345,17 @@ void srv_wake_polls(struct infinid *d, struct gen *g);
 /* methods_health answers a Health request without d->mu: it reads nothing
  * the scheduler changes except the stream count (atomic). */
 void methods_health(struct infinid *d, struct work *w);
+/* http.c: the HTTP/JSON gateway (http_listen), served by NNG's HTTP
+ * server; its calls go through methods_dispatch like the socket's.
+ * http_prepare reads http_tokens_file (before the model loads, so a bad
+ * file stops the daemon at once); http_start starts listening.  Both
+ * return 0 (nothing to do when http_listen is empty) or an INFINI_E* code
+ * with err set; http_stop answers what is still open and frees everything
+ * (after sched_stop, before srv_stop; also after a failed start). */
+int http_prepare(struct infinid *d, char *err, size_t errlen);
+int http_start(struct infinid *d, char *err, size_t errlen);
+void http_stop(struct infinid *d);
+
 /* methods.c: decode and serve one request (called from server.c). */
 void methods_dispatch(struct infinid *d, struct work *w, uint32_t uid,
     uint32_t pipe, const Infini__V1__Request *req);

@@ -81,7 +81,9 @@ usage(FILE *f)
 "\n"
 "  --config FILE     settings file (default %s, optional)\n"
 "  --KEY VALUE       any setting, e.g. --model DIR, --listen URL,\n"
-"                    --device SEL, --max-streams N (dashes or underscores)\n"
+"                    --device SEL, --max-streams N (dashes or underscores),\n"
+"                    --http-listen 127.0.0.1:8480 --http-tokens-file F for the\n"
+"                    HTTP/OpenAI gateway and /metrics (docs/protocol.md)\n"
 "  --print-config    print the effective settings and exit\n"
 "  --version         print the version and exit\n"
 "  -h, --help        this text\n"
@@ -241,6 +243,13 @@ main(int argc, char **argv)
 		notify_fini(&n);
 		return (1);
 	}
+	if ((rv = http_prepare(&d, err, sizeof(err))) != 0) {
+		LOG(LOG_ERR, "%s", err);
+		notify_status(&n, "failed to start: %s", err);
+		notify_fini(&n);
+		http_stop(&d);
+		return (1);
+	}
 	LOG(LOG_INFO, "loading model %s", d.cfg.model);
 	notify_status(&n, "loading model %s", d.cfg.model);
 	if ((rv = eng_model_load(d.cfg.model, &d.model, err, sizeof(err))) != 0) {
@@ -307,11 +316,13 @@ main(int argc, char **argv)
 		sio_stop(&d);
 		goto out;
 	}
-	if ((rv = srv_start(&d, err, sizeof(err))) != 0) {
+	if ((rv = srv_start(&d, err, sizeof(err))) != 0 ||
+	    (rv = http_start(&d, err, sizeof(err))) != 0) {
 		LOG(LOG_ERR, "%s", err);
-		srv_stop(&d);
 		sched_stop(&d);
+		http_stop(&d);
 		sio_stop(&d);
+		srv_stop(&d);
 		goto out;
 	}
 	LOG(LOG_NOTICE, "ready: model %s on %s", d.cfg.model, d.device_name);
@@ -326,6 +337,7 @@ main(int argc, char **argv)
 	/* The scheduler first: it finishes its batch and writes every stream
 	 * with unsaved work while the contexts it answers still exist. */
 	sched_stop(&d);
+	http_stop(&d);
 	sio_stop(&d);
 	srv_stop(&d);
 	strm_free_all(&d);

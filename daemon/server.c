@@ -31,6 +31,7 @@
 #include <nng/transport/ipc/ipc.h>
 #include <nng/supplemental/tls/tls.h>
 #include "log.h"
+#include "metrics.h"
 
 #define SRV_DRAIN_MS 2000       /* srv_stop: longest wait for replies in flight */
 #define SRV_FD_RESERVE 64       /* descriptors never given to connections */
@@ -64,7 +65,12 @@ srv_reply(struct work *w, int code, const char *msg,
 			a->errors++;
 		LOG(LOG_DEBUG, "reply %s: %s", wire_code_name(code), msg);
 	}
+	metrics_rpc(w->method, code, w->t0_us);
 	buf = wire_pack_reply(w->call_id, code, msg, body, &len);
+	if (w->local != NULL) {
+		w->local(w, buf, len);
+		return;
+	}
 	if (buf == NULL || nng_msg_alloc(&m, 0) != 0) {
 		free(buf);
 		/* Nothing can be sent; free the context for the next request. */
@@ -214,6 +220,8 @@ serve(struct work *w, nng_msg *m)
 	uint32_t uid, pipe;
 
 	uid = caller_uid(d, m, &pipe);
+	w->t0_us = metrics_now_us();
+	w->method = 0;
 	wire_alloc_init(&a, 4 * (size_t)d->cfg.max_message_bytes + (1u << 20));
 	req = (Infini__V1__Request *)wire_unpack(&infini__v1__request__descriptor,
 	    &a, nng_msg_len(m), nng_msg_body(m));
@@ -231,6 +239,8 @@ serve(struct work *w, nng_msg *m)
 	}
 	pthread_mutex_lock(&d->mu);
 	w->call_id = req ? req->call_id : 0;
+	if (req != NULL)
+		w->method = (int)req->method;
 	if (req == NULL)
 		srv_replyf(w, INFINI__V1__CODE__INVALID_ARGUMENT,
 		    "request is not a valid infini.v1.Request envelope");

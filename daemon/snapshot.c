@@ -768,8 +768,8 @@ open_dir(const char *dir, char *err, size_t errlen, int *dfd)
 	return (0);
 }
 
-int
-snap_write_file(const char *dir, const char *name, const uint8_t *buf,
+static int
+write_file(const char *dir, const char *name, const uint8_t *buf,
     size_t len, char *err, size_t errlen)
 {
 	static atomic_uint seq;
@@ -896,6 +896,33 @@ open_regular(int dfd, const char *name, size_t max, int *fd, struct stat *sb,
 		return (INFINI_ECORRUPT);
 	}
 	return (0);
+}
+
+/* Files written, their bytes and failed writes, for the daemon's metrics:
+ * atomics, as spills, autosnapshots and Snapshot calls may write at once. */
+static atomic_uint_fast64_t n_writes, n_bytes, n_failures;
+
+int
+snap_write_file(const char *dir, const char *name, const uint8_t *buf,
+    size_t len, char *err, size_t errlen)
+{
+	int rv = write_file(dir, name, buf, len, err, errlen);
+
+	if (rv == 0) {
+		atomic_fetch_add_explicit(&n_writes, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&n_bytes, len, memory_order_relaxed);
+	} else {
+		atomic_fetch_add_explicit(&n_failures, 1, memory_order_relaxed);
+	}
+	return (rv);
+}
+
+void
+snap_counters(uint64_t *writes, uint64_t *bytes, uint64_t *failures)
+{
+	*writes = atomic_load_explicit(&n_writes, memory_order_relaxed);
+	*bytes = atomic_load_explicit(&n_bytes, memory_order_relaxed);
+	*failures = atomic_load_explicit(&n_failures, memory_order_relaxed);
 }
 
 int

@@ -128,6 +128,10 @@ bool snap_name_ok(const char *name);
 int snap_write_file(const char *dir, const char *name, const uint8_t *buf,
     size_t len, char *err, size_t errlen);
 
+/* snap_counters reads the totals of snap_write_file so far: files written,
+ * their bytes, and writes that failed (any thread). */
+void snap_counters(uint64_t *writes, uint64_t *bytes, uint64_t *failures);
+
 /*
  * snap_read_file_max reads dir/name whole.  It is opened with O_NOFOLLOW and
  * O_NONBLOCK, so a symlink is refused and a FIFO or device under that name

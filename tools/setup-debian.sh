@@ -16,6 +16,9 @@
 # and real tokenizer.json files that tests/t_tok compares against.
 # python3-venv, python3-pip and python3-setuptools install the Python
 # client offline (tests/t_python checks the documented pip command).
+# curl, nodejs + npm (the openai npm client in tests/http-client) and
+# python3-prometheus-client (its text parser) drive tests/t_http's checks of
+# the HTTP gateway and /metrics.
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
 	exec sudo "$0" "$@"
@@ -34,6 +37,7 @@ apt-get install -y -qq --no-install-recommends \
 	debhelper dpkg-dev lintian devscripts \
 	libpcre2-dev libutf8proc-dev \
 	python3-venv python3-pip python3-setuptools \
+	curl python3-prometheus-client \
 	>/dev/null
 # NNG >= 1.10 (Debian 12's libnng 1.5.2 is refused by the build).
 "$(dirname "$0")/../deps/fetch-nng.sh"
@@ -44,4 +48,7 @@ if ! command -v npm >/dev/null; then
 fi
 # The tokenizer oracle (test only), pinned by its package-lock.json.
 npm ci --prefix "$(dirname "$0")/tok-oracle" --no-audit --no-fund >/dev/null
+# The openai npm package (test only), pinned by its package-lock.json.
+npm ci --prefix "$(dirname "$0")/../tests/http-client" --no-audit --no-fund \
+	>/dev/null
 echo "setup-debian: build and test dependencies installed"
