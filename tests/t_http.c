@@ -167,10 +167,12 @@ py_decode(const char *bytes, size_t n)
 	return (r);
 }
 
+/* A token hands out whole UTF-8 characters (U+FFFD, 3 bytes, for bytes
+ * that never form one), so NGEN tokens may carry up to 4 bytes each. */
 struct gen_out {
 	int32_t toks[NGEN + 1];
 	int n;
-	char bytes[NGEN + 1];
+	char bytes[4 * NGEN + 1];
 	size_t nb;
 };
 
@@ -183,7 +185,7 @@ on_tok(void *arg, int32_t t, const char *b, size_t len)
 		return (0);
 	if (g->n < NGEN)
 		g->toks[g->n++] = t;
-	if (len > 0 && g->nb + len <= NGEN) {
+	if (len > 0 && g->nb + len <= 4 * NGEN) {
 		memcpy(g->bytes + g->nb, b, len);
 		g->nb += len;
 	}
@@ -466,8 +468,14 @@ test_errors(void)
 	cJSON_Delete(doc);
 	st = curl_json("POST", "/v1/completions", TOKEN_B,
 	    "X-Infini-Stream: h-c1", "{\"prompt\":\"a\"}", &doc);
-	ok(st == 403 && is_openai_error(doc, "permission_error"),
-	    "a completion on another user's stream: 403 (%d)", st);
+	/* The gateway opens the stream it is named: another user's ID is
+	 * "taken", as OpenStream says over the socket (protocol.md §4). */
+	const cJSON *msg = cJSON_GetObjectItem(cJSON_GetObjectItem(doc,
+	    "error"), "message");
+	ok(st == 409 && is_openai_error(doc, "invalid_request_error") &&
+	    cJSON_IsString(msg) && strstr(msg->valuestring, "is taken") != NULL,
+	    "a completion on another user's stream: 409, the ID is taken (%d)",
+	    st);
 	cJSON_Delete(doc);
 	st = curl_json("POST", "/v1/streams/nope/push", TOKEN_A, NULL,
 	    "{\"text\":\"a\"}", &doc);
