@@ -14,8 +14,10 @@
  * and X rows i = (gy LY + ly) RM + r.  Rows past m or n are clamped for
  * loading and skipped for storing, so any m, n work; k is a multiple of 4.
  * Build-time defines: RM, RN, KS4 (texels per slab), LX, LY, and the weight
- * dtype W_F32 (RGBA32F view), W_F16 (RGBA16F view) or W_BF16 (RG32UI view,
- * each texel unpacked to four bf16).
+ * dtype W_F32 (RGBA32F view), W_F16 (RGBA16F view), W_BF16 (RG32UI view,
+ * each texel unpacked to four bf16), W_Q8_0 (RGBA8I view of int8 quants) or
+ * W_Q4_0 (R16UI view, four nibbles a texel), the block dtypes with an R32F
+ * view of their per-block scales at binding 3.
  */
 #include "matmul_pc.h"
 
@@ -48,8 +50,25 @@ vec4 wfetch(int i)
 #elif defined(W_F32) || defined(W_F16)
 layout(binding = 1) uniform samplerBuffer W;
 vec4 wfetch(int i) { return texelFetch(W, i); }
+#elif defined(W_Q8_0)
+layout(binding = 1) uniform isamplerBuffer W;     /* R8G8B8A8_SINT */
+vec4 wfetch(int i) { return vec4(texelFetch(W, i)); }
+#define WQ 1
+#elif defined(W_Q4_0)
+layout(binding = 1) uniform usamplerBuffer W;     /* R16_UINT */
+vec4 wfetch(int i)
+{
+	uint u = texelFetch(W, i).x;
+	return vec4(float(u & 15u), float((u >> 4) & 15u),
+	    float((u >> 8) & 15u), float(u >> 12)) - 8.0;
+}
+#define WQ 1
 #else
-#error "define W_F32, W_F16 or W_BF16"
+#error "define W_F32, W_F16, W_BF16, W_Q8_0 or W_Q4_0"
+#endif
+#ifdef WQ
+/* One f32 scale per block of 32 values (8 texels), R32_SFLOAT. */
+layout(binding = 3) uniform samplerBuffer S;
 #endif
 layout(binding = 2, std430) buffer Y { float y[]; };
 
@@ -72,6 +91,32 @@ void main()
 			acc[r][c] = 0.0;
 
 	int kq = 0;
+#ifdef WQ
+	/* k is whole blocks (8 texels), and KS4 divides 8: fetch each row's
+	 * block scale once, then the slabs of that block with the weights
+	 * scaled as they are fetched. */
+	int sb[RN];
+	[[unroll]] for (int c = 0; c < RN; c++)
+		sb[c] = min(j0 + c, n - 1) * (k4 >> 3);
+	for (int kb = 0; kb < k4; kb += 8) {
+		float sc[RN];
+		[[unroll]] for (int c = 0; c < RN; c++)
+			sc[c] = texelFetch(S, sb[c] + (kb >> 3)).x;
+		for (kq = kb; kq < kb + 8; kq += KS4) {
+			vec4 xs[RM][KS4], ws[RN][KS4];
+			[[unroll]] for (int r = 0; r < RM; r++)
+				[[unroll]] for (int s = 0; s < KS4; s++)
+					xs[r][s] = texelFetch(X, xb[r] + kq + s);
+			[[unroll]] for (int c = 0; c < RN; c++)
+				[[unroll]] for (int s = 0; s < KS4; s++)
+					ws[c][s] = wfetch(wb[c] + kq + s) * sc[c];
+			[[unroll]] for (int s = 0; s < KS4; s++)
+				[[unroll]] for (int r = 0; r < RM; r++)
+					[[unroll]] for (int c = 0; c < RN; c++)
+						acc[r][c] += dot(xs[r][s], ws[c][s]);
+		}
+	}
+#endif
 	for (; kq + KS4 <= k4; kq += KS4) {
 		vec4 xs[RM][KS4], ws[RN][KS4];
 		[[unroll]] for (int r = 0; r < RM; r++)

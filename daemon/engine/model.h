@@ -21,7 +21,13 @@ enum eng_arch { ENG_ARCH_LLAMA, ENG_ARCH_GEMMA };
 enum eng_act { ENG_ACT_SILU, ENG_ACT_GELU, ENG_ACT_GELU_TANH };
 enum eng_update { ENG_UPDATE_LINEAR, ENG_UPDATE_DELTA };
 enum eng_gate_on { ENG_GATE_MEMORY, ENG_GATE_LOCAL };
-enum eng_dtype { ENG_F32, ENG_F16, ENG_BF16 };
+/* Storage dtypes.  Q8_0 and Q4_0 are GGUF's block formats (docs/quant.md):
+ * blocks of ENG_QBLOCK values along a row, each with an f16 scale; they are
+ * allowed for projection matrices only (and an untied lm_head). */
+enum eng_dtype { ENG_F32, ENG_F16, ENG_BF16, ENG_Q8_0, ENG_Q4_0,
+	ENG_DTYPE_COUNT };
+#define ENG_QBLOCK 32
+#define ENG_DTYPE_QUANT(t) ((t) == ENG_Q8_0 || (t) == ENG_Q4_0)
 
 /* Byte tokenizer: ids 0..255 are bytes, then these specials. */
 #define ENG_TOK_BOS 256
@@ -115,7 +121,8 @@ void eng_model_free(struct eng_model *m);
 const struct eng_tensor *eng_model_find(const struct eng_model *m,
     const char *name);
 
-/* eng_tensor_get returns element i of t converted to float. */
+/* eng_tensor_get returns element i of t converted to float (dequantized
+ * for the block dtypes). */
 float eng_tensor_get(const struct eng_tensor *t, size_t i);
 
 /* eng_tensor_numel returns the number of elements of t. */
