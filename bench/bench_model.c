@@ -83,7 +83,8 @@ count_params(const struct eng_model *m)
 static const char *
 dtype_name(enum eng_dtype d)
 {
-	return (d == ENG_F32 ? "f32" : d == ENG_F16 ? "f16" : "bf16");
+	static const char *const n[] = { "f32", "f16", "bf16", "q8_0", "q4_0" };
+	return (d >= 0 && d < ENG_DTYPE_COUNT ? n[d] : "?");
 }
 
 /* one_rep runs a fresh stream: prefill (time into *pre), then ndec decode
@@ -195,17 +196,21 @@ main(int argc, char **argv)
 	double pm = bench_median(pre, (size_t)R);
 	double dm = bench_median(dec, (size_t)R * D);
 	unsigned long long np = (unsigned long long)count_params(m);
+	uint64_t wbytes, sbytes, abytes;
+	eng_device_bytes(e, &wbytes, &sbytes, &abytes);
 	printf("| backend | params | prefill P | prefill ms (median) | "
 	    "prefill tok/s | decode D | decode ms/token (median) | "
 	    "decode tok/s |\n");
 	printf("|---|---|---|---|---|---|---|---|\n");
 	printf("| engine %s (%s) | %llu | %d | %.1f | %.1f | %d | %.2f | %.1f |\n",
-	    eng_device_name(e), dtype_name(m->embed->dtype), np, P, pm * 1e3,
+	    eng_device_name(e), dtype_name(m->layers[0].wq->dtype), np, P,
+	    pm * 1e3,
 	    P / pm, D, dm * 1e3, 1.0 / dm);
 	printf("RESULT backend=engine params=%llu prefill=%d decode=%d reps=%d "
 	    "prefill_tok_s=%.3f decode_tok_s=%.3f prefill_ms=%.3f "
-	    "decode_ms=%.4f\n", np, P, D, R, P / pm, 1.0 / dm, pm * 1e3,
-	    dm * 1e3);
+	    "decode_ms=%.4f weights_mib=%.1f dtype=%s\n", np, P, D, R, P / pm,
+	    1.0 / dm, pm * 1e3, dm * 1e3, (double)wbytes / (1 << 20),
+	    dtype_name(m->layers[0].wq->dtype));
 	if (profile)
 		eng_profile_print(e, stderr);
 	rv = 0;

@@ -6,11 +6,12 @@
  * convert_ref.py, reading the source directly) within CV_TOL relative, in
  * f32, over NTOK tokens = five segments and a half, pushed in chunks of 5.
  *
- * Then the block dtypes (the converted model loads with the dtypes the
- * documentation promises and stays close to f32), and the refusals: model
- * types whose blocks the engine lacks, an existing DST, a plain model
- * without a segment size, a truncated source (no DST and no partial
- * directory may be left behind).
+ * With the default gate (-100), a later segment must be the plain model
+ * over that segment alone.  Then the block dtypes (the converted model
+ * loads with the dtypes the documentation promises and stays close to
+ * f32), and the refusals: model types whose blocks the engine lacks, an
+ * existing DST, a plain model without a segment size, a truncated source
+ * (no DST and no partial directory may be left behind).
  *
  * Skips when python3 cannot import torch and numpy.
  */
@@ -34,6 +35,7 @@
 #define CV_TOL 1e-4
 
 static char tmp[512];
+static int toks[NTOK];
 
 /* sh runs a command with stderr to tmp/log; returns its exit status. */
 static int
@@ -83,7 +85,8 @@ write_tokens(void)
 		return;
 	for (int i = 0; i < NTOK; i++) {
 		s = s * 6364136223846793005ull + 1442695040888963407ull;
-		fprintf(f, "%d ", (int)((s >> 33) % VOCAB_MIN));
+		toks[i] = (int)((s >> 33) % VOCAB_MIN);
+		fprintf(f, "%d ", toks[i]);
 	}
 	fclose(f);
 }
@@ -177,6 +180,54 @@ test_layouts(void)
 		ok(r >= 0 && r <= CV_TOL, "%s: logits equal PyTorch's on the "
 		    "source over 5.5 segments (max rel %.2g)", cases[i].what, r);
 	}
+}
+
+/*
+ * test_plain: with the default beta (-100) each segment is the plain model
+ * over that segment's tokens alone.  The engine's logits for the second
+ * segment of the converted Llama must equal PyTorch's on those 8 tokens as
+ * one long segment (the plain causal model: no memory is ever read).
+ */
+static void
+test_plain(void)
+{
+	char dst[600], p[600];
+	float *a = NULL, *b = NULL;
+	size_t ra, ca, rb, cb;
+	double d = 0, m = 1e-30;
+	FILE *f;
+	int rv = -1;
+
+	snprintf(dst, sizeof(dst), "%s/plain", tmp);
+	snprintf(p, sizeof(p), "%s/tok2.txt", tmp);
+	if ((f = fopen(p, "w")) != NULL) {
+		for (int i = 8; i < 16; i++)
+			fprintf(f, "%d ", toks[i]);
+		fclose(f);
+	}
+	if (sh("%s -q --dtype f32 --segment-size 8 %s/src_llama %s", CONVERT,
+	    tmp, dst) == 0 &&
+	    sh("%s --model %s --tokens %s/tok.txt --output logits --out "
+	    "%s/plain_e.npy", RUN, dst, tmp, tmp) == 0 &&
+	    sh("%s %s %s/src_llama %s %s/plain_t.npy --segment-size 1000",
+	    PYTHON, CONVERT_REF, tmp, p, tmp) == 0) {
+		char err[256];
+		snprintf(p, sizeof(p), "%s/plain_e.npy", tmp);
+		if (npy_read(p, &a, &ra, &ca, err, sizeof(err)) == 0) {
+			snprintf(p, sizeof(p), "%s/plain_t.npy", tmp);
+			if (npy_read(p, &b, &rb, &cb, err, sizeof(err)) == 0 &&
+			    ra == NTOK && rb == 8 && ca == cb)
+				rv = 0;
+		}
+	}
+	for (size_t i = 0; rv == 0 && i < 8 * cb; i++) {
+		d = fmax(d, fabs((double)a[8 * ca + i] - b[i]));
+		m = fmax(m, fabs((double)b[i]));
+	}
+	ok(rv == 0 && d / m <= CV_TOL, "gate -100: segment 2 equals the plain "
+	    "model on its tokens alone (max rel %.2g)", rv == 0 ? d / m : -1);
+	free(a);
+	free(b);
 }
 
 /* dtype_of returns the dtype of tensor name in the converted dir, or -1. */
@@ -319,9 +370,10 @@ main(void)
 		fx_rmtree(tmp);
 		return (0);
 	}
-	tap_plan(16);
+	tap_plan(17);
 	write_tokens();
 	test_layouts();
+	test_plain();
 	test_quant();
 	test_refusals();
 	fx_rmtree(tmp);
