@@ -159,6 +159,7 @@ main(int argc, char **argv)
 		    "--prefill, --decode, --reps (see --help)\n");
 		return (2);
 	}
+	double load0 = bench_now();
 	if (eng_model_load(dir, &m, err, sizeof(err)) != 0) {
 		fprintf(stderr, "bench-model: model %s: %s\n", dir, err);
 		return (1);
@@ -170,6 +171,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "bench-model: %s\n", err);
 		goto out;
 	}
+	double load_s = bench_now() - load0;
 	prompt = malloc(sizeof(*prompt) * (size_t)P);
 	dtok = malloc(sizeof(*dtok) * (size_t)D);
 	hbuf = malloc(sizeof(*hbuf) * (size_t)c->hidden_size);
@@ -208,9 +210,9 @@ main(int argc, char **argv)
 	    P / pm, D, dm * 1e3, 1.0 / dm);
 	printf("RESULT backend=engine params=%llu prefill=%d decode=%d reps=%d "
 	    "prefill_tok_s=%.3f decode_tok_s=%.3f prefill_ms=%.3f "
-	    "decode_ms=%.4f weights_mib=%.1f dtype=%s\n", np, P, D, R, P / pm,
-	    1.0 / dm, pm * 1e3, dm * 1e3, (double)wbytes / (1 << 20),
-	    dtype_name(m->layers[0].wq->dtype));
+	    "decode_ms=%.4f weights_mib=%.1f dtype=%s load_s=%.2f\n", np, P, D, R,
+	    P / pm, 1.0 / dm, pm * 1e3, dm * 1e3, (double)wbytes / (1 << 20),
+	    dtype_name(m->layers[0].wq->dtype), load_s);
 	if (profile)
 		eng_profile_print(e, stderr);
 	rv = 0;

@@ -11,7 +11,7 @@
 #    (decode tok/s, prefill tok/s, device weight memory) and
 #    torch_infini.py bench on the f32 model, 1 thread, in the same run.
 #
-# Usage: bench/run_quant.sh [--keep]
+# Usage: bench/run_quant.sh [--keep] [--speed-only]
 # Environment: BUILD (<repo>/build), PYTHON (/usr/bin/python3), N_SHIP
 #   (10000), N_100M (10000), P (64), D (16), R (1), TIMEOUT (600 s per step).
 set -u -o pipefail
@@ -22,8 +22,14 @@ BUILD=${BUILD:-$root/build}
 PYTHON=${PYTHON:-/usr/bin/python3}
 N_SHIP=${N_SHIP:-10000} N_100M=${N_100M:-10000}
 P=${P:-64} D=${D:-16} R=${R:-1} TIMEOUT=${TIMEOUT:-600}
-keep=0
-[ "${1:-}" = --keep ] && keep=1
+keep=0 errors=1
+for a in "$@"; do
+	case $a in
+	--keep) keep=1 ;;
+	--speed-only) errors=0 ;;
+	*) echo "run_quant.sh: unknown argument $a" >&2; exit 2 ;;
+	esac
+done
 
 gen=$BUILD/tools/gen-model
 conv=$BUILD/daemon/infini-convert
@@ -49,9 +55,11 @@ done
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| model | dtype | tokens | max abs dlogit | mean abs dlogit | top-1 agreement |"
+[ "$errors" = 1 ] &&
+echo "| model | dtype | tokens | max abs dlogit | mean abs dlogit | top-1 agreement |" &&
 echo "|---|---|---|---|---|---|"
 for m in ship 100m; do
+	[ "$errors" = 1 ] || break
 	src=$dir/100m n=$N_100M
 	[ $m = ship ] && src=$root/models/default n=$N_SHIP
 	for t in bf16 q8_0 q4; do

@@ -152,8 +152,7 @@ const char *eng_mm_var_name(enum eng_mm_var v);
 /* eng_mm_wformat: the texel format family v reads weights of dtype t in, or
  * VK_FORMAT_UNDEFINED when v binds weights as storage buffers. */
 VkFormat eng_mm_wformat(enum eng_mm_var v, enum eng_dtype t);
-/* eng_mm_texel_bytes: bytes per weight texel for dtype t (16, 8, 4 or 2);
- * every weight texel holds 4 values. */
+/* eng_mm_texel_bytes: bytes per weight texel for dtype t (16 or 8). */
 uint32_t eng_mm_texel_bytes(enum eng_dtype t);
 /*
  * eng_mm_record records Y[:, part.row0 + j] (+)= X W^T for the first m rows

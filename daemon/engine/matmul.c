@@ -78,8 +78,8 @@ eng_mm_wformat(enum eng_mm_var v, enum eng_dtype t)
 	switch (t) {
 	case ENG_F16: return (VK_FORMAT_R16G16B16A16_SFLOAT);
 	case ENG_BF16: return (VK_FORMAT_R32G32_UINT);
-	case ENG_Q8_0: return (VK_FORMAT_R8G8B8A8_SINT);
-	case ENG_Q4_0: return (VK_FORMAT_R16_UINT);
+	case ENG_Q8_0:
+	case ENG_Q4_0: return (VK_FORMAT_R32G32B32A32_UINT);
 	default: return (VK_FORMAT_R32G32B32A32_SFLOAT);
 	}
 }
@@ -88,9 +88,9 @@ uint32_t
 eng_mm_texel_bytes(enum eng_dtype t)
 {
 	switch (t) {
-	case ENG_F32: return (16);
-	case ENG_Q8_0: return (4);
-	case ENG_Q4_0: return (2);
+	case ENG_F32:
+	case ENG_Q8_0:
+	case ENG_Q4_0: return (16);
 	default: return (8);
 	}
 }
