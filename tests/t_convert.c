@@ -293,6 +293,24 @@ set_kv2(cJSON *r, void *arg)
 }
 
 static void
+set_rope_scaling(cJSON *r, void *arg)
+{
+	cJSON *o = cJSON_CreateObject();
+	(void)arg;
+	cJSON_AddStringToObject(o, "rope_type", "llama3");
+	cJSON_AddNumberToObject(o, "factor", 8);
+	cJSON_ReplaceItemInObject(r, "rope_scaling", o);
+}
+
+/* as_llama relabels a Qwen2 config, so its biases meet the tensor check. */
+static void
+as_llama(cJSON *r, void *arg)
+{
+	(void)arg;
+	cJSON_ReplaceItemInObject(r, "model_type", cJSON_CreateString("llama"));
+}
+
+static void
 test_refusals(void)
 {
 	char src[600], dst[600], p[700], *data;
@@ -334,6 +352,22 @@ test_refusals(void)
 	    count_partials() == 0,
 	    "truncated source refused; no DST, no partial directory");
 
+	snprintf(src, sizeof(src), "%s/src_rs", tmp);
+	sh("%s %s llama %s", PYTHON, HF_TINY, src);
+	snprintf(p, sizeof(p), "%s/config.json", src);
+	fx_edit_json(p, set_rope_scaling, NULL);
+	ok(sh("%s --segment-size 8 %s %s", CONVERT, src, dst) == 1 &&
+	    log_has("rope_scaling") && access(dst, F_OK) != 0,
+	    "rope_scaling (Llama 3.1+) refused");
+
+	snprintf(src, sizeof(src), "%s/src_qwen2", tmp);
+	snprintf(p, sizeof(p), "%s/config.json", src);
+	fx_edit_json(p, as_llama, NULL);
+	ok(sh("%s --segment-size 8 %s %s", CONVERT, src, dst) == 1 &&
+	    log_has("self_attn.q_proj.bias") && log_has("biases") &&
+	    access(dst, F_OK) != 0,
+	    "a bias tensor is refused by name whatever model_type says");
+
 	/* A config that disagrees with the tensors is caught by the engine's
 	 * loader after everything was written: the partial directory goes. */
 	snprintf(src, sizeof(src), "%s/src_kv", tmp);
@@ -370,7 +404,7 @@ main(void)
 		fx_rmtree(tmp);
 		return (0);
 	}
-	tap_plan(17);
+	tap_plan(19);
 	write_tokens();
 	test_layouts();
 	test_plain();
