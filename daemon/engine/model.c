@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -826,6 +827,16 @@ fail:
 	free(path);
 	eng_model_free(m);
 	return (rv);
+}
+
+void
+eng_model_drop_pages(const struct eng_model *m)
+{
+	/* Private read-only file mappings: dropped pages are clean, so the
+	 * next access faults them in from the file unchanged. */
+	for (int i = 0; m != NULL && m->maps != NULL && i < m->n_maps; i++)
+		if (m->maps[i] != NULL)
+			madvise(m->maps[i], m->map_sizes[i], MADV_DONTNEED);
 }
 
 void

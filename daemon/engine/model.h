@@ -114,6 +114,14 @@ int eng_config_parse(const char *json, size_t len, struct eng_config *cfg,
 int eng_model_load(const char *dir, struct eng_model **out, char *err,
     size_t errlen);
 
+/*
+ * eng_model_drop_pages tells the kernel the mapped weights are not needed
+ * in memory now (they were copied to the device): their pages leave the
+ * process's resident set and are read back from the file if touched again.
+ * The tensors stay valid.
+ */
+void eng_model_drop_pages(const struct eng_model *m);
+
 /* eng_model_free releases a model; NULL is a no-op. */
 void eng_model_free(struct eng_model *m);
 
