@@ -24,6 +24,7 @@
 
 #include "bench.h"
 #include "engine/engine_impl.h"
+#include "engine/quant.h"
 #include "infini_err.h"
 
 struct shape {
@@ -43,7 +44,8 @@ static const enum eng_mm_var cols[] = { ENG_MM_PORTABLE, ENG_MM_TEXEL,
     ENG_MM_TEXEL_TILE, ENG_MM_TEXEL_M4, ENG_MM_TEXEL_M1 };
 #define NCOL (sizeof(cols) / sizeof(cols[0]))
 
-static const char *const dtnames[] = { "f32", "f16", "bf16" };
+static const char *const dtnames[] = { "f32", "f16", "bf16", "q8_0",
+    "q4_0" };
 
 /* cblas_sgemm(order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta,
  * c, ldc) with CblasRowMajor = 101, CblasNoTrans = 111, CblasTrans = 112. */
@@ -120,6 +122,32 @@ wmat_make(struct bench *b, enum eng_dtype dt, uint32_t n, uint32_t k,
 	int rv;
 
 	memset(w, 0, sizeof(*w));
+	if (ENG_DTYPE_QUANT(dt)) {
+		/* Block dtypes: quantize the f32 values, upload as the engine
+		 * does (quants and scales split). */
+		float *v = malloc(sizeof(float) * n * k);
+		void *q = malloc(eng_q_row_bytes(dt, k) * n);
+		if ((w->parts = calloc(1, sizeof(*w->parts))) == NULL ||
+		    v == NULL || q == NULL) {
+			free(v);
+			free(q);
+			return (INFINI_ENOMEM);
+		}
+		for (size_t i = 0; i < (size_t)n * k; i++)
+			v[i] = rndf(seed) * 0.05f;
+		eng_q_quantize(dt, v, (size_t)n * k, q);
+		w->dt = dt;
+		w->rows = (int)n;
+		w->cols = (int)k;
+		w->nparts = 1;
+		if ((rv = eng_wpart_alloc(b->d, ENG_MM_TEXEL, dt, (int)n, (int)k,
+		    &w->parts[0])) == 0)
+			rv = eng_wpart_write(b->d, &w->parts[0], dt, (int)k, 0, q,
+			    (int)n);
+		free(v);
+		free(q);
+		return (rv);
+	}
 	if ((w->parts = calloc(1, sizeof(*w->parts))) == NULL ||
 	    (h = malloc(bytes)) == NULL)
 		return (INFINI_ENOMEM);
@@ -152,10 +180,8 @@ wmat_make(struct bench *b, enum eng_dtype dt, uint32_t n, uint32_t k,
 static void
 wmat_free(struct bench *b, struct eng_wmat *w)
 {
-	if (w->parts != NULL) {
-		gpu_view_free(b->d, w->parts[0].view);
-		gpu_buf_free(b->d, &w->parts[0].buf);
-	}
+	if (w->parts != NULL)
+		eng_wpart_free(b->d, &w->parts[0]);
 	free(w->parts);
 }
 
@@ -216,8 +242,10 @@ bench_shape(struct bench *b, const struct shape *s)
 	    (rv = gpu_view_create(b->d, &X, 0, sizeof(float) * s->m * s->k,
 	    VK_FORMAT_R32G32B32A32_SFLOAT, &in.view)) != 0)
 		goto out;
-	for (int dt = ENG_F32; dt <= ENG_BF16; dt++) {
+	for (int dt = ENG_F32; dt <= ENG_Q4_0; dt++) {
 		struct eng_wmat w;
+		if (ENG_DTYPE_QUANT(dt) && s->k % ENG_QBLOCK != 0)
+			continue;
 		double wall = 0, gf;
 		if ((rv = wmat_make(b, (enum eng_dtype)dt, s->n, s->k, &seed,
 		    &w)) != 0) {

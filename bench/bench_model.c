@@ -83,7 +83,8 @@ count_params(const struct eng_model *m)
 static const char *
 dtype_name(enum eng_dtype d)
 {
-	return (d == ENG_F32 ? "f32" : d == ENG_F16 ? "f16" : "bf16");
+	static const char *const n[] = { "f32", "f16", "bf16", "q8_0", "q4_0" };
+	return (d >= 0 && d < ENG_DTYPE_COUNT ? n[d] : "?");
 }
 
 /* one_rep runs a fresh stream: prefill (time into *pre), then ndec decode
@@ -158,6 +159,7 @@ main(int argc, char **argv)
 		    "--prefill, --decode, --reps (see --help)\n");
 		return (2);
 	}
+	double load0 = bench_now();
 	if (eng_model_load(dir, &m, err, sizeof(err)) != 0) {
 		fprintf(stderr, "bench-model: model %s: %s\n", dir, err);
 		return (1);
@@ -169,6 +171,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "bench-model: %s\n", err);
 		goto out;
 	}
+	double load_s = bench_now() - load0;
 	prompt = malloc(sizeof(*prompt) * (size_t)P);
 	dtok = malloc(sizeof(*dtok) * (size_t)D);
 	hbuf = malloc(sizeof(*hbuf) * (size_t)c->hidden_size);
@@ -195,17 +198,21 @@ main(int argc, char **argv)
 	double pm = bench_median(pre, (size_t)R);
 	double dm = bench_median(dec, (size_t)R * D);
 	unsigned long long np = (unsigned long long)count_params(m);
+	uint64_t wbytes, sbytes, abytes;
+	eng_device_bytes(e, &wbytes, &sbytes, &abytes);
 	printf("| backend | params | prefill P | prefill ms (median) | "
 	    "prefill tok/s | decode D | decode ms/token (median) | "
 	    "decode tok/s |\n");
 	printf("|---|---|---|---|---|---|---|---|\n");
 	printf("| engine %s (%s) | %llu | %d | %.1f | %.1f | %d | %.2f | %.1f |\n",
-	    eng_device_name(e), dtype_name(m->embed->dtype), np, P, pm * 1e3,
+	    eng_device_name(e), dtype_name(m->layers[0].wq->dtype), np, P,
+	    pm * 1e3,
 	    P / pm, D, dm * 1e3, 1.0 / dm);
 	printf("RESULT backend=engine params=%llu prefill=%d decode=%d reps=%d "
 	    "prefill_tok_s=%.3f decode_tok_s=%.3f prefill_ms=%.3f "
-	    "decode_ms=%.4f\n", np, P, D, R, P / pm, 1.0 / dm, pm * 1e3,
-	    dm * 1e3);
+	    "decode_ms=%.4f weights_mib=%.1f dtype=%s load_s=%.2f\n", np, P, D, R,
+	    P / pm, 1.0 / dm, pm * 1e3, dm * 1e3, (double)wbytes / (1 << 20),
+	    dtype_name(m->layers[0].wq->dtype), load_s);
 	if (profile)
 		eng_profile_print(e, stderr);
 	rv = 0;

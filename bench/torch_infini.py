@@ -12,7 +12,8 @@ local branch only, at positions that restart at 0 every segment
 
 Weights load from a model directory (config.json + model.safetensors, or
 shards listed by model.safetensors.index.json); the safetensors header is
-parsed here with json + numpy (F32, F16, BF16), so nothing beyond torch and
+parsed here with json + numpy (F32, F16, BF16; Q8_0 and Q4_0 blocks are
+dequantized to float32), so nothing beyond torch and
 numpy is needed.  Parameter names match the checkpoint names, so
 model.state_dict() round-trips through save_safetensors().
 
@@ -52,6 +53,28 @@ _ST_DTYPES = {"F32": (np.float32, 4), "F16": (np.float16, 2),
               "BF16": (np.uint16, 2)}
 
 
+def _dequant_blocks(path, name, dt, info, buf, base):
+    """_dequant_blocks decodes a Q8_0 / Q4_0 tensor (docs/quant.md: GGUF's
+    blocks of 32 values along a row, f16 scale first) to float32."""
+    shape = [int(s) for s in info["shape"]]
+    a, b = (int(x) for x in info["data_offsets"])
+    bb = 34 if dt == "Q8_0" else 18
+    if len(shape) != 2 or shape[1] % 32:
+        raise ValueError("%s: %s: %s needs [rows, 32k]" % (path, name, dt))
+    nb = shape[0] * shape[1] // 32
+    if b - a != nb * bb or base + b > len(buf):
+        raise ValueError("%s: %s: bad data_offsets" % (path, name))
+    blk = np.frombuffer(buf, dtype=np.uint8, count=nb * bb,
+                        offset=base + a).reshape(nb, bb)
+    d = blk[:, :2].copy().view("<f2").astype(np.float32)
+    if dt == "Q8_0":
+        q = blk[:, 2:].view(np.int8).astype(np.float32)
+    else:
+        qs = blk[:, 2:]
+        q = np.concatenate([qs & 15, qs >> 4], axis=1).astype(np.float32) - 8
+    return torch.from_numpy((d * q).reshape(shape))
+
+
 def read_safetensors(path):
     """read_safetensors returns {name: float32 torch.Tensor} for one file."""
     with open(path, "rb") as f:
@@ -68,6 +91,9 @@ def read_safetensors(path):
         if name == "__metadata__":
             continue
         dt = info["dtype"]
+        if dt in ("Q8_0", "Q4_0"):
+            out[name] = _dequant_blocks(path, name, dt, info, buf, base)
+            continue
         if dt not in _ST_DTYPES:
             raise ValueError("%s: %s: unsupported dtype %s" % (path, name, dt))
         npdt, esz = _ST_DTYPES[dt]

@@ -8,6 +8,7 @@
  * matmul_texel.comp instead.  Rows past m or n load zeros and are not
  * stored. */
 #define WBIND 1
+#define SBIND 3   /* block scales, for W_Q8_0 / W_Q4_0 */
 #include "common.glsl"
 #include "matmul_pc.h"
 layout(local_size_x = 16, local_size_y = 16) in;

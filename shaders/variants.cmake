@@ -3,6 +3,10 @@
 foreach(t f32 f16 bf16)
   string(TOUPPER ${t} T)
   infini_shader(embed_${t} embed.comp W_${T})
+endforeach()
+# Block dtypes (daemon/engine/quant.h) are matmul-only: embeddings stay float.
+foreach(t f32 f16 bf16 q8_0 q4_0)
+  string(TOUPPER ${t} T)
   infini_shader(matmul_${t} matmul.comp W_${T})
   # llvmpipe-fast texel variants: tile (RM 16 x RN 8 per invocation), and
   # for small m the 4-row and 1-row matrix-vector shapes.

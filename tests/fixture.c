@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "engine/quant.h"
 #include "fixture.h"
 #include "infini_err.h"
 
@@ -28,6 +29,7 @@ struct fx_tensor {
 	int ndim;
 	int64_t shape[2];
 	int fan_in;
+	enum eng_dtype dt;
 	size_t offset, nbytes;  /* within its shard's data section */
 };
 
@@ -369,27 +371,54 @@ value(const struct fx_opts *o, const struct fx_tensor *t, size_t i,
 	return (0);
 }
 
-static size_t
-dsize(enum eng_dtype dt)
+/* put_quant writes a block-dtype tensor row by row. */
+static int
+put_quant(FILE *f, const struct fx_opts *o, const struct fx_tensor *t)
 {
-	return (dt == ENG_F32 ? 4 : 2);
+	size_t cols = (size_t)t->shape[1], rowb = eng_q_row_bytes(t->dt,
+	    t->shape[1]);
+	uint64_t s = name_seed(o->seed, t->name);
+	float *v = malloc(cols * sizeof(float));
+	unsigned char *q = malloc(rowb);
+	int rv = 0;
+
+	if (v == NULL || q == NULL) {
+		rv = INFINI_ENOMEM;
+		goto out;
+	}
+	for (int64_t r = 0; r < t->shape[0]; r++) {
+		for (size_t c = 0; c < cols; c++)
+			v[c] = (float)value(o, t, (size_t)r * cols + c, &s);
+		eng_q_quantize(t->dt, v, cols, q);
+		if (fwrite(q, 1, rowb, f) != rowb) {
+			rv = INFINI_EIO;
+			goto out;
+		}
+	}
+out:
+	free(v);
+	free(q);
+	return (rv);
 }
 
 static int
 put_data(FILE *f, const struct fx_opts *o, const struct fx_tensor *t)
 {
 	unsigned char buf[CHUNK * 4];
-	size_t numel = t->nbytes / dsize(o->dtype), w = 0;
+	size_t numel, w = 0;
 	uint64_t s = name_seed(o->seed, t->name);
 
+	if (ENG_DTYPE_QUANT(t->dt))
+		return (put_quant(f, o, t));
+	numel = t->nbytes / eng_q_row_bytes(t->dt, 1);
 	for (size_t i = 0; i < numel; i++) {
 		float v = (float)value(o, t, i, &s);
 		uint16_t h;
-		if (o->dtype == ENG_F32) {
+		if (t->dt == ENG_F32) {
 			memcpy(buf + w, &v, 4);
 			w += 4;
 		} else {
-			h = o->dtype == ENG_F16 ? eng_f32_to_f16(v) :
+			h = t->dt == ENG_F16 ? eng_f32_to_f16(v) :
 			    eng_f32_to_bf16(v);
 			memcpy(buf + w, &h, 2);
 			w += 2;
@@ -406,7 +435,9 @@ put_data(FILE *f, const struct fx_opts *o, const struct fx_tensor *t)
 static const char *
 dtype_name(enum eng_dtype dt)
 {
-	return (dt == ENG_F32 ? "F32" : dt == ENG_F16 ? "F16" : "BF16");
+	static const char *const names[] = { "F32", "F16", "BF16", "Q8_0",
+	    "Q4_0" };
+	return (names[dt]);
 }
 
 static void
@@ -443,7 +474,7 @@ write_shard(const char *path, const struct fx_opts *o, struct fx_tensor *t,
 		offs[1] = (double)off;
 		if ((e = cJSON_AddObjectToObject(hdr, t[i].name)) == NULL ||
 		    !cJSON_AddStringToObject(e, "dtype",
-		    dtype_name(o->dtype)) ||
+		    dtype_name(t[i].dt)) ||
 		    !cJSON_AddItemToObject(e, "shape",
 		    cJSON_CreateDoubleArray(shape, t[i].ndim)) ||
 		    !cJSON_AddItemToObject(e, "data_offsets",
@@ -516,9 +547,12 @@ fx_write_model(const char *dir, const struct fx_opts *o)
 	if (!c->tie_word_embeddings)
 		add(t, &n, K_PROJ, c->vocab_size, H, 2, "lm_head.weight", 0);
 	for (int i = 0; i < n; i++) {
+		t[i].dt = o->dtype;
+		if (o->quant != 0 && t[i].kind == K_PROJ &&
+		    t[i].shape[1] % ENG_QBLOCK == 0)
+			t[i].dt = (enum eng_dtype)o->quant;
 		t[i].nbytes = (size_t)t[i].shape[0] *
-		    (size_t)(t[i].ndim == 2 ? t[i].shape[1] : 1) *
-		    dsize(o->dtype);
+		    eng_q_row_bytes(t[i].dt, t[i].ndim == 2 ? t[i].shape[1] : 1);
 		total += t[i].nbytes;
 	}
 

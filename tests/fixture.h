@@ -22,6 +22,10 @@ struct cJSON;
 struct fx_opts {
 	struct eng_config cfg;  /* written to config.json, every key spelled out */
 	enum eng_dtype dtype;   /* of every tensor, norms and gates included */
+	int quant;              /* 0, or ENG_Q8_0 / ENG_Q4_0: projections
+	                         * (lm_head too, not the embedding) stored in
+	                         * that block dtype, quantized from the f32
+	                         * values the other dtypes round */
 	int shards;             /* <= 1: model.safetensors; N: N shards + index */
 	uint64_t seed;
 	float scale;            /* 1: unit-variance activations */

@@ -5,8 +5,8 @@
  * size, batched streams equal to separate ones; a slot's rows never reach
  * another slot, whatever position it was given.
  *
- * Tolerances: the engine computes in fp32 with the same (fp32, bf16 or f16)
- * weights the reference reads exactly; with these tiny widths the error is a
+ * Tolerances: the engine computes in fp32 with the same (fp32, bf16, f16,
+ * or Q8_0/Q4_0 blocks) weights the reference reads exactly; with these tiny widths the error is a
  * few ulps of fp32 accumulation, so hidden states and logits must agree to
  * 2e-4 absolute (values are O(1)) and the memory M, z to 2e-4 relative.
  */
@@ -214,7 +214,37 @@ test_models(void)
 	o.dtype = ENG_BF16;
 	o.seed = 10;
 	compare_to_ref("weights split across bindings", &o);
+
+	/* Block-quantized projections and lm_head: the reference reads the
+	 * same blocks dequantized, so the tolerance is fp32's again. */
+	fx_opts_default(&o);
+	o.quant = ENG_Q8_0;
+	o.seed = 11;
+	compare_to_ref("q8_0 projections split across bindings", &o);
 	unsetenv("INFINI_MAX_BINDING_BYTES");
+
+	fx_opts_default(&o);
+	o.quant = ENG_Q4_0;
+	o.dtype = ENG_F16;
+	o.cfg.memory_update = ENG_UPDATE_DELTA;
+	o.seed = 12;
+	compare_to_ref("q4_0 projections, f16 rest, delta", &o);
+
+	fx_opts_default(&o);
+	o.quant = ENG_Q8_0;
+	o.dtype = ENG_BF16;
+	o.cfg.arch = ENG_ARCH_GEMMA;
+	o.cfg.act = ENG_ACT_GELU_TANH;
+	o.cfg.tie_word_embeddings = true;
+	o.seed = 13;
+	compare_to_ref("q8_0 gemma, tied bf16 embedding", &o);
+
+	setenv("INFINI_MATMUL", "portable", 1);
+	fx_opts_default(&o);
+	o.quant = ENG_Q4_0;
+	o.seed = 14;
+	compare_to_ref("q4_0 on the portable matmul", &o);
+	unsetenv("INFINI_MATMUL");
 }
 
 /* same_state: do two exported states hold the same bytes? */
@@ -319,7 +349,7 @@ main(void)
 		tap_plan_skip_all("no Vulkan device");
 		return (0);
 	}
-	tap_plan(34);
+	tap_plan(46);
 	test_models();
 	test_slot_bounds();
 	return (tap_done());

@@ -1,14 +1,16 @@
 /*
  * t_matmul.c - every matmul kernel variant (portable; texel auto, tile, m4,
- * m1) for every weight dtype (f32, f16, bf16) against a double-precision
- * loop, on shapes that are not multiples of any tile: m in {1, 3, 17, 64,
- * 130}, (n, k) in {(36, 20), (100, 260)}, accumulate on and off.  X has a
+ * m1) for every weight dtype (f32, f16, bf16, q8_0, q4_0) against a
+ * double-precision loop, on shapes that are not multiples of any tile: m in
+ * {1, 3, 17, 64, 130}, (n, k) in {(36, 20), (100, 260)} (block dtypes:
+ * {(36, 64), (100, 288)}), accumulate on and off.  X has a
  * row stride larger than k, Y one larger than n, and W is split into two
  * parts, so the second part writes at a y_col offset; Y columns outside the
  * product must stay untouched.
  *
- * Weights are random bit patterns of their own dtype, decoded exactly for
- * the reference, so the only error is fp32 accumulation: NMSE over the
+ * Weights are random bit patterns of their own dtype (for the block dtypes,
+ * random quants and f16 scales in GGUF's block layout), decoded exactly here
+ * for the reference, so the only error is fp32 accumulation: NMSE over the
  * written outputs must be <= 1e-10 (it is ~1e-14 in practice).  The
  * validation layer is on and must report nothing.
  */
@@ -16,15 +18,19 @@
 #include <string.h>
 
 #include "engine/engine_impl.h"
+#include "engine/quant.h"
 #include "gpu_test.h"
 
 #define NMSE_TOL 1e-10
 
 static const uint32_t Ms[] = { 1, 3, 17, 64, 130 };
 static const uint32_t NKs[][2] = { { 36, 20 }, { 100, 260 } };
+/* Block dtypes need k in whole blocks of 32. */
+static const uint32_t NKq[][2] = { { 36, 64 }, { 100, 288 } };
 static const enum eng_mm_var vars[] = { ENG_MM_PORTABLE, ENG_MM_TEXEL,
     ENG_MM_TEXEL_TILE, ENG_MM_TEXEL_M4, ENG_MM_TEXEL_M1 };
-static const char *const dtnames[] = { "f32", "f16", "bf16" };
+static const char *const dtnames[] = { "f32", "f16", "bf16", "q8_0",
+    "q4_0" };
 
 #define NM (sizeof(Ms) / sizeof(Ms[0]))
 #define NNK (sizeof(NKs) / sizeof(NKs[0]))
@@ -58,6 +64,34 @@ half_to_float(uint16_t h)
 
 /* rnd_weight draws one weight of dtype dt, stores its bits at dst[i], and
  * returns its exact value.  Magnitudes span 2^-4 .. 2^1. */
+/* rnd_block draws block b of a Q8_0/Q4_0 row set at dst and writes its 32
+ * exact values to v[32], decoding GGUF's layout independently of the
+ * engine: f16 scale d, then int8 q (x = d q) or nibbles (low nibble of byte
+ * j is value j, high nibble value j + 16; x = d (q - 8)). */
+static void
+rnd_block(enum eng_dtype dt, void *dst, size_t b, float *v)
+{
+	size_t bb = dt == ENG_Q8_0 ? 34 : 18;
+	unsigned char *p = (unsigned char *)dst + b * bb;
+	uint16_t h = (uint16_t)((rnd() & 1) << 15 | (9 + rnd() % 5) << 10 |
+	    (rnd() & 1023));
+	float d = half_to_float(h);
+
+	memcpy(p, &h, 2);
+	for (int j = 0; j < 32; j++) {
+		if (dt == ENG_Q8_0) {
+			int8_t q = (int8_t)(rnd() & 0xff);
+			p[2 + j] = (unsigned char)q;
+			v[j] = d * (float)q;
+		} else if (j < 16) {
+			p[2 + j] = (unsigned char)(rnd() & 0xff);
+			v[j] = d * (float)((p[2 + j] & 15) - 8);
+		} else {
+			v[j] = d * (float)((p[2 + j - 16] >> 4) - 8);
+		}
+	}
+}
+
 static float
 rnd_weight(enum eng_dtype dt, void *dst, size_t i)
 {
@@ -91,13 +125,14 @@ is_matmul_kernel(int k)
 	return (strncmp(eng_kernels[k].name, "matmul", 6) == 0);
 }
 
-/* wmat_make uploads w[n, k] (dtype dt) as two parts split at row `split`,
- * each with a texel view. */
+/* wmat_make uploads w[n, k] (dtype dt, stored layout) as two parts split
+ * at row `split`, each with texel views, through the engine's part upload
+ * (which converts block dtypes to the device layout). */
 static int
 wmat_make(struct fix *f, enum eng_dtype dt, const void *w, int n, int k,
     int split, struct eng_wmat *out)
 {
-	size_t esz = dt == ENG_F32 ? 4 : 2, rowb = (size_t)k * esz;
+	size_t rowb = eng_q_row_bytes(dt, k);
 	int rv;
 
 	memset(out, 0, sizeof(*out));
@@ -110,14 +145,10 @@ wmat_make(struct fix *f, enum eng_dtype dt, const void *w, int n, int k,
 	for (int p = 0; p < 2; p++) {
 		struct eng_wpart *pt = &out->parts[p];
 		pt->row0 = p == 0 ? 0 : split;
-		pt->rows = p == 0 ? split : n - split;
-		if ((rv = gpu_buf_alloc(f->d, GPU_POOL_WEIGHTS,
-		    (VkDeviceSize)pt->rows * rowb, &pt->buf)) != 0 ||
-		    (rv = gpu_buf_write(f->d, &pt->buf, 0, (const char *)w +
-		    (size_t)pt->row0 * rowb, (size_t)pt->rows * rowb)) != 0 ||
-		    (rv = gpu_view_create(f->d, &pt->buf, 0,
-		    (VkDeviceSize)pt->rows * rowb,
-		    eng_mm_wformat(ENG_MM_TEXEL, dt), &pt->view)) != 0)
+		if ((rv = eng_wpart_alloc(f->d, ENG_MM_TEXEL, dt, p == 0 ?
+		    split : n - split, k, pt)) != 0 ||
+		    (rv = eng_wpart_write(f->d, pt, dt, k, 0, (const char *)w +
+		    (size_t)pt->row0 * rowb, pt->rows)) != 0)
 			return (rv);
 	}
 	return (0);
@@ -126,10 +157,8 @@ wmat_make(struct fix *f, enum eng_dtype dt, const void *w, int n, int k,
 static void
 wmat_free(struct fix *f, struct eng_wmat *w)
 {
-	for (int p = 0; p < w->nparts && w->parts != NULL; p++) {
-		gpu_view_free(f->d, w->parts[p].view);
-		gpu_buf_free(f->d, &w->parts[p].buf);
-	}
+	for (int p = 0; p < w->nparts && w->parts != NULL; p++)
+		eng_wpart_free(f->d, &w->parts[p]);
 	free(w->parts);
 }
 
@@ -139,10 +168,9 @@ check_case(struct fix *f, enum eng_dtype dt, uint32_t m, uint32_t n,
     uint32_t k, bool acc)
 {
 	uint32_t ldx = k + 8, ldy = n + 12;
-	size_t esz = dt == ENG_F32 ? 4 : 2;
 	float *x = malloc(sizeof(float) * m * ldx);
 	float *wv = malloc(sizeof(float) * n * k);
-	void *wb = malloc(esz * n * k);
+	void *wb = malloc(eng_q_row_bytes(dt, k) * n);
 	float *y0 = malloc(sizeof(float) * m * ldy);
 	float *y = malloc(sizeof(float) * m * ldy);
 	double *ref = malloc(sizeof(double) * m * n);
@@ -157,8 +185,12 @@ check_case(struct fix *f, enum eng_dtype dt, uint32_t m, uint32_t n,
 	}
 	for (size_t i = 0; i < (size_t)m * ldx; i++)
 		x[i] = rndf();
-	for (size_t i = 0; i < (size_t)n * k; i++)
-		wv[i] = rnd_weight(dt, wb, i);
+	if (ENG_DTYPE_QUANT(dt))
+		for (size_t b = 0; b < (size_t)n * k / 32; b++)
+			rnd_block(dt, wb, b, wv + b * 32);
+	else
+		for (size_t i = 0; i < (size_t)n * k; i++)
+			wv[i] = rnd_weight(dt, wb, i);
 	for (size_t i = 0; i < (size_t)m * ldy; i++)
 		y0[i] = rndf();
 	for (uint32_t i = 0; i < m; i++)
@@ -233,7 +265,7 @@ main(void)
 		tap_plan_skip_all("no Vulkan device");
 		return (0);
 	}
-	tap_plan(3 * (int)(NM * NNK * 2 * NVAR) + 1);
+	tap_plan(5 * (int)(NM * NNK * 2 * NVAR) + 1);
 	if (rv != 0) {
 		tap_diag("device: %s", err);
 		return (1);
@@ -249,12 +281,15 @@ main(void)
 			return (1);
 		}
 
-	for (int dt = ENG_F32; dt <= ENG_BF16; dt++)
+	for (int dt = ENG_F32; dt <= ENG_Q4_0; dt++)
 		for (size_t mi = 0; mi < NM; mi++)
 			for (size_t nk = 0; nk < NNK; nk++)
-				for (int acc = 0; acc < 2; acc++)
+				for (int acc = 0; acc < 2; acc++) {
+					const uint32_t *s = ENG_DTYPE_QUANT(dt) ?
+					    NKq[nk] : NKs[nk];
 					check_case(&f, (enum eng_dtype)dt, Ms[mi],
-					    NKs[nk][0], NKs[nk][1], acc);
+					    s[0], s[1], acc);
+				}
 
 	ok(gpu_dev_validation_enabled(f.d) &&
 	    gpu_dev_validation_errors(f.d) == 0,

@@ -513,6 +513,112 @@ evil_shard(cJSON *r, void *arg)
 	    cJSON_CreateString("../model-00001-of-00002.safetensors"));
 }
 
+static void
+set_dtype(cJSON *h, void *arg)
+{
+	const char **kv = arg;
+	cJSON_ReplaceItemInObject(cJSON_GetObjectItem(h, kv[0]), "dtype",
+	    cJSON_CreateString(kv[1]));
+}
+
+static void
+set_shape_256x16(cJSON *h, void *arg)
+{
+	double shape[2] = { 256, 16 };
+	cJSON_ReplaceItemInObject(cJSON_GetObjectItem(h, arg), "shape",
+	    cJSON_CreateDoubleArray(shape, 2));
+}
+
+/* swap_embed_head gives the embedding lm_head's (same-shaped) entry. */
+static void
+swap_embed_head(cJSON *h, void *arg)
+{
+	cJSON *e = cJSON_DetachItemFromObject(h, "model.embed_tokens.weight");
+	cJSON *l = cJSON_DetachItemFromObject(h, "lm_head.weight");
+	(void)arg;
+	cJSON_AddItemToObject(h, "model.embed_tokens.weight", l);
+	cJSON_AddItemToObject(h, "lm_head.weight", e);
+}
+
+/* fresh_q writes a default fixture with projections in block dtype q. */
+static void
+fresh_q(const char *sub, int q, char *dir, char *st, size_t n)
+{
+	struct fx_opts o;
+	fx_opts_default(&o);
+	o.quant = q;
+	write_fx(sub, &o, dir, n);
+	snprintf(st, n, "%s/model.safetensors", dir);
+}
+
+/* test_quant: block-dtype models load with values within the format's
+ * rounding of the f32 ones, and inconsistent block tensors are refused
+ * with the tensor named. */
+static void
+test_quant(void)
+{
+	char dir[600], st[600], dir2[600];
+	struct eng_model *m, *mq;
+	struct fx_opts o;
+	const char *kv[2];
+
+	fx_opts_default(&o);
+	write_fx("q_f32", &o, dir, sizeof(dir));
+	if ((m = load_ok(dir, "f32 for the block dtypes")) == NULL) {
+		tap_skip(2, "no model");
+	} else {
+		for (int q = ENG_Q8_0; q <= ENG_Q4_0; q++) {
+			const char *name = q == ENG_Q8_0 ? "q8_0" : "q4_0";
+			/* Per block: half a step of amax / 127; for 4 bits
+			 * one step of amax / 8, as values of the sign opposite
+			 * the extreme clamp at +7 steps.  Weights here are
+			 * below 0.22. */
+			double tol = q == ENG_Q8_0 ? 1e-3 : 0.03, d;
+			o.quant = q;
+			write_fx(name, &o, dir2, sizeof(dir2));
+			if ((mq = load_ok(dir2, name)) == NULL)
+				continue;
+			d = fmax(max_diff(m->layers[1].w_down,
+			    mq->layers[1].w_down), max_diff(m->lm_head,
+			    mq->lm_head));
+			ok((int)mq->layers[0].wq->dtype == q &&
+			    (int)mq->lm_head->dtype == q &&
+			    mq->embed->dtype == ENG_F32 &&
+			    mq->norm->dtype == ENG_F32 && d <= tol && d > 0,
+			    "%s: projections and lm_head in blocks, values "
+			    "within %g of f32 (%g)", name, tol, d);
+			eng_model_free(mq);
+		}
+		eng_model_free(m);
+	}
+
+	fresh_q("eq_embed", ENG_Q8_0, dir, st, sizeof(dir));
+	fx_edit_header(st, swap_embed_head, NULL);
+	expect_err(dir, INFINI_EUNSUPPORTED, "model.embed_tokens.weight",
+	    "Q8_0", "block-quantized embedding");
+
+	fresh_q("eq_norm", ENG_Q8_0, dir, st, sizeof(dir));
+	kv[0] = "model.norm.weight";
+	kv[1] = "Q8_0";
+	fx_edit_header(st, set_dtype, kv);
+	expect_err(dir, INFINI_ECORRUPT, "model.norm.weight", "2-D",
+	    "block dtype on a 1-D tensor");
+
+	fresh_q("eq_cols", ENG_Q4_0, dir, st, sizeof(dir));
+	fx_edit_header(st, set_shape_256x16,
+	    "model.layers.0.self_attn.q_proj.weight");
+	expect_err(dir, INFINI_ECORRUPT,
+	    "model.layers.0.self_attn.q_proj.weight", "multiple of 32",
+	    "block rows not whole blocks");
+
+	fresh_q("eq_bytes", ENG_Q8_0, dir, st, sizeof(dir));
+	kv[0] = "model.layers.1.mlp.up_proj.weight";
+	kv[1] = "Q4_0";
+	fx_edit_header(st, set_dtype, kv);
+	expect_err(dir, INFINI_ECORRUPT, "model.layers.1.mlp.up_proj.weight",
+	    "Q4_0 need", "Q8_0 bytes declared Q4_0");
+}
+
 /* fresh writes a default fixture into root/sub and returns its paths. */
 static void
 fresh(const char *sub, int shards, char *dir, char *st, size_t n)
@@ -632,7 +738,7 @@ test_errors(void)
 int
 main(void)
 {
-	tap_plan(96);
+	tap_plan(105);
 	if (fx_tmpdir(root, sizeof(root)) != 0) {
 		ok(0, "make a temporary directory");
 		return (tap_done());
@@ -641,6 +747,7 @@ main(void)
 	test_config();
 	test_load();
 	test_errors();
+	test_quant();
 	fx_rmtree(root);
 	return (tap_done());
 }

@@ -33,6 +33,8 @@ usage(FILE *f)
 	    "  --update linear|delta   memory update rule (linear)\n"
 	    "  --arch llama|gemma  model_type (llama)\n"
 	    "  --dtype f32|f16|bf16    tensor dtype (f32)\n"
+	    "  --quant q8_0|q4     projections (and an untied lm_head) in that\n"
+	    "                      block dtype (docs/quant.md)\n"
 	    "  --no-rope           position_embedding none\n"
 	    "  --gate-on memory|local  which branch sigmoid(beta) weighs\n"
 	    "  --act silu|gelu|gelu_tanh   MLP activation (silu)\n"
@@ -63,7 +65,7 @@ main(int argc, char **argv)
 {
 	enum { O_OUT = 256, O_LAYERS, O_HIDDEN, O_HEADS, O_KV, O_HD, O_INTER,
 	    O_VOCAB, O_SEG, O_UPDATE, O_ARCH, O_DTYPE, O_NOROPE, O_GATEON,
-	    O_ACT, O_TIE, O_SEED, O_SHARDS, O_BYTES, O_NOBYTES, O_HELP };
+	    O_ACT, O_TIE, O_SEED, O_SHARDS, O_BYTES, O_NOBYTES, O_QUANT, O_HELP };
 	static const struct option opts[] = {
 		{ "out", required_argument, NULL, O_OUT },
 		{ "layers", required_argument, NULL, O_LAYERS },
@@ -77,6 +79,7 @@ main(int argc, char **argv)
 		{ "update", required_argument, NULL, O_UPDATE },
 		{ "arch", required_argument, NULL, O_ARCH },
 		{ "dtype", required_argument, NULL, O_DTYPE },
+		{ "quant", required_argument, NULL, O_QUANT },
 		{ "no-rope", no_argument, NULL, O_NOROPE },
 		{ "gate-on", required_argument, NULL, O_GATEON },
 		{ "act", required_argument, NULL, O_ACT },
@@ -154,6 +157,14 @@ main(int argc, char **argv)
 				o.dtype = ENG_F16;
 			else if (strcmp(a, "bf16") == 0)
 				o.dtype = ENG_BF16;
+			else
+				goto bad;
+			break;
+		case O_QUANT:
+			if (strcmp(a, "q8_0") == 0)
+				o.quant = ENG_Q8_0;
+			else if (strcmp(a, "q4") == 0 || strcmp(a, "q4_0") == 0)
+				o.quant = ENG_Q4_0;
 			else
 				goto bad;
 			break;

@@ -201,6 +201,9 @@ eng_open(const struct eng_model *m, const struct eng_opts *o,
 		snprintf(err, errlen, "cannot make texel views");
 		goto fail;
 	}
+	/* The device holds its own copy of every weight now; on CPU drivers
+	 * the mapped file would otherwise count twice in the RSS. */
+	eng_model_drop_pages(m);
 	*out = e;
 	return (0);
 fail:

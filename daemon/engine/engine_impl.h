@@ -12,8 +12,10 @@
 /* A weight matrix [rows, cols] on the device, split by rows into parts that
  * each fit one binding (maxStorageBufferRange). */
 struct eng_wpart {
-	struct gpu_buf buf;
+	struct gpu_buf buf;        /* rows; quants only for block dtypes */
 	VkBufferView view;         /* texel view of buf (texel matmuls), or null */
+	struct gpu_buf sbuf;       /* block dtypes: f32 [rows, cols / 32] scales */
+	VkBufferView sview;        /* R32F view of sbuf (texel matmuls), or null */
 	int row0, rows;
 };
 
@@ -178,6 +180,22 @@ void eng_mm_close(struct eng *e);
  */
 int eng_ops_open(struct eng *e);
 void eng_ops_close(struct eng *e);
+
+/*
+ * eng_wpart_alloc allocates part pt for rows x cols values of dtype dt on
+ * device d (and the scale buffer for block dtypes), with texel views when
+ * family v reads weights through them.  Returns 0, INFINI_ENOMEM or a
+ * device error; on failure pt holds what was made (free with
+ * eng_wpart_free).
+ */
+int eng_wpart_alloc(struct gpu_dev *d, enum eng_mm_var v, enum eng_dtype dt,
+    int rows, int cols, struct eng_wpart *pt);
+/* eng_wpart_write copies n stored rows of src (dtype dt, cols wide, in the
+ * on-disk layout) to rows [row, row + n) of pt, converting block dtypes to
+ * the device layout.  Returns 0, INFINI_ENOMEM or a device error. */
+int eng_wpart_write(struct gpu_dev *d, struct eng_wpart *pt, enum eng_dtype dt,
+    int cols, int row, const void *src, int n);
+void eng_wpart_free(struct gpu_dev *d, struct eng_wpart *pt);
 
 int eng_weights_upload(struct eng *e, char *err, size_t errlen);
 void eng_weights_free(struct eng *e);

@@ -31,6 +31,14 @@
 #include "matmul_texel_m1_f32.h"
 #include "matmul_texel_m1_f16.h"
 #include "matmul_texel_m1_bf16.h"
+#include "matmul_q8_0.h"
+#include "matmul_q4_0.h"
+#include "matmul_texel_q8_0.h"
+#include "matmul_texel_q4_0.h"
+#include "matmul_texel_m4_q8_0.h"
+#include "matmul_texel_m4_q4_0.h"
+#include "matmul_texel_m1_q8_0.h"
+#include "matmul_texel_m1_q4_0.h"
 #include "rmsnorm.h"
 #include "rmsnorm_sg.h"
 #include "rope.h"
@@ -51,6 +59,8 @@
 #define S2 { GPU_STORAGE, GPU_STORAGE }
 /* texel X, texel W, storage Y (matmul_texel) */
 #define TTS { GPU_TEXEL, GPU_TEXEL, GPU_STORAGE }
+/* ... and for block dtypes, a texel view of the scales */
+#define TTST { GPU_TEXEL, GPU_TEXEL, GPU_STORAGE, GPU_TEXEL }
 /* texel/storage mixes of the llvmpipe-fast attention-side kernels */
 #define TSTTS { GPU_TEXEL, GPU_STORAGE, GPU_TEXEL, GPU_TEXEL, GPU_STORAGE }
 #define TSTTSS { GPU_TEXEL, GPU_STORAGE, GPU_TEXEL, GPU_TEXEL, GPU_STORAGE, \

@@ -23,6 +23,14 @@
 	X(MATMUL_TEXEL_M1_F32, matmul_texel_m1_f32, 3, TTS, matmul_pc)      \
 	X(MATMUL_TEXEL_M1_F16, matmul_texel_m1_f16, 3, TTS, matmul_pc)      \
 	X(MATMUL_TEXEL_M1_BF16, matmul_texel_m1_bf16, 3, TTS, matmul_pc)    \
+	X(MATMUL_Q8_0, matmul_q8_0, 4, S4, matmul_pc)                      \
+	X(MATMUL_Q4_0, matmul_q4_0, 4, S4, matmul_pc)                      \
+	X(MATMUL_TEXEL_Q8_0, matmul_texel_q8_0, 4, TTST, matmul_pc)         \
+	X(MATMUL_TEXEL_Q4_0, matmul_texel_q4_0, 4, TTST, matmul_pc)         \
+	X(MATMUL_TEXEL_M4_Q8_0, matmul_texel_m4_q8_0, 4, TTST, matmul_pc)   \
+	X(MATMUL_TEXEL_M4_Q4_0, matmul_texel_m4_q4_0, 4, TTST, matmul_pc)   \
+	X(MATMUL_TEXEL_M1_Q8_0, matmul_texel_m1_q8_0, 4, TTST, matmul_pc)   \
+	X(MATMUL_TEXEL_M1_Q4_0, matmul_texel_m1_q4_0, 4, TTST, matmul_pc)   \
 	X(RMSNORM, rmsnorm, 3, S3, rmsnorm_pc)                             \
 	X(RMSNORM_SG, rmsnorm_sg, 3, S3, rmsnorm_pc)                       \
 	X(ROPE, rope, 6, S6, rope_pc)                                      \

@@ -23,19 +23,25 @@
 /* One kernel shape: its rows per dtype, and how outputs map to the grid:
  * an invocation owns rm X rows by rn W rows, a workgroup lx by ly of them. */
 struct mm_shape {
-	enum eng_kernel_id k[3];   /* by enum eng_dtype */
+	enum eng_kernel_id k[ENG_DTYPE_COUNT];   /* by enum eng_dtype */
 	uint32_t rm, rn, lx, ly;   /* must match the build defines */
 };
 
 static const struct mm_shape mm_shapes[ENG_MM_COUNT] = {
 	[ENG_MM_PORTABLE] = { { ENG_K_MATMUL_F32, ENG_K_MATMUL_F16,
-	    ENG_K_MATMUL_BF16 }, 4, 4, 16, 16 },
+	    ENG_K_MATMUL_BF16, ENG_K_MATMUL_Q8_0, ENG_K_MATMUL_Q4_0 },
+	    4, 4, 16, 16 },
 	[ENG_MM_TEXEL_TILE] = { { ENG_K_MATMUL_TEXEL_F32,
-	    ENG_K_MATMUL_TEXEL_F16, ENG_K_MATMUL_TEXEL_BF16 }, 16, 8, 8, 2 },
+	    ENG_K_MATMUL_TEXEL_F16, ENG_K_MATMUL_TEXEL_BF16,
+	    ENG_K_MATMUL_TEXEL_Q8_0, ENG_K_MATMUL_TEXEL_Q4_0 }, 16, 8, 8, 2 },
 	[ENG_MM_TEXEL_M4] = { { ENG_K_MATMUL_TEXEL_M4_F32,
-	    ENG_K_MATMUL_TEXEL_M4_F16, ENG_K_MATMUL_TEXEL_M4_BF16 }, 4, 4, 8, 1 },
+	    ENG_K_MATMUL_TEXEL_M4_F16, ENG_K_MATMUL_TEXEL_M4_BF16,
+	    ENG_K_MATMUL_TEXEL_M4_Q8_0, ENG_K_MATMUL_TEXEL_M4_Q4_0 },
+	    4, 4, 8, 1 },
 	[ENG_MM_TEXEL_M1] = { { ENG_K_MATMUL_TEXEL_M1_F32,
-	    ENG_K_MATMUL_TEXEL_M1_F16, ENG_K_MATMUL_TEXEL_M1_BF16 }, 1, 4, 8, 1 },
+	    ENG_K_MATMUL_TEXEL_M1_F16, ENG_K_MATMUL_TEXEL_M1_BF16,
+	    ENG_K_MATMUL_TEXEL_M1_Q8_0, ENG_K_MATMUL_TEXEL_M1_Q4_0 },
+	    1, 4, 8, 1 },
 };
 
 static const char *const mm_names[ENG_MM_COUNT] = {
@@ -69,15 +75,24 @@ eng_mm_wformat(enum eng_mm_var v, enum eng_dtype t)
 {
 	if (v == ENG_MM_PORTABLE)
 		return (VK_FORMAT_UNDEFINED);
-	return (t == ENG_F16 ? VK_FORMAT_R16G16B16A16_SFLOAT :
-	    t == ENG_BF16 ? VK_FORMAT_R32G32_UINT :
-	    VK_FORMAT_R32G32B32A32_SFLOAT);
+	switch (t) {
+	case ENG_F16: return (VK_FORMAT_R16G16B16A16_SFLOAT);
+	case ENG_BF16: return (VK_FORMAT_R32G32_UINT);
+	case ENG_Q8_0:
+	case ENG_Q4_0: return (VK_FORMAT_R32G32B32A32_UINT);
+	default: return (VK_FORMAT_R32G32B32A32_SFLOAT);
+	}
 }
 
 uint32_t
 eng_mm_texel_bytes(enum eng_dtype t)
 {
-	return (t == ENG_F32 ? 16 : 8);
+	switch (t) {
+	case ENG_F32:
+	case ENG_Q8_0:
+	case ENG_Q4_0: return (16);
+	default: return (8);
+	}
 }
 
 /* texel_shape: the texel kernel for m rows.  Measured on llvmpipe (2
@@ -101,16 +116,19 @@ eng_mm_record(struct gpu_cmd *c, struct gpu_pipe *const *pipe,
 		const struct eng_wpart *pt = &w->parts[i];
 		enum eng_mm_var pv = v;
 		if (pv != ENG_MM_PORTABLE && (X->view == VK_NULL_HANDLE ||
-		    pt->view == VK_NULL_HANDLE))
+		    pt->view == VK_NULL_HANDLE || (ENG_DTYPE_QUANT(w->dt) &&
+		    pt->sview == VK_NULL_HANDLE)))
 			pv = ENG_MM_PORTABLE;
 		const struct mm_shape *s = &mm_shapes[pv];
 		struct matmul_pc pc = { m, (uint32_t)pt->rows,
 		    (uint32_t)w->cols, X->ldx, ldy, (uint32_t)pt->row0, acc };
-		struct gpu_arg a[3] = { gpu_arg_of(X->buf, 0, 0),
-		    gpu_arg_of(&pt->buf, 0, 0), gpu_arg_of(Y, 0, 0) };
+		struct gpu_arg a[4] = { gpu_arg_of(X->buf, 0, 0),
+		    gpu_arg_of(&pt->buf, 0, 0), gpu_arg_of(Y, 0, 0),
+		    gpu_arg_of(&pt->sbuf, 0, 0) };
 		if (pv != ENG_MM_PORTABLE) {
 			a[0].view = X->view;
 			a[1].view = pt->view;
+			a[3].view = pt->sview;
 		}
 		gpu_cmd_dispatch(c, pipe[s->k[w->dt]], a, 1u << 2, &pc,
 		    ((uint32_t)pt->rows + s->lx * s->rn - 1) / (s->lx * s->rn),

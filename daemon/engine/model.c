@@ -16,11 +16,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 #include "engine/model.h"
+#include "engine/quant.h"
 #include "engine/safetensors.h"
 #include "infini_err.h"
 
@@ -502,6 +504,11 @@ eng_tensor_get(const struct eng_tensor *t, size_t i)
 	case ENG_BF16:
 		memcpy(&h, p + i * 2, 2);
 		return (eng_bf16_to_f32(h));
+	case ENG_Q8_0:
+	case ENG_Q4_0:
+		return (eng_q_get(t->dtype, p, i));
+	default:
+		break;
 	}
 	return (NAN);
 }
@@ -519,11 +526,12 @@ fmt_shape(char *buf, size_t n, int ndim, const int64_t *shape)
 }
 
 /* need resolves name with exactly the given shape; ndim 0 with want_numel
- * accepts any shape holding that many elements (the gate). */
+ * accepts any shape holding that many elements (the gate).  Block dtypes
+ * are accepted where quant_ok says the tensor feeds a matmul kernel. */
 static int
 need(const struct eng_model *m, const char *name, int ndim, int64_t d0,
-    int64_t d1, size_t want_numel, const struct eng_tensor **out, char *err,
-    size_t errlen)
+    int64_t d1, size_t want_numel, bool quant_ok,
+    const struct eng_tensor **out, char *err, size_t errlen)
 {
 	const struct eng_tensor *t = eng_model_find(m, name);
 	int64_t want[2] = { d0, d1 };
@@ -532,6 +540,12 @@ need(const struct eng_model *m, const char *name, int ndim, int64_t d0,
 	if (t == NULL) {
 		ERR("%s: missing", name);
 		return (INFINI_ENOENT);
+	}
+	if (ENG_DTYPE_QUANT(t->dtype) && !quant_ok) {
+		ERR("%s: dtype %s is only for projection matrices and an "
+		    "untied lm_head (store it as F32, F16 or BF16)", name,
+		    st_dtype_name(t->dtype));
+		return (INFINI_EUNSUPPORTED);
 	}
 	fmt_shape(got_s, sizeof(got_s), t->ndim, t->shape);
 	if (ndim == 0) {
@@ -561,15 +575,17 @@ resolve(struct eng_model *m, char *err, size_t errlen)
 	char nm[128];
 	int rv;
 
-	if ((rv = need(m, "model.embed_tokens.weight", 2, V, H, 0, &m->embed,
-	    err, errlen)) != 0 ||
-	    (rv = need(m, "model.norm.weight", 1, H, 0, 0, &m->norm, err,
-	    errlen)) != 0)
+	/* The embedding is gathered, not multiplied: it keeps a float dtype
+	 * (and so does lm_head when it is the embedding). */
+	if ((rv = need(m, "model.embed_tokens.weight", 2, V, H, 0, false,
+	    &m->embed, err, errlen)) != 0 ||
+	    (rv = need(m, "model.norm.weight", 1, H, 0, 0, false, &m->norm,
+	    err, errlen)) != 0)
 		return (rv);
 	if (c->tie_word_embeddings)
 		m->lm_head = m->embed;
-	else if ((rv = need(m, "lm_head.weight", 2, V, H, 0, &m->lm_head, err,
-	    errlen)) != 0)
+	else if ((rv = need(m, "lm_head.weight", 2, V, H, 0, true,
+	    &m->lm_head, err, errlen)) != 0)
 		return (rv);
 
 	if ((m->layers = calloc((size_t)c->n_layers,
@@ -582,7 +598,7 @@ resolve(struct eng_model *m, char *err, size_t errlen)
 			int ndim;
 			int64_t d0, d1;
 			const struct eng_tensor **out;
-		} want[] = {
+		} want[] = {	/* ndim 2: projections, quantizable */
 			{ "input_layernorm.weight", 1, H, 0, &L->attn_norm },
 			{ "self_attn.q_proj.weight", 2, Q, H, &L->wq },
 			{ "self_attn.k_proj.weight", 2, KV, H, &L->wk },
@@ -599,8 +615,8 @@ resolve(struct eng_model *m, char *err, size_t errlen)
 			snprintf(nm, sizeof(nm), "model.layers.%d.%s", i,
 			    want[k].suffix);
 			if ((rv = need(m, nm, want[k].ndim, want[k].d0,
-			    want[k].d1, (size_t)c->n_heads, want[k].out, err,
-			    errlen)) != 0)
+			    want[k].d1, (size_t)c->n_heads, want[k].ndim == 2,
+			    want[k].out, err, errlen)) != 0)
 				return (rv);
 		}
 	}
@@ -811,6 +827,16 @@ fail:
 	free(path);
 	eng_model_free(m);
 	return (rv);
+}
+
+void
+eng_model_drop_pages(const struct eng_model *m)
+{
+	/* Private read-only file mappings: dropped pages are clean, so the
+	 * next access faults them in from the file unchanged. */
+	for (int i = 0; m != NULL && m->maps != NULL && i < m->n_maps; i++)
+		if (m->maps[i] != NULL)
+			madvise(m->maps[i], m->map_sizes[i], MADV_DONTNEED);
 }
 
 void

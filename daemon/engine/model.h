@@ -21,7 +21,13 @@ enum eng_arch { ENG_ARCH_LLAMA, ENG_ARCH_GEMMA };
 enum eng_act { ENG_ACT_SILU, ENG_ACT_GELU, ENG_ACT_GELU_TANH };
 enum eng_update { ENG_UPDATE_LINEAR, ENG_UPDATE_DELTA };
 enum eng_gate_on { ENG_GATE_MEMORY, ENG_GATE_LOCAL };
-enum eng_dtype { ENG_F32, ENG_F16, ENG_BF16 };
+/* Storage dtypes.  Q8_0 and Q4_0 are GGUF's block formats (docs/quant.md):
+ * blocks of ENG_QBLOCK values along a row, each with an f16 scale; they are
+ * allowed for projection matrices only (and an untied lm_head). */
+enum eng_dtype { ENG_F32, ENG_F16, ENG_BF16, ENG_Q8_0, ENG_Q4_0,
+	ENG_DTYPE_COUNT };
+#define ENG_QBLOCK 32
+#define ENG_DTYPE_QUANT(t) ((t) == ENG_Q8_0 || (t) == ENG_Q4_0)
 
 /* Byte tokenizer: ids 0..255 are bytes, then these specials. */
 #define ENG_TOK_BOS 256
@@ -108,6 +114,14 @@ int eng_config_parse(const char *json, size_t len, struct eng_config *cfg,
 int eng_model_load(const char *dir, struct eng_model **out, char *err,
     size_t errlen);
 
+/*
+ * eng_model_drop_pages tells the kernel the mapped weights are not needed
+ * in memory now (they were copied to the device): their pages leave the
+ * process's resident set and are read back from the file if touched again.
+ * The tensors stay valid.
+ */
+void eng_model_drop_pages(const struct eng_model *m);
+
 /* eng_model_free releases a model; NULL is a no-op. */
 void eng_model_free(struct eng_model *m);
 
@@ -115,7 +129,8 @@ void eng_model_free(struct eng_model *m);
 const struct eng_tensor *eng_model_find(const struct eng_model *m,
     const char *name);
 
-/* eng_tensor_get returns element i of t converted to float. */
+/* eng_tensor_get returns element i of t converted to float (dequantized
+ * for the block dtypes). */
 float eng_tensor_get(const struct eng_tensor *t, size_t i);
 
 /* eng_tensor_numel returns the number of elements of t. */

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/quant.h"
 #include "engine/safetensors.h"
 #include "infini_err.h"
 
@@ -34,6 +35,10 @@ static const struct {
 	{ "F32", ENG_F32, 4 },
 	{ "F16", ENG_F16, 2 },
 	{ "BF16", ENG_BF16, 2 },
+	/* Block formats (quant.h): size is per value rounded down; byte
+	 * counts come from eng_q_row_bytes. */
+	{ "Q8_0", ENG_Q8_0, 1 },
+	{ "Q4_0", ENG_Q4_0, 1 },
 };
 
 size_t
@@ -187,7 +192,8 @@ st_entry(const cJSON *item, size_t data_len, struct st_entry *e, char *err,
 		}
 	}
 	if (esz == 0) {
-		ERR("%s: dtype %s not supported (want F32, F16 or BF16)", name,
+		ERR("%s: dtype %s not supported (want F32, F16, BF16, Q8_0 "
+		    "or Q4_0)", name,
 		    dt->valuestring);
 		return (INFINI_EUNSUPPORTED);
 	}
@@ -227,10 +233,22 @@ st_entry(const cJSON *item, size_t data_len, struct st_entry *e, char *err,
 		    data_len);
 		return (INFINI_ECORRUPT);
 	}
-	if (end - begin != numel * esz) {
+	if (ENG_DTYPE_QUANT(e->dtype)) {
+		/* Blocks run along rows: a 2-D shape whose rows are whole
+		 * blocks, or the byte count cannot be derived. */
+		if (e->ndim != 2 || e->shape[1] % ENG_QBLOCK != 0) {
+			ERR("%s: %s needs a 2-D shape with columns a multiple "
+			    "of %d", name, dt->valuestring, ENG_QBLOCK);
+			return (INFINI_ECORRUPT);
+		}
+		esz = 0;
+		numel = (uint64_t)e->shape[0] *
+		    eng_q_row_bytes(e->dtype, e->shape[1]);
+	}
+	if (esz == 0 ? end - begin != numel : end - begin != numel * esz) {
 		ERR("%s: %llu bytes, shape and dtype %s need %llu", name,
 		    (unsigned long long)(end - begin), dt->valuestring,
-		    (unsigned long long)(numel * esz));
+		    (unsigned long long)(esz == 0 ? numel : numel * esz));
 		return (INFINI_ECORRUPT);
 	}
 	e->offset = (size_t)begin;

@@ -56,15 +56,17 @@ int st_header(const char *fname, const void *map, size_t size,
 
 /*
  * st_entry validates one header item against a data section of data_len
- * bytes.  Returns 0, INFINI_EUNSUPPORTED for a dtype other than F32, F16 or
- * BF16, or INFINI_ECORRUPT for a malformed entry, more than ST_NDIM_MAX
- * dimensions, offsets past the data section or a byte count that does not
- * match the shape.  Messages name the tensor.
+ * bytes.  Returns 0, INFINI_EUNSUPPORTED for a dtype other than F32, F16,
+ * BF16, Q8_0 or Q4_0, or INFINI_ECORRUPT for a malformed entry, more than ST_NDIM_MAX
+ * dimensions, offsets past the data section, a byte count that does not
+ * match the shape, or a block dtype on a shape that is not 2-D with whole
+ * blocks per row.  Messages name the tensor.
  */
 int st_entry(const struct cJSON *item, size_t data_len, struct st_entry *e,
     char *err, size_t errlen);
 
-/* st_dtype_size returns the bytes per element of a dtype. */
+/* st_dtype_size returns the bytes per element of a dtype (1 for the block
+ * dtypes, whose sizes come from eng_q_row_bytes). */
 size_t st_dtype_size(enum eng_dtype dt);
 
 /* st_dtype_name returns the safetensors spelling of a dtype ("BF16"). */
