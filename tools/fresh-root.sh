@@ -73,6 +73,22 @@ if [ "$reuse" = 0 ] || [ ! -x "$root/bin/bash" ]; then
 	fresh=1
 fi
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# The machine's own trust in its network: local CAs (an egress proxy's, on
+# machines behind one) and npm's settings.  Every machine of this kind has
+# them, so a fresh one does too; without them registries fail TLS.
+if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then
+	mkdir -p "$root/usr/local/share/ca-certificates"
+	cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+	if [ -x "$root/usr/sbin/update-ca-certificates" ]; then
+		chroot "$root" update-ca-certificates >/dev/null 2>&1 || true
+	fi
+fi
+for f in /etc/npmrc /root/.npmrc; do
+	if [ -f "$f" ]; then
+		mkdir -p "$root$(dirname "$f")"
+		cp "$f" "$root$f"
+	fi
+done
 bind /proc -t proc proc
 bind /sys -t sysfs sys
 bind /dev --bind /dev
@@ -99,13 +115,21 @@ mkdir -p "$root/work"
 git clone -q "$top" "$root/work/ci"
 echo "fresh-root: .ci/run in $root/work/ci (HEAD $(git -C "$top" rev-parse --short HEAD))"
 status=0
+# The CA variables of the machine's environment pass through, as they do
+# to CI; everything else starts empty.
+cavars=()
+for v in NODE_EXTRA_CA_CERTS SSL_CERT_FILE CURL_CA_BUNDLE REQUESTS_CA_BUNDLE; do
+	if [ -n "${!v:-}" ] && [ -e "$root${!v}" ]; then
+		cavars+=("$v=${!v}")
+	fi
+done
 chroot "$root" env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-	LANG=C.UTF-8 CI=true TERM=dumb \
+	LANG=C.UTF-8 CI=true TERM=dumb "${cavars[@]}" \
 	bash -c 'cd /work/ci && bash .ci/run' </dev/null || status=$?
 echo "fresh-root: .ci/run exited $status after $(( $(date +%s) - t0 )) s"
 if [ "$status" = 0 ] && [ "$pkgs" = 1 ]; then
 	chroot "$root" env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-		LANG=C.UTF-8 TERM=dumb \
+		LANG=C.UTF-8 TERM=dumb "${cavars[@]}" \
 		bash -c 'cd /work/ci && tools/build-deb.sh /work/debs && tools/check-deb.sh /work/debs' \
 		</dev/null || status=$?
 	echo "fresh-root: package check exited $status"
