@@ -81,6 +81,9 @@ static const struct crow rows[] = {
 	    "inputs one user may have queued and not yet run"),
 	I(max_streams_per_uid, "1024", 1, 1 << 20,
 	    "streams one user may own (root and admin_group: max_streams)"),
+	I(max_snapshot_bytes_per_uid, "1073741824", 0, 1L << 50,
+	    "bytes of named snapshots one user may keep (0: no limit; root and "
+	    "admin_group: no limit), so that no user can fill state_dir"),
 	I(max_stop_strings, "16", 0, 4096,
 	    "stop strings in one Generate (each at most 256 bytes)"),
 	I(max_connections, "4096", 1, 1 << 20,

@@ -40,6 +40,7 @@ struct cfg {
 	long max_queued_tokens_per_uid;
 	long max_streams_per_uid;
 	long max_stop_strings;
+	long max_snapshot_bytes_per_uid;
 	long max_connections;
 };
 

@@ -193,6 +193,55 @@ owner_of(struct infinid *d, const char *name, uint32_t *owner,
 	return (rv);
 }
 
+/*
+ * bytes_of adds up the named snapshots uid owns, leaving out the one called
+ * except (the one a write would replace).  Files it cannot read count as
+ * nothing.  0, or an errno.
+ */
+static int
+bytes_of(struct infinid *d, uint32_t uid, const char *except, uint64_t *sum)
+{
+	struct dirent *e;
+	char err[256];
+	DIR *dp;
+
+	*sum = 0;
+	if ((dp = opendir(d->snap_dir)) == NULL)
+		return (errno);
+	while ((e = readdir(dp)) != NULL) {
+		struct snap_info in;
+		if (!snap_name_ok(e->d_name) || strcmp(e->d_name, except) == 0)
+			continue;
+		if (snap_stat_file(d->snap_dir, e->d_name, d->snap_max, &in,
+		    err, sizeof(err)) == 0 &&
+		    (in.has_owner ? in.owner : 0) == uid)
+			*sum += in.bytes;
+	}
+	closedir(dp);
+	return (0);
+}
+
+/* over_quota: would writing j take j->uid over max_snapshot_bytes_per_uid?
+ * Sets o when it would.  Root (and admin_group) have no quota. */
+static bool
+over_quota(struct infinid *d, struct sio_job *j, struct sio_out *o)
+{
+	uint64_t limit = (uint64_t)d->cfg.max_snapshot_bytes_per_uid, used;
+
+	if (limit == 0 || j->uid == 0)
+		return (false);
+	if (bytes_of(d, j->uid, j->name, &used) != 0)
+		return (false);   /* the write itself will say what is wrong */
+	if (used + j->len <= limit)
+		return (false);
+	set_out(o, C(RESOURCE_EXHAUSTED), "named snapshots of uid %u would "
+	    "take %llu bytes (%llu kept + %zu new), over "
+	    "max_snapshot_bytes_per_uid (%llu): delete some first (infini "
+	    "rm-snapshot)", j->uid, (unsigned long long)(used + j->len),
+	    (unsigned long long)used, j->len, (unsigned long long)limit);
+	return (true);
+}
+
 static void
 run_write(struct infinid *d, struct sio_job *j, struct sio_out *o)
 {
@@ -225,6 +274,8 @@ run_write(struct infinid *d, struct sio_job *j, struct sio_out *o)
 		set_out(o, file_code(rv), "%s", err);
 		return;
 	}
+	if (over_quota(d, j, o))
+		return;
 	if ((rv = snap_write_file(d->snap_dir, j->name, j->buf, j->len, err,
 	    sizeof(err))) != 0) {
 		LOG(LOG_ERR, "snapshot %s/%s: %s", d->snap_dir, j->name, err);

@@ -245,9 +245,40 @@ a_again(infini_client *c, struct res *r)
 	free(v);
 }
 
+/* Under a quota of one and a half snapshots: one fits, a second does not,
+ * replacing the first does, and deleting it makes room.  v[0]: bytes of
+ * the first. */
+static void
+a_quota(infini_client *c, struct res *r)
+{
+	size_t bytes = 0;
+
+	note(r, infini_open(c, "qa", false, NULL, NULL) ||
+	    push_n(c, "qa", NPUSH));
+	note(r, infini_snapshot(c, "qa", "q1", NULL, &bytes));
+	r->v[0] = bytes;
+	note(r, infini_snapshot(c, "qa", "q2", NULL, NULL));
+	note(r, infini_snapshot_ex(c, "qa", "q1", INFINI_SNAP_OVERWRITE, NULL,
+	    NULL));
+	note(r, infini_delete_snapshot(c, "q1"));
+	note(r, infini_snapshot(c, "qa", "q2", NULL, NULL));
+}
+
+/* Another user's quota is their own: with its earlier "bsnap" deleted,
+ * it has room for one while a_quota's snapshot stays. */
+static void
+b_quota(infini_client *c, struct res *r)
+{
+	note(r, infini_delete_snapshot(c, "bsnap"));
+	note(r, infini_open(c, "qb", false, NULL, NULL) ||
+	    push_n(c, "qb", NPUSH));
+	note(r, infini_snapshot(c, "qb", "qb1", NULL, NULL));
+}
+
 static const struct scenario scenarios[] = {
 	{ "a_first", a_first }, { "b_first", b_first },
-	{ "a_again", a_again }, { "b_again", b_again }, { NULL, NULL },
+	{ "a_again", a_again }, { "b_again", b_again },
+	{ "a_quota", a_quota }, { "b_quota", b_quota }, { NULL, NULL },
 };
 
 static bool
@@ -617,6 +648,60 @@ test_crafted(infini_client *c)
 	free(data);
 }
 
+#define N_QUOTA 4
+
+/*
+ * test_quota restarts the daemon with max_snapshot_bytes_per_uid at one
+ * and a half of the fixture's snapshots (the size a root snapshot of the
+ * same pushes gives) and runs a_quota and b_quota.
+ */
+static void
+test_quota(void)
+{
+	char lim[32];
+	const char *extra[] = { "--autosnapshot-segments", "0",
+	    "--max-snapshot-bytes-per-uid", lim, NULL };
+	infini_client *c = NULL;
+	size_t bytes = 0;
+	struct res a, b;
+
+	if (getuid() != 0) {
+		tap_skip(N_QUOTA, "two-UID checks need root");
+		return;
+	}
+	if (infini_connect(dp.url, 5000, &c) != 0 ||
+	    infini_open(c, "qroot", false, NULL, NULL) != 0 ||
+	    push_n(c, "qroot", NPUSH) != 0 ||
+	    infini_snapshot(c, "qroot", "qroot", NULL, &bytes) != 0) {
+		infini_close(c);
+		tap_diag("cannot measure a snapshot: %s", infini_errmsg());
+		tap_skip(N_QUOTA, "no snapshot to measure");
+		return;
+	}
+	infini_close(c);
+	dproc_wait(&dp, SIGTERM, 60000);
+	snprintf(lim, sizeof(lim), "%zu", bytes * 3 / 2);
+	if (dproc_start(&dp, dir, model, state, extra, NULL) != 0) {
+		printf("Bail out! infinid did not start (log: %s)\n", dp.log);
+		exit(1);
+	}
+	if (as_user(UID_A, "a_quota", &a) != 0 ||
+	    as_user(UID_B, "b_quota", &b) != 0) {
+		tap_skip(N_QUOTA, "cannot run clients as other users");
+		return;
+	}
+	ok(a.rv[0] == 0 && a.rv[1] == 0 && a.v[0] == bytes,
+	    "under a quota of %s bytes uid %d keeps one snapshot of %llu bytes",
+	    lim, UID_A, (unsigned long long)a.v[0]);
+	ok(a.rv[2] == INFINI_EFULL && strstr(a.msg[2],
+	    "max_snapshot_bytes_per_uid") != NULL, "a second is "
+	    "RESOURCE_EXHAUSTED naming the setting: %s", a.msg[2]);
+	ok(a.rv[3] == 0 && a.rv[4] == 0 && a.rv[5] == 0, "replacing the first "
+	    "fits, and deleting it makes room for another");
+	ok(b.rv[0] == 0 && b.rv[1] == 0 && b.rv[2] == 0, "uid %d has a quota "
+	    "of its own (%s)", UID_B, b.msg[2]);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -625,7 +710,7 @@ main(int argc, char **argv)
 
 	if (argc == 5 && strcmp(argv[1], "--child") == 0)
 		return (child_main(argv));
-	tap_plan(N_OWNERS + N_NUL + N_DIR + N_CRAFT + N_CLI + 1);
+	tap_plan(N_OWNERS + N_NUL + N_DIR + N_CRAFT + N_CLI + N_QUOTA + 1);
 	if (fx_tmpdir(dir, sizeof(dir)) != 0)
 		return (1);
 	/* Other users reach the socket in dir (mode 0666) through it. */
@@ -653,6 +738,7 @@ main(int argc, char **argv)
 	test_cli();
 	infini_close(c);
 	test_owners();
+	test_quota();
 	dproc_wait(&dp, SIGTERM, 60000);
 	return (dproc_tap_done(dir, dp.log));
 }
