@@ -515,8 +515,12 @@ cmd_open(struct cli *g, int argc, char **argv)
 	return (0);
 }
 
+/* one_name runs a command whose one argument is a name handed to fn: its
+ * JSON says {key: name}, its text says what (NULL: nothing). */
 static int
-cmd_close(struct cli *g, int argc, char **argv)
+one_name(struct cli *g, int argc, char **argv,
+    int (*fn)(infini_client *, const char *), const char *key,
+    const char *what)
 {
 	int rc, err;
 
@@ -524,14 +528,21 @@ cmd_close(struct cli *g, int argc, char **argv)
 	    (rc = cli_args(g, argc - optind, 1, 1)) != 0 ||
 	    (rc = cli_connect(g)) != 0)
 		return (rc);
-	if ((err = infini_close_stream(g->c, argv[optind])) != 0)
+	if ((err = fn(g->c, argv[optind])) != 0)
 		return (cli_fail(g, err));
 	if (g->json) {
 		cJSON *o = cJSON_CreateObject();
-		cJSON_AddStringToObject(o, "closed", argv[optind]);
+		cJSON_AddStringToObject(o, key, argv[optind]);
 		cli_json_out(o);
-	}
+	} else if (what != NULL)
+		printf("%s '%s'\n", what, argv[optind]);
 	return (0);
+}
+
+static int
+cmd_close(struct cli *g, int argc, char **argv)
+{
+	return (one_name(g, argc, argv, infini_close_stream, "closed", NULL));
 }
 
 static int
@@ -793,17 +804,18 @@ cmd_snapshots(struct cli *g, int argc, char **argv)
 		}
 		cli_json_out(o);
 	} else {
-		printf("%-24s %6s %12s %12s %-20s %s\n", "NAME", "OWNER",
+		printf("%-24s %-12s %12s %12s %-20s %s\n", "NAME", "OWNER",
 		    "BYTES", "POSITION", "CREATED (UTC)", "STREAM");
 		for (size_t i = 0; i < n; i++) {
-			char when[32] = "?";
+			char when[32] = "?", owner[64];
+			owner_name(v[i].owner_uid, owner, sizeof(owner));
 			time_t t = (time_t)(v[i].created_ms / 1000);
 			struct tm tm;
 			if (gmtime_r(&t, &tm) != NULL)
 				strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S",
 				    &tm);
-			printf("%-24s %6u %12" PRIu64 " %12" PRIu64 " %-20s %s\n",
-			    v[i].name, v[i].owner_uid, v[i].bytes,
+			printf("%-24s %-12s %12" PRIu64 " %12" PRIu64 " %-20s %s\n",
+			    v[i].name, owner, v[i].bytes,
 			    v[i].position, when, v[i].stream_id);
 		}
 	}
@@ -814,21 +826,8 @@ cmd_snapshots(struct cli *g, int argc, char **argv)
 static int
 cmd_rm_snapshot(struct cli *g, int argc, char **argv)
 {
-	int rc, err;
-
-	if ((rc = simple_opts(g, argc, argv)) >= 0 ||
-	    (rc = cli_args(g, argc - optind, 1, 1)) != 0 ||
-	    (rc = cli_connect(g)) != 0)
-		return (rc);
-	if ((err = infini_delete_snapshot(g->c, argv[optind])) != 0)
-		return (cli_fail(g, err));
-	if (g->json) {
-		cJSON *o = cJSON_CreateObject();
-		cJSON_AddStringToObject(o, "deleted", argv[optind]);
-		cli_json_out(o);
-	} else
-		printf("deleted snapshot '%s'\n", argv[optind]);
-	return (0);
+	return (one_name(g, argc, argv, infini_delete_snapshot, "deleted",
+	    "deleted snapshot"));
 }
 
 /* ---- main ---------------------------------------------------------- */
