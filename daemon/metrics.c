@@ -134,6 +134,23 @@ put_one(FILE *f, const char *name, const char *type, const char *help,
 	    type, name, v);
 }
 
+/* rpc_counts: one line per method and status code from code `first` on;
+ * codes start at 1 for the errors-only family. */
+static void
+rpc_counts(FILE *f, const char *name, int first)
+{
+	for (int m = 1; m < MX_METHODS; m++) {
+		const ProtobufCMethodDescriptor *md = wire_method(m);
+		for (int c = first; md != NULL && c < MX_CODES; c++) {
+			uint64_t n = ld(&rpc_calls[m][c]);
+			if (n)
+				fprintf(f, "%s{method=\"%s\",code=\"%s\"} %llu\n",
+				    name, md->name, wire_code_name(c),
+				    (unsigned long long)n);
+		}
+	}
+}
+
 /* rpc_section: calls, errors and latency by method. */
 static void
 rpc_section(FILE *f)
@@ -141,29 +158,11 @@ rpc_section(FILE *f)
 	fputs("# HELP infinid_rpc_requests_total Calls answered, by method and "
 	    "status code (NNG and HTTP alike).\n"
 	    "# TYPE infinid_rpc_requests_total counter\n", f);
-	for (int m = 1; m < MX_METHODS; m++) {
-		const ProtobufCMethodDescriptor *md = wire_method(m);
-		for (int c = 0; md != NULL && c < MX_CODES; c++) {
-			uint64_t n = ld(&rpc_calls[m][c]);
-			if (n)
-				fprintf(f, "infinid_rpc_requests_total{method=\"%s\","
-				    "code=\"%s\"} %llu\n", md->name,
-				    wire_code_name(c), (unsigned long long)n);
-		}
-	}
+	rpc_counts(f, "infinid_rpc_requests_total", 0);
 	fputs("# HELP infinid_rpc_errors_total Calls answered with an error, by "
 	    "method and status code.\n"
 	    "# TYPE infinid_rpc_errors_total counter\n", f);
-	for (int m = 1; m < MX_METHODS; m++) {
-		const ProtobufCMethodDescriptor *md = wire_method(m);
-		for (int c = 1; md != NULL && c < MX_CODES; c++) {
-			uint64_t n = ld(&rpc_calls[m][c]);
-			if (n)
-				fprintf(f, "infinid_rpc_errors_total{method=\"%s\","
-				    "code=\"%s\"} %llu\n", md->name,
-				    wire_code_name(c), (unsigned long long)n);
-		}
-	}
+	rpc_counts(f, "infinid_rpc_errors_total", 1);
 	fputs("# HELP infinid_rpc_duration_seconds Time from a call's arrival "
 	    "to its answer, by method (Poll includes its wait).\n"
 	    "# TYPE infinid_rpc_duration_seconds histogram\n", f);

@@ -1,12 +1,15 @@
 /*
  * daemon_proc.c - infinid as a child process of a test (daemon_proc.h).
  */
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -104,4 +107,20 @@ dproc_log_count(const char *path, const char *needle)
 		n += strstr(line, needle) != NULL;
 	fclose(f);
 	return (n);
+}
+
+int
+dproc_free_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t n = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd >= 0 && bind(fd, (void *)&sa, sizeof(sa)) == 0 &&
+	    getsockname(fd, (void *)&sa, &n) == 0)
+		port = ntohs(sa.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return (port);
 }

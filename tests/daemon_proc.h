@@ -47,6 +47,12 @@ int dproc_wait(struct dproc *p, int sig, int timeout_ms);
 int dproc_log_count(const char *path, const char *needle);
 
 /*
+ * dproc_free_port asks the kernel for a loopback TCP port that nothing is
+ * bound to (for a daemon's tcp:// or http listener).  Returns it, or -1.
+ */
+int dproc_free_port(void);
+
+/*
  * dproc_tap_done ends a daemon test: checks that the validation layer said
  * nothing in log (every daemon of the test appends to it), removes dir when
  * every check passed (else keeps it for the log) and returns tap_done().

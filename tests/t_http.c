@@ -671,23 +671,6 @@ test_metrics(void)
 	cJSON_Delete(b);
 }
 
-/* free_port asks the kernel for a free loopback port. */
-static int
-free_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t n = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && bind(fd, (void *)&sa, sizeof(sa)) == 0 &&
-	    getsockname(fd, (void *)&sa, &n) == 0)
-		port = ntohs(sa.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return (port);
-}
-
 int
 main(void)
 {
@@ -717,7 +700,7 @@ main(void)
 	    (unsigned)getuid(), TOKEN_B, (unsigned)getuid() + 1000);
 	fx_write_file(tokfile, toks, strlen(toks));
 	chmod(tokfile, 0600);
-	snprintf(listen, sizeof(listen), "127.0.0.1:%d", free_port());
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", dproc_free_port());
 	snprintf(base, sizeof(base), "http://%s", listen);
 	fx_opts_default(&o);
 	hidden = o.cfg.hidden_size;

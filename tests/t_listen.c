@@ -258,23 +258,6 @@ settle(int base)
 	return (n);
 }
 
-/* free_port asks the kernel for an unused loopback port. */
-static int
-free_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t n = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && bind(fd, (void *)&sa, sizeof(sa)) == 0 &&
-	    getsockname(fd, (void *)&sa, &n) == 0)
-		port = ntohs(sa.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return (port);
-}
-
 /* -------------------------------------------------------- checks */
 
 static void
@@ -421,7 +404,7 @@ main(void)
 	snprintf(state, sizeof(state), "%s/state", dir);
 	snprintf(ipc_path, sizeof(ipc_path), "%s/s.sock", dir);
 	fx_opts_default(&o);
-	if (fx_write_model(model, &o) != 0 || (tcp_port = free_port()) < 0) {
+	if (fx_write_model(model, &o) != 0 || (tcp_port = dproc_free_port()) < 0) {
 		printf("Bail out! cannot write the fixture model\n");
 		return (1);
 	}
