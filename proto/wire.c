@@ -206,8 +206,12 @@ const char *
 wire_nul_field(const ProtobufCMessageDescriptor *d, size_t len,
     const uint8_t *data)
 {
-	const uint8_t *p = data, *end = data + len;
+	const uint8_t *p, *end;
 
+	if (len == 0)
+		return (NULL);   /* an empty body (data may be NULL) */
+	p = data;
+	end = data + len;
 	while (p < end) {
 		uint64_t key, n;
 		const ProtobufCFieldDescriptor *f;

@@ -101,7 +101,8 @@ jnull(const cJSON *o, const char *key)
 static int
 arena_add(struct tok *t, const void *p, size_t n, uint32_t *off)
 {
-	if (t->arena_len + n > t->arena_cap) {
+	/* Allocated even for an empty piece: lookups form arena + off. */
+	if (t->arena == NULL || t->arena_len + n > t->arena_cap) {
 		size_t c = t->arena_cap ? t->arena_cap : 1 << 20;
 		while (c < t->arena_len + n)
 			c *= 2;
@@ -113,7 +114,8 @@ arena_add(struct tok *t, const void *p, size_t n, uint32_t *off)
 		t->arena = na;
 		t->arena_cap = c;
 	}
-	memcpy(t->arena + t->arena_len, p, n);
+	if (n > 0)
+		memcpy(t->arena + t->arena_len, p, n);
 	*off = (uint32_t)t->arena_len;
 	t->arena_len += n;
 	return (0);

@@ -11,8 +11,9 @@ regex engine and normalizer agree on their properties.
 
     gen_text.py OUT.json [SIZE_BYTES] [SEED]
 """
-import glob
+import fnmatch
 import json
+import os
 import random
 import sys
 import unicodedata
@@ -110,9 +111,20 @@ def mixed_doc(target):
         n += len(piece.encode())
     return "".join(out)
 
-def file_docs(pattern, limit):
+def tree_files(top, pattern):
+    """The files below top whose names match pattern.  Symbolic links to
+    directories are not followed: Debian's node-* packages link their doc
+    directories to each other in cycles, which a recursive glob walks for
+    ever."""
+    found = []
+    for d, _, names in os.walk(top):
+        found += [os.path.join(d, n) for n in names
+                  if fnmatch.fnmatchcase(n, pattern)]
+    return found
+
+def file_docs(top, pattern, limit):
     docs = []
-    files = sorted(glob.glob(pattern, recursive=True))
+    files = sorted(tree_files(top, pattern))
     rnd.shuffle(files)
     total = 0
     for f in files:
@@ -133,9 +145,9 @@ def file_docs(pattern, limit):
     return docs
 
 docs = []
-docs += file_docs("/usr/include/**/*.h", SIZE // 4)
-docs += file_docs("/usr/share/doc/**/copyright", SIZE // 8)
-docs += file_docs("/usr/share/common-licenses/*", SIZE // 16)
+docs += file_docs("/usr/include", "*.h", SIZE // 4)
+docs += file_docs("/usr/share/doc", "copyright", SIZE // 8)
+docs += file_docs("/usr/share/common-licenses", "*", SIZE // 16)
 size = sum(len(d.encode()) for d in docs)
 while size < SIZE:
     d = mixed_doc(rnd.randint(200, 4000))
