@@ -847,6 +847,46 @@ test_restart(void)
 	    "said went in (position %lld)", went, (long long)lp);
 }
 
+/* test_queued: max_queued_tokens_per_uid refuses a Push that would queue
+ * more of the caller's inputs than the limit, naming the key, and the
+ * stream is left as if the Push never came.  The daemon is restarted
+ * with a small limit (the flood tests above need the default). */
+static void
+test_queued(void)
+{
+	const char *extra[] = { "--max-queued-tokens-per-uid", "1000", NULL };
+	int32_t t[1500];
+	infini_client *c;
+	int64_t before = -1, after = -1;
+	int big = 0, fits = -1;
+	char msg[512] = "";
+
+	for (int i = 0; i < 1500; i++)
+		t[i] = (i * 7) % 256;
+	if (dproc_wait(&dp, SIGTERM, 30000) != 0 ||
+	    dproc_start(&dp, dir, model, state, extra, NULL) != 0 ||
+	    infini_connect(dp.url, 5000, &c) != 0) {
+		ok(0, "restart with max_queued_tokens_per_uid 1000");
+		ok(0, "restart with max_queued_tokens_per_uid 1000");
+		return;
+	}
+	infini_set_timeout(c, 30000);
+	infini_open(c, "queued", true, NULL, NULL);
+	infini_push_tokens(c, "queued", t, 10, INFINI_OUT_NONE, NULL);
+	before = position_of(c, "queued");
+	big = infini_push_tokens(c, "queued", t, 1500, INFINI_OUT_NONE, NULL);
+	snprintf(msg, sizeof(msg), "%s", infini_errmsg());
+	after = position_of(c, "queued");
+	ok(big == INFINI_EFULL && strstr(msg, "max_queued_tokens_per_uid") &&
+	    before == 10 && after == before,
+	    "1500 inputs over max_queued_tokens_per_uid 1000 are refused and "
+	    "the stream keeps its %lld inputs: %s", (long long)after, msg);
+	fits = infini_push_tokens(c, "queued", t, 1000, INFINI_OUT_NONE, NULL);
+	ok(fits == 0 && position_of(c, "queued") == before + 1000,
+	    "1000 inputs, at the limit, go in");
+	infini_close(c);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -863,7 +903,7 @@ main(int argc, char **argv)
 		    atoi(argv[5])));
 	if (argc == 6 && strcmp(argv[1], "--measure") == 0)
 		return (measure_main(argv[2], atoi(argv[3]), argv[4], argv[5]));
-	tap_plan(22);
+	tap_plan(24);
 	setenv("INFINI_VALIDATION", "1", 0);
 	if (fx_tmpdir(dir, sizeof(dir)) != 0)
 		return (1);
@@ -888,6 +928,7 @@ main(int argc, char **argv)
 	infini_close(c);
 	test_connections();
 	test_restart();
+	test_queued();
 	ok(dproc_wait(&dp, SIGTERM, 30000) == 0, "SIGTERM: clean exit");
 	return (dproc_tap_done(dir, dp.log));
 }
