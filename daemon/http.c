@@ -377,25 +377,34 @@ struct route {
 	enum kind kind;
 	int method;
 	enum mx_ep ep;
+	const char *idfield;      /* the request field the '*' fills */
 };
 
+#define SID "stream_id"
+#define GID "generation_id"
+
+
 static const struct route routes[] = {
-	{ "GET", "/metrics", K_METRICS, 0, MX_EP_METRICS },
-	{ "GET", "/v1/models", K_MODELS, 0, MX_EP_API },
-	{ "POST", "/v1/completions", K_COMPLETIONS, 0, MX_EP_COMPLETIONS },
-	{ "POST", "/v1/embeddings", K_EMBEDDINGS, 0, MX_EP_EMBEDDINGS },
-	{ "GET", "/v1/health", K_RPC, M(HEALTH), MX_EP_API },
-	{ "GET", "/v1/stats", K_RPC, M(STATS), MX_EP_API },
-	{ "GET", "/v1/streams", K_RPC, M(LIST_STREAMS), MX_EP_API },
-	{ "POST", "/v1/streams", K_RPC, M(OPEN_STREAM), MX_EP_API },
-	{ "DELETE", "/v1/streams/*", K_RPC, M(CLOSE_STREAM), MX_EP_API },
-	{ "POST", "/v1/streams/*/push", K_RPC, M(PUSH), MX_EP_API },
-	{ "POST", "/v1/streams/*/generate", K_RPC, M(GENERATE), MX_EP_API },
-	{ "POST", "/v1/streams/*/fork", K_RPC, M(FORK), MX_EP_API },
-	{ "POST", "/v1/streams/*/snapshot", K_RPC, M(SNAPSHOT), MX_EP_API },
-	{ "POST", "/v1/restore", K_RPC, M(RESTORE), MX_EP_API },
-	{ "POST", "/v1/generations/*/poll", K_RPC, M(POLL), MX_EP_API },
-	{ "POST", "/v1/generations/*/cancel", K_RPC, M(CANCEL), MX_EP_API },
+	{ "GET", "/metrics", K_METRICS, 0, MX_EP_METRICS, NULL },
+	{ "GET", "/v1/models", K_MODELS, 0, MX_EP_API, NULL },
+	{ "POST", "/v1/completions", K_COMPLETIONS, 0, MX_EP_COMPLETIONS,
+	  NULL },
+	{ "POST", "/v1/embeddings", K_EMBEDDINGS, 0, MX_EP_EMBEDDINGS, NULL },
+	{ "GET", "/v1/health", K_RPC, M(HEALTH), MX_EP_API, NULL },
+	{ "GET", "/v1/stats", K_RPC, M(STATS), MX_EP_API, NULL },
+	{ "GET", "/v1/streams", K_RPC, M(LIST_STREAMS), MX_EP_API, NULL },
+	{ "POST", "/v1/streams", K_RPC, M(OPEN_STREAM), MX_EP_API, NULL },
+	{ "DELETE", "/v1/streams/*", K_RPC, M(CLOSE_STREAM), MX_EP_API, SID },
+	{ "POST", "/v1/streams/*/push", K_RPC, M(PUSH), MX_EP_API, SID },
+	{ "POST", "/v1/streams/*/generate", K_RPC, M(GENERATE), MX_EP_API, SID },
+	{ "POST", "/v1/streams/*/fork", K_RPC, M(FORK), MX_EP_API, SID },
+	{ "POST", "/v1/streams/*/snapshot", K_RPC, M(SNAPSHOT), MX_EP_API, SID },
+	{ "POST", "/v1/restore", K_RPC, M(RESTORE), MX_EP_API, NULL },
+	{ "GET", "/v1/snapshots", K_RPC, M(LIST_SNAPSHOTS), MX_EP_API, NULL },
+	{ "DELETE", "/v1/snapshots/*", K_RPC, M(DELETE_SNAPSHOT), MX_EP_API,
+	  "name" },
+	{ "POST", "/v1/generations/*/poll", K_RPC, M(POLL), MX_EP_API, GID },
+	{ "POST", "/v1/generations/*/cancel", K_RPC, M(CANCEL), MX_EP_API, GID },
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -564,6 +573,7 @@ hr_handle(nng_aio *haio)
 	h->t0 = t0;
 	h->blen = (size_t)len;
 	snprintf(h->pid, sizeof(h->pid), "%s", id);
+	h->idfield = r->idfield;
 	pthread_mutex_lock(&gw->mx);
 	if (gw->stopping) {
 		pthread_mutex_unlock(&gw->mx);

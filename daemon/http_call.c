@@ -299,18 +299,18 @@ hr_rpc_begin(struct hreq *h)
 		return;
 	}
 	/* The path's id wins over one in the body. */
-	if (h->pid[0]) {
-		bool gen = h->method == M(POLL) || h->method == M(CANCEL);
+	if (h->pid[0] && h->idfield != NULL) {
+		bool gen = strcmp(h->idfield, "generation_id") == 0;
 		char *end;
 		unsigned long long g = strtoull(h->pid, &end, 10);
-		cJSON_DeleteItemFromObject(in, gen ? "generation_id" : "stream_id");
+		cJSON_DeleteItemFromObject(in, h->idfield);
 		if (gen && (*end != '\0' || g == 0)) {
 			hr_fail(h, 404, "not_found", NULL, "no generation '%s'",
 			    h->pid);
 			return;
 		}
-		if ((gen ? cJSON_AddNumberToObject(in, "generation_id", (double)g) :
-		    cJSON_AddStringToObject(in, "stream_id", h->pid)) == NULL) {
+		if ((gen ? cJSON_AddNumberToObject(in, h->idfield, (double)g) :
+		    cJSON_AddStringToObject(in, h->idfield, h->pid)) == NULL) {
 			hr_fail(h, 500, "internal", NULL, "out of memory");
 			return;
 		}

@@ -66,6 +66,7 @@ struct hreq {
 	size_t blen;
 	cJSON *json;
 	char pid[WIRE_ID_MAX + 1]; /* the path's {id} */
+	const char *idfield;       /* the request field pid fills */
 	uint8_t *reply;            /* packed Reply, from hr_local */
 	size_t rlen;
 	/* completions and embeddings */
