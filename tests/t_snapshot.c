@@ -479,6 +479,15 @@ test_validate(struct gt *g)
 	ok(rv == INFINI_ECORRUPT && strstr(err, "position") != NULL,
 	    "a position of %llu is refused: %s", (unsigned long long)far, err);
 
+	/* The right position with one segment more than it holds. */
+	memcpy(cp, buf, len);
+	put_u64(cp + 64, (uint64_t)st.pos / (uint64_t)N + 1);
+	refix(cp, len);
+	err[0] = '\0';
+	rv = refused_why(cp, len, g->m, err, sizeof(err));
+	ok(rv == INFINI_ECORRUPT && strstr(err, "segments disagree") != NULL,
+	    "a segment count the position does not give is refused: %s", err);
+
 	memcpy(cp, buf, len);
 	put_u32(cp + 52, (uint32_t)c->vocab_size + 1);
 	refix(cp, len);
@@ -999,7 +1008,7 @@ main(void)
 		tap_plan_skip_all("no Vulkan device");
 		return (0);
 	}
-	tap_plan(41);
+	tap_plan(42);
 	fx_opts_default(&o);            /* rope, unrotated k for memory */
 	if (gt_open(&g, &o, 4, 64) != 0)
 		return (1);
