@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "engine/quant.h"
@@ -77,6 +78,37 @@ fx_write_file(const char *path, const void *data, size_t n)
 		return (INFINI_EIO);
 	}
 	return (fclose(f) == 0 ? 0 : INFINI_EIO);
+}
+
+int
+fx_run(const char *cmd, char **out)
+{
+	FILE *p;
+	char *buf = NULL, *nb;
+	size_t len = 0, cap = 0, n;
+	char chunk[4096];
+	int st;
+
+	*out = NULL;
+	if ((p = popen(cmd, "r")) == NULL)
+		return (-1);
+	while ((n = fread(chunk, 1, sizeof(chunk), p)) > 0) {
+		if (len + n + 1 > cap) {
+			cap = (len + n + 1) * 2;
+			if ((nb = realloc(buf, cap)) == NULL)
+				break;
+			buf = nb;
+		}
+		memcpy(buf + len, chunk, n);
+		len += n;
+	}
+	if (buf == NULL)
+		buf = calloc(1, 1);
+	else
+		buf[len] = '\0';
+	st = pclose(p);
+	*out = buf;
+	return (WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 }
 
 static int

@@ -56,6 +56,13 @@ int fx_write_model(const char *dir, const struct fx_opts *o);
 int fx_write_hf_model(const char *dir, const char *oracle_dir,
     const char *vocab, struct fx_opts *o);
 
+/*
+ * fx_run runs cmd with sh and returns its exit status (-1 when it could
+ * not run or was killed).  *out receives its stdout, NUL-terminated
+ * (malloc'd, caller frees; NULL only when it could not run).
+ */
+int fx_run(const char *cmd, char **out);
+
 /* fx_write_file writes n bytes to path, replacing it.  0 or INFINI_EIO. */
 int fx_write_file(const char *path, const void *data, size_t n);
 

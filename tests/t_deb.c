@@ -40,38 +40,6 @@
 static char tmp[512], root[600];
 static const char *debdir;
 
-/* run runs a shell command, returning its exit status (or -1) and its
- * output (stdout and stderr together) in a malloc'd string. */
-static int
-run(const char *cmd, char **out)
-{
-	FILE *p;
-	char *buf = NULL, *nb;
-	size_t len = 0, cap = 0, n;
-	char chunk[4096];
-	int st;
-
-	if ((p = popen(cmd, "r")) == NULL)
-		return (-1);
-	while ((n = fread(chunk, 1, sizeof(chunk), p)) > 0) {
-		if (len + n + 1 > cap) {
-			cap = (len + n + 1) * 2;
-			if ((nb = realloc(buf, cap)) == NULL)
-				break;
-			buf = nb;
-		}
-		memcpy(buf + len, chunk, n);
-		len += n;
-	}
-	if (buf == NULL)
-		buf = calloc(1, 1);
-	else
-		buf[len] = '\0';
-	st = pclose(p);
-	*out = buf;
-	return (WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-}
-
 /* deb_path writes the path of package pkg's .deb into buf ("" if none). */
 static void
 deb_path(const char *pkg, char *buf, size_t n)
@@ -81,7 +49,7 @@ deb_path(const char *pkg, char *buf, size_t n)
 	snprintf(cmd, sizeof(cmd), "ls '%s'/%s_*.deb 2>/dev/null | head -n 1",
 	    debdir, pkg);
 	buf[0] = '\0';
-	if (run(cmd, &out) == 0)
+	if (fx_run(cmd, &out) == 0)
 		snprintf(buf, n, "%.*s", (int)strcspn(out, "\n"), out);
 	free(out);
 }
@@ -94,7 +62,7 @@ field(const char *pkg, const char *name)
 
 	deb_path(pkg, deb, sizeof(deb));
 	snprintf(cmd, sizeof(cmd), "dpkg-deb -f '%s' %s 2>/dev/null", deb, name);
-	run(cmd, &out);
+	fx_run(cmd, &out);
 	return (out);
 }
 
@@ -111,7 +79,7 @@ unpack(const char *pkg)
 		return (-1);
 	snprintf(cmd, sizeof(cmd), "dpkg-deb -x '%s' '%s' && "
 	    "dpkg-deb -e '%s' '%s/control-%s'", deb, root, deb, tmp, pkg);
-	rv = run(cmd, &out);
+	rv = fx_run(cmd, &out);
 	free(out);
 	return (rv);
 }
@@ -239,7 +207,7 @@ test_conf(void)
 	/* The table as the build's daemon prints it; only the model's
 	 * default differs between the build and the package. */
 	snprintf(cmd, sizeof(cmd), "'%s' --help", INFINID);
-	run(cmd, &help);
+	fx_run(cmd, &help);
 	for (line = strtok_r(help, "\n", &save); line != NULL;
 	    line = strtok_r(NULL, "\n", &save)) {
 		char key[128], want[200];
@@ -322,14 +290,14 @@ test_elf(void)
 		 * -dbgsym packages). */
 		snprintf(cmd, sizeof(cmd), "readelf -S -W '%s' | grep -E "
 		    "' \\.(symtab|debug_[a-z]+) '", p);
-		if (run(cmd, &out) != 1) {
+		if (fx_run(cmd, &out) != 1) {
 			tap_diag("%s is not stripped: %s", elf[i], out);
 			bad++;
 		}
 		free(out);
 		snprintf(cmd, sizeof(cmd), "readelf -h -d -W '%s' | grep -E "
 		    "'Type: +DYN|BIND_NOW|FLAGS_1.*NOW' | wc -l", p);
-		run(cmd, &out);
+		fx_run(cmd, &out);
 		if (atoi(out) < 2) {
 			tap_diag("%s: not PIE/shared or no BIND_NOW", elf[i]);
 			bad++;
@@ -343,7 +311,7 @@ test_elf(void)
 			continue;
 		snprintf(cmd, sizeof(cmd), "readelf --dyn-syms -W '%s' | grep -c "
 		    "-E ' (__stack_chk_fail|__[a-z_]+_chk)(@|$)'", p);
-		run(cmd, &out);
+		fx_run(cmd, &out);
 		if (atoi(out) < 2) {
 			tap_diag("%s: no stack protector or fortified calls",
 			    elf[i]);
@@ -358,7 +326,7 @@ test_elf(void)
 
 	snprintf(cmd, sizeof(cmd), "'%s/usr/sbin/infinid' --help; "
 	    "'%s/usr/bin/infini-run' --help", root, root);
-	run(cmd, &out);
+	fx_run(cmd, &out);
 	ok(strstr(out, "model = " MODEL_DIR "\n") != NULL &&
 	    strstr(out, "(default $INFINI_MODEL or " MODEL_DIR ")") != NULL,
 	    "packaged infinid and infini-run default to " MODEL_DIR);
@@ -383,7 +351,7 @@ test_example(void)
 	    "LD_LIBRARY_PATH='%s/usr/lib/" LIBARCH "' "
 	    "INFINI_SOCKET=ipc://'%s/none.sock' '%s/example' 2>&1",
 	    root, tmp, tmp, tmp, root, root, root, tmp, tmp);
-	rv = run(cmd, &out);
+	rv = fx_run(cmd, &out);
 	/* No daemon at that socket: the example reports it and exits 1. */
 	ok(rv == 1 && strstr(out, "no daemon at") != NULL,
 	    "libinfini(3)'s example builds against libinfini-dev and runs "

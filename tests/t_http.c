@@ -55,37 +55,6 @@ static int hidden;
 
 /* ------------------------------------------------------------ helpers */
 
-/* run executes cmd with sh, reading its stdout into a malloc'd string.
- * Returns the exit status (-1 when it could not run). */
-static int
-run(const char *cmd, char **out)
-{
-	FILE *f = popen(cmd, "r");
-	size_t n = 0, cap = 4096;
-	char *buf = malloc(cap);
-	int st;
-
-	*out = NULL;
-	if (f == NULL || buf == NULL) {
-		free(buf);
-		if (f)
-			pclose(f);
-		return (-1);
-	}
-	for (;;) {
-		size_t got;
-		if (n + 1024 > cap && (buf = realloc(buf, cap *= 2)) == NULL)
-			return (-1);
-		if ((got = fread(buf + n, 1, cap - n - 1, f)) == 0)
-			break;
-		n += got;
-	}
-	buf[n] = '\0';
-	*out = buf;
-	st = pclose(f);
-	return (WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-}
-
 /* curl sends a request (body NULL: none) and returns the status; *out gets
  * the body.  hdr: an extra header line or NULL.  token NULL: none. */
 static int
@@ -107,7 +76,7 @@ curl(const char *verb, const char *path, const char *token, const char *hdr,
 	    "'\\n%%{http_code}' '%s%s'", verb, auth, eh,
 	    body ? "-H 'Content-Type: application/json' --data-binary @" : "",
 	    body ? bf : "", base, path);
-	rv = run(cmd, &o);
+	rv = fx_run(cmd, &o);
 	if (rv != 0 || o == NULL || (p = strrchr(o, '\n')) == NULL) {
 		free(o);
 		*out = NULL;
@@ -161,7 +130,7 @@ py_decode(const char *bytes, size_t n)
 	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 -c 'import json,sys; "
 	    "b=open(sys.argv[1],\"rb\").read(); print(json.dumps(b.decode("
 	    "\"utf-8\",\"replace\").replace(\"\\0\",\"\\ufffd\")))' %s", path);
-	if (run(cmd, &o) == 0 && (s = cJSON_Parse(o)) != NULL) {
+	if (fx_run(cmd, &o) == 0 && (s = cJSON_Parse(o)) != NULL) {
 		if (cJSON_IsString(s))
 			r = strdup(s->valuestring);
 		cJSON_Delete(s);
@@ -378,7 +347,7 @@ test_openai_client(void)
 	    nng_means("ref-oe", in, 2, ref) == 0, "NNG: the references");
 	snprintf(cmd, sizeof(cmd), "cd %s && node client.mjs %s/v1 %s h-o1",
 	    HTTP_CLIENT_DIR, base, TOKEN_A);
-	rv = run(cmd, &o);
+	rv = fx_run(cmd, &o);
 	doc = o ? cJSON_Parse(o) : NULL;
 	want = py_decode(g.bytes, g.nb);
 	ok(rv == 0 && doc != NULL && want != NULL &&
@@ -449,7 +418,7 @@ test_errors(void)
 	snprintf(cmd, sizeof(cmd), "curl -sS -H 'Authorization: Bearer %s' "
 	    "-H 'X-Infini-Stream: x' --data-binary @%s -w '\\n%%{http_code}' "
 	    "%s/v1/embeddings", TOKEN_A, big, base);
-	st = run(cmd, &o);
+	st = fx_run(cmd, &o);
 	{
 		char *nl = o ? strrchr(o, '\n') : NULL;
 		int code = nl ? atoi(nl + 1) : 0;
@@ -596,7 +565,7 @@ scrape(void)
 
 	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s %s/metrics %s",
 	    PROM_SCRAPE, base, TOKEN_A);
-	if (run(cmd, &o) == 0)
+	if (fx_run(cmd, &o) == 0)
 		doc = cJSON_Parse(o);
 	free(o);
 	return (doc);
@@ -785,7 +754,7 @@ main(void)
 	struct fx_opts o;
 	char *v = NULL;
 
-	if (run("curl --version", &v) != 0) {
+	if (fx_run("curl --version", &v) != 0) {
 		free(v);
 		tap_plan_skip_all("no curl (tools/setup-debian.sh installs it)");
 		return (tap_done());

@@ -41,36 +41,6 @@ static char tmp[512];
 
 /* ---- helpers ------------------------------------------------------- */
 
-/* run runs a shell command, returning its exit status (or -1) and its
- * output (stdout and stderr together) in a malloc'd string. */
-static int
-run(const char *cmd, char **out)
-{
-	FILE *p;
-	char *buf = NULL;
-	size_t len = 0, cap = 0, n;
-	char chunk[4096];
-	int st;
-
-	if ((p = popen(cmd, "r")) == NULL)
-		return (-1);
-	while ((n = fread(chunk, 1, sizeof(chunk), p)) > 0) {
-		if (len + n + 1 > cap) {
-			cap = (len + n + 1) * 2;
-			buf = realloc(buf, cap);
-		}
-		memcpy(buf + len, chunk, n);
-		len += n;
-	}
-	if (buf == NULL)
-		buf = calloc(1, 1);
-	else
-		buf[len] = '\0';
-	st = pclose(p);
-	*out = buf;
-	return (WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-}
-
 static bool
 is_exec(const char *path)
 {
@@ -205,14 +175,14 @@ test_unit(void)
 		tap_diag("cannot write %s", unit);
 	snprintf(cmd, sizeof(cmd), "'%s' verify --man=no '%s' 2>&1",
 	    SYSTEMD_ANALYZE, unit);
-	rv = run(cmd, &out);
+	rv = fx_run(cmd, &out);
 	if (!ok(rv == 0 && out[0] == '\0', "systemd-analyze verify: clean"))
 		tap_diag("exit %d: %s", rv, out);
 	free(out);
 
 	snprintf(cmd, sizeof(cmd), "'%s' security --offline=true '%s' 2>&1",
 	    SYSTEMD_ANALYZE, unit);
-	rv = run(cmd, &out);
+	rv = fx_run(cmd, &out);
 	p = strstr(out, "Overall exposure level for infinid.service: ");
 	double score = p ? strtod(p + 44, NULL) : 99;
 	if (!ok(p != NULL && score <= 2.0,
@@ -271,7 +241,7 @@ cli(const char *sock, const char *args, char **out)
 	char cmd[2048];
 	snprintf(cmd, sizeof(cmd), "'%s' --socket '%s' %s 2>&1", INFINI_CLI,
 	    sock, args);
-	return (run(cmd, out));
+	return (fx_run(cmd, out));
 }
 
 /*
@@ -483,7 +453,7 @@ test_man(void)
 	bool in = false;
 
 	snprintf(cmd, sizeof(cmd), "'%s' --help", INFINID);
-	run(cmd, &help);
+	fx_run(cmd, &help);
 	if (fx_read_file(MAN_DIR "/infinid.conf.5", &man, &n) != 0)
 		man = calloc(1, 1);
 	for (line = strtok_r(help, "\n", &save); line != NULL;

@@ -29,35 +29,6 @@
 static char dir[256], model[512], state[300], tokjson[1024];
 static struct dproc dp;
 
-/* run captures a command's stdout (malloc'd, NUL-terminated; NULL on
- * failure) and its exit status. */
-static char *
-run(const char *cmd, int *status)
-{
-	FILE *p = popen(cmd, "r");
-	char *buf = NULL;
-	size_t n = 0, cap = 0;
-
-	if (p == NULL)
-		return (NULL);
-	for (;;) {
-		if (n + 4096 + 1 > cap) {
-			char *nb = realloc(buf, cap = cap ? 2 * cap : 65536);
-			if (nb == NULL)
-				break;
-			buf = nb;
-		}
-		size_t k = fread(buf + n, 1, 4096, p);
-		n += k;
-		if (k == 0)
-			break;
-	}
-	*status = pclose(p);
-	if (buf != NULL)
-		buf[n] = '\0';
-	return (buf);
-}
-
 /* cli runs the infini tool with args and parses its --json output: one
  * object per line, of which the last is the result (generate prints one
  * per token before it). */
@@ -71,7 +42,8 @@ cli(const char *args, int *status)
 
 	snprintf(cmd, sizeof(cmd), "%s --socket %s --json %s 2>/dev/null",
 	    INFINI_CLI_PATH, dp.url, args);
-	if ((out = run(cmd, status)) == NULL)
+	*status = fx_run(cmd, &out);
+	if (out == NULL)
 		return (NULL);
 	n = strlen(out);
 	while (n > 0 && out[n - 1] == '\n')
@@ -106,7 +78,7 @@ test_push(infini_client *c, const struct tok *tk)
 	fx_write_file(path, text, strlen(text));
 	snprintf(cmd, sizeof(cmd), "%s --tokenizer %s --text-file %s "
 	    "--output tokens", INFINI_RUN_PATH, tokjson, path);
-	out = run(cmd, &st);
+	st = fx_run(cmd, &out);
 	for (char *s = out, *e; s != NULL && *s && n < 512; s = e) {
 		long v = strtol(s, &e, 10);
 		if (e == s)
@@ -123,7 +95,7 @@ test_push(infini_client *c, const struct tok *tk)
 		at += (size_t)snprintf(cmd + at, sizeof(cmd) - at, "%s%d",
 		    i ? " " : "", ids[i]);
 	snprintf(cmd + at, sizeof(cmd) - at, "' --output text");
-	out = run(cmd, &st);
+	st = fx_run(cmd, &out);
 	/* Llama-2's tokenizer does not give this text back exactly (a
 	 * U+2581 goes before each stretch after a special token, as in
 	 * Hugging Face): the decode is the reference, t_tok checks it. */
@@ -205,7 +177,7 @@ test_generate(infini_client *c, const struct tok *tk)
 	/* infini generate (greedy) against infini-run on the same model. */
 	snprintf(cmd, sizeof(cmd), "%s --model %s --text '%s' --generate 24 "
 	    "2>/dev/null", INFINI_RUN_PATH, model, prompt);
-	want = run(cmd, &st);
+	st = fx_run(cmd, &want);
 	if (want != NULL && strlen(want) > 0 && want[strlen(want) - 1] == '\n')
 		want[strlen(want) - 1] = '\0';
 	cJSON_Delete(cli("open g1", &st));
@@ -308,7 +280,8 @@ main(void)
 	/* A tokenizer with more ids than the model has rows is refused. */
 	snprintf(cmd, sizeof(cmd), "%s --model %s --tokenizer %s --text x "
 	    "2>&1", INFINI_RUN_PATH, MODEL_DIR, tokjson);
-	char *out = run(cmd, &st);
+	char *out;
+	st = fx_run(cmd, &out);
 	ok(st != 0 && out != NULL && strstr(out, "vocab_size") != NULL,
 	    "a tokenizer larger than the model's vocabulary is refused: %s",
 	    out ? out : "");

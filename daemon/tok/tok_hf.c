@@ -124,6 +124,23 @@ arena_add(struct tok *t, const void *p, size_t n, uint32_t *off)
 /* ------------------------------------------------------------------ */
 /* Normalizer, pre-tokenizer                                           */
 
+typedef int (*add_fn)(struct tok *, const cJSON *, char *, size_t);
+
+/* add_each adds every member of a Sequence component's list key with
+ * add, in order. */
+static int
+add_each(struct tok *t, const cJSON *n, const char *key, add_fn add,
+    char *err, size_t errlen)
+{
+	const cJSON *e;
+	int rv;
+
+	cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(n, key))
+		if ((rv = add(t, e, err, errlen)) != 0)
+			return (rv);
+	return (0);
+}
+
 static int
 add_norm(struct tok *t, const cJSON *n, char *err, size_t errlen)
 {
@@ -134,15 +151,8 @@ add_norm(struct tok *t, const cJSON *n, char *err, size_t errlen)
 		ERR("tokenizer.json: normalizer without a type");
 		return (INFINI_ECORRUPT);
 	}
-	if (strcmp(type, "Sequence") == 0) {
-		const cJSON *l = cJSON_GetObjectItemCaseSensitive(n,
-		    "normalizers"), *e;
-		int rv;
-		cJSON_ArrayForEach(e, l)
-			if ((rv = add_norm(t, e, err, errlen)) != 0)
-				return (rv);
-		return (0);
-	}
+	if (strcmp(type, "Sequence") == 0)
+		return (add_each(t, n, "normalizers", add_norm, err, errlen));
 	if (strcmp(type, "NFC") == 0) {
 		st.kind = TN_NFC;
 	} else if (strcmp(type, "NFKC") == 0) {
@@ -222,14 +232,8 @@ add_pre(struct tok *t, const cJSON *n, char *err, size_t errlen)
 		ERR("tokenizer.json: pre_tokenizer without a type");
 		return (INFINI_ECORRUPT);
 	}
-	if (strcmp(type, "Sequence") == 0) {
-		const cJSON *l = cJSON_GetObjectItemCaseSensitive(n,
-		    "pretokenizers"), *e;
-		cJSON_ArrayForEach(e, l)
-			if ((rv = add_pre(t, e, err, errlen)) != 0)
-				return (rv);
-		return (0);
-	}
+	if (strcmp(type, "Sequence") == 0)
+		return (add_each(t, n, "pretokenizers", add_pre, err, errlen));
 	if (strcmp(type, "Split") == 0) {
 		const cJSON *pat = cJSON_GetObjectItemCaseSensitive(n, "pattern");
 		const char *b = jstr(n, "behavior");
@@ -330,15 +334,8 @@ add_post(struct tok *t, const cJSON *n, char *err, size_t errlen)
 	const char *type = jstr(n, "type");
 	if (type == NULL)
 		return (0);
-	if (strcmp(type, "Sequence") == 0) {
-		const cJSON *e;
-		int rv;
-		cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(n,
-		    "processors"))
-			if ((rv = add_post(t, e, err, errlen)) != 0)
-				return (rv);
-		return (0);
-	}
+	if (strcmp(type, "Sequence") == 0)
+		return (add_each(t, n, "processors", add_post, err, errlen));
 	if (strcmp(type, "ByteLevel") == 0)
 		return (0);   /* it only adjusts offsets */
 	if (strcmp(type, "TemplateProcessing") != 0) {
@@ -383,15 +380,8 @@ add_dec(struct tok *t, const cJSON *n, char *err, size_t errlen)
 	const char *type = jstr(n, "type");
 	if (type == NULL)
 		return (0);
-	if (strcmp(type, "Sequence") == 0) {
-		const cJSON *e;
-		int rv;
-		cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(n,
-		    "decoders"))
-			if ((rv = add_dec(t, e, err, errlen)) != 0)
-				return (rv);
-		return (0);
-	}
+	if (strcmp(type, "Sequence") == 0)
+		return (add_each(t, n, "decoders", add_dec, err, errlen));
 	if (strcmp(type, "ByteLevel") == 0) {
 		t->dec_byte_level = true;
 	} else if (strcmp(type, "ByteFallback") == 0) {
