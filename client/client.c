@@ -413,13 +413,14 @@ cl_call_health(infini_client *c, int timeout_ms, struct infini_health *out)
 	struct cl_reply rep;
 	int err;
 
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
 	if ((err = cl_call(c, INFINI__V1__METHOD__HEALTH, &q.base,
 	    &infini__v1__health_reply__descriptor, timeout_ms, &rep)) != 0)
 		return (err);
 	r = (Infini__V1__HealthReply *)rep.body;
 	atomic_store(&c->max_msg, r->max_message_bytes);
 	if (out != NULL) {
-		memset(out, 0, sizeof(*out));
 		copy_str(out->version, sizeof(out->version), r->version);
 		copy_str(out->model, sizeof(out->model), r->model);
 		copy_str(out->device, sizeof(out->device), r->device);
@@ -449,6 +450,10 @@ infini_open(infini_client *c, const char *id, bool reuse, char *id_out,
 	struct cl_reply rep;
 	int err;
 
+	if (id_out != NULL)
+		id_out[0] = '\0';
+	if (created != NULL)
+		*created = false;
 	if (id != NULL && id[0] != '\0' &&
 	    (err = cl_check_id("stream id", id)) != 0)
 		return (err);
@@ -500,6 +505,8 @@ infini_fork(infini_client *c, const char *id, const char *new_id,
 	struct cl_reply rep;
 	int err;
 
+	if (id_out != NULL)
+		id_out[0] = '\0';
 	if ((err = cl_check_id("stream id", id)) != 0)
 		return (err);
 	if (new_id != NULL && new_id[0] != '\0' &&
@@ -532,6 +539,8 @@ infini_list(infini_client *c, struct infini_stream_info **out, size_t *n)
 	struct cl_reply rep;
 	int err;
 
+	*out = NULL;
+	*n = 0;
 	if ((err = cl_call(c, INFINI__V1__METHOD__LIST_STREAMS, &q.base,
 	    &infini__v1__list_streams_reply__descriptor, cl_timeout(c),
 	    &rep)) != 0)
@@ -549,6 +558,7 @@ infini_list(infini_client *c, struct infini_stream_info **out, size_t *n)
 		v[i].idle_ms = s->idle_ms;
 		v[i].owner_uid = s->owner_uid;
 		v[i].generating = s->generating;
+		v[i].resident = s->resident;
 	}
 	*out = v;
 	*n = r->n_streams;
@@ -564,11 +574,11 @@ infini_stats(infini_client *c, struct infini_stats *out)
 	struct cl_reply rep;
 	int err;
 
+	memset(out, 0, sizeof(*out));
 	if ((err = cl_call(c, INFINI__V1__METHOD__STATS, &q.base,
 	    &infini__v1__stats_reply__descriptor, cl_timeout(c), &rep)) != 0)
 		return (err);
 	r = (Infini__V1__StatsReply *)rep.body;
-	memset(out, 0, sizeof(*out));
 	out->requests = r->requests;
 	out->errors = r->errors;
 	out->tokens_in = r->tokens_in;
@@ -580,6 +590,11 @@ infini_stats(infini_client *c, struct infini_stats *out)
 	out->streams = r->streams;
 	out->max_streams = r->max_streams;
 	out->max_resident_streams = r->max_resident_streams;
+	out->resident_streams = r->resident_streams;
+	out->page_ins = r->page_ins;
+	out->evictions = r->evictions;
+	out->autosnapshots = r->autosnapshots;
+	out->spill_errors = r->spill_errors;
 	cl_reply_fini(&rep);
 	return (0);
 }
@@ -612,6 +627,10 @@ infini_snapshot_ex(infini_client *c, const char *id, const char *name,
 	uint8_t *copy = NULL;
 	int err;
 
+	if (data != NULL)
+		*data = NULL;
+	if (len != NULL)
+		*len = 0;
 	if ((err = cl_check_id("stream id", id)) != 0)
 		return (err);
 	if (name == NULL && data == NULL)
@@ -655,6 +674,8 @@ infini_restore(infini_client *c, const char *id, const char *name,
 	struct cl_reply rep;
 	int err;
 
+	if (position != NULL)
+		*position = 0;
 	if ((err = cl_check_id("stream id", id)) != 0)
 		return (err);
 	q.stream_id = (char *)id;
@@ -693,6 +714,8 @@ infini_list_snapshots(infini_client *c, struct infini_snapshot_info **out,
 	struct cl_reply rep;
 	int err;
 
+	*out = NULL;
+	*n = 0;
 	if ((err = cl_call(c, INFINI__V1__METHOD__LIST_SNAPSHOTS, &q.base,
 	    &infini__v1__list_snapshots_reply__descriptor, cl_timeout(c),
 	    &rep)) != 0)

@@ -21,6 +21,15 @@
 
 /* ---- push ---------------------------------------------------------- */
 
+/* res_clear empties a result before anything can fail, so that freeing it
+ * after an error is safe whatever it held. */
+static void
+res_clear(struct infini_result *res)
+{
+	if (res != NULL)
+		memset(res, 0, sizeof(*res));
+}
+
 static int
 push(infini_client *c, Infini__V1__PushRequest *q, enum infini_output want,
     struct infini_result *res)
@@ -71,6 +80,7 @@ infini_push_tokens(infini_client *c, const char *id, const int32_t *tokens,
 	Infini__V1__PushRequest q = INFINI__V1__PUSH_REQUEST__INIT;
 	Infini__V1__Tokens t = INFINI__V1__TOKENS__INIT;
 
+	res_clear(res);
 	if (tokens == NULL && n > 0)
 		return (cl_err(INFINI_EINVAL, "push: tokens is NULL"));
 	t.ids = (int32_t *)tokens;
@@ -89,6 +99,7 @@ infini_push_text(infini_client *c, const char *id, const char *text,
 	char *s;
 	int err;
 
+	res_clear(res);
 	if (text == NULL && len > 0)
 		return (cl_err(INFINI_EINVAL, "push: text is NULL"));
 	/* protobuf-c strings are NUL-terminated: an embedded NUL would
@@ -119,6 +130,7 @@ infini_push_vectors(infini_client *c, const char *id, const float *data,
 	Infini__V1__PushRequest q = INFINI__V1__PUSH_REQUEST__INIT;
 	Infini__V1__Vectors v = INFINI__V1__VECTORS__INIT;
 
+	res_clear(res);
 	if (dim == 0 || (data == NULL && n > 0))
 		return (cl_err(INFINI_EINVAL, "push: bad vectors"));
 	if (n > WIRE_MAX_MSG / sizeof(float) / dim)

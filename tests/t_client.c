@@ -510,6 +510,26 @@ test_calls(struct fake *f, infini_client *c)
 	ok(strcmp(infini_errmsg(), "NOT_FOUND: no stream 'nope'") == 0,
 	    "  message: %s", infini_errmsg());
 
+	/* Outputs are emptied on entry: a result the caller never
+	 * initialised is safe to free after any error. */
+	struct infini_result junk;
+	uint8_t *snap = (uint8_t *)&junk;
+	size_t snaplen = 7;
+	memset(&junk, 0xa5, sizeof(junk));
+	err = infini_push_tokens(c, "nope", toks, 3, INFINI_OUT_LAST, &junk);
+	ok(err == INFINI_ENOENT && junk.data == NULL && junk.rows == 0 &&
+	    junk.cols == 0 && junk.position == 0, "  an uninitialised result "
+	    "is emptied by the failed call");
+	infini_result_free(&junk);
+	memset(&junk, 0xa5, sizeof(junk));
+	err = infini_push_text(c, "bad id!", "x", 1, INFINI_OUT_MEAN, &junk);
+	ok(err == INFINI_EINVAL && junk.data == NULL && junk.rows == 0,
+	    "  also when refused before anything is sent");
+	infini_result_free(&junk);
+	err = infini_snapshot(c, "bad id!", NULL, &snap, &snaplen);
+	ok(err == INFINI_EINVAL && snap == NULL && snaplen == 0, "snapshot: "
+	    "data and len are emptied on error");
+
 	err = infini_close_stream(c, "s");
 	is_int(err, INFINI_EUNSUPPORTED, "UNIMPLEMENTED maps to EUNSUPPORTED");
 
@@ -1295,7 +1315,7 @@ main(void)
 	struct fake f;
 	infini_client *c = NULL;
 
-	tap_plan(103);
+	tap_plan(106);
 	if (fake_start(&f, URL) != 0) {
 		printf("Bail out! cannot start the fake daemon\n");
 		return (1);

@@ -369,7 +369,8 @@ def main():
     ok(set(mine) == set(theirs) and
        all(mine[k].position == theirs[k]["position"] and
            mine[k].segments == theirs[k]["segments"] and
-           mine[k].owner_uid == theirs[k]["owner_uid"] == os.getuid()
+           mine[k].owner_uid == theirs[k]["owner_uid"] == os.getuid() and
+           mine[k].resident == theirs[k]["resident"]
            for k in mine),
        "list() matches 'infini ls' (%d streams, owner uid %d)" %
        (len(mine), os.getuid()), (mine, theirs))
@@ -378,6 +379,8 @@ def main():
     ok(rc == 0 and st.max_streams == js["max_streams"] and
        st.state_bytes_per_stream == js["state_bytes_per_stream"] and
        st.streams == js["streams"] == len(mine) and
+       st.resident_streams == js["resident_streams"] ==
+       sum(m.resident for m in mine.values()) and
        st.tokens_in <= js["tokens_in"] and st.requests < js["requests"],
        "stats() matches 'infini stats'", (st, js))
     c.close_stream("py.r")

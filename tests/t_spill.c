@@ -192,6 +192,25 @@ test_round_robin(infini_client *c)
 		}
 	ok(rv == 0, "%d streams pushed 3 chunks round robin under a resident "
 	    "budget of %s", NSTREAMS, BUDGET);
+	/* Rounds 2 and 3 find all but at most the budget's streams spilled;
+	 * every load beyond the budget's slots evicted one. */
+	struct infini_stats st = { 0 };
+	long budget = atol(BUDGET), lo = 2L * (NSTREAMS - budget);
+	int nres = 0;
+	rv = rv ? rv : infini_stats(c, &st);
+	rv = rv ? rv : infini_list(c, &ls, &n);
+	for (size_t i = 0; i < n; i++)
+		nres += ls[i].resident;
+	free(ls);
+	ls = NULL;
+	ok(rv == 0 && (long)st.page_ins >= lo &&
+	    (long)st.evictions >= (long)st.page_ins - budget &&
+	    st.spill_errors == 0 && st.resident_streams == (uint32_t)nres &&
+	    nres > 0 && nres <= budget, "Stats: %llu page-ins (>= %ld), %llu "
+	    "evictions, %llu spill errors; %u resident, as ListStreams shows "
+	    "(%d)", (unsigned long long)st.page_ins, lo,
+	    (unsigned long long)st.evictions,
+	    (unsigned long long)st.spill_errors, st.resident_streams, nres);
 	snprintf(sd, sizeof(sd), "%s/streams", state);
 	int files = count_files(sd);
 	ok(files >= NSTREAMS - 50, "%d of them were spilled to %s", files, sd);
@@ -429,7 +448,7 @@ main(void)
 	struct fx_opts o;
 	infini_client *c = NULL;
 
-	tap_plan(17);
+	tap_plan(18);
 	signal(SIGPIPE, SIG_IGN);
 	setenv("INFINI_VALIDATION", "1", 0);
 	if (fx_tmpdir(dir, sizeof(dir)) != 0)

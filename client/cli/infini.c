@@ -612,18 +612,21 @@ cmd_ls(struct cli *g, int argc, char **argv)
 			cJSON_AddNumberToObject(s, "idle_ms",
 			    (double)v[i].idle_ms);
 			cJSON_AddBoolToObject(s, "generating", v[i].generating);
+			cJSON_AddBoolToObject(s, "resident", v[i].resident);
 			cJSON_AddItemToArray(a, s);
 		}
 		cli_json_out(o);
 	} else {
-		printf("%-24s %12s %9s %-10s %9s %s\n", "STREAM", "POSITION",
-		    "SEGMENTS", "OWNER", "IDLE_S", "GENERATING");
+		printf("%-24s %12s %9s %-10s %9s %-10s %s\n", "STREAM",
+		    "POSITION", "SEGMENTS", "OWNER", "IDLE_S", "GENERATING",
+		    "RESIDENT");
 		for (size_t i = 0; i < n; i++) {
 			owner_name(v[i].owner_uid, owner, sizeof(owner));
 			printf("%-24s %12" PRIu64 " %9" PRIu64 " %-10s %9.1f "
-			    "%s\n", v[i].id, v[i].position, v[i].segments,
+			    "%-10s %s\n", v[i].id, v[i].position, v[i].segments,
 			    owner, (double)v[i].idle_ms / 1000.0,
-			    v[i].generating ? "yes" : "no");
+			    v[i].generating ? "yes" : "no",
+			    v[i].resident ? "yes" : "no");
 		}
 	}
 	free(v);
@@ -653,6 +656,11 @@ cmd_stats(struct cli *g, int argc, char **argv)
 		{ "streams", (double)s.streams },
 		{ "max_streams", (double)s.max_streams },
 		{ "max_resident_streams", (double)s.max_resident_streams },
+		{ "resident_streams", (double)s.resident_streams },
+		{ "page_ins", (double)s.page_ins },
+		{ "evictions", (double)s.evictions },
+		{ "autosnapshots", (double)s.autosnapshots },
+		{ "spill_errors", (double)s.spill_errors },
 		{ "state_bytes_per_stream", (double)s.state_bytes_per_stream },
 		{ "uptime_ms", (double)s.uptime_ms },
 	};

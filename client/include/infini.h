@@ -6,6 +6,12 @@
  * Every function returns 0 or a positive INFINI_E* code (infini_err.h);
  * the daemon's message for the last failed call on this thread is available
  * from infini_errmsg().
+ *
+ * Outputs on failure: every output a call is given is emptied on entry,
+ * before anything is checked or sent (results and structs zeroed, pointers
+ * NULL, counts 0, id buffers ""), and filled only on success.  So a result
+ * may be freed after any return, error or not, without being initialised
+ * first; nothing else the caller passed is touched.
  */
 #ifndef INFINI_H
 #define INFINI_H
@@ -70,6 +76,7 @@ struct infini_stream_info {
 	uint64_t position, segments, idle_ms;
 	uint32_t owner_uid;
 	bool generating;
+	bool resident;               /* holds a device slot; else spilled */
 };
 
 struct infini_stats {
@@ -77,6 +84,11 @@ struct infini_stats {
 	uint64_t device_busy_us, state_bytes_per_stream, uptime_ms;
 	uint32_t streams, max_streams;
 	uint32_t max_resident_streams;  /* streams on the device at once */
+	uint32_t resident_streams;      /* streams holding a device slot now */
+	uint64_t page_ins;              /* spilled streams loaded back */
+	uint64_t evictions;             /* idle streams spilled for room */
+	uint64_t autosnapshots;
+	uint64_t spill_errors;          /* failed spill writes or loads */
 };
 
 /*

@@ -65,6 +65,7 @@ class StreamInfo(ctypes.Structure):
         ("idle_ms", ctypes.c_uint64),
         ("owner_uid", ctypes.c_uint32),
         ("generating", ctypes.c_bool),
+        ("resident", ctypes.c_bool),
     ]
 
 
@@ -81,6 +82,11 @@ class Stats(ctypes.Structure):
         ("streams", ctypes.c_uint32),
         ("max_streams", ctypes.c_uint32),
         ("max_resident_streams", ctypes.c_uint32),
+        ("resident_streams", ctypes.c_uint32),
+        ("page_ins", ctypes.c_uint64),
+        ("evictions", ctypes.c_uint64),
+        ("autosnapshots", ctypes.c_uint64),
+        ("spill_errors", ctypes.c_uint64),
     ]
 
 
