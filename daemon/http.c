@@ -500,7 +500,7 @@ hr_handle(nng_aio *haio)
 	nng_http_req *req = nng_aio_get_input(haio, 0);
 	nng_http_conn *conn = nng_aio_get_input(haio, 2);
 	struct http_gw *gw = nng_http_handler_get_data(nng_aio_get_input(haio, 1));
-	int64_t t0 = metrics_now_us();
+	int64_t t0 = now_us();
 	const char *uri = nng_http_req_get_uri(req), *cl;
 	const struct route *r;
 	char path[512], id[WIRE_ID_MAX + 1];
@@ -614,7 +614,7 @@ http_prepare(struct infinid *d, char *err, size_t errlen)
 		return (INFINI_ENOMEM);
 	gw->d = d;
 	pthread_mutex_init(&gw->mx, NULL);
-	pthread_cond_init(&gw->cv, NULL);
+	clk_cond_init(&gw->cv);
 	d->http = gw;
 	return (tokens_load(gw, d->cfg.http_tokens_file, err, errlen));
 }
@@ -717,13 +717,10 @@ http_stop(struct infinid *d)
 	/* Every watched connection is closed now; their reads end at once.
 	 * Should one not, gw stays allocated rather than freed under it. */
 	{
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 2;
+		int64_t end = now_ms() + 2000, left;
 		pthread_mutex_lock(&gw->mx);
-		while (gw->nwatch > 0 &&
-		    pthread_cond_timedwait(&gw->cv, &gw->mx, &ts) == 0)
-			;
+		while (gw->nwatch > 0 && (left = end - now_ms()) > 0)
+			clk_timedwait(&gw->cv, &gw->mx, left);
 		leak = gw->nwatch > 0;
 		pthread_mutex_unlock(&gw->mx);
 	}

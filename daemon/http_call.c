@@ -217,7 +217,7 @@ hr_call(struct hreq *h, enum step next, int method, const ProtobufCMessage *body
 	rq.body.len = n;
 	h->step = next;
 	h->w.method = method;
-	h->w.t0_us = metrics_now_us();
+	h->w.t0_us = now_us();
 	pthread_mutex_lock(&d->mu);
 	d->st.requests++;
 	methods_dispatch(d, &h->w, h->uid, 0, &rq);

@@ -20,6 +20,7 @@
 
 #include <nng/nng.h>
 
+#include "clock.h"
 #include "config.h"
 #include "engine/engine.h"
 #include "engine/model.h"
@@ -135,7 +136,7 @@ struct work {
 	 * (NULL when packing failed).  Called with d->mu held. */
 	void (*local)(struct work *w, uint8_t *reply, size_t len);
 	int method;                /* the infini.v1.Method served (metrics) */
-	int64_t t0_us;             /* its arrival, metrics_now_us() */
+	int64_t t0_us;             /* its arrival, now_us() */
 	struct uacct *pacct;       /* a parked poll counted here, or NULL */
 	uint32_t uid;              /* the request's caller, for its counters */
 };
@@ -217,8 +218,6 @@ struct infinid {
 	char fault_id[WIRE_ID_MAX + 1];
 	struct http_gw *http;       /* http.c; NULL when http_listen is off */
 };
-
-int64_t now_ms(void);
 
 /* streams.c */
 struct stream *strm_find(struct infinid *d, const char *id);

@@ -232,7 +232,7 @@ main(int argc, char **argv)
 		LOG(LOG_WARNING, "NOTIFY_SOCKET \"%s\" is unusable; not "
 		    "notifying the service manager", getenv("NOTIFY_SOCKET"));
 	pthread_mutex_init(&d.mu, NULL);
-	pthread_cond_init(&d.cv, NULL);
+	clk_cond_init(&d.cv);
 	d.start_ms = now_ms();
 
 	/* Before the model loads: a second daemon started by mistake says so

@@ -47,19 +47,10 @@ static const char *const ep_names[MX_NEP] = {
 	[MX_EP_METRICS] = "metrics",
 };
 
-int64_t
-metrics_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
-}
-
 static void
 observe(struct hist *h, int64_t t0_us)
 {
-	int64_t us = metrics_now_us() - t0_us;
+	int64_t us = now_us() - t0_us;
 	size_t b = 0;
 
 	if (us < 0)

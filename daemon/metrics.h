@@ -21,11 +21,8 @@ enum mx_ep {
 	MX_NEP
 };
 
-/* metrics_now_us: the monotonic clock in microseconds. */
-int64_t metrics_now_us(void);
-
 /* metrics_rpc counts one answered call of infini.v1.Method method with
- * gRPC code code, begun at t0_us (metrics_now_us), from either transport. */
+ * gRPC code code, begun at t0_us (now_us), from either transport. */
 void metrics_rpc(int method, int code, int64_t t0_us);
 
 /* metrics_http counts one HTTP request on endpoint ep answered with status,

@@ -30,14 +30,6 @@
 #include "log.h"
 #include "snapshot.h"
 
-int64_t
-now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-}
-
 void
 sched_enqueue(struct infinid *d, struct stream *s, struct item *it)
 {
@@ -1061,11 +1053,8 @@ sched_main(void *arg)
 		reap(d);
 		check_lost(d);
 		if (d->device_lost) {
-			struct timespec ts;
 			fail_all(d);
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += 1;
-			pthread_cond_timedwait(&d->cv, &d->mu, &ts);
+			clk_timedwait(&d->cv, &d->mu, 1000);
 			continue;
 		}
 		bool waiting = false;
@@ -1075,21 +1064,11 @@ sched_main(void *arg)
 			continue;
 		}
 		if (n == 0) {
-			struct timespec ts;
 			spill_autosave(d);
 			if (d->wakes != wakes)
 				continue;
-			clock_gettime(CLOCK_REALTIME, &ts);
 			/* A stream waiting for a slot looks again soon. */
-			if (waiting) {
-				ts.tv_nsec += 20 * 1000000L;
-				if (ts.tv_nsec >= 1000000000L) {
-					ts.tv_sec++;
-					ts.tv_nsec -= 1000000000L;
-				}
-			} else
-				ts.tv_sec += 1;
-			pthread_cond_timedwait(&d->cv, &d->mu, &ts);
+			clk_timedwait(&d->cv, &d->mu, waiting ? 20 : 1000);
 			continue;
 		}
 		for (int i = 0; i < n; i++) {

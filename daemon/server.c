@@ -224,7 +224,7 @@ serve(struct work *w, nng_msg *m)
 	uint32_t uid, pipe;
 
 	uid = caller_uid(d, m, &pipe);
-	w->t0_us = metrics_now_us();
+	w->t0_us = now_us();
 	w->method = 0;
 	wire_alloc_init(&a, 4 * (size_t)d->cfg.max_message_bytes + (1u << 20));
 	req = (Infini__V1__Request *)wire_unpack(&infini__v1__request__descriptor,

@@ -605,7 +605,7 @@ sio_start(struct infinid *d)
 	    d->cfg.state_dir);
 	d->snap_max = snap_max_size(d->model);
 	make_dir(d);
-	pthread_cond_init(&d->sio_cv, NULL);
+	clk_cond_init(&d->sio_cv);
 	if (pthread_create(&d->sio, NULL, sio_main, d) != 0)
 		return (INFINI_ENOMEM);
 	d->have_sio = true;
