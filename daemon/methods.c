@@ -629,10 +629,9 @@ m_list(struct call *c, const ProtobufCMessage *in)
 {
 	Infini__V1__ListStreamsReply r = INFINI__V1__LIST_STREAMS_REPLY__INIT;
 	Infini__V1__StreamInfo *info, **ptrs;
-	int n = 0, N = c->d->cfg.max_streams ? 0 : 0;
+	int n = 0;
 	int64_t t = now_ms();
 	(void)in;
-	(void)N;
 
 	info = calloc((size_t)c->d->nstreams + 1, sizeof(*info));
 	ptrs = calloc((size_t)c->d->nstreams + 1, sizeof(*ptrs));

@@ -642,10 +642,3 @@ eng_profile_print(const struct eng *e, FILE *f)
 		    (unsigned long long)e->prof[i].calls, e->prof[i].ns / 1e6,
 		    total > 0 ? 100.0 * e->prof[i].ns / total : 0.0);
 }
-
-void
-eng_last_counts(const struct eng *e, uint32_t *dispatches, uint32_t *barriers)
-{
-	*dispatches = gpu_cmd_dispatches(e->cmd);
-	*barriers = gpu_cmd_barriers(e->cmd);
-}

@@ -221,8 +221,4 @@ int eng_fault_left(const struct eng *e);
 /* eng_profile_print writes accumulated per-op device time to f. */
 void eng_profile_print(const struct eng *e, FILE *f);
 
-/* Counters of the last submission, for tests of the recorder. */
-void eng_last_counts(const struct eng *e, uint32_t *dispatches,
-    uint32_t *barriers);
-
 #endif /* ENG_ENGINE_H */

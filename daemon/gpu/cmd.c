@@ -72,7 +72,6 @@ gpu_cmd_begin(struct gpu_cmd *c)
 		return (INFINI_EDEVICE);
 	c->recording = true;
 	c->nwr = c->nrd = 0;
-	c->ndispatch = c->nbarrier = 0;
 	c->nstamp = 0;
 	c->nresult = 0;
 	if (c->profile) {
@@ -111,7 +110,6 @@ gpu_cmd_barrier(struct gpu_cmd *c)
 
 	vkCmdPipelineBarrier(c->cb, st, st, 0, 1, &mb, 0, NULL, 0, NULL);
 	c->nwr = c->nrd = 0;
-	c->nbarrier++;
 }
 
 static bool
@@ -198,7 +196,6 @@ gpu_cmd_dispatch(struct gpu_cmd *c, const struct gpu_pipe *p,
 		vkCmdPushConstants(c->cb, p->layout, VK_SHADER_STAGE_COMPUTE_BIT,
 		    0, k->push_size, push);
 	vkCmdDispatch(c->cb, gx, gy, gz);
-	c->ndispatch++;
 	stamp(c, label ? label : k->name);
 }
 
@@ -282,18 +279,6 @@ void
 gpu_fault_arm(struct gpu_dev *d, enum gpu_fault f)
 {
 	d->fault = f;
-}
-
-uint32_t
-gpu_cmd_dispatches(const struct gpu_cmd *c)
-{
-	return (c->ndispatch);
-}
-
-uint32_t
-gpu_cmd_barriers(const struct gpu_cmd *c)
-{
-	return (c->nbarrier);
 }
 
 void

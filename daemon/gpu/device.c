@@ -461,12 +461,6 @@ gpu_dev_info(const struct gpu_dev *d)
 	return (&d->info);
 }
 
-VkDevice
-gpu_dev_vk(const struct gpu_dev *d)
-{
-	return (d->dev);
-}
-
 unsigned
 gpu_dev_validation_errors(const struct gpu_dev *d)
 {

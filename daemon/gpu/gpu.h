@@ -96,7 +96,6 @@ int gpu_dev_open(const char *select, struct gpu_dev **out, char *err,
     size_t errlen);
 void gpu_dev_free(struct gpu_dev *d);
 const struct gpu_info *gpu_dev_info(const struct gpu_dev *d);
-VkDevice gpu_dev_vk(const struct gpu_dev *d);
 
 /* gpu_dev_list writes one line per physical device to f; returns count. */
 int gpu_dev_list(void *file);
@@ -145,7 +144,6 @@ void gpu_view_free(struct gpu_dev *d, VkBufferView v);
 int gpu_pipe_create(struct gpu_dev *d, const struct gpu_kernel *k,
     const uint32_t *spec, uint32_t nspec, struct gpu_pipe **out);
 void gpu_pipe_free(struct gpu_dev *d, struct gpu_pipe *p);
-const char *gpu_pipe_name(const struct gpu_pipe *p);
 
 /* Command recording. */
 int gpu_cmd_alloc(struct gpu_dev *d, struct gpu_cmd **out);
@@ -194,9 +192,6 @@ enum gpu_fault {
 };
 #define GPU_HANG_MS 8000
 void gpu_fault_arm(struct gpu_dev *d, enum gpu_fault f);
-/* Counters of the last recording: dispatches and barriers emitted. */
-uint32_t gpu_cmd_dispatches(const struct gpu_cmd *c);
-uint32_t gpu_cmd_barriers(const struct gpu_cmd *c);
 /* gpu_cmd_timings calls fn(label, ns) for each profiled dispatch of the last
  * submission. */
 void gpu_cmd_timings(const struct gpu_cmd *c,

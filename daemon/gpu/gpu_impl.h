@@ -69,7 +69,6 @@ struct gpu_cmd {
 	/* Ranges written / read since the last barrier. */
 	struct gpu_range wr[GPU_MAX_PENDING], rd[GPU_MAX_PENDING];
 	uint32_t nwr, nrd;
-	uint32_t ndispatch, nbarrier;
 	/* Profiling. */
 	bool profile;
 	VkQueryPool qpool;

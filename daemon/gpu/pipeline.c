@@ -108,9 +108,3 @@ gpu_pipe_free(struct gpu_dev *d, struct gpu_pipe *p)
 		vkDestroyDescriptorSetLayout(d->dev, p->dsl, NULL);
 	free(p);
 }
-
-const char *
-gpu_pipe_name(const struct gpu_pipe *p)
-{
-	return (p->k->name);
-}
