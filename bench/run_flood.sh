@@ -3,7 +3,8 @@
 # (mode 0666, so another UID can connect), then runs bench-flood: one wave
 # of vanishing connections from the same UID and from another UID (as root:
 # FLOODER_UID, default 65534), waves back to back from another UID, and
-# another UID keeping 64 clients pushing (a hog that never vanishes).
+# another UID keeping 64 clients pushing (a hog that never vanishes), and
+# another UID's 2 clients sending Pushes far over max_request_tokens.
 # INFINID=path runs another daemon build, MODEL=dir another model (default:
 # a generated 2-layer model); extra arguments go to every run.
 set -euo pipefail
@@ -33,4 +34,6 @@ if [ "$(id -u)" = 0 ]; then
 	run --flooder-uid "$uid" "$@"
 	run --flooder-uid "$uid" --waves-s 5 "$@"
 	run --flooder-uid "$uid" --hog-s 5 --conns 64 --tokens 2000 "$@"
+	# Oversize Pushes (refused: over max_request_tokens), back to back.
+	run --flooder-uid "$uid" --hog-s 5 --conns 2 --tokens 15000000 "$@"
 fi

@@ -218,10 +218,13 @@ hr_call(struct hreq *h, enum step next, int method, const ProtobufCMessage *body
 	h->step = next;
 	h->w.method = method;
 	h->w.t0_us = now_us();
+	struct mbody b;
+	methods_decode(&rq, &b);
 	pthread_mutex_lock(&d->mu);
 	d->st.requests++;
-	methods_dispatch(d, &h->w, h->uid, 0, &rq);
+	methods_dispatch(d, &h->w, h->uid, 0, &rq, &b);
 	pthread_mutex_unlock(&d->mu);
+	methods_body_free(&b);
 	free(p);
 }
 

@@ -355,9 +355,23 @@ int http_prepare(struct infinid *d, char *err, size_t errlen);
 int http_start(struct infinid *d, char *err, size_t errlen);
 void http_stop(struct infinid *d);
 
-/* methods.c: decode and serve one request (called from server.c). */
+/* methods.c: one request's body, unpacked for its method by methods_decode
+ * before d->mu is taken (a 60 MiB body costs the one who sent it, not
+ * everyone waiting for the lock), then served by methods_dispatch. */
+struct mbody {
+	ProtobufCMessage *msg;      /* NULL: refused, code and why say why */
+	struct wire_alloc a;
+	int code;
+	char why[256];
+};
+/* methods_decode fills b from req (a well-formed envelope of our
+ * version); no lock needed.  Release b with methods_body_free. */
+void methods_decode(const Infini__V1__Request *req, struct mbody *b);
+void methods_body_free(struct mbody *b);
+/* methods_dispatch serves req with its body b, or sends b's refusal.
+ * d->mu held. */
 void methods_dispatch(struct infinid *d, struct work *w, uint32_t uid,
-    uint32_t pipe, const Infini__V1__Request *req);
+    uint32_t pipe, const Infini__V1__Request *req, const struct mbody *b);
 /* methods_poll_reply answers a parked or ready poll from g's state. */
 void methods_poll_reply(struct infinid *d, struct work *w, struct gen *g,
     uint64_t after);

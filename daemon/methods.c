@@ -807,37 +807,55 @@ static const handler handlers[] = {
 };
 
 void
-methods_dispatch(struct infinid *d, struct work *w, uint32_t uid,
-    uint32_t pipe, const Infini__V1__Request *req)
+methods_decode(const Infini__V1__Request *req, struct mbody *b)
 {
 	const ProtobufCMethodDescriptor *md = wire_method(req->method);
-	struct call c = { d, w, uid, pipe };
-	struct uacct *u = acct_get(d, uid);
-	ProtobufCMessage *body;
-	struct wire_alloc a;
 
-	if (u != NULL)
-		u->requests++;
-
+	b->msg = NULL;
+	b->code = 0;
+	b->why[0] = '\0';
 	if (md == NULL || (size_t)req->method >= sizeof(handlers) /
 	    sizeof(handlers[0]) || handlers[req->method] == NULL) {
-		srv_replyf(w, C(UNIMPLEMENTED), "unknown method %d",
+		b->code = C(UNIMPLEMENTED);
+		snprintf(b->why, sizeof(b->why), "unknown method %d",
 		    (int)req->method);
 		return;
 	}
-	wire_alloc_init(&a, 4 * req->body.len + (1u << 16));
-	body = wire_unpack(md->input, &a, req->body.len, req->body.data);
-	if (body == NULL) {
+	wire_alloc_init(&b->a, 4 * req->body.len + (1u << 16));
+	b->msg = wire_unpack(md->input, &b->a, req->body.len, req->body.data);
+	if (b->msg == NULL) {
 		const char *f = wire_nul_field(md->input, req->body.len,
 		    req->body.data);
+		b->code = C(INVALID_ARGUMENT);
 		if (f != NULL)
-			srv_replyf(w, C(INVALID_ARGUMENT), "%s: field %s holds "
+			snprintf(b->why, sizeof(b->why), "%s: field %s holds "
 			    "a NUL byte", md->input->name, f);
 		else
-			srv_replyf(w, C(INVALID_ARGUMENT), "malformed %s body",
+			snprintf(b->why, sizeof(b->why), "malformed %s body",
 			    md->input->name);
+	}
+}
+
+void
+methods_body_free(struct mbody *b)
+{
+	if (b->msg != NULL)
+		protobuf_c_message_free_unpacked(b->msg, &b->a.pa);
+	b->msg = NULL;
+}
+
+void
+methods_dispatch(struct infinid *d, struct work *w, uint32_t uid,
+    uint32_t pipe, const Infini__V1__Request *req, const struct mbody *b)
+{
+	struct call c = { d, w, uid, pipe };
+	struct uacct *u = acct_get(d, uid);
+
+	if (u != NULL)
+		u->requests++;
+	if (b->msg == NULL) {
+		srv_replyf(w, b->code, "%s", b->why);
 		return;
 	}
-	handlers[req->method](&c, body);
-	protobuf_c_message_free_unpacked(body, &a.pa);
+	handlers[req->method](&c, b->msg);
 }

@@ -241,6 +241,9 @@ serve(struct work *w, nng_msg *m)
 		infini__v1__request__free_unpacked(req, &a.pa);
 		return;
 	}
+	struct mbody b = { 0 };
+	if (req != NULL && req->version == WIRE_VERSION)
+		methods_decode(req, &b);
 	pthread_mutex_lock(&d->mu);
 	w->call_id = req ? req->call_id : 0;
 	if (req != NULL)
@@ -253,8 +256,9 @@ serve(struct work *w, nng_msg *m)
 		    "protocol version %u not supported (this daemon speaks %d)",
 		    req->version, WIRE_VERSION);
 	else
-		methods_dispatch(d, w, uid, pipe, req);
+		methods_dispatch(d, w, uid, pipe, req, &b);
 	pthread_mutex_unlock(&d->mu);
+	methods_body_free(&b);
 	if (req != NULL)
 		infini__v1__request__free_unpacked(req, &a.pa);
 }
