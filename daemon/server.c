@@ -66,26 +66,22 @@ srv_reply(struct work *w, int code, const char *msg,
 		LOG(LOG_DEBUG, "reply %s: %s", wire_code_name(code), msg);
 	}
 	metrics_rpc(w->method, code, w->t0_us);
-	buf = wire_pack_reply(w->call_id, code, msg, body, &len);
 	if (w->local != NULL) {
+		buf = wire_pack_reply(w->call_id, code, msg, body, &len);
 		w->local(w, buf, len);
 		return;
 	}
-	if (buf == NULL || nng_msg_alloc(&m, 0) != 0) {
-		free(buf);
+	/* Packed straight into the message NNG sends: no copy of the body
+	 * (a logits reply can be tens of MiB) besides protobuf-c's own. */
+	struct wire_reply rp;
+	wire_reply_init(&rp, w->call_id, code, msg, body);
+	if (nng_msg_alloc(&m, rp.len) != 0) {
 		/* Nothing can be sent; free the context for the next request. */
 		set_state(w, W_RECV);
 		nng_ctx_recv(w->ctx, w->aio);
 		return;
 	}
-	if (nng_msg_append(m, buf, len) != 0) {
-		nng_msg_free(m);
-		free(buf);
-		set_state(w, W_RECV);
-		nng_ctx_recv(w->ctx, w->aio);
-		return;
-	}
-	free(buf);
+	wire_reply_pack(&rp, nng_msg_body(m));
 	set_state(w, W_SEND);
 	nng_aio_set_msg(w->aio, m);
 	nng_ctx_send(w->ctx, w->aio);

@@ -96,27 +96,70 @@ pack_body(const ProtobufCMessage *body, size_t *len)
 	return (buf);
 }
 
+/* The tag of Reply.body: field 3, length-delimited. */
+#define REPLY_BODY_TAG ((3u << 3) | 2u)
+
+static size_t
+varint_len(size_t v)
+{
+	size_t n = 1;
+
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return (n);
+}
+
+void
+wire_reply_init(struct wire_reply *p, uint64_t call_id, int code,
+    const char *msg, const ProtobufCMessage *body)
+{
+	infini__v1__reply__init(&p->r);
+	infini__v1__status__init(&p->st);
+	p->st.code = code;
+	p->st.message = (char *)(msg ? msg : "");
+	p->r.call_id = call_id;
+	p->r.status = &p->st;
+	p->body = code == 0 ? body : NULL;
+	p->blen = p->body ? protobuf_c_message_get_packed_size(p->body) : 0;
+	/* An empty bytes field is not written (proto3), so neither is an
+	 * empty body. */
+	if (p->blen == 0)
+		p->body = NULL;
+	p->head = infini__v1__reply__get_packed_size(&p->r);
+	p->len = p->head + (p->body ? 1 + varint_len(p->blen) + p->blen : 0);
+}
+
+void
+wire_reply_pack(const struct wire_reply *p, uint8_t *out)
+{
+	size_t v = p->blen;
+
+	infini__v1__reply__pack(&p->r, out);
+	if (p->body == NULL)
+		return;
+	out += p->head;
+	*out++ = REPLY_BODY_TAG;
+	while (v >= 0x80) {
+		*out++ = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	*out++ = (uint8_t)v;
+	protobuf_c_message_pack(p->body, out);
+}
+
 uint8_t *
 wire_pack_reply(uint64_t call_id, int code, const char *msg,
     const ProtobufCMessage *body, size_t *len)
 {
-	Infini__V1__Reply r = INFINI__V1__REPLY__INIT;
-	Infini__V1__Status st = INFINI__V1__STATUS__INIT;
-	uint8_t *b, *out;
-	size_t blen;
+	struct wire_reply p;
+	uint8_t *out;
 
-	if ((b = pack_body(code == 0 ? body : NULL, &blen)) == NULL)
-		return (NULL);
-	st.code = code;
-	st.message = (char *)(msg ? msg : "");
-	r.call_id = call_id;
-	r.status = &st;
-	r.body.data = b;
-	r.body.len = blen;
-	*len = infini__v1__reply__get_packed_size(&r);
-	if ((out = malloc(*len)) != NULL)
-		infini__v1__reply__pack(&r, out);
-	free(b);
+	wire_reply_init(&p, call_id, code, msg, body);
+	*len = p.len;
+	if ((out = malloc(p.len ? p.len : 1)) != NULL)
+		wire_reply_pack(&p, out);
 	return (out);
 }
 

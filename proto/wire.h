@@ -71,6 +71,25 @@ bool wire_valid_id(const char *id);
 bool wire_valid_name(const char *name);
 
 /*
+ * A Reply envelope to pack in place: wire_reply_init sizes it (len, the
+ * bytes wire_reply_pack writes), so the caller can pack it straight into
+ * the buffer it sends (an NNG message) instead of into a copy of a copy.
+ * The body (NULL: none; only sent when code is 0) is packed last, as
+ * field 3, by protobuf-c directly into that buffer: the bytes are those
+ * protobuf-c would give for the whole Reply.  The struct points into
+ * itself: do not copy it.
+ */
+struct wire_reply {
+	Infini__V1__Reply r;
+	Infini__V1__Status st;
+	const ProtobufCMessage *body;
+	size_t head, blen, len;
+};
+void wire_reply_init(struct wire_reply *p, uint64_t call_id, int code,
+    const char *msg, const ProtobufCMessage *body);
+void wire_reply_pack(const struct wire_reply *p, uint8_t *out);
+
+/*
  * wire_pack_reply packs a Reply envelope with the given status and, when
  * body is non-NULL, the packed body message.  Returns a malloc'd buffer
  * (caller frees) and its length, or NULL on allocation failure.

@@ -1309,13 +1309,61 @@ test_cli(void)
 }
 #endif
 
+/* The daemon packs replies in place (wire_reply_init/pack): the bytes
+ * must be exactly protobuf-c's packing of the whole Reply around the
+ * separately packed body, whatever the length's varint takes. */
+static void
+test_reply_packing(void)
+{
+	static float data[5000];
+	static const size_t sizes[] = { 0, 1, 30, 5000 };
+	int same = 0, n = 0;
+
+	for (size_t i = 0; i < 5000; i++)
+		data[i] = (float)i * 0.25f;
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++)
+		for (int code = 0; code < 2; code++) {
+			Infini__V1__PushReply pr = INFINI__V1__PUSH_REPLY__INIT;
+			Infini__V1__Reply r = INFINI__V1__REPLY__INIT;
+			Infini__V1__Status st = INFINI__V1__STATUS__INIT;
+			size_t blen, want, got;
+			pr.position = sizes[k] ? 77 : 0;
+			pr.data = data;
+			pr.n_data = sizes[k];
+			blen = protobuf_c_message_get_packed_size(&pr.base);
+			uint8_t *b = malloc(blen + 1);
+			protobuf_c_message_pack(&pr.base, b);
+			st.code = code ? INFINI__V1__CODE__NOT_FOUND : 0;
+			st.message = code ? "no stream 'x'" : "";
+			r.call_id = 12345;
+			r.status = &st;
+			r.body.data = b;
+			r.body.len = code ? 0 : blen;
+			want = infini__v1__reply__get_packed_size(&r);
+			uint8_t *w = malloc(want + 1);
+			infini__v1__reply__pack(&r, w);
+			uint8_t *g = wire_pack_reply(12345, st.code, st.message,
+			    &pr.base, &got);
+			same += g != NULL && got == want &&
+			    memcmp(g, w, want) == 0;
+			n++;
+			free(b);
+			free(w);
+			free(g);
+		}
+	ok(same == n, "replies packed in place equal protobuf-c's packing "
+	    "(%d of %d: bodies of 0, 1, 30 and 5000 floats, OK and error)",
+	    same, n);
+}
+
 int
 main(void)
 {
 	struct fake f;
 	infini_client *c = NULL;
 
-	tap_plan(106);
+	tap_plan(107);
+	test_reply_packing();
 	if (fake_start(&f, URL) != 0) {
 		printf("Bail out! cannot start the fake daemon\n");
 		return (1);
