@@ -140,8 +140,12 @@ script(struct run *r)
 			uint32_t max = 1 + (uint32_t)(next(&s) % 4);
 			for (int k = 0; k < n; k++)
 				toks[k] = (int32_t)(next(&s) % health.vocab_size);
-			if ((rv = infini_generate(r->c, r->cur, toks, (size_t)n,
-			    NULL, max, &greedy, NULL, on_token, r, NULL)) != 0)
+			struct infini_gen_opts go = { .prompt = toks,
+			    .nprompt = (size_t)n, .max_tokens = max,
+			    .sampling = &greedy, .on_token = on_token,
+			    .arg = r };
+			if ((rv = infini_generate(r->c, r->cur, &go,
+			    NULL)) != 0)
 				fail(r, "generate", rv);
 			break;
 		}

@@ -268,10 +268,8 @@ gen_deliver(const Infini__V1__PollReply *r, infini_on_token on_token,
 }
 
 int
-infini_generate(infini_client *c, const char *id, const int32_t *prompt,
-    size_t nprompt, const char *text, uint32_t max_tokens,
-    const struct infini_sampling *s, const char *const *stop,
-    infini_on_token on_token, void *arg, char *finish)
+infini_generate(infini_client *c, const char *id,
+    const struct infini_gen_opts *o, char *finish)
 {
 	Infini__V1__PollRequest q = INFINI__V1__POLL_REQUEST__INIT;
 	uint64_t gid = 0, after = 0;
@@ -280,8 +278,12 @@ infini_generate(infini_client *c, const char *id, const int32_t *prompt,
 
 	if (finish != NULL)
 		finish[0] = '\0';
-	if ((err = gen_start(c, id, prompt, nprompt, text, max_tokens, s,
-	    stop, &gid)) != 0)
+	if (o == NULL)
+		return (cl_err(INFINI_EINVAL, "generate: no options"));
+	infini_on_token on_token = o->on_token;
+	void *arg = o->arg;
+	if ((err = gen_start(c, id, o->prompt, o->nprompt, o->text,
+	    o->max_tokens, o->sampling, o->stop, &gid)) != 0)
 		return (err);
 	q.generation_id = gid;
 	q.wait_ms = GEN_POLL_WAIT_MS;

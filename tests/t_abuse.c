@@ -416,14 +416,16 @@ test_sampling(infini_client *c)
 	    "INVALID_ARGUMENT naming the field");
 
 	struct infini_sampling bad = { .top_p = -0.1f };
-	int rv = infini_generate(c, "smp", ids, 2, NULL, 2, &bad, NULL, NULL,
-	    NULL, NULL);
+	int rv = infini_generate(c, "smp", &(struct infini_gen_opts){
+	    .prompt = ids, .nprompt = 2, .max_tokens = 2, .sampling = &bad },
+	    NULL);
 	ok(rv == INFINI_EINVAL && strstr(infini_errmsg(), "top_p") != NULL,
 	    "libinfini refuses top_p -0.1 before sending: %s", infini_errmsg());
 	bad = (struct infini_sampling){ .temperature = 0.7f, .top_p = 1.0f,
 		.top_k = 40 };
-	rv = infini_generate(c, "smp", ids, 2, NULL, 2, &bad, NULL, NULL,
-	    NULL, NULL);
+	rv = infini_generate(c, "smp", &(struct infini_gen_opts){
+	    .prompt = ids, .nprompt = 2, .max_tokens = 2, .sampling = &bad },
+	    NULL);
 	ok(rv == 0, "temperature 0.7, top_p 1 and top_k 40 are accepted");
 
 	snprintf(out, sizeof(out), "%s/cli.out", dir);
@@ -601,11 +603,12 @@ test_long_prompt(infini_client *c)
 		p[i] = (i * 37 + 11) % 256;
 	infini_open(c, "lp1", false, NULL, NULL);
 	infini_open(c, "lp2", false, NULL, NULL);
-	ra = infini_generate(c, "lp1", p, 300, NULL, 12, NULL, NULL, collect,
-	    &a, NULL);
+	ra = infini_generate(c, "lp1", &(struct infini_gen_opts){ .prompt = p,
+	    .nprompt = 300, .max_tokens = 12, .on_token = collect, .arg = &a },
+	    NULL);
 	rp = infini_push_tokens(c, "lp2", p, 300, INFINI_OUT_NONE, NULL);
-	rb = infini_generate(c, "lp2", NULL, 0, NULL, 12, NULL, NULL, collect,
-	    &b, NULL);
+	rb = infini_generate(c, "lp2", &(struct infini_gen_opts){
+	    .max_tokens = 12, .on_token = collect, .arg = &b }, NULL);
 	ok(ra == 0 && rp == 0 && rb == 0 && a.n == 12 && b.n == 12 &&
 	    memcmp(a.t, b.t, sizeof(a.t)) == 0 &&
 	    position_of(c, "lp1") == position_of(c, "lp2"),

@@ -587,10 +587,11 @@ test_generate(struct fake *f, infini_client *c)
 	const char *stop[] = { "\n\n", NULL };
 	struct tokens t = { 0 };
 	char finish[16];
-	int err;
+	int err, before;
 
-	err = infini_generate(c, "gen", NULL, 0, "Yo", 16, &s, stop, collect,
-	    &t, finish);
+	err = infini_generate(c, "gen", &(struct infini_gen_opts){
+	    .text = "Yo", .max_tokens = 16, .sampling = &s, .stop = stop,
+	    .on_token = collect, .arg = &t }, finish);
 	is_int(err, 0, "generate runs to the end");
 	ok(strcmp(finish, "length") == 0, "  finish reason %s", finish);
 	ok(strcmp(f->gen_text, "Yo") == 0 && f->gen_max == 16 &&
@@ -608,8 +609,8 @@ test_generate(struct fake *f, infini_client *c)
 
 	memset(&t, 0, sizeof(t));
 	t.cancel_after = 3;
-	err = infini_generate(c, "forever", NULL, 0, NULL, 0, NULL, NULL,
-	    collect, &t, finish);
+	err = infini_generate(c, "forever", &(struct infini_gen_opts){
+	    .on_token = collect, .arg = &t }, finish);
 	is_int(err, INFINI_ECANCELED, "on_token stopping: ECANCELED");
 	is_int(t.n, 3, "  no token after the stop");
 	is_int(atomic_load(&f->cancelled), 8, "  Cancel sent for it");
@@ -618,16 +619,20 @@ test_generate(struct fake *f, infini_client *c)
 	memset(&t, 0, sizeof(t));
 	t.cancel_beats = 3;
 	int32_t p[] = { 1, 2 };
-	err = infini_generate(c, "idle", p, 2, NULL, 0, NULL, NULL, collect,
-	    &t, NULL);
+	err = infini_generate(c, "idle", &(struct infini_gen_opts){
+	    .prompt = p, .nprompt = 2, .on_token = collect, .arg = &t }, NULL);
 	is_int(err, INFINI_ECANCELED, "cancel from a heartbeat while idle");
 	ok(t.n == 0 && t.beats == 3 && t.bad_beats == 0, "  after three "
 	    "heartbeats");
 	is_int(atomic_load(&f->cancelled), 9, "  Cancel sent for it");
 
-	err = infini_generate(c, "nope", NULL, 0, NULL, 0, NULL, NULL, NULL,
-	    NULL, NULL);
+	err = infini_generate(c, "nope", &(struct infini_gen_opts){ 0 }, NULL);
 	is_int(err, INFINI_ENOENT, "generate on a missing stream: ENOENT");
+	before = atomic_load(&f->requests);
+	err = infini_generate(c, "gen", NULL, finish);
+	ok(err == INFINI_EINVAL && atomic_load(&f->requests) == before &&
+	    finish[0] == '\0', "generate without options: EINVAL, nothing "
+	    "sent");
 }
 
 struct worker {
@@ -1362,7 +1367,7 @@ main(void)
 	struct fake f;
 	infini_client *c = NULL;
 
-	tap_plan(107);
+	tap_plan(108);
 	test_reply_packing();
 	if (fake_start(&f, URL) != 0) {
 		printf("Bail out! cannot start the fake daemon\n");

@@ -212,8 +212,9 @@ test_generate(infini_client *c, const char *name, float temp, int topk,
 	}
 	rv = infini_open(c, name, false, NULL, NULL);
 	if (rv == 0)
-		rv = infini_generate(c, name, NULL, 0, prompt, 24, &s, NULL,
-		    on_tok, &k, finish);
+		rv = infini_generate(c, name, &(struct infini_gen_opts){
+		    .text = prompt, .max_tokens = 24, .sampling = &s,
+		    .on_token = on_tok, .arg = &k }, finish);
 	k.buf[k.len] = '\0';
 	ok(rv == 0 && strcmp(k.buf, want) == 0 && k.len > 0,
 	    "generate (%s) streams %d tokens equal to infini-run's, finish %s",
@@ -246,8 +247,9 @@ test_generate_no_prompt(infini_client *c)
 	rv |= infini_push_text(c, "noprompt", prompt, strlen(prompt),
 	    INFINI_OUT_NONE, NULL);
 	if (rv == 0)
-		rv = infini_generate(c, "noprompt", NULL, 0, NULL, 12, &s, NULL,
-		    on_tok, &k, finish);
+		rv = infini_generate(c, "noprompt", &(struct infini_gen_opts){
+		    .max_tokens = 12, .sampling = &s, .on_token = on_tok,
+		    .arg = &k }, finish);
 	k.buf[k.len] = '\0';
 	ok(rv == 0 && k.len > 0 && strcmp(k.buf, want) == 0,
 	    "generate without a prompt continues the pushed text like "
@@ -255,8 +257,9 @@ test_generate_no_prompt(infini_client *c)
 	struct collect e = { .len = 0 };
 	rv = infini_open(c, "empty", false, NULL, NULL);
 	if (rv == 0)
-		rv = infini_generate(c, "empty", NULL, 0, NULL, 4, &s, NULL,
-		    on_tok, &e, finish);
+		rv = infini_generate(c, "empty", &(struct infini_gen_opts){
+		    .max_tokens = 4, .sampling = &s, .on_token = on_tok,
+		    .arg = &e }, finish);
 	ok(e.ntok == 0 && strcmp(finish, "error") == 0,
 	    "generate without a prompt on an empty stream ends at once (%s)",
 	    finish);
@@ -271,8 +274,9 @@ test_generate_no_prompt(infini_client *c)
 	rv |= infini_snapshot(c, "np2", NULL, &snap, &snaplen);
 	rv |= infini_restore(c, "np2-copy", NULL, snap, snaplen, NULL);
 	if (rv == 0)
-		rv = infini_generate(c, "np2-copy", NULL, 0, NULL, 12, &s, NULL,
-		    on_tok, &r, finish);
+		rv = infini_generate(c, "np2-copy", &(struct infini_gen_opts){
+		    .max_tokens = 12, .sampling = &s, .on_token = on_tok,
+		    .arg = &r }, finish);
 	r.buf[r.len] = '\0';
 	ok(rv == 0 && r.len > 0 && strcmp(r.buf, want) == 0,
 	    "... and so does a copy restored from a snapshot (%d tokens, %s)",

@@ -175,8 +175,9 @@ nng_greedy(const char *id, const char *prompt, int max, struct gen_out *g)
 	memset(g, 0, sizeof(*g));
 	if (infini_open(nc, id, false, NULL, NULL) != 0)
 		return (-1);
-	return (infini_generate(nc, id, NULL, 0, prompt, (uint32_t)max, &s, NULL,
-	    on_tok, g, fin));
+	return (infini_generate(nc, id, &(struct infini_gen_opts){
+	    .text = prompt, .max_tokens = (uint32_t)max, .sampling = &s,
+	    .on_token = on_tok, .arg = g }, fin));
 }
 
 /* nng_means pushes each input into a fresh stream id and keeps the means. */

@@ -217,8 +217,9 @@ test_generate(infini_client *c, const struct tok *tk)
 	char finish[16];
 	rv = infini_open(c, "g2", false, NULL, NULL);
 	if (rv == 0)
-		rv = infini_generate(c, "g2", NULL, 0, prompt, 24, NULL, NULL,
-		    on_tok, &k, finish);
+		rv = infini_generate(c, "g2", &(struct infini_gen_opts){
+		    .text = prompt, .max_tokens = 24, .on_token = on_tok,
+		    .arg = &k }, finish);
 	k.buf[k.len] = '\0';
 	ok(rv == 0 && k.bad == 0 && got != NULL && strcmp(k.buf, got) == 0,
 	    "libinfini hands out whole UTF-8 characters per token (%d "
@@ -237,8 +238,10 @@ test_generate(infini_client *c, const struct tok *tk)
 		const char *stops[] = { stop, NULL };
 		rv = infini_open(c, "g3", false, NULL, NULL);
 		if (rv == 0)
-			rv = infini_generate(c, "g3", NULL, 0, prompt, 24, NULL,
-			    stops, on_tok, &s, finish);
+			rv = infini_generate(c, "g3", &(struct
+			    infini_gen_opts){ .text = prompt, .max_tokens = 24,
+			    .stop = stops, .on_token = on_tok, .arg = &s },
+			    finish);
 		s.buf[s.len] = '\0';
 		ok(rv == 0 && strcmp(finish, "stop") == 0 &&
 		    strstr(s.buf, stop) != NULL &&

@@ -247,8 +247,11 @@ cli_gen_run(struct cli *g, const char *id, const char *prompt,
 	int err;
 
 	res->finish[0] = '\0';
-	err = infini_generate(g->c, id, NULL, 0, prompt, (uint32_t)o->max,
-	    &o->sp, o->nstop ? o->stop : NULL, on_token, &s, res->finish);
+	struct infini_gen_opts go = { .text = prompt,
+	    .max_tokens = (uint32_t)o->max, .sampling = &o->sp,
+	    .stop = o->nstop ? o->stop : NULL, .on_token = on_token,
+	    .arg = &s };
+	err = infini_generate(g->c, id, &go, res->finish);
 	res->seconds = cli_now() - t0;
 	res->ntokens = s.n;
 	res->ends_nl = s.nl;

@@ -167,21 +167,34 @@ int infini_push_vectors(infini_client *c, const char *id, const float *data,
     struct infini_result *res);
 void infini_result_free(struct infini_result *res);
 
+/* What infini_generate is to do; zero what you do not set (a designated
+ * initializer does).  Nothing here is kept after the call returns. */
+struct infini_gen_opts {
+	const int32_t *prompt;       /* prompt tokens, nprompt of them, or */
+	size_t nprompt;
+	const char *text;            /* prompt text (NUL-terminated); not both */
+	uint32_t max_tokens;         /* 1..the daemon's max_generate */
+	const struct infini_sampling *sampling;  /* NULL: greedy */
+	const char *const *stop;     /* NULL-terminated stop strings, or NULL */
+	infini_on_token on_token;    /* NULL: tokens are not reported */
+	void *arg;                   /* on_token's first argument */
+};
+
 /*
- * infini_generate pushes a prompt (tokens or text; the daemon requires at
- * least one token: INFINI_EINVAL otherwise) and generates up to max_tokens
- * (1..the daemon's max_generate), calling on_token as tokens arrive
- * (long-polling the daemon).  stop: NULL-terminated list of stop strings, or
- * NULL.  Returns 0 when the generation ended (length, stop, eos),
- * INFINI_ECANCELED when on_token stopped it (see the heartbeat above) or
- * the daemon cancelled it, or the error of the failing call; after a Poll
- * fails the daemon reaps the generation itself 30 s later.  finish (may be
- * NULL, 16 bytes) receives the finish reason ("cancelled" after a cancel).
+ * infini_generate pushes o's prompt (none: the generation continues the
+ * stream; on a stream holding no token it ends at once, finish "error")
+ * and generates up to o->max_tokens, calling
+ * o->on_token as tokens arrive (long-polling the daemon).  Returns 0 when
+ * the generation ended (length, stop, eos), INFINI_ECANCELED when
+ * on_token stopped it (see the heartbeat above) or the daemon cancelled
+ * it, INFINI_EINVAL for o NULL, both prompts or bad sampling values
+ * (naming the field, before anything is sent), or the error of the
+ * failing call; after a Poll fails the daemon reaps the generation itself
+ * 30 s later.  finish (may be NULL, 16 bytes) receives the finish reason
+ * ("cancelled" after a cancel; "" when nothing was started).
  */
-int infini_generate(infini_client *c, const char *id, const int32_t *prompt,
-    size_t nprompt, const char *text, uint32_t max_tokens,
-    const struct infini_sampling *s, const char *const *stop,
-    infini_on_token on_token, void *arg, char *finish);
+int infini_generate(infini_client *c, const char *id,
+    const struct infini_gen_opts *o, char *finish);
 
 /* A named snapshot, as infini_list_snapshots reports it. */
 struct infini_snapshot_info {

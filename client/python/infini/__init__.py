@@ -328,10 +328,11 @@ class Client:
 
         cb = _lib.ON_TOKEN(on_token)
 
+        opts = _lib.GenOpts(toks, ntoks, text, int(max_tokens),
+                            ctypes.pointer(sp), stops, cb, None)
+
         def work():
-            rc = lib.infini_generate(h, sid, toks, ntoks, text,
-                                     int(max_tokens), ctypes.byref(sp),
-                                     stops, cb, None, finish)
+            rc = lib.infini_generate(h, sid, ctypes.byref(opts), finish)
             box["rc"] = rc
             # infini_errmsg is per thread: read it on this one.
             if rc != 0:

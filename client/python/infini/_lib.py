@@ -106,6 +106,19 @@ class SnapshotInfo(ctypes.Structure):
 ON_TOKEN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int32,
                             ctypes.POINTER(ctypes.c_char), ctypes.c_size_t)
 
+
+class GenOpts(ctypes.Structure):
+    _fields_ = [
+        ("prompt", ctypes.POINTER(ctypes.c_int32)),
+        ("nprompt", ctypes.c_size_t),
+        ("text", ctypes.c_char_p),
+        ("max_tokens", ctypes.c_uint32),
+        ("sampling", ctypes.POINTER(Sampling)),
+        ("stop", ctypes.POINTER(ctypes.c_char_p)),
+        ("on_token", ON_TOKEN),
+        ("arg", ctypes.c_void_p),
+    ]
+
 _c = ctypes.c_char_p
 _p = ctypes.c_void_p
 _i = ctypes.c_int
@@ -132,9 +145,7 @@ _SIGNATURES = {
     "infini_push_vectors": [_p, _c, ctypes.POINTER(ctypes.c_float), _sz, _u32,
                             _i, ctypes.POINTER(Result)],
     "infini_result_free": [ctypes.POINTER(Result)],
-    "infini_generate": [_p, _c, ctypes.POINTER(ctypes.c_int32), _sz, _c, _u32,
-                        ctypes.POINTER(Sampling), ctypes.POINTER(_c),
-                        ON_TOKEN, _p, _c],
+    "infini_generate": [_p, _c, ctypes.POINTER(GenOpts), _c],
     "infini_snapshot_ex": [_p, _c, _c, ctypes.c_uint, ctypes.POINTER(
         ctypes.POINTER(ctypes.c_uint8)), ctypes.POINTER(_sz)],
     "infini_list_snapshots": [_p, ctypes.POINTER(ctypes.POINTER(
