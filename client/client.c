@@ -759,3 +759,24 @@ infini_delete_snapshot(infini_client *c, const char *name)
 	cl_reply_fini(&rep);
 	return (0);
 }
+
+/* The results are plain malloc'd memory; these exist so that a caller never
+ * frees with an allocator other than the library's (another libc, a
+ * language runtime, a preloaded malloc). */
+void
+infini_list_free(struct infini_stream_info *v)
+{
+	free(v);
+}
+
+void
+infini_snapshot_list_free(struct infini_snapshot_info *v)
+{
+	free(v);
+}
+
+void
+infini_data_free(uint8_t *data)
+{
+	free(data);
+}

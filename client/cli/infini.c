@@ -629,7 +629,7 @@ cmd_ls(struct cli *g, int argc, char **argv)
 			    v[i].resident ? "yes" : "no");
 		}
 	}
-	free(v);
+	infini_list_free(v);
 	return (0);
 }
 
@@ -710,10 +710,10 @@ cmd_snapshot(struct cli *g, int argc, char **argv)
 	    file ? &data : NULL, &len)) != 0)
 		return (cli_fail(g, err));
 	if (file != NULL && (rc = write_file(file, data, len)) != 0) {
-		free(data);
+		infini_data_free(data);
 		return (rc);
 	}
-	free(data);
+	infini_data_free(data);
 	if (g->json) {
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddStringToObject(o, "stream_id", argv[optind]);
@@ -827,7 +827,7 @@ cmd_snapshots(struct cli *g, int argc, char **argv)
 			    v[i].position, when, v[i].stream_id);
 		}
 	}
-	free(v);
+	infini_snapshot_list_free(v);
 	return (0);
 }
 

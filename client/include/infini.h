@@ -11,7 +11,8 @@
  * before anything is checked or sent (results and structs zeroed, pointers
  * NULL, counts 0, id buffers ""), and filled only on success.  So a result
  * may be freed after any return, error or not, without being initialised
- * first; nothing else the caller passed is touched.
+ * first; nothing else the caller passed is touched.  Results are released
+ * with this library's *_free functions, never the caller's own free().
  */
 #ifndef INFINI_H
 #define INFINI_H
@@ -153,9 +154,10 @@ int infini_open(infini_client *c, const char *id, bool reuse, char *id_out,
 int infini_close_stream(infini_client *c, const char *id);
 int infini_fork(infini_client *c, const char *id, const char *new_id,
     char *id_out);
-/* infini_list returns *n infos in a malloc'd array (caller frees; non-NULL
- * even when *n is 0). */
+/* infini_list returns *n infos in an array owned by the caller: release
+ * it with infini_list_free (non-NULL even when *n is 0). */
 int infini_list(infini_client *c, struct infini_stream_info **out, size_t *n);
+void infini_list_free(struct infini_stream_info *v);
 int infini_stats(infini_client *c, struct infini_stats *out);
 
 int infini_push_tokens(infini_client *c, const char *id, const int32_t *tokens,
@@ -210,8 +212,9 @@ struct infini_snapshot_info {
 #define INFINI_SNAP_OVERWRITE 1u  /* replace an existing name (yours) */
 
 /* infini_snapshot writes the stream's snapshot as the named snapshot name
- * (may be NULL) and/or returns its bytes in *data (malloc'd; data may be
- * NULL to skip export; not both NULL).  *len (may be NULL) receives the
+ * (may be NULL) and/or returns its bytes in *data (owned by the caller:
+ * release with infini_data_free; data may be NULL to skip export; not
+ * both NULL).  *len (may be NULL) receives the
  * snapshot's size in bytes.  A name that exists is INFINI_EEXIST
  * (infini_snapshot_ex with INFINI_SNAP_OVERWRITE replaces it), one of
  * another user's INFINI_EPERM.  Names are 1-128 of [A-Za-z0-9._:-], not
@@ -222,10 +225,15 @@ int infini_snapshot(infini_client *c, const char *id, const char *name,
 int infini_snapshot_ex(infini_client *c, const char *id, const char *name,
     unsigned flags, uint8_t **data, size_t *len);
 /* infini_list_snapshots returns the named snapshots the caller may use
- * (all for root and admin_group), in name order: *n infos in a malloc'd
- * array (caller frees; non-NULL even when *n is 0). */
+ * (all for root and admin_group), in name order: *n infos in an array
+ * owned by the caller, released with infini_snapshot_list_free (non-NULL
+ * even when *n is 0). */
 int infini_list_snapshots(infini_client *c,
     struct infini_snapshot_info **out, size_t *n);
+void infini_snapshot_list_free(struct infini_snapshot_info *v);
+/* infini_data_free releases the bytes infini_snapshot exported (NULL:
+ * no-op). */
+void infini_data_free(uint8_t *data);
 /* infini_delete_snapshot deletes a named snapshot of the caller's:
  * INFINI_ENOENT when there is none, INFINI_EPERM when it is another
  * user's. */

@@ -219,7 +219,7 @@ class Client:
         try:
             return [_from_struct(StreamInfo, arr[i]) for i in range(n.value)]
         finally:
-            _lib.c_free(arr)
+            self._lib.infini_list_free(arr)
 
     # ---- push ----------------------------------------------------------
 
@@ -394,7 +394,7 @@ class Client:
         try:
             return ctypes.string_at(data, n.value)
         finally:
-            _lib.c_free(data)
+            self._lib.infini_data_free(data)
 
     def list_snapshots(self):
         """The named snapshots this caller may use (all of them for root
@@ -408,7 +408,7 @@ class Client:
             return [_from_struct(SnapshotInfo, arr[i])
                     for i in range(n.value)]
         finally:
-            _lib.c_free(arr)
+            self._lib.infini_snapshot_list_free(arr)
 
     def delete_snapshot(self, name):
         """Delete a named snapshot of the caller's (ENOENT when there is

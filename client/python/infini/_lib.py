@@ -145,6 +145,9 @@ _SIGNATURES = {
     "infini_push_vectors": [_p, _c, ctypes.POINTER(ctypes.c_float), _sz, _u32,
                             _i, ctypes.POINTER(Result)],
     "infini_result_free": [ctypes.POINTER(Result)],
+    "infini_list_free": [ctypes.POINTER(StreamInfo)],
+    "infini_snapshot_list_free": [ctypes.POINTER(SnapshotInfo)],
+    "infini_data_free": [ctypes.POINTER(ctypes.c_uint8)],
     "infini_generate": [_p, _c, ctypes.POINTER(GenOpts), _c],
     "infini_snapshot_ex": [_p, _c, _c, ctypes.c_uint, ctypes.POINTER(
         ctypes.POINTER(ctypes.c_uint8)), ctypes.POINTER(_sz)],
@@ -163,6 +166,9 @@ _RESTYPE = {
     "infini_set_timeout": None,
     "infini_set_text_flags": None,
     "infini_result_free": None,
+    "infini_list_free": None,
+    "infini_snapshot_list_free": None,
+    "infini_data_free": None,
     "infini_errmsg": _c,
     "infini_strerror": _c,
     "infini_errname": _c,
@@ -209,16 +215,3 @@ def load(path=None):
         return lib
     raise OSError("cannot load libinfini: tried " + "; ".join(tried) +
                   " (pass library=PATH or set INFINI_LIBRARY)")
-
-
-# libinfini hands back malloc'd arrays (infini_list, infini_snapshot) for
-# the caller to free().  The process's free, looked up globally: when an
-# allocator is preloaded (ASan, jemalloc) libinfini's malloc is that one,
-# and libc.so.6's own free would corrupt the heap.
-_libc = ctypes.CDLL(None)
-_libc.free.argtypes = [ctypes.c_void_p]
-_libc.free.restype = None
-
-
-def c_free(ptr):
-    _libc.free(ctypes.cast(ptr, ctypes.c_void_p))
