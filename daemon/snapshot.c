@@ -36,7 +36,6 @@
 /* ---- format constants (docs/snapshot-format.md) ---- */
 
 #define HDR_SIZE 240u              /* v1 header, checksum included */
-#define HDR_SUM_OFF 232u           /* header checksum covers [0, 232) */
 #define SEC_HDR 24u                /* checksum, type, flags, length */
 #define TRAILER 16u                /* "INFSEND\0", file checksum */
 #define ENDIAN_MARK 0x01020304u
@@ -51,6 +50,41 @@ enum snap_sec {
 	SEC_HIDDEN = 5,            /* optional: last input's hidden [hidden] */
 };
 #define OWNER_LEN 8u
+
+/* Header fields: byte offsets of the version 1 header. */
+enum hdr_off {
+	H_MAGIC = 0,               /* 8 bytes, SNAP_MAGIC */
+	H_VERSION = 8,
+	H_ENDIAN = 12,
+	H_SIZE = 16,               /* HDR_SIZE */
+	H_FLAGS = 20,
+	H_FINGERPRINT = 24,        /* u64 */
+	H_SHAPE = 32,              /* 6 x u32: layers, kv heads, head_dim,
+	                            * segment_size, hidden_size, vocab_size */
+	H_POSITION = 56,           /* u64 */
+	H_SEGMENTS = 64,           /* u64 */
+	H_SAMPLE_STEP = 72,        /* u64 */
+	H_CREATED = 80,            /* u64, ms */
+	H_NLOGITS = 88,
+	H_NSECTIONS = 92,
+	H_IDLEN = 96,
+	H_ID = 100,                /* SNAP_ID_MAX bytes, zero-padded */
+	H_RESERVED = 228,          /* u32 0 */
+	H_SUM = 232,               /* u64: XXH3 of [0, H_SUM) */
+};
+#define H_NSHAPE 6
+
+/* Section header fields. */
+enum sec_off {
+	S_SUM = 0,                 /* u64: XXH3 of [S_TYPE, SEC_HDR + len) */
+	S_TYPE = 8,
+	S_FLAGS = 12,
+	S_LEN = 16,                /* u64, payload bytes before padding */
+};
+
+_Static_assert(H_ID + SNAP_ID_MAX == H_RESERVED, "stream id field size");
+_Static_assert(H_SUM + 8 == HDR_SIZE, "header size");
+_Static_assert(S_LEN + 8 == SEC_HDR, "section header size");
 
 static const char trailer_magic[8] = "INFSEND";
 
@@ -170,10 +204,10 @@ snap_meta_fini(struct snap_meta *m)
 static uint8_t *
 sec_put(uint8_t *p, uint32_t type, uint32_t flags, size_t len)
 {
-	put32(p + 8, type);
-	put32(p + 12, flags);
-	put64(p + 16, len);
-	put64(p, XXH3_64bits(p + 8, 16 + len));
+	put32(p + S_TYPE, type);
+	put32(p + S_FLAGS, flags);
+	put64(p + S_LEN, len);
+	put64(p + S_SUM, XXH3_64bits(p + S_TYPE, SEC_HDR - S_TYPE + len));
 	return (p + SEC_HDR + pad8(len));
 }
 
@@ -213,28 +247,26 @@ snap_encode(const struct snap_meta *m, const struct eng_stream_state *st,
 		return (INFINI_ENOMEM);
 
 	/* Header. */
-	memcpy(b, SNAP_MAGIC, 8);
-	put32(b + 8, SNAP_VERSION);
-	put32(b + 12, ENDIAN_MARK);
-	put32(b + 16, HDR_SIZE);
-	put32(b + 20, st->has_kmem ? FLAG_KMEM : 0);
-	put64(b + 24, m->fingerprint);
-	put32(b + 32, (uint32_t)m->n_layers);
-	put32(b + 36, (uint32_t)m->n_kv_heads);
-	put32(b + 40, (uint32_t)m->head_dim);
-	put32(b + 44, (uint32_t)m->segment_size);
-	put32(b + 48, (uint32_t)m->hidden_size);
-	put32(b + 52, (uint32_t)m->vocab_size);
-	put64(b + 56, (uint64_t)st->pos);
-	put64(b + 64, (uint64_t)(st->pos / st->segment_size));
-	put64(b + 72, st->sample_step);
-	put64(b + 80, m->created_ms);
-	put32(b + 88, m->n_logits);
-	put32(b + 92, (uint32_t)nsec);
-	put32(b + 96, (uint32_t)idlen);
-	memcpy(b + 100, m->stream_id, idlen);
-	put32(b + 228, 0);
-	put64(b + HDR_SUM_OFF, XXH3_64bits(b, HDR_SUM_OFF));
+	const int shape[H_NSHAPE] = { m->n_layers, m->n_kv_heads,
+	    m->head_dim, m->segment_size, m->hidden_size, m->vocab_size };
+	memcpy(b + H_MAGIC, SNAP_MAGIC, 8);
+	put32(b + H_VERSION, SNAP_VERSION);
+	put32(b + H_ENDIAN, ENDIAN_MARK);
+	put32(b + H_SIZE, HDR_SIZE);
+	put32(b + H_FLAGS, st->has_kmem ? FLAG_KMEM : 0);
+	put64(b + H_FINGERPRINT, m->fingerprint);
+	for (int i = 0; i < H_NSHAPE; i++)
+		put32(b + H_SHAPE + 4 * i, (uint32_t)shape[i]);
+	put64(b + H_POSITION, (uint64_t)st->pos);
+	put64(b + H_SEGMENTS, (uint64_t)(st->pos / st->segment_size));
+	put64(b + H_SAMPLE_STEP, st->sample_step);
+	put64(b + H_CREATED, m->created_ms);
+	put32(b + H_NLOGITS, m->n_logits);
+	put32(b + H_NSECTIONS, (uint32_t)nsec);
+	put32(b + H_IDLEN, (uint32_t)idlen);
+	memcpy(b + H_ID, m->stream_id, idlen);
+	put32(b + H_RESERVED, 0);
+	put64(b + H_SUM, XXH3_64bits(b, H_SUM));
 	p = b + HDR_SIZE;
 
 	/* Memory: per layer and kv head, M then z. */
@@ -285,13 +317,6 @@ snap_encode(const struct snap_meta *m, const struct eng_stream_state *st,
 
 /* ---- decoding ---- */
 
-#define FAIL(code, ...)                                                    \
-	do {                                                               \
-		snprintf(err, errlen, __VA_ARGS__);                        \
-		rv = (code);                                               \
-		goto fail;                                                 \
-	} while (0)
-
 /* A section as found by the walk: payload and length. */
 struct sec_ref {
 	const uint8_t *data;
@@ -316,6 +341,277 @@ mul_ok(size_t a, size_t b, size_t *r)
 	return (!__builtin_mul_overflow(a, b, r));
 }
 
+/* What the header declares that decoding needs past the header. */
+struct hdr {
+	uint32_t flags, nsec;
+	uint64_t pos;
+	size_t end;                /* where the trailer starts */
+};
+
+#define REFUSE(code, ...)                                                  \
+	do {                                                               \
+		snprintf(err, errlen, __VA_ARGS__);                        \
+		return (code);                                             \
+	} while (0)
+
+/* check_frame: magic, version (a newer file is refused for being newer,
+ * not for looking corrupt), byte order, header size and the header's and
+ * the whole file's checksums. */
+static int
+check_frame(const uint8_t *buf, size_t len, struct snap_meta *m,
+    struct hdr *h, char *err, size_t errlen)
+{
+	uint32_t version, mark, hsize;
+
+	if (len < 16)
+		REFUSE(INFINI_ECORRUPT, "snapshot truncated: %zu bytes", len);
+	if (memcmp(buf + H_MAGIC, SNAP_MAGIC, 8) != 0)
+		REFUSE(INFINI_EUNSUPPORTED, "not an infinid snapshot (bad "
+		    "magic)");
+	version = get32(buf + H_VERSION);
+	mark = get32(buf + H_ENDIAN);
+	if (version > SNAP_VERSION)
+		REFUSE(INFINI_EUNSUPPORTED, "snapshot format version %u is "
+		    "newer than this infinid reads (%d)", version, SNAP_VERSION);
+	if (version < SNAP_VERSION_MIN)
+		REFUSE(INFINI_EUNSUPPORTED, "snapshot format version %u is "
+		    "older than this infinid reads (%d..%d)", version,
+		    SNAP_VERSION_MIN, SNAP_VERSION);
+	if (mark == 0x04030201u)
+		REFUSE(INFINI_EUNSUPPORTED, "big-endian snapshot");
+	if (mark != ENDIAN_MARK)
+		REFUSE(INFINI_ECORRUPT, "bad endianness marker %08x", mark);
+	/* Version 1 is the only version so far; a migration for an older
+	 * version would branch here (docs/snapshot-format.md, Versions). */
+	if (len < HDR_SIZE + TRAILER)
+		REFUSE(INFINI_ECORRUPT, "snapshot truncated: %zu bytes", len);
+	if (get64(buf + H_SUM) != XXH3_64bits(buf, H_SUM))
+		REFUSE(INFINI_ECORRUPT, "header checksum mismatch");
+	hsize = get32(buf + H_SIZE);
+	if (hsize != HDR_SIZE)
+		REFUSE(INFINI_ECORRUPT, "header size %u, want %u", hsize,
+		    HDR_SIZE);
+	h->end = len - TRAILER;
+	if (memcmp(buf + h->end, trailer_magic, 8) != 0)
+		REFUSE(INFINI_ECORRUPT, "no trailer: truncated or corrupt");
+	if (get64(buf + h->end + 8) != XXH3_64bits(buf, h->end + 8))
+		REFUSE(INFINI_ECORRUPT, "file checksum mismatch");
+	m->version = version;
+	return (0);
+}
+
+/* read_header: the header's fields into m and h, each checked alone and
+ * against the others. */
+static int
+read_header(const uint8_t *buf, struct snap_meta *m, struct hdr *h,
+    char *err, size_t errlen)
+{
+	uint32_t dims[H_NSHAPE], idlen;
+	uint64_t segs;
+
+	h->flags = get32(buf + H_FLAGS);
+	m->fingerprint = get64(buf + H_FINGERPRINT);
+	for (int i = 0; i < H_NSHAPE; i++) {
+		dims[i] = get32(buf + H_SHAPE + 4 * i);
+		if (dims[i] == 0 || dims[i] > INT_MAX)
+			REFUSE(INFINI_ECORRUPT, "bad model shape field %d: %u",
+			    i, dims[i]);
+	}
+	m->n_layers = (int)dims[0];
+	m->n_kv_heads = (int)dims[1];
+	m->head_dim = (int)dims[2];
+	m->segment_size = (int)dims[3];
+	m->hidden_size = (int)dims[4];
+	m->vocab_size = (int)dims[5];
+	h->pos = get64(buf + H_POSITION);
+	segs = get64(buf + H_SEGMENTS);
+	m->created_ms = get64(buf + H_CREATED);
+	m->n_logits = get32(buf + H_NLOGITS);
+	h->nsec = get32(buf + H_NSECTIONS);
+	idlen = get32(buf + H_IDLEN);
+	if ((h->flags & ~FLAG_KMEM) != 0)
+		REFUSE(INFINI_ECORRUPT, "unknown header flags %08x", h->flags);
+	if (h->pos > (uint64_t)ENG_POS_MAX)
+		REFUSE(INFINI_ECORRUPT, "position %llu is past the largest a "
+		    "stream can reach (%lld)", (unsigned long long)h->pos,
+		    (long long)ENG_POS_MAX);
+	if (segs != h->pos / (uint64_t)m->segment_size)
+		REFUSE(INFINI_ECORRUPT, "position %llu and %llu segments "
+		    "disagree", (unsigned long long)h->pos,
+		    (unsigned long long)segs);
+	if (m->n_logits != 0 && m->n_logits != (uint32_t)m->vocab_size)
+		REFUSE(INFINI_ECORRUPT, "%u last logits for vocab %d",
+		    m->n_logits, m->vocab_size);
+	if (idlen > SNAP_ID_MAX || memchr(buf + H_ID, 0, idlen) != NULL)
+		REFUSE(INFINI_ECORRUPT, "bad stream id (length %u)", idlen);
+	for (size_t t = H_ID + idlen; t < H_SUM; t++)
+		if (buf[t] != 0)
+			REFUSE(INFINI_ECORRUPT, "nonzero reserved header byte "
+			    "%zu", t);
+	memcpy(m->stream_id, buf + H_ID, idlen);
+	return (0);
+}
+
+/*
+ * walk_sections finds the sections between the header and the trailer:
+ * MEMORY, SEGMENT, then LOGITS, OWNER and HIDDEN when present, in that
+ * order, each with its checksum, zero padding and only the flags its type
+ * carries; an unknown section marked optional is skipped.  sec[type]
+ * receives each known one.
+ */
+static int
+walk_sections(const uint8_t *buf, const struct hdr *h, struct sec_ref *sec,
+    char *err, size_t errlen)
+{
+	size_t p = HDR_SIZE, end = h->end;
+	int last = 0;
+
+	for (uint32_t i = 0; i < h->nsec; i++) {
+		uint32_t type, sflags;
+		uint64_t slen;
+		if (end - p < SEC_HDR)
+			REFUSE(INFINI_ECORRUPT, "section %u truncated", i);
+		type = get32(buf + p + S_TYPE);
+		sflags = get32(buf + p + S_FLAGS);
+		slen = get64(buf + p + S_LEN);
+		if (slen > end - p - SEC_HDR ||
+		    pad8((size_t)slen) > end - p - SEC_HDR)
+			REFUSE(INFINI_ECORRUPT, "section %u (type %u) length "
+			    "%llu runs past the end", i, type,
+			    (unsigned long long)slen);
+		if (get64(buf + p + S_SUM) != XXH3_64bits(buf + p + S_TYPE,
+		    SEC_HDR - S_TYPE + slen))
+			REFUSE(INFINI_ECORRUPT, "section %u (type %u) checksum "
+			    "mismatch", i, type);
+		for (size_t t = p + SEC_HDR + slen; t < p + SEC_HDR +
+		    pad8(slen); t++)
+			if (buf[t] != 0)
+				REFUSE(INFINI_ECORRUPT, "nonzero section "
+				    "padding");
+		if (type >= SEC_MEMORY && type <= SEC_HIDDEN) {
+			/* Known sections carry only the flags this code
+			 * writes: none, or SEC_OPTIONAL on the optional
+			 * ones. */
+			uint32_t known = type >= SEC_OWNER ? SEC_OPTIONAL : 0;
+			if ((sflags & ~known) != 0)
+				REFUSE(INFINI_ECORRUPT, "section %u (type %u) "
+				    "has unknown flags %08x", i, type, sflags);
+			if ((int)type <= last)
+				REFUSE(INFINI_ECORRUPT, "section type %u out "
+				    "of order", type);
+			last = (int)type;
+			sec[type] = (struct sec_ref){ buf + p + SEC_HDR,
+			    (size_t)slen, true };
+		} else if (!(sflags & SEC_OPTIONAL)) {
+			REFUSE(INFINI_EUNSUPPORTED, "unknown required section "
+			    "type %u", type);
+		}
+		p += SEC_HDR + pad8((size_t)slen);
+	}
+	if (p != end)
+		REFUSE(INFINI_ECORRUPT, "%zu stray bytes after the sections",
+		    end - p);
+	return (0);
+}
+
+/* check_lengths: every section's length is the one the shape and the
+ * position imply (an overflow means it cannot match); reads the owner. */
+static int
+check_lengths(const struct hdr *h, struct snap_meta *m,
+    const struct sec_ref *sec, char *err, size_t errlen)
+{
+	size_t lh = (size_t)m->n_layers * (size_t)m->n_kv_heads;
+	size_t hd = (size_t)m->head_dim, rows, t, memlen, seglen;
+
+	if (!sec[SEC_MEMORY].seen || !sec[SEC_SEGMENT].seen ||
+	    sec[SEC_LOGITS].seen != (m->n_logits != 0))
+		REFUSE(INFINI_ECORRUPT, "missing or unexpected section");
+	rows = (size_t)(h->pos % (uint64_t)m->segment_size);
+	if (!mul_ok(lh, hd, &t) || !mul_ok(t, hd + 1, &t) ||
+	    !mul_ok(t, 4, &memlen) || memlen != sec[SEC_MEMORY].len)
+		REFUSE(INFINI_ECORRUPT, "memory section is %zu bytes, the "
+		    "shape needs another size", sec[SEC_MEMORY].len);
+	if (!mul_ok(lh, hd, &t) || !mul_ok(t, rows, &t) ||
+	    !mul_ok(t, (h->flags & FLAG_KMEM) ? 12 : 8, &seglen) ||
+	    seglen != sec[SEC_SEGMENT].len)
+		REFUSE(INFINI_ECORRUPT, "segment section is %zu bytes, the "
+		    "position and shape need another size",
+		    sec[SEC_SEGMENT].len);
+	if (m->n_logits && sec[SEC_LOGITS].len != (size_t)m->n_logits * 4)
+		REFUSE(INFINI_ECORRUPT, "logits section length mismatch");
+	if (sec[SEC_OWNER].seen) {
+		if (sec[SEC_OWNER].len != OWNER_LEN ||
+		    get32(sec[SEC_OWNER].data + 4) != 0)
+			REFUSE(INFINI_ECORRUPT, "bad owner section");
+		m->has_owner = true;
+		m->owner = get32(sec[SEC_OWNER].data);
+	}
+	if (sec[SEC_HIDDEN].seen &&
+	    sec[SEC_HIDDEN].len != (size_t)m->hidden_size * 4)
+		REFUSE(INFINI_ECORRUPT, "hidden section is %zu bytes, not "
+		    "hidden_size floats", sec[SEC_HIDDEN].len);
+	return (0);
+}
+
+/* fill_state allocates st (and m's logits) and copies the floats in,
+ * refusing NaN and infinity anywhere.  On error the caller frees both. */
+static int
+fill_state(const uint8_t *buf, const struct hdr *h, struct snap_meta *m,
+    const struct sec_ref *sec, struct eng_stream_state *st, char *err,
+    size_t errlen)
+{
+	size_t lh = (size_t)m->n_layers * (size_t)m->n_kv_heads;
+	size_t hd = (size_t)m->head_dim, nr;
+	const uint8_t *q;
+	int rv;
+
+	if ((rv = eng_stream_state_init(st, m->n_layers, m->n_kv_heads,
+	    m->head_dim, m->segment_size, (h->flags & FLAG_KMEM) != 0,
+	    (int64_t)h->pos)) != 0)
+		REFUSE(rv == INFINI_EINVAL ? INFINI_ECORRUPT : rv, "cannot "
+		    "allocate the stream state");
+	st->sample_step = get64(buf + H_SAMPLE_STEP);
+	nr = (size_t)st->rows * hd;
+	q = sec[SEC_MEMORY].data;
+	for (size_t i = 0; i < lh; i++) {
+		q = get_f32s(q, st->M + i * hd * hd, hd * hd);
+		q = get_f32s(q, st->z + i * hd, hd);
+	}
+	q = sec[SEC_SEGMENT].data;
+	for (size_t i = 0; i < lh && nr > 0; i++) {
+		q = get_f32s(q, st->kc + i * nr, nr);
+		q = get_f32s(q, st->vc + i * nr, nr);
+		if (st->has_kmem)
+			q = get_f32s(q, st->km + i * nr, nr);
+	}
+	if (!all_finite(st->M, lh * hd * hd) || !all_finite(st->z, lh * hd))
+		REFUSE(INFINI_ECORRUPT, "the memory (M or z) holds NaN or "
+		    "infinity");
+	if (!all_finite(st->kc, lh * nr) || !all_finite(st->vc, lh * nr) ||
+	    (st->has_kmem && !all_finite(st->km, lh * nr)))
+		REFUSE(INFINI_ECORRUPT, "the segment's K/V rows hold NaN or "
+		    "infinity");
+	if (sec[SEC_HIDDEN].seen) {
+		if ((st->last = malloc(sec[SEC_HIDDEN].len)) == NULL)
+			REFUSE(INFINI_ENOMEM, "cannot allocate the hidden "
+			    "state");
+		st->n_last = m->hidden_size;
+		get_f32s(sec[SEC_HIDDEN].data, st->last, (size_t)st->n_last);
+		if (!all_finite(st->last, (size_t)st->n_last))
+			REFUSE(INFINI_ECORRUPT, "the last hidden state holds "
+			    "NaN or infinity");
+	}
+	if (m->n_logits) {
+		if ((m->last_logits = malloc((size_t)m->n_logits * 4)) == NULL)
+			REFUSE(INFINI_ENOMEM, "cannot allocate the logits");
+		get_f32s(sec[SEC_LOGITS].data, m->last_logits, m->n_logits);
+		if (!all_finite(m->last_logits, m->n_logits))
+			REFUSE(INFINI_ECORRUPT, "the last logits hold NaN or "
+			    "infinity");
+	}
+	return (0);
+}
+
 int
 snap_decode(const uint8_t *buf, size_t len, uint64_t expected_fp,
     struct snap_meta *meta, struct eng_stream_state *out, char *err,
@@ -324,11 +620,9 @@ snap_decode(const uint8_t *buf, size_t len, uint64_t expected_fp,
 	struct snap_meta m;
 	struct eng_stream_state st;
 	struct sec_ref sec[SEC_HIDDEN + 1] = { { 0 } };
-	uint32_t version, mark, hsize, flags, nsec, idlen, dims[6];
-	uint64_t pos, segs;
-	size_t end, p, lh, memlen, seglen, t;
+	struct hdr h = { 0 };
 	char dummy[8];
-	int rv, last = 0;
+	int rv;
 
 	if (err == NULL) {
 		err = dummy;
@@ -336,222 +630,21 @@ snap_decode(const uint8_t *buf, size_t len, uint64_t expected_fp,
 	}
 	memset(&m, 0, sizeof(m));
 	memset(&st, 0, sizeof(st));
-	if (len < 16)
-		FAIL(INFINI_ECORRUPT, "snapshot truncated: %zu bytes", len);
-	if (memcmp(buf, SNAP_MAGIC, 8) != 0)
-		FAIL(INFINI_EUNSUPPORTED, "not an infinid snapshot (bad magic)");
-	version = get32(buf + 8);
-	mark = get32(buf + 12);
-	if (version > SNAP_VERSION)
-		FAIL(INFINI_EUNSUPPORTED, "snapshot format version %u is newer "
-		    "than this infinid reads (%d)", version, SNAP_VERSION);
-	if (version < SNAP_VERSION_MIN)
-		FAIL(INFINI_EUNSUPPORTED, "snapshot format version %u is older "
-		    "than this infinid reads (%d..%d)", version,
-		    SNAP_VERSION_MIN, SNAP_VERSION);
-	if (mark == 0x04030201u)
-		FAIL(INFINI_EUNSUPPORTED, "big-endian snapshot");
-	if (mark != ENDIAN_MARK)
-		FAIL(INFINI_ECORRUPT, "bad endianness marker %08x", mark);
-	/* Version 1 is the only version so far; a migration for an older
-	 * version would branch here (docs/snapshot-format.md, Versions). */
-	if (len < HDR_SIZE + TRAILER)
-		FAIL(INFINI_ECORRUPT, "snapshot truncated: %zu bytes", len);
-	if (get64(buf + HDR_SUM_OFF) != XXH3_64bits(buf, HDR_SUM_OFF))
-		FAIL(INFINI_ECORRUPT, "header checksum mismatch");
-	hsize = get32(buf + 16);
-	if (hsize != HDR_SIZE)
-		FAIL(INFINI_ECORRUPT, "header size %u, want %u", hsize,
-		    HDR_SIZE);
-	end = len - TRAILER;
-	if (memcmp(buf + end, trailer_magic, 8) != 0)
-		FAIL(INFINI_ECORRUPT, "no trailer: truncated or corrupt");
-	if (get64(buf + end + 8) != XXH3_64bits(buf, end + 8))
-		FAIL(INFINI_ECORRUPT, "file checksum mismatch");
-
-	/* Header fields. */
-	m.version = version;
-	flags = get32(buf + 20);
-	m.fingerprint = get64(buf + 24);
-	for (int i = 0; i < 6; i++) {
-		dims[i] = get32(buf + 32 + 4 * i);
-		if (dims[i] == 0 || dims[i] > INT_MAX)
-			FAIL(INFINI_ECORRUPT, "bad model shape field %d: %u", i,
-			    dims[i]);
-	}
-	m.n_layers = (int)dims[0];
-	m.n_kv_heads = (int)dims[1];
-	m.head_dim = (int)dims[2];
-	m.segment_size = (int)dims[3];
-	m.hidden_size = (int)dims[4];
-	m.vocab_size = (int)dims[5];
-	pos = get64(buf + 56);
-	segs = get64(buf + 64);
-	m.created_ms = get64(buf + 80);
-	m.n_logits = get32(buf + 88);
-	nsec = get32(buf + 92);
-	idlen = get32(buf + 96);
-	if ((flags & ~FLAG_KMEM) != 0)
-		FAIL(INFINI_ECORRUPT, "unknown header flags %08x", flags);
-	if (pos > (uint64_t)ENG_POS_MAX)
-		FAIL(INFINI_ECORRUPT, "position %llu is past the largest a "
-		    "stream can reach (%lld)", (unsigned long long)pos,
-		    (long long)ENG_POS_MAX);
-	if (segs != pos / m.segment_size)
-		FAIL(INFINI_ECORRUPT, "position %llu and %llu segments disagree",
-		    (unsigned long long)pos, (unsigned long long)segs);
-	if (m.n_logits != 0 && m.n_logits != dims[5])
-		FAIL(INFINI_ECORRUPT, "%u last logits for vocab %u", m.n_logits,
-		    dims[5]);
-	if (idlen > SNAP_ID_MAX || memchr(buf + 100, 0, idlen) != NULL)
-		FAIL(INFINI_ECORRUPT, "bad stream id (length %u)", idlen);
-	for (t = 100 + idlen; t < 232; t++)
-		if (buf[t] != 0)
-			FAIL(INFINI_ECORRUPT, "nonzero reserved header byte %zu",
-			    t);
-	memcpy(m.stream_id, buf + 100, idlen);
-
-	/* Sections: MEMORY, SEGMENT, then LOGITS, OWNER and HIDDEN when
-	 * present, in that order; an unknown section marked optional is
-	 * skipped. */
-	p = HDR_SIZE;
-	for (uint32_t i = 0; i < nsec; i++) {
-		uint32_t type, sflags;
-		uint64_t slen;
-		if (end - p < SEC_HDR)
-			FAIL(INFINI_ECORRUPT, "section %u truncated", i);
-		type = get32(buf + p + 8);
-		sflags = get32(buf + p + 12);
-		slen = get64(buf + p + 16);
-		if (slen > end - p - SEC_HDR ||
-		    pad8((size_t)slen) > end - p - SEC_HDR)
-			FAIL(INFINI_ECORRUPT, "section %u (type %u) length %llu "
-			    "runs past the end", i, type,
-			    (unsigned long long)slen);
-		if (get64(buf + p) != XXH3_64bits(buf + p + 8, 16 + slen))
-			FAIL(INFINI_ECORRUPT, "section %u (type %u) checksum "
-			    "mismatch", i, type);
-		for (t = p + SEC_HDR + slen; t < p + SEC_HDR + pad8(slen); t++)
-			if (buf[t] != 0)
-				FAIL(INFINI_ECORRUPT, "nonzero section padding");
-		if (type >= SEC_MEMORY && type <= SEC_HIDDEN) {
-			/* Known sections carry only the flags this code
-			 * writes: none, or SEC_OPTIONAL on the optional
-			 * ones. */
-			uint32_t known = type >= SEC_OWNER ? SEC_OPTIONAL : 0;
-			if ((sflags & ~known) != 0)
-				FAIL(INFINI_ECORRUPT, "section %u (type %u) has "
-				    "unknown flags %08x", i, type, sflags);
-			if ((int)type <= last)
-				FAIL(INFINI_ECORRUPT, "section type %u out of "
-				    "order", type);
-			last = (int)type;
-			sec[type] = (struct sec_ref){ buf + p + SEC_HDR,
-			    (size_t)slen, true };
-		} else if (!(sflags & SEC_OPTIONAL)) {
-			FAIL(INFINI_EUNSUPPORTED, "unknown required section "
-			    "type %u", type);
-		}
-		p += SEC_HDR + pad8((size_t)slen);
-	}
-	if (p != end)
-		FAIL(INFINI_ECORRUPT, "%zu stray bytes after the sections",
-		    end - p);
-	if (!sec[SEC_MEMORY].seen || !sec[SEC_SEGMENT].seen ||
-	    sec[SEC_LOGITS].seen != (m.n_logits != 0))
-		FAIL(INFINI_ECORRUPT, "missing or unexpected section");
-
-	/* Lengths the shape implies (overflow means they cannot match). */
-	lh = (size_t)dims[0] * dims[1];
-	if (!mul_ok(lh, dims[2], &t) || !mul_ok(t, (size_t)dims[2] + 1, &t) ||
-	    !mul_ok(t, 4, &memlen) || memlen != sec[SEC_MEMORY].len)
-		FAIL(INFINI_ECORRUPT, "memory section is %zu bytes, the shape "
-		    "needs another size", sec[SEC_MEMORY].len);
-	if (!mul_ok(lh, dims[2], &t) ||
-	    !mul_ok(t, (size_t)(pos % dims[3]), &t) ||
-	    !mul_ok(t, (flags & FLAG_KMEM) ? 12 : 8, &seglen) ||
-	    seglen != sec[SEC_SEGMENT].len)
-		FAIL(INFINI_ECORRUPT, "segment section is %zu bytes, the "
-		    "position and shape need another size",
-		    sec[SEC_SEGMENT].len);
-	if (m.n_logits && sec[SEC_LOGITS].len != (size_t)m.n_logits * 4)
-		FAIL(INFINI_ECORRUPT, "logits section length mismatch");
-	if (sec[SEC_OWNER].seen) {
-		if (sec[SEC_OWNER].len != OWNER_LEN ||
-		    get32(sec[SEC_OWNER].data + 4) != 0)
-			FAIL(INFINI_ECORRUPT, "bad owner section");
-		m.has_owner = true;
-		m.owner = get32(sec[SEC_OWNER].data);
-	}
-	if (sec[SEC_HIDDEN].seen &&
-	    sec[SEC_HIDDEN].len != (size_t)m.hidden_size * 4)
-		FAIL(INFINI_ECORRUPT, "hidden section is %zu bytes, not "
-		    "hidden_size floats", sec[SEC_HIDDEN].len);
-
-	if (expected_fp != SNAP_ANY_MODEL && m.fingerprint != expected_fp)
-		FAIL(INFINI_ESTATE, "snapshot is of another model (fingerprint "
-		    "%016llx, serving %016llx)",
+	if ((rv = check_frame(buf, len, &m, &h, err, errlen)) != 0 ||
+	    (rv = read_header(buf, &m, &h, err, errlen)) != 0 ||
+	    (rv = walk_sections(buf, &h, sec, err, errlen)) != 0 ||
+	    (rv = check_lengths(&h, &m, sec, err, errlen)) != 0)
+		goto fail;
+	if (expected_fp != SNAP_ANY_MODEL && m.fingerprint != expected_fp) {
+		snprintf(err, errlen, "snapshot is of another model "
+		    "(fingerprint %016llx, serving %016llx)",
 		    (unsigned long long)m.fingerprint,
 		    (unsigned long long)expected_fp);
-
-	/* Everything checks out: fill. */
-	if ((rv = eng_stream_state_init(&st, m.n_layers, m.n_kv_heads,
-	    m.head_dim, m.segment_size, (flags & FLAG_KMEM) != 0,
-	    (int64_t)pos)) != 0) {
-		snprintf(err, errlen, "cannot allocate the stream state");
-		rv = rv == INFINI_EINVAL ? INFINI_ECORRUPT : rv;
+		rv = INFINI_ESTATE;
 		goto fail;
 	}
-	st.sample_step = get64(buf + 72);
-	{
-		size_t hd = (size_t)m.head_dim, nr = (size_t)st.rows * hd;
-		const uint8_t *q = sec[SEC_MEMORY].data;
-		for (size_t i = 0; i < lh; i++) {
-			q = get_f32s(q, st.M + i * hd * hd, hd * hd);
-			q = get_f32s(q, st.z + i * hd, hd);
-		}
-		q = sec[SEC_SEGMENT].data;
-		for (size_t i = 0; i < lh && nr > 0; i++) {
-			q = get_f32s(q, st.kc + i * nr, nr);
-			q = get_f32s(q, st.vc + i * nr, nr);
-			if (st.has_kmem)
-				q = get_f32s(q, st.km + i * nr, nr);
-		}
-	}
-	if (!all_finite(st.M, (size_t)lh * m.head_dim * m.head_dim) ||
-	    !all_finite(st.z, (size_t)lh * m.head_dim))
-		FAIL(INFINI_ECORRUPT, "the memory (M or z) holds NaN or "
-		    "infinity");
-	{
-		size_t nc = (size_t)lh * st.rows * m.head_dim;
-		if (!all_finite(st.kc, nc) || !all_finite(st.vc, nc) ||
-		    (st.has_kmem && !all_finite(st.km, nc)))
-			FAIL(INFINI_ECORRUPT, "the segment's K/V rows hold NaN "
-			    "or infinity");
-	}
-	if (sec[SEC_HIDDEN].seen) {
-		if ((st.last = malloc(sec[SEC_HIDDEN].len)) == NULL) {
-			snprintf(err, errlen, "cannot allocate the hidden state");
-			rv = INFINI_ENOMEM;
-			goto fail;
-		}
-		st.n_last = m.hidden_size;
-		get_f32s(sec[SEC_HIDDEN].data, st.last, (size_t)st.n_last);
-		if (!all_finite(st.last, (size_t)st.n_last))
-			FAIL(INFINI_ECORRUPT, "the last hidden state holds NaN "
-			    "or infinity");
-	}
-	if (m.n_logits) {
-		if ((m.last_logits = malloc((size_t)m.n_logits * 4)) == NULL) {
-			snprintf(err, errlen, "cannot allocate the logits");
-			rv = INFINI_ENOMEM;
-			goto fail;
-		}
-		get_f32s(sec[SEC_LOGITS].data, m.last_logits, m.n_logits);
-		if (!all_finite(m.last_logits, m.n_logits))
-			FAIL(INFINI_ECORRUPT, "the last logits hold NaN or "
-			    "infinity");
-	}
+	if ((rv = fill_state(buf, &h, &m, sec, &st, err, errlen)) != 0)
+		goto fail;
 	*meta = m;
 	*out = st;
 	return (0);
@@ -1020,37 +1113,38 @@ snap_stat_file(const char *dir, const char *name, size_t max,
 	rv = INFINI_ECORRUPT;
 	in.bytes = (uint64_t)sb.st_size;
 	if (in.bytes < HDR_SIZE + TRAILER || !pread_all(fd, h, HDR_SIZE, 0) ||
-	    memcmp(h, SNAP_MAGIC, 8) != 0 ||
-	    (version = get32(h + 8)) > SNAP_VERSION ||
-	    version < SNAP_VERSION_MIN || get32(h + 12) != ENDIAN_MARK ||
-	    get64(h + HDR_SUM_OFF) != XXH3_64bits(h, HDR_SUM_OFF) ||
-	    (idlen = get32(h + 96)) > SNAP_ID_MAX) {
+	    memcmp(h + H_MAGIC, SNAP_MAGIC, 8) != 0 ||
+	    (version = get32(h + H_VERSION)) > SNAP_VERSION ||
+	    version < SNAP_VERSION_MIN || get32(h + H_ENDIAN) != ENDIAN_MARK ||
+	    get64(h + H_SUM) != XXH3_64bits(h, H_SUM) ||
+	    (idlen = get32(h + H_IDLEN)) > SNAP_ID_MAX) {
 		if (err != NULL)
 			snprintf(err, errlen, "snapshot '%s' has no valid "
 			    "header", name);
 		goto out;
 	}
-	in.position = get64(h + 56);
-	in.created_ms = get64(h + 80);
-	memcpy(in.stream_id, h + 100, idlen);
+	in.position = get64(h + H_POSITION);
+	in.created_ms = get64(h + H_CREATED);
+	memcpy(in.stream_id, h + H_ID, idlen);
 	in.stream_id[idlen] = '\0';
 	/* The owner section, found by walking the section headers; its
 	 * checksum is verified (it decides who may replace the file). */
-	nsec = get32(h + 92);
+	nsec = get32(h + H_NSECTIONS);
 	end = in.bytes - TRAILER;
 	off = HDR_SIZE;
 	for (uint32_t i = 0; i < nsec && off + SEC_HDR <= end; i++) {
 		uint64_t slen;
 		if (!pread_all(fd, sh, SEC_HDR, off))
 			break;
-		slen = get64(sh + 16);
+		slen = get64(sh + S_LEN);
 		if (slen > end - off - SEC_HDR)
 			break;
-		if (get32(sh + 8) == SEC_OWNER) {
+		if (get32(sh + S_TYPE) == SEC_OWNER) {
 			if (slen == OWNER_LEN &&
 			    pread_all(fd, sh + SEC_HDR, OWNER_LEN,
 			    off + SEC_HDR) &&
-			    get64(sh) == XXH3_64bits(sh + 8, 16 + OWNER_LEN)) {
+			    get64(sh + S_SUM) == XXH3_64bits(sh + S_TYPE,
+			    SEC_HDR - S_TYPE + OWNER_LEN)) {
 				in.has_owner = true;
 				in.owner = get32(sh + SEC_HDR);
 			} else {
