@@ -229,6 +229,8 @@ void strm_unlink(struct infinid *d, struct stream *s);
 /* strm_pos: the stream's position, resident or not. */
 int64_t strm_pos(struct infinid *d, const struct stream *s);
 void item_free(struct item *it);
+/* gen_free releases a generation and what it owns. */
+void gen_free(struct gen *g);
 /* strm_free_all frees every stream record, queued item and generation
  * (shutdown, after the scheduler and the server have stopped). */
 void strm_free_all(struct infinid *d);

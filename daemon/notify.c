@@ -93,18 +93,36 @@ notify_send(struct notify *n, const char *msg)
 	return (0);
 }
 
-int
-notify_sendf(struct notify *n, const char *fmt, ...)
+/* vsend sends prefix and the formatted text as one message; one_line
+ * turns the text's newlines into spaces (in a STATUS a newline would start
+ * another assignment). */
+static int
+vsend(struct notify *n, const char *prefix, bool one_line, const char *fmt,
+    va_list ap)
 {
 	char buf[NOTIFY_MAX];
-	va_list ap;
+	size_t k;
 
 	if (n->fd < 0)
 		return (0);
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
+	k = (size_t)snprintf(buf, sizeof(buf), "%s", prefix);
+	vsnprintf(buf + k, sizeof(buf) - k, fmt, ap);
+	for (char *p = buf + k; one_line && *p; p++)
+		if (*p == '\n')
+			*p = ' ';
 	return (notify_send(n, buf));
+}
+
+int
+notify_sendf(struct notify *n, const char *fmt, ...)
+{
+	va_list ap;
+	int rv;
+
+	va_start(ap, fmt);
+	rv = vsend(n, "", false, fmt, ap);
+	va_end(ap);
+	return (rv);
 }
 
 int
@@ -139,17 +157,11 @@ notify_reloading(struct notify *n)
 int
 notify_status(struct notify *n, const char *fmt, ...)
 {
-	char buf[NOTIFY_MAX];
 	va_list ap;
+	int rv;
 
-	if (n->fd < 0)
-		return (0);
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	rv = vsend(n, "STATUS=", true, fmt, ap);
 	va_end(ap);
-	/* One STATUS line: a newline would start another assignment. */
-	for (char *p = buf; *p; p++)
-		if (*p == '\n')
-			*p = ' ';
-	return (notify_sendf(n, "STATUS=%s", buf));
+	return (rv);
 }

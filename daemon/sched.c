@@ -973,14 +973,7 @@ reap(struct infinid *d)
 		}
 		if (g->done && g->waiters == NULL && t - g->done_ms > 60000) {
 			*pp = g->next;
-			free(g->prompt);
-			free(g->toks);
-			free(g->text);
-			free(g->tend);
-			for (int i = 0; i < g->nstop; i++)
-				free(g->stop[i]);
-			free(g->stop);
-			free(g);
+			gen_free(g);
 			continue;
 		}
 		pp = &g->next;

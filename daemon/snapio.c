@@ -158,6 +158,19 @@ set_out(struct sio_out *o, int code, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* others_refused: PERMISSION_DENIED in o when owner's snapshot is not
+ * the caller's to use; true then. */
+static bool
+others_refused(struct infinid *d, const struct sio_job *j,
+    struct sio_out *o, uint32_t owner)
+{
+	if (strm_may_use(d, j->uid, owner))
+		return (false);
+	set_out(o, C(PERMISSION_DENIED), "snapshot '%s' belongs to another "
+	    "user", j->name);
+	return (true);
+}
+
 /* file_code maps snapshot file errors onto statuses: bad bytes are
  * DATA_LOSS, another model's or version's FAILED_PRECONDITION. */
 static int
@@ -255,11 +268,8 @@ run_write(struct infinid *d, struct sio_job *j, struct sio_out *o)
 	    rv != INFINI_EIO && rv != INFINI_EPERM)) {
 		/* Something is there: a snapshot (rv 0) or a file that is
 		 * not one, which belongs to root. */
-		if (!strm_may_use(d, j->uid, owner)) {
-			set_out(o, C(PERMISSION_DENIED), "snapshot '%s' "
-			    "belongs to another user", j->name);
+		if (others_refused(d, j, o, owner))
 			return;
-		}
 		if (!j->overwrite) {
 			set_out(o, C(ALREADY_EXISTS), "snapshot '%s' exists; "
 			    "ask to overwrite it (infini snapshot --force)",
@@ -319,11 +329,8 @@ run_restore(struct infinid *d, struct sio_job *j, struct sio_out *o)
 		set_out(o, file_code(rv), "%s", err);
 		return;
 	}
-	if (!strm_may_use(d, j->uid, owner)) {
-		set_out(o, C(PERMISSION_DENIED), "snapshot '%s' belongs to "
-		    "another user", j->name);
+	if (others_refused(d, j, o, owner))
 		return;
-	}
 	rv = snap_read_file_max(d->snap_dir, j->name, d->snap_max, &buf, &len,
 	    err, sizeof(err));
 	if (rv != 0) {
@@ -491,11 +498,8 @@ run_delete(struct infinid *d, struct sio_job *j, struct sio_out *o)
 		return;
 	}
 	/* A damaged file or a non-file under the name: root's. */
-	if (!strm_may_use(d, j->uid, owner)) {
-		set_out(o, C(PERMISSION_DENIED), "snapshot '%s' belongs to "
-		    "another user", j->name);
+	if (others_refused(d, j, o, owner))
 		return;
-	}
 	if ((dfd = open(d->snap_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
 	    unlinkat(dfd, j->name, 0) != 0) {
 		int en = errno;

@@ -991,6 +991,27 @@ open_regular(int dfd, const char *name, size_t max, int *fd, struct stat *sb,
 	return (0);
 }
 
+/* open_snapshot opens snapshot name of dir for reading: a regular file
+ * (not a link) of at most max bytes, as *fd with its *sb. */
+static int
+open_snapshot(const char *dir, const char *name, size_t max, int *fd,
+    struct stat *sb, char *err, size_t errlen)
+{
+	int dfd, rv;
+
+	*fd = -1;
+	if (!snap_name_ok(name)) {
+		if (err != NULL)
+			snprintf(err, errlen, "snapshot: bad name");
+		return (INFINI_EINVAL);
+	}
+	if ((rv = open_dir(dir, err, errlen, &dfd)) != 0)
+		return (rv);
+	rv = open_regular(dfd, name, max, fd, sb, err, errlen);
+	close(dfd);
+	return (rv);
+}
+
 /* Files written, their bytes and failed writes, for the daemon's metrics:
  * atomics, as spills, autosnapshots and Snapshot calls may write at once. */
 static atomic_uint_fast64_t n_writes, n_bytes, n_failures;
@@ -1032,17 +1053,10 @@ snap_read_file_max(const char *dir, const char *name, size_t max,
 	struct stat sb;
 	uint8_t *b = NULL;
 	size_t got = 0;
-	int dfd = -1, fd = -1, rv;
+	int fd = -1, rv;
 
-	if (!snap_name_ok(name)) {
-		if (err != NULL)
-			snprintf(err, errlen, "snapshot: bad name");
-		return (INFINI_EINVAL);
-	}
-	if ((rv = open_dir(dir, err, errlen, &dfd)) != 0)
+	if ((rv = open_snapshot(dir, name, max, &fd, &sb, err, errlen)) != 0)
 		return (rv);
-	if ((rv = open_regular(dfd, name, max, &fd, &sb, err, errlen)) != 0)
-		goto fail;
 	if ((b = malloc(sb.st_size > 0 ? (size_t)sb.st_size : 1)) == NULL) {
 		rv = INFINI_ENOMEM;
 		goto fail;
@@ -1060,15 +1074,12 @@ snap_read_file_max(const char *dir, const char *name, size_t max,
 		got += (size_t)r;
 	}
 	close(fd);
-	close(dfd);
 	*buf = b;
 	*len = got;
 	return (0);
 fail:
 	free(b);
-	if (fd >= 0)
-		close(fd);
-	close(dfd);
+	close(fd);
 	return (rv);
 }
 
@@ -1098,18 +1109,11 @@ snap_stat_file(const char *dir, const char *name, size_t max,
 	uint8_t h[HDR_SIZE], sh[SEC_HDR + OWNER_LEN];
 	uint64_t off, end;
 	uint32_t version, nsec, idlen;
-	int dfd = -1, fd = -1, rv;
+	int fd = -1, rv;
 
 	memset(&in, 0, sizeof(in));
-	if (!snap_name_ok(name)) {
-		if (err != NULL)
-			snprintf(err, errlen, "snapshot: bad name");
-		return (INFINI_EINVAL);
-	}
-	if ((rv = open_dir(dir, err, errlen, &dfd)) != 0)
+	if ((rv = open_snapshot(dir, name, max, &fd, &sb, err, errlen)) != 0)
 		return (rv);
-	if ((rv = open_regular(dfd, name, max, &fd, &sb, err, errlen)) != 0)
-		goto out;
 	rv = INFINI_ECORRUPT;
 	in.bytes = (uint64_t)sb.st_size;
 	if (in.bytes < HDR_SIZE + TRAILER || !pread_all(fd, h, HDR_SIZE, 0) ||
@@ -1161,9 +1165,7 @@ snap_stat_file(const char *dir, const char *name, size_t max,
 	rv = 0;
 	*out = in;
 out:
-	if (fd >= 0)
-		close(fd);
-	close(dfd);
+	close(fd);
 	return (rv);
 }
 

@@ -60,8 +60,7 @@ item_free(struct item *it)
 	free(it);
 }
 
-/* gen_free releases a generation and what it owns. */
-static void
+void
 gen_free(struct gen *g)
 {
 	free(g->prompt);

@@ -368,6 +368,17 @@ wants_logits(const struct eng_job *b, int first, int n)
 	    first + n == b->n);
 }
 
+/* sample_row: the sampler's row of the sample kernel's table, reading
+ * logits row lrow at RNG step step. */
+static struct sample_row
+sample_row(const struct eng_sampler *s, uint64_t step, int lrow)
+{
+	return ((struct sample_row){ (uint32_t)lrow, s->temperature,
+	    s->top_k > 0 ? (uint32_t)s->top_k : 0, s->top_p,
+	    (uint32_t)s->seed, (uint32_t)(s->seed >> 32), (uint32_t)step,
+	    (uint32_t)(step >> 32) });
+}
+
 /* fault_check arms the device fault when this round includes the armed
  * slot and its skips are used up. */
 static void
@@ -447,16 +458,10 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 				if (nlog == e->logit_rows ||
 				    nsamp == e->samp_rows)
 					break;
-				const struct eng_sampler *s = b->sample;
-				uint64_t st = e->sample_step[b->slot];
 				struct chunk *c = &ch[nch++];
 				*c = (struct chunk){ j, -1, 0, 0, nlog, 1, nsamp };
-				sp[nsamp++] = (struct sample_row){
-				    (uint32_t)nlog, s->temperature,
-				    s->top_k > 0 ? (uint32_t)s->top_k : 0,
-				    s->top_p, (uint32_t)s->seed,
-				    (uint32_t)(s->seed >> 32), (uint32_t)st,
-				    (uint32_t)(st >> 32) };
+				sp[nsamp++] = sample_row(b->sample,
+				    e->sample_step[b->slot], nlog);
 				nlog++;
 				zdone[j] = true;
 				continue;
@@ -484,16 +489,10 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 			if (samp) {
 				/* The job's last input is the chunk's last
 				 * logits row. */
-				const struct eng_sampler *s = b->sample;
-				uint64_t st = e->sample_step[b->slot];
 				c->srow = nsamp;
-				sp[nsamp++] = (struct sample_row){
-				    (uint32_t)(c->lrow + c->nlog - 1),
-				    s->temperature,
-				    s->top_k > 0 ? (uint32_t)s->top_k : 0,
-				    s->top_p, (uint32_t)s->seed,
-				    (uint32_t)(s->seed >> 32), (uint32_t)st,
-				    (uint32_t)(st >> 32) };
+				sp[nsamp++] = sample_row(b->sample,
+				    e->sample_step[b->slot],
+				    c->lrow + c->nlog - 1);
 			}
 			/* Every row written must lie inside this slot's
 			 * segment: the last line of defence for its

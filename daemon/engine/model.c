@@ -797,21 +797,8 @@ eng_model_load(const char *dir, struct eng_model **out, char *err,
 		}
 	}
 
-	if ((rv = resolve(m, err, errlen)) != 0 ||
-	    (rv = fingerprint(m, cfgtext, cfglen)) != 0)
-		goto fail;
-
-	for (int f = 0; f < nfiles; f++)
-		cJSON_Delete(hdrs[f]);
-	free(hdrs);
-	free(data_off);
-	if (files != single)
-		free(files);
-	cJSON_Delete(index);
-	free(cfgtext);
-	free(path);
-	*out = m;
-	return (0);
+	if ((rv = resolve(m, err, errlen)) == 0)
+		rv = fingerprint(m, cfgtext, cfglen);
 
 fail:
 	if (rv == INFINI_ENOMEM)
@@ -825,8 +812,12 @@ fail:
 	cJSON_Delete(index);
 	free(cfgtext);
 	free(path);
-	eng_model_free(m);
-	return (rv);
+	if (rv != 0) {
+		eng_model_free(m);
+		return (rv);
+	}
+	*out = m;
+	return (0);
 }
 
 void

@@ -372,23 +372,23 @@ tok_encode(const struct tok *t, const char *text, size_t len,
 /* ------------------------------------------------------------------ */
 /* Decode                                                              */
 
-struct out { char *p; size_t n, cap; };
-
-static bool
-out_add(struct out *o, const void *p, size_t n)
+bool
+tok_buf_add(struct tok_buf *b, const void *p, size_t n)
 {
-	if (o->n + n + 1 > o->cap) {
-		size_t c = o->cap ? o->cap : 256;
-		while (c < o->n + n + 1)
+	if (b->n + n + 1 > b->cap) {
+		size_t c = b->cap ? b->cap : 256;
+		while (c < b->n + n + 1)
 			c *= 2;
-		char *np = realloc(o->p, c);
-		if (np == NULL)
+		char *np = realloc(b->p, c);
+		if (np == NULL) {
+			b->oom = true;
 			return (false);
-		o->p = np;
-		o->cap = c;
+		}
+		b->p = np;
+		b->cap = c;
 	}
-	memcpy(o->p + o->n, p, n);
-	o->n += n;
+	memcpy(b->p + b->n, p, n);
+	b->n += n;
 	return (true);
 }
 
@@ -396,7 +396,7 @@ int
 tok_decode(const struct tok *t, const int32_t *ids, size_t n,
     bool skip_special, char **out, size_t *len)
 {
-	struct out o = { 0 }, r = { 0 };
+	struct tok_buf o = { 0 }, r = { 0 };
 	bool ok = true;
 
 	for (size_t i = 0; i < n; i++)
@@ -408,7 +408,7 @@ tok_decode(const struct tok *t, const int32_t *ids, size_t n,
 		if (t->kind == TOK_BYTES) {
 			if (id < 256) {
 				uint8_t b = (uint8_t)id;
-				ok = out_add(&r, &b, 1);
+				ok = tok_buf_add(&r, &b, 1);
 			}
 			continue;
 		}
@@ -416,7 +416,7 @@ tok_decode(const struct tok *t, const int32_t *ids, size_t n,
 		if (skip_special && pc->special)
 			continue;
 		if (t->dec_byte_level || pc->byte < 0) {
-			ok = out_add(&r, t->arena + pc->doff, pc->dlen);
+			ok = tok_buf_add(&r, t->arena + pc->doff, pc->dlen);
 			continue;
 		}
 		/* A byte-fallback run: valid UTF-8 as a whole, or one U+FFFD
@@ -425,14 +425,14 @@ tok_decode(const struct tok *t, const int32_t *ids, size_t n,
 		while (j < n && ok && t->pieces[ids[j]].byte >= 0 &&
 		    !(skip_special && t->pieces[ids[j]].special)) {
 			uint8_t b = (uint8_t)t->pieces[ids[j++]].byte;
-			ok = out_add(&r, &b, 1);
+			ok = tok_buf_add(&r, &b, 1);
 		}
 		i = j - 1;
 		if (ok && tok_utf8_check(r.p + at, r.n - at) != r.n - at) {
 			size_t nr = r.n - at;
 			r.n = at;
 			for (size_t k = 0; k < nr && ok; k++)
-				ok = out_add(&r, "\xef\xbf\xbd", 3);
+				ok = tok_buf_add(&r, "\xef\xbf\xbd", 3);
 		}
 	}
 	/* Lossy UTF-8 (byte-level and bytes); SentencePiece-style text is
@@ -441,13 +441,13 @@ tok_decode(const struct tok *t, const int32_t *ids, size_t n,
 		char *buf = malloc(r.n * 3 + 1);
 		if ((ok = buf != NULL)) {
 			size_t k = tok_lossy((const uint8_t *)r.p, r.n, buf);
-			ok = out_add(&o, buf, k);
+			ok = tok_buf_add(&o, buf, k);
 			free(buf);
 		}
 	}
 	free(r.p);
 	if (ok && o.p == NULL)
-		ok = out_add(&o, "", 0);
+		ok = tok_buf_add(&o, "", 0);
 	if (!ok) {
 		free(o.p);
 		return (INFINI_ENOMEM);

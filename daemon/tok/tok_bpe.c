@@ -171,27 +171,6 @@ ids_push(struct ids *b, int32_t id)
 	b->v[b->n++] = id;
 }
 
-struct sbuf { char *p; size_t n, cap; bool oom; };
-
-static void
-sb_add(struct sbuf *b, const void *p, size_t n)
-{
-	if (b->n + n + 1 > b->cap) {
-		size_t c = b->cap ? b->cap : 256;
-		while (c < b->n + n + 1)
-			c *= 2;
-		char *np = realloc(b->p, c);
-		if (np == NULL) {
-			b->oom = true;
-			return;
-		}
-		b->p = np;
-		b->cap = c;
-	}
-	memcpy(b->p + b->n, p, n);
-	b->n += n;
-}
-
 /* ------------------------------------------------------------------ */
 /* BPE                                                                 */
 
@@ -491,7 +470,7 @@ pre_step(struct enc *e, int k, const char *p, size_t n, bool first)
 {
 	const struct tok *t = e->t;
 	const struct tok_pre *st;
-	struct sbuf b = { 0 };
+	struct tok_buf b = { 0 };
 	int rv = 0;
 
 	if (n == 0)
@@ -505,8 +484,8 @@ pre_step(struct enc *e, int k, const char *p, size_t n, bool first)
 		return (split_and_recurse(e, k, p, n, first));
 	case TP_BYTELEVEL:
 		if (st->add_prefix_space && p[0] != ' ') {
-			sb_add(&b, " ", 1);
-			sb_add(&b, p, n);
+			tok_buf_add(&b, " ", 1);
+			tok_buf_add(&b, p, n);
 			if (b.oom)
 				return (INFINI_ENOMEM);
 			p = b.p;
@@ -521,12 +500,12 @@ pre_step(struct enc *e, int k, const char *p, size_t n, bool first)
 		if ((st->add_prefix_space || (st->prepend_first && first &&
 		    e->at_start)) && (n < st->nstr ||
 		    memcmp(p, st->str, st->nstr) != 0) && p[0] != ' ')
-			sb_add(&b, st->str, st->nstr);
+			tok_buf_add(&b, st->str, st->nstr);
 		for (size_t i = 0; i < n; i++)
 			if (p[i] == ' ')
-				sb_add(&b, st->str, st->nstr);
+				tok_buf_add(&b, st->str, st->nstr);
 			else
-				sb_add(&b, p + i, 1);
+				tok_buf_add(&b, p + i, 1);
 		if (b.oom) {
 			free(b.p);
 			return (INFINI_ENOMEM);
@@ -554,14 +533,14 @@ all_ascii(const char *p, size_t n)
 /* normalize runs the normalizer steps over p, leaving the result in *b
  * (b->p may be p itself when nothing changed: then b->cap is 0). */
 static int
-normalize(const struct tok *t, const char *p, size_t n, struct sbuf *b)
+normalize(const struct tok *t, const char *p, size_t n, struct tok_buf *b)
 {
 	b->p = (char *)p;
 	b->n = n;
 	b->cap = 0;
 	for (int k = 0; k < t->nnorm; k++) {
 		const struct tok_norm *st = &t->norm[k];
-		struct sbuf o = { 0 };
+		struct tok_buf o = { 0 };
 		if (b->n == 0)
 			return (0);
 		switch (st->kind) {
@@ -578,13 +557,13 @@ normalize(const struct tok *t, const char *p, size_t n, struct sbuf *b)
 			if (rl < 0)
 				return (rl == UTF8PROC_ERROR_NOMEM ?
 				    INFINI_ENOMEM : INFINI_EINVAL);
-			sb_add(&o, r, (size_t)rl);
+			tok_buf_add(&o, r, (size_t)rl);
 			free(r);
 			break;
 		}
 		case TN_PREPEND:
-			sb_add(&o, st->to, st->nto);
-			sb_add(&o, b->p, b->n);
+			tok_buf_add(&o, st->to, st->nto);
+			tok_buf_add(&o, b->p, b->n);
 			break;
 		case TN_REPLACE: {
 			size_t at = 0;
@@ -593,11 +572,11 @@ normalize(const struct tok *t, const char *p, size_t n, struct sbuf *b)
 				continue;
 			while ((q = memmem(b->p + at, b->n - at, st->from,
 			    st->nfrom)) != NULL) {
-				sb_add(&o, b->p + at, (size_t)(q - b->p) - at);
-				sb_add(&o, st->to, st->nto);
+				tok_buf_add(&o, b->p + at, (size_t)(q - b->p) - at);
+				tok_buf_add(&o, st->to, st->nto);
 				at = (size_t)(q - b->p) + st->nfrom;
 			}
-			sb_add(&o, b->p + at, b->n - at);
+			tok_buf_add(&o, b->p + at, b->n - at);
 			break;
 		}
 		}
@@ -621,7 +600,7 @@ normalize(const struct tok *t, const char *p, size_t n, struct sbuf *b)
 static int
 encode_text(struct enc *e, const char *p, size_t n)
 {
-	struct sbuf b;
+	struct tok_buf b;
 	int rv;
 
 	if (n == 0)

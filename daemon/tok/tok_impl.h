@@ -125,6 +125,12 @@ struct tok {
 uint64_t tok_hash(const void *p, size_t n);
 
 /* Strings -> id, in tok_bpe.c. */
+/* A growing byte buffer that keeps room for a NUL; oom is sticky, so a
+ * run of adds is checked once at its end. */
+struct tok_buf { char *p; size_t n, cap; bool oom; };
+/* tok_buf_add appends n bytes of p; false (oom set) when out of memory. */
+bool tok_buf_add(struct tok_buf *b, const void *p, size_t n);
+
 int tok_strmap_init(struct tok_strmap *m, size_t n);
 void tok_strmap_fini(struct tok_strmap *m);
 /* tok_strmap_put adds key id (its bytes are pieces[id].off/len); a key
