@@ -228,19 +228,6 @@ finish_gen(struct infinid *d, struct gen *g, const char *why)
 	srv_wake_polls(d, g);
 }
 
-/* snap_code maps snapshot errors onto the statuses the protocol promises:
- * bad bytes are DATA_LOSS, another model's or version's FAILED_PRECONDITION. */
-static int
-snap_code(int rv)
-{
-	switch (rv) {
-	case INFINI_ECORRUPT: return (INFINI__V1__CODE__DATA_LOSS);
-	case INFINI_ESTATE:
-	case INFINI_EUNSUPPORTED: return (INFINI__V1__CODE__FAILED_PRECONDITION);
-	default: return (infini_err_status(rv));
-	}
-}
-
 static void
 do_snapshot(struct infinid *d, struct stream *s, struct item *it)
 {
@@ -361,7 +348,7 @@ do_restore(struct infinid *d, struct item *it)
 		rv = snap_decode_model(it->data, it->data_len, d->model, &meta,
 		    &st, err, sizeof(err));
 		if (rv != 0) {
-			srv_replyf(it->w, snap_code(rv), "snapshot refused: %s",
+			srv_replyf(it->w, snap_status(rv), "snapshot refused: %s",
 			    err);
 			return;
 		}
@@ -379,7 +366,7 @@ do_restore(struct infinid *d, struct item *it)
 		spill_forget(d, s);
 		free(s);
 		eng_stream_state_fini(&st);
-		srv_replyf(it->w, snap_code(rv), "cannot restore '%s': %s", it->id,
+		srv_replyf(it->w, snap_status(rv), "cannot restore '%s': %s", it->id,
 		    err);
 		return;
 	}
@@ -551,7 +538,7 @@ page_in(struct infinid *d, struct stream *s, bool *waiting)
 		snprintf(why, sizeof(why), "cannot be loaded: %s", err);
 		if (s->gen != NULL)
 			finish_gen(d, s->gen, "error");
-		fail_queue(d, s, snap_code(rv), why);
+		fail_queue(d, s, snap_status(rv), why);
 		return (false);
 	}
 	return (true);

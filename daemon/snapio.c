@@ -171,19 +171,6 @@ others_refused(struct infinid *d, const struct sio_job *j,
 	return (true);
 }
 
-/* file_code maps snapshot file errors onto statuses: bad bytes are
- * DATA_LOSS, another model's or version's FAILED_PRECONDITION. */
-static int
-file_code(int rv)
-{
-	switch (rv) {
-	case INFINI_ECORRUPT: return (C(DATA_LOSS));
-	case INFINI_ESTATE:
-	case INFINI_EUNSUPPORTED: return (C(FAILED_PRECONDITION));
-	default: return (infini_err_status(rv));
-	}
-}
-
 /*
  * owner_of finds who owns the entry called name: 0 with *owner set when it
  * is a snapshot (no OWNER section: root), INFINI_ENOENT when there is
@@ -281,7 +268,7 @@ run_write(struct infinid *d, struct sio_job *j, struct sio_out *o)
 			    d->snap_dir, j->name, err);
 	} else if (rv != INFINI_ENOENT) {
 		LOG(LOG_ERR, "snapshot %s/%s: %s", d->snap_dir, j->name, err);
-		set_out(o, file_code(rv), "%s", err);
+		set_out(o, snap_status(rv), "%s", err);
 		return;
 	}
 	if (over_quota(d, j, o))
@@ -326,7 +313,7 @@ run_restore(struct infinid *d, struct sio_job *j, struct sio_out *o)
 		if (rv != INFINI_ENOENT)
 			LOG(LOG_NOTICE, "restore from %s/%s: %s", d->snap_dir,
 			    j->name, err);
-		set_out(o, file_code(rv), "%s", err);
+		set_out(o, snap_status(rv), "%s", err);
 		return;
 	}
 	if (others_refused(d, j, o, owner))
@@ -334,7 +321,7 @@ run_restore(struct infinid *d, struct sio_job *j, struct sio_out *o)
 	rv = snap_read_file_max(d->snap_dir, j->name, d->snap_max, &buf, &len,
 	    err, sizeof(err));
 	if (rv != 0) {
-		set_out(o, file_code(rv), "%s", err);
+		set_out(o, snap_status(rv), "%s", err);
 		return;
 	}
 	if ((st = calloc(1, sizeof(*st))) == NULL) {
@@ -347,7 +334,7 @@ run_restore(struct infinid *d, struct sio_job *j, struct sio_out *o)
 	free(buf);
 	if (rv != 0) {
 		free(st);
-		set_out(o, file_code(rv), "snapshot '%s' refused: %s", j->name,
+		set_out(o, snap_status(rv), "snapshot '%s' refused: %s", j->name,
 		    err);
 		return;
 	}
@@ -494,7 +481,7 @@ run_delete(struct infinid *d, struct sio_job *j, struct sio_out *o)
 	rv = owner_of(d, j->name, &owner, NULL, err, sizeof(err));
 	if (rv == INFINI_ENOENT || rv == INFINI_EIO || rv == INFINI_ENOMEM ||
 	    rv == INFINI_EPERM) {
-		set_out(o, file_code(rv), "%s", err);
+		set_out(o, snap_status(rv), "%s", err);
 		return;
 	}
 	/* A damaged file or a non-file under the name: root's. */

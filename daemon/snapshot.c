@@ -317,6 +317,16 @@ snap_encode(const struct snap_meta *m, const struct eng_stream_state *st,
 
 /* ---- decoding ---- */
 
+int
+snap_status(int rv)
+{
+	/* A file of a newer format is not "unimplemented": the request
+	 * could succeed against another daemon, or once the file is
+	 * converted. */
+	return (infini_err_status(rv == INFINI_EUNSUPPORTED ? INFINI_ESTATE :
+	    rv));
+}
+
 /* A section as found by the walk: payload and length. */
 struct sec_ref {
 	const uint8_t *data;

@@ -1314,6 +1314,57 @@ test_cli(void)
 }
 #endif
 
+/* The one error table (infini_err.h) against proto infini.v1.Code, by
+ * the status names the protocol documents for each error, so a renumbered
+ * proto or a mistyped number in the table shows. */
+static void
+test_status_table(void)
+{
+	static const struct { int err; const char *status; } want[] = {
+		{ INFINI_OK, "OK" },
+		{ INFINI_EINVAL, "INVALID_ARGUMENT" },
+		{ INFINI_ENOMEM, "RESOURCE_EXHAUSTED" },
+		{ INFINI_ENOENT, "NOT_FOUND" },
+		{ INFINI_EEXIST, "ALREADY_EXISTS" },
+		{ INFINI_EIO, "INTERNAL" },
+		{ INFINI_ECORRUPT, "DATA_LOSS" },
+		{ INFINI_EUNSUPPORTED, "UNIMPLEMENTED" },
+		{ INFINI_ENODEV, "UNAVAILABLE" },
+		{ INFINI_EDEVICE, "INTERNAL" },
+		{ INFINI_ERANGE, "OUT_OF_RANGE" },
+		{ INFINI_EFULL, "RESOURCE_EXHAUSTED" },
+		{ INFINI_EPROTO, "INVALID_ARGUMENT" },
+		{ INFINI_EPERM, "PERMISSION_DENIED" },
+		{ INFINI_ECANCELED, "CANCELLED" },
+		{ INFINI_ETIMEDOUT, "DEADLINE_EXCEEDED" },
+		{ INFINI_ESTATE, "FAILED_PRECONDITION" },
+		{ INFINI_EUNAVAILABLE, "UNAVAILABLE" },
+		{ INFINI_EINTERNAL, "INTERNAL" },
+	};
+	const size_t n = sizeof(want) / sizeof(want[0]);
+	int bad = 0, back = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const ProtobufCEnumValue *v =
+		    protobuf_c_enum_descriptor_get_value_by_name(
+		    &infini__v1__code__descriptor, want[i].status);
+		int st = infini_err_status(want[i].err);
+		if (v == NULL || v->value != st) {
+			tap_diag("%s: status %d, proto %s is %d",
+			    infini_errname(want[i].err), st, want[i].status,
+			    v ? v->value : -1);
+			bad++;
+		}
+		/* Mapping the status back gives an error of that status. */
+		back += infini_err_status(infini_err_from_status(st)) != st;
+	}
+	ok(bad == 0 && n == INFINI_ERR_COUNT, "each of the %d error codes "
+	    "answers with the proto infini.v1.Code its name says (%d wrong, "
+	    "%zu listed here)", INFINI_ERR_COUNT, bad, n);
+	ok(back == 0, "a status mapped back to an error and forth again is "
+	    "itself (%d differ)", back);
+}
+
 /* The daemon packs replies in place (wire_reply_init/pack): the bytes
  * must be exactly protobuf-c's packing of the whole Reply around the
  * separately packed body, whatever the length's varint takes. */
@@ -1367,7 +1418,8 @@ main(void)
 	struct fake f;
 	infini_client *c = NULL;
 
-	tap_plan(108);
+	tap_plan(110);
+	test_status_table();
 	test_reply_packing();
 	if (fake_start(&f, URL) != 0) {
 		printf("Bail out! cannot start the fake daemon\n");
