@@ -62,6 +62,7 @@ infini_err_from_status(int status)
 	case 7: return (INFINI_EPERM);
 	case 8: return (INFINI_EFULL);
 	case 9: return (INFINI_ESTATE);
+	case 10: return (INFINI_EABORTED);
 	case 11: return (INFINI_ERANGE);
 	case 12: return (INFINI_EUNSUPPORTED);
 	case 14: return (INFINI_EUNAVAILABLE);

@@ -12,7 +12,7 @@
  */
 #include <stdlib.h>
 
-#include "infinid.h"
+#include "store.h"
 
 struct uacct *
 acct_get(struct infinid *d, uint32_t uid)

@@ -5,13 +5,12 @@
  * server, the bearer tokens, routing and each request's lifetime;
  * http_call.c the calls and answers, http_openai.c the OpenAI endpoints.
  *
- * Every call is translated into the same infini.v1.Request the socket
- * carries and handed to methods_dispatch under d->mu, so the checks,
- * ownership rules, queueing and errors are the socket's.  The request's
- * `struct work` has no NNG context: srv_reply passes the packed Reply to
- * hr_local, which only parks the bytes and wakes the request's own aio;
- * decoding the reply and writing JSON happen on that aio's callback, away
- * from d->mu.
+ * Every call is translated into the body of the same infini.v1 method the
+ * socket carries and handed to rpc_serve_body, so the checks, ownership
+ * rules, queueing and errors are the socket's.  The request is its own
+ * rpc_call: hr_transport parks the packed Reply and wakes the request's
+ * own aio; decoding the reply and writing JSON happen on that aio's
+ * callback, away from d->mu.
  *
  * A request (struct hreq) is a small state machine with at most one thing
  * outstanding at a time: a body read, a dispatched call, or a write of
@@ -562,8 +561,8 @@ hr_handle(nng_aio *haio)
 		return;
 	}
 	h->gw = gw;
-	h->w.d = gw->d;
-	h->w.local = hr_local;
+	h->call.d = gw->d;
+	h->call.tr = &hr_transport;
 	h->req = req;
 	h->conn = conn;
 	h->kind = r->kind;
@@ -678,18 +677,10 @@ http_stop(struct infinid *d)
 		nng_http_server_stop(gw->srv);
 	/* Nothing of the daemon answers a gateway call from now on. */
 	pthread_mutex_lock(&d->mu);
-	for (struct gen *g = d->gens; g != NULL; g = g->next)
-		for (struct work **pp = &g->waiters; *pp != NULL;) {
-			if ((*pp)->local != NULL) {
-				(*pp)->pgen = NULL;
-				*pp = (*pp)->pnext;
-			} else {
-				pp = &(*pp)->pnext;
-			}
-		}
+	rpc_unpark(d, &hr_transport);
 	pthread_mutex_lock(&gw->mx);
 	for (h = gw->live; h != NULL; h = h->next)
-		h->w.local = hr_local_gone;
+		h->call.tr = &hr_gone_transport;
 	pthread_mutex_unlock(&gw->mx);
 	pthread_mutex_unlock(&d->mu);
 	for (;;) {

@@ -1,8 +1,8 @@
 /*
  * http_call.c - the gateway's answers and calls: a request's JSON turned
- * into the infini.v1.Request the socket carries and handed to
- * methods_dispatch under d->mu; the packed Reply parked by hr_local (under
- * d->mu) and decoded on the request's own aio, away from the lock; HTTP
+ * into the method's body the socket carries and handed to rpc_serve_body;
+ * the packed Reply parked through hr_transport (under d->mu) and decoded on
+ * the request's own aio, away from the lock; HTTP
  * statuses and OpenAI's error shape for gRPC codes; and the plain JSON
  * methods (any message of infini.proto through pbjson.c).
  */
@@ -173,36 +173,73 @@ hr_fail(struct hreq *h, int status, const char *code, const char *param,
 
 /* ------------------------------------------------------------ calls */
 
-/* hr_local is srv_reply's hook for gateway calls (d->mu held): it keeps the
- * packed reply and runs the next step on h's aio. */
-void
-hr_local(struct work *w, uint8_t *buf, size_t len)
+/* The gateway's side of rpc_transport (d->mu held).  A call's Reply is
+ * parked in its hreq, and its next step runs on h's aio; a call whose Reply
+ * could not be made runs it with none (hr_take_reply then fails it). */
+static uint8_t *
+hr_buffer(struct rpc_call *c, size_t len)
 {
-	struct hreq *h = (struct hreq *)w;
+	struct hreq *h = (struct hreq *)c;
 
-	h->reply = buf;
-	h->rlen = len;
+	free(h->reply);
+	h->rlen = 0;
+	if ((h->reply = malloc(len ? len : 1)) != NULL)
+		h->rlen = len;
+	return (h->reply);
+}
+
+static void
+hr_send(struct rpc_call *c)
+{
+	struct hreq *h = (struct hreq *)c;
+
 	if (nng_aio_begin(h->aio))
 		nng_aio_finish(h->aio, 0);
 }
 
-/* hr_local_gone answers for a request the gateway already let go of
- * (shutdown). */
-void
-hr_local_gone(struct work *w, uint8_t *buf, size_t len)
+/* The gateway notices its own clients leaving (http.c) and cancels their
+ * work, so a call is never taken for departed. */
+static bool
+hr_alive(const struct rpc_call *c)
 {
-	(void)w;
-	(void)len;
-	free(buf);
+	(void)c;
+	return (true);
 }
+
+const struct rpc_transport hr_transport = {
+	.buffer = hr_buffer,
+	.send = hr_send,
+	.drop = hr_send,
+	.alive = hr_alive,
+};
+
+/* Requests the gateway already let go of (shutdown): nothing is sent. */
+static uint8_t *
+hr_gone_buffer(struct rpc_call *c, size_t len)
+{
+	(void)c;
+	(void)len;
+	return (NULL);
+}
+
+static void
+hr_gone_drop(struct rpc_call *c)
+{
+	(void)c;
+}
+
+const struct rpc_transport hr_gone_transport = {
+	.buffer = hr_gone_buffer,
+	.send = hr_gone_drop,
+	.drop = hr_gone_drop,
+	.alive = hr_alive,
+};
 
 /* hr_call dispatches method with body.  h is not touched after: its next
  * step may already be running on another thread. */
 void
 hr_call(struct hreq *h, enum step next, int method, const ProtobufCMessage *body)
 {
-	struct infinid *d = h->gw->d;
-	Infini__V1__Request rq = INFINI__V1__REQUEST__INIT;
 	size_t n = protobuf_c_message_get_packed_size(body);
 	uint8_t *p = malloc(n ? n : 1);
 
@@ -211,20 +248,10 @@ hr_call(struct hreq *h, enum step next, int method, const ProtobufCMessage *body
 		return;
 	}
 	protobuf_c_message_pack(body, p);
-	rq.version = WIRE_VERSION;
-	rq.method = (Infini__V1__Method)method;
-	rq.body.data = p;
-	rq.body.len = n;
 	h->step = next;
-	h->w.method = method;
-	h->w.t0_us = now_us();
-	struct mbody b;
-	methods_decode(&rq, &b);
-	pthread_mutex_lock(&d->mu);
-	d->st.requests++;
-	methods_dispatch(d, &h->w, h->uid, 0, &rq, &b);
-	pthread_mutex_unlock(&d->mu);
-	methods_body_free(&b);
+	h->call.uid = h->uid;
+	h->call.pipe = 0;
+	rpc_serve_body(&h->call, method, p, n);
 	free(p);
 }
 

@@ -3,7 +3,7 @@
  * requests and their lifetime), http_call.c (answers, calls through
  * methods_dispatch, the plain JSON methods) and http_openai.c (completions
  * and embeddings).  Nothing outside these files includes it: the daemon
- * sees http_start/http_stop in infinid.h.
+ * sees http_prepare/http_start/http_stop in http.h.
  */
 #ifndef INFINI_HTTP_GW_H
 #define INFINI_HTTP_GW_H
@@ -15,8 +15,10 @@
 #include <nng/nng.h>
 #include <nng/supplemental/http/http.h>
 
-#include "infinid.h"
+#include "http.h"
 #include "metrics.h"
+#include "rpc.h"
+#include "wire.h"
 
 #define M(x) INFINI__V1__METHOD__##x
 #define TOKEN_MIN 16           /* shortest bearer token accepted */
@@ -45,7 +47,7 @@ enum step { S_BODY, S_RPC, S_OPEN, S_GENERATE, S_POLL, S_PUSH, S_HEAD,
 	S_CHUNK, S_END, S_CANCEL };
 
 struct hreq {
-	struct work w;             /* first: hr_local finds the hreq from it */
+	struct rpc_call call;      /* first: hr_transport finds the hreq */
 	struct http_gw *gw;
 	struct hreq *next, **prevp; /* gw->live */
 	nng_aio *haio;             /* the server's; NULL once answered/aborted */
@@ -67,7 +69,7 @@ struct hreq {
 	cJSON *json;
 	char pid[WIRE_ID_MAX + 1]; /* the path's {id} */
 	const char *idfield;       /* the request field pid fills */
-	uint8_t *reply;            /* packed Reply, from hr_local */
+	uint8_t *reply;            /* packed Reply (hr_transport) */
 	size_t rlen;
 	/* completions and embeddings */
 	char stream[WIRE_ID_MAX + 1];
@@ -135,10 +137,10 @@ void hr_json(struct hreq *h, int status, cJSON *doc);
 /* hr_fail answers h in OpenAI's error shape and ends h. */
 void hr_fail(struct hreq *h, int status, const char *code, const char *param,
     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-/* hr_local is srv_reply's hook for gateway calls; hr_local_gone the one for
- * requests let go of at shutdown. */
-void hr_local(struct work *w, uint8_t *buf, size_t len);
-void hr_local_gone(struct work *w, uint8_t *buf, size_t len);
+/* hr_transport is how rpc.c answers gateway calls: the packed Reply is
+ * parked in the hreq and its next step runs on its aio.  hr_gone_transport
+ * is the one of requests let go of at shutdown: their replies go nowhere. */
+extern const struct rpc_transport hr_transport, hr_gone_transport;
 /* hr_call dispatches method with body and continues at step next when the
  * reply is in.  h must not be touched after: the next step may already be
  * running on another thread. */

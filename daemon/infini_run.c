@@ -275,7 +275,8 @@ main(int argc, char **argv)
 	struct eng_model *m = NULL;
 	struct eng *e = NULL;
 	int32_t *tokens = NULL;
-	float *vectors = NULL, *result = NULL;
+	float *vectors = NULL;
+	struct eng_output o = { 0 };
 	char err[512] = "";
 	char *buf = NULL;
 	size_t len;
@@ -416,13 +417,8 @@ main(int argc, char **argv)
 	if (eng_stream_alloc(e, &slot) != 0)
 		goto out;
 
-	size_t per = kind == ENG_OUT_EMBED ? (size_t)H * ninputs :
-	    kind == ENG_OUT_LOGITS ? (size_t)V * ninputs : (size_t)H;
-	double *mean = calloc((size_t)H, sizeof(double));
-	if ((result = calloc(per, sizeof(float))) == NULL || mean == NULL) {
-		free(mean);
+	if (eng_output_init(&o, eng_config(e), kind, ninputs) != 0)
 		goto out;
-	}
 	int32_t tok = -1;
 	double t0 = now();
 	int step = chunk > 0 ? chunk : ninputs;
@@ -432,34 +428,23 @@ main(int argc, char **argv)
 			.slot = slot, .n = n,
 			.tokens = tokens ? tokens + at : NULL,
 			.vectors = vectors ? vectors + (size_t)at * H : NULL,
-			.out = kind,
-			.result = kind == ENG_OUT_EMBED ? result + (size_t)at * H :
-			    kind == ENG_OUT_LOGITS ? result + (size_t)at * V : result,
 			.sample = gen > 0 && at + n == ninputs ? &smp : NULL,
 			.token = &tok,
 		};
+		eng_output_job(&o, at, &j);
 		if (eng_run(e, &j, 1, err, sizeof(err)) != 0) {
 			fprintf(stderr, "infini-run: %s\n", err);
-			free(mean);
 			goto out;
 		}
-		if (kind == ENG_OUT_MEAN)
-			for (int k = 0; k < H; k++)
-				mean[k] += (double)result[k] * n;
 	}
-	if (kind == ENG_OUT_MEAN)
-		for (int k = 0; k < H; k++)
-			result[k] = (float)(mean[k] / ninputs);
-	free(mean);
+	eng_output_finish(&o);
 	double t1 = now();
 	fprintf(stderr, "infini-run: %d inputs in %.3f s (%.1f tokens/s) on %s\n",
 	    ninputs, t1 - t0, ninputs / (t1 - t0), eng_device_name(e));
 
-	size_t rows = kind == ENG_OUT_EMBED || kind == ENG_OUT_LOGITS ?
-	    (size_t)ninputs : 1;
-	size_t cols = kind == ENG_OUT_LOGITS ? (size_t)V : (size_t)H;
+	size_t rows = (size_t)o.rows, cols = (size_t)o.cols;
 	if (out_path != NULL) {
-		if (npy_write(out_path, result, rows,
+		if (npy_write(out_path, o.data, rows,
 		    rows == 1 && kind != ENG_OUT_EMBED && kind != ENG_OUT_LOGITS ?
 		    0 : cols) != 0) {
 			fprintf(stderr, "infini-run: cannot write %s\n", out_path);
@@ -467,7 +452,7 @@ main(int argc, char **argv)
 		}
 		/* 1-D for pooled outputs: rows == 1 means shape [H]. */
 	} else if (gen == 0) {
-		print_rows(result, rows, cols);
+		print_rows(o.data, rows, cols);
 	}
 
 	/* Generation: print the token sampled from the prompt, feed it back
@@ -525,7 +510,7 @@ out:
 	tok_free(tk);
 	free(tokens);
 	free(vectors);
-	free(result);
+	eng_output_fini(&o);
 	free(buf);
 	return (rv);
 }

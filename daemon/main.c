@@ -13,10 +13,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "infinid.h"
+#include "http.h"
 #include "log.h"
 #include "notify.h"
 #include "service.h"
+#include "srv.h"
 
 /* Where the settings come from, kept to rebuild them on SIGHUP. */
 struct settings {
@@ -316,12 +317,14 @@ main(int argc, char **argv)
 		sio_stop(&d);
 		goto out;
 	}
-	if ((rv = srv_start(&d, err, sizeof(err))) != 0 ||
+	if ((rv = rpc_start(&d)) != 0 ||
+	    (rv = srv_start(&d, err, sizeof(err))) != 0 ||
 	    (rv = http_start(&d, err, sizeof(err))) != 0) {
-		LOG(LOG_ERR, "%s", err);
+		LOG(LOG_ERR, "%s", rv == INFINI_ENOMEM ? "out of memory" : err);
 		sched_stop(&d);
 		http_stop(&d);
 		sio_stop(&d);
+		rpc_stop(&d);
 		srv_stop(&d);
 		goto out;
 	}
@@ -339,6 +342,7 @@ main(int argc, char **argv)
 	sched_stop(&d);
 	http_stop(&d);
 	sio_stop(&d);
+	rpc_stop(&d);
 	srv_stop(&d);
 	strm_free_all(&d);
 	rv = d.device_lost ? INFINI_EDEVICE : 0;

@@ -14,9 +14,10 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "infinid.h"
 #include "metrics.h"
 #include "snapshot.h"
+#include "store.h"
+#include "wire.h"
 
 #define MX_METHODS 16            /* infini.v1.Method values, with room */
 #define MX_CODES 17              /* gRPC codes 0..16 */

@@ -1,40 +1,61 @@
 /*
- * server.c - the NNG side: one REP socket listening on every configured URL,
- * served by a pool of contexts each running the RECV -> serve -> SEND state
- * machine of NNG's async demo server.  A context whose request waits on the
- * scheduler or on a long-poll just holds its request (W_WAIT) while the other
- * contexts keep serving.  Peer credentials on ipc:// give each request its
- * caller's UID; a pipe that closes takes its queued requests with it and
- * cancels the generations it started.  Health is answered here without
- * d->mu, and connections past max_connections are closed on arrival.
+ * server.c - the NNG transport: one REP socket listening on every configured
+ * URL, served by a pool of contexts each running the RECV -> serve -> SEND
+ * state machine of NNG's async demo server.  A context whose request waits
+ * on the scheduler or on a long-poll just holds its request (W_WAIT) while
+ * the other contexts keep serving.  Peer credentials on ipc:// give each
+ * request its caller's UID; a pipe that closes takes its queued requests
+ * with it and cancels the generations it started (sched_drop_pipe), and
+ * connections past max_connections are closed on arrival.
+ *
+ * What a request means is rpc.c's: this file moves bytes.  It hands each
+ * request's bytes to rpc_serve with its context as the rpc_call, and gives
+ * rpc.c the NNG message to pack the Reply into (srv_transport).
  */
 #include <dirent.h>
 #include <errno.h>
 #include <grp.h>
 #include <pthread.h>
 #include <pwd.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "infinid.h"
-
+#include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/supplemental/util/platform.h>
 #include <nng/transport/ipc/ipc.h>
 #include <nng/supplemental/tls/tls.h>
+
 #include "log.h"
-#include "metrics.h"
+#include "srv.h"
 
 #define SRV_DRAIN_MS 2000       /* srv_stop: longest wait for replies in flight */
 #define SRV_FD_RESERVE 64       /* descriptors never given to connections */
+
+/* One NNG context and its state machine (the shape of NNG's async demo
+ * server): RECV a request, serve it or park it (WAIT), SEND the reply. */
+struct work {
+	struct rpc_call call;      /* first: the transport's ops find w */
+	enum { W_INIT, W_RECV, W_WAIT, W_SEND } state;
+	nng_aio *aio;
+	nng_ctx ctx;
+	nng_msg *reply;            /* the Reply being packed */
+};
+
+/* The socket and its contexts (d->srv). */
+struct srv {
+	nng_socket sock;
+	struct work **works;
+	int nworks;
+	_Atomic int nconns;        /* connections open now (max_connections) */
+	int max_fds;               /* connections the fd limit allows */
+};
 
 static void work_cb(void *arg);
 
@@ -47,129 +68,60 @@ set_state(struct work *w, int state)
 	__atomic_store_n(&w->state, state, __ATOMIC_RELEASE);
 }
 
-void
-srv_reply(struct work *w, int code, const char *msg,
-    const ProtobufCMessage *body)
-{
-	struct infinid *d = w->d;
-	nng_msg *m;
-	uint8_t *buf;
-	size_t len;
+/* ------------------------------------------ the transport for rpc.c */
 
-	if (code != 0) {
-		/* Every error reply is sent with d->mu held (Health, the one
-		 * call served without it, never fails). */
-		struct uacct *a = acct_get(d, w->uid);
-		d->st.errors++;
-		if (a != NULL)
-			a->errors++;
-		LOG(LOG_DEBUG, "reply %s: %s", wire_code_name(code), msg);
+static uint8_t *
+w_buffer(struct rpc_call *c, size_t len)
+{
+	struct work *w = (struct work *)c;
+
+	if (nng_msg_alloc(&w->reply, len) != 0) {
+		w->reply = NULL;
+		return (NULL);
 	}
-	metrics_rpc(w->method, code, w->t0_us);
-	if (w->local != NULL) {
-		buf = wire_pack_reply(w->call_id, code, msg, body, &len);
-		w->local(w, buf, len);
-		return;
-	}
-	/* Packed straight into the message NNG sends: no copy of the body
-	 * (a logits reply can be tens of MiB) besides protobuf-c's own. */
-	struct wire_reply rp;
-	wire_reply_init(&rp, w->call_id, code, msg, body);
-	if (nng_msg_alloc(&m, rp.len) != 0) {
-		/* Nothing can be sent; free the context for the next request. */
-		set_state(w, W_RECV);
-		nng_ctx_recv(w->ctx, w->aio);
-		return;
-	}
-	wire_reply_pack(&rp, nng_msg_body(m));
+	return (nng_msg_body(w->reply));
+}
+
+static void
+w_send(struct rpc_call *c)
+{
+	struct work *w = (struct work *)c;
+
 	set_state(w, W_SEND);
-	nng_aio_set_msg(w->aio, m);
+	nng_aio_set_msg(w->aio, w->reply);
+	w->reply = NULL;
 	nng_ctx_send(w->ctx, w->aio);
 }
 
-void
-srv_drop(struct work *w)
+/* w_drop frees the context for the next request: nothing is sent (the
+ * client has gone, or no message could be allocated). */
+static void
+w_drop(struct rpc_call *c)
 {
+	struct work *w = (struct work *)c;
+
 	set_state(w, W_RECV);
 	nng_ctx_recv(w->ctx, w->aio);
 }
 
-bool
-srv_pipe_alive(uint32_t pipe)
+static bool
+w_alive(const struct rpc_call *c)
 {
 	nng_pipe p = NNG_PIPE_INITIALIZER;
 	nng_sockaddr sa;
 
-	/* 0 is no NNG connection: a call from the HTTP gateway, which
-	 * notices its own clients leaving (http.c) and cancels their work. */
-	if (pipe == 0)
-		return (true);
 	/* NNG looks the pipe up by id: a closed one is gone (NNG_ENOENT);
 	 * any other answer means it is still there. */
-	p.id = pipe;
+	p.id = c->pipe;
 	return (nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) != NNG_ENOENT);
 }
 
-void
-srv_replyf(struct work *w, int code, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	srv_reply(w, code, msg, NULL);
-}
-
-void
-srv_wake_polls(struct infinid *d, struct gen *g)
-{
-	struct work *w, *next;
-
-	for (w = g->waiters; w != NULL; w = next) {
-		next = w->pnext;
-		w->pgen = NULL;
-		w->pnext = NULL;
-		methods_poll_reply(d, w, g, w->pafter);
-	}
-	g->waiters = NULL;
-}
-
-/*
- * sweeper: answers parked polls whose wait ran out, every 20 ms.  A thread
- * of its own (rather than an NNG timer per context) means a poll can be
- * answered from exactly one place at a time: whoever unlinks it from its
- * generation's waiters under d->mu replies.
- */
-static void *
-sweeper(void *arg)
-{
-	struct infinid *d = arg;
-	struct timespec ts = { 0, 20 * 1000 * 1000 };
-
-	pthread_mutex_lock(&d->mu);
-	while (!d->sweep_stop) {
-		int64_t t = now_ms();
-		for (struct gen *g = d->gens; g != NULL; g = g->next)
-			for (struct work **pp = &g->waiters; *pp != NULL;) {
-				struct work *w = *pp;
-				if (w->pdeadline_ms > t) {
-					pp = &w->pnext;
-					continue;
-				}
-				*pp = w->pnext;
-				w->pgen = NULL;
-				w->pnext = NULL;
-				methods_poll_reply(d, w, g, w->pafter);
-			}
-		pthread_mutex_unlock(&d->mu);
-		nanosleep(&ts, NULL);
-		pthread_mutex_lock(&d->mu);
-	}
-	pthread_mutex_unlock(&d->mu);
-	return (NULL);
-}
+static const struct rpc_transport srv_transport = {
+	.buffer = w_buffer,
+	.send = w_send,
+	.drop = w_drop,
+	.alive = w_alive,
+};
 
 static bool
 in_admin_group(struct infinid *d, uint32_t uid, uint32_t gid)
@@ -214,49 +166,13 @@ caller_uid(struct infinid *d, nng_msg *m, uint32_t *pipe_id)
 static void
 serve(struct work *w, nng_msg *m)
 {
-	struct infinid *d = w->d;
-	Infini__V1__Request *req;
-	struct wire_alloc a;
-	uint32_t uid, pipe;
+	struct infinid *d = w->call.d;
+	uint32_t pipe;
 
-	uid = caller_uid(d, m, &pipe);
-	w->t0_us = now_us();
-	w->method = 0;
-	wire_alloc_init(&a, 4 * (size_t)d->cfg.max_message_bytes + (1u << 20));
-	req = (Infini__V1__Request *)wire_unpack(&infini__v1__request__descriptor,
-	    &a, nng_msg_len(m), nng_msg_body(m));
+	w->call.uid = caller_uid(d, m, &pipe);
+	w->call.pipe = pipe;
+	rpc_serve(&w->call, nng_msg_body(m), nng_msg_len(m));
 	nng_msg_free(m);
-	w->uid = uid;
-	__atomic_fetch_add(&d->st.requests, 1, __ATOMIC_RELAXED);
-	/* Health is answered without d->mu, so that it never waits for the
-	 * scheduler, whatever the scheduler is doing. */
-	if (req != NULL && req->version == WIRE_VERSION &&
-	    req->method == INFINI__V1__METHOD__HEALTH) {
-		w->call_id = req->call_id;
-		methods_health(d, w);
-		infini__v1__request__free_unpacked(req, &a.pa);
-		return;
-	}
-	struct mbody b = { 0 };
-	if (req != NULL && req->version == WIRE_VERSION)
-		methods_decode(req, &b);
-	pthread_mutex_lock(&d->mu);
-	w->call_id = req ? req->call_id : 0;
-	if (req != NULL)
-		w->method = (int)req->method;
-	if (req == NULL)
-		srv_replyf(w, INFINI__V1__CODE__INVALID_ARGUMENT,
-		    "request is not a valid infini.v1.Request envelope");
-	else if (req->version != WIRE_VERSION)
-		srv_replyf(w, INFINI__V1__CODE__FAILED_PRECONDITION,
-		    "protocol version %u not supported (this daemon speaks %d)",
-		    req->version, WIRE_VERSION);
-	else
-		methods_dispatch(d, w, uid, pipe, req, &b);
-	pthread_mutex_unlock(&d->mu);
-	methods_body_free(&b);
-	if (req != NULL)
-		infini__v1__request__free_unpacked(req, &a.pa);
 }
 
 static void
@@ -294,50 +210,16 @@ work_cb(void *arg)
 	}
 }
 
-/* drop_gone removes from q the requests of pipe id, except one in the
- * device now (the scheduler stops it after its slice), and frees their
- * contexts.  A request not started leaves no trace; a push stopped between
- * two slices leaves the slices that ran in the stream, as a shorter push
- * would.  Returns how many.  d->mu held. */
-static int
-drop_gone(struct stream *s, struct item **head, struct item **tail,
-    uint32_t id)
-{
-	struct item **pp = head, *prev = NULL;
-	int n = 0;
-
-	while (*pp != NULL) {
-		struct item *it = *pp;
-		bool running = s != NULL && s->busy && it == s->head;
-		if (it->pipe != id || it->w == NULL || running) {
-			prev = it;
-			pp = &it->next;
-			continue;
-		}
-		*pp = it->next;
-		if (s != NULL)
-			s->nqueued--;
-		if (it->done > 0)
-			LOG(LOG_INFO, "client left: its push to %s stopped after "
-			    "%d of %d inputs", s->id, it->done, it->n);
-		srv_drop(it->w);
-		item_free(it);
-		n++;
-	}
-	*tail = prev;
-	return (n);
-}
-
 /* on_pipe_add: counts connections; closes one over max_connections or
  * one that would eat into the descriptors kept for state files. */
 static void
 on_pipe_add(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
 	struct infinid *d = arg;
-	int n = atomic_fetch_add(&d->nconns, 1) + 1;
+	int n = atomic_fetch_add(&d->srv->nconns, 1) + 1;
 	(void)ev;
 
-	if (n > d->cfg.max_connections || n > d->max_fds) {
+	if (n > d->cfg.max_connections || n > d->srv->max_fds) {
 		static _Atomic int64_t last_log;
 		int64_t t = now_ms(), l = atomic_load(&last_log);
 		/* Logged at most once a second: a flood must not flood the log. */
@@ -345,39 +227,28 @@ on_pipe_add(nng_pipe p, nng_pipe_ev ev, void *arg)
 		    &l, t))
 			LOG(LOG_WARNING, "connection refused: %d open, limit %ld "
 			    "(max_connections) or %d (file descriptors)", n - 1,
-			    d->cfg.max_connections, d->max_fds);
+			    d->cfg.max_connections, d->srv->max_fds);
 		nng_pipe_close(p);
 	}
 }
 
 /* on_pipe_rem: a client went away: its queued requests are dropped
- * (drop_gone; nothing more of them reaches the device), and the
- * generations it started are stopped. */
+ * (nothing more of them reaches the device), and the generations it
+ * started are stopped. */
 static void
 on_pipe_rem(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
 	struct infinid *d = arg;
-	uint32_t id = nng_pipe_id(p);
 	int n;
 	(void)ev;
 
-	atomic_fetch_sub(&d->nconns, 1);
+	atomic_fetch_sub(&d->srv->nconns, 1);
 	pthread_mutex_lock(&d->mu);
-	n = drop_gone(NULL, &d->ctl_head, &d->ctl_tail, id);
-	for (struct stream *s = d->streams; s != NULL; s = s->next)
-		if (s->head != NULL)
-			n += drop_gone(s, &s->head, &s->tail, id);
+	n = sched_drop_pipe(d, nng_pipe_id(p));
+	pthread_mutex_unlock(&d->mu);
 	if (n > 0)
 		LOG(LOG_INFO, "client left: %d queued request%s dropped", n,
 		    n == 1 ? "" : "s");
-	for (struct gen *g = d->gens; g != NULL; g = g->next)
-		if (g->pipe == id && !g->done && !g->cancel) {
-			LOG(LOG_INFO, "client left: generation %llu cancelled",
-			    (unsigned long long)g->id);
-			g->cancel = true;
-			sched_wake(d);
-		}
-	pthread_mutex_unlock(&d->mu);
 }
 
 /*
@@ -455,7 +326,7 @@ listen_one(struct infinid *d, const char *url, char *err, size_t errlen)
 	nng_listener l;
 	int rv;
 
-	if ((rv = nng_listener_create(&l, d->sock, url)) != 0) {
+	if ((rv = nng_listener_create(&l, d->srv->sock, url)) != 0) {
 		snprintf(err, errlen, "listen %s: %s", url, nng_strerror(rv));
 		return (INFINI_EINVAL);
 	}
@@ -546,82 +417,85 @@ fd_room(void)
 int
 srv_start(struct infinid *d, char *err, size_t errlen)
 {
+	struct srv *v;
 	int rv;
 
-	d->max_fds = fd_room();
-	if ((rv = nng_rep0_open(&d->sock)) != 0) {
+	if ((v = calloc(1, sizeof(*v))) == NULL)
+		return (INFINI_ENOMEM);
+	d->srv = v;
+	v->max_fds = fd_room();
+	if ((rv = nng_rep0_open(&v->sock)) != 0) {
 		snprintf(err, errlen, "nng_rep0_open: %s", nng_strerror(rv));
 		return (INFINI_EIO);
 	}
-	nng_socket_set_size(d->sock, NNG_OPT_RECVMAXSZ,
+	nng_socket_set_size(v->sock, NNG_OPT_RECVMAXSZ,
 	    (size_t)d->cfg.max_message_bytes);
-	nng_pipe_notify(d->sock, NNG_PIPE_EV_ADD_PRE, on_pipe_add, d);
-	nng_pipe_notify(d->sock, NNG_PIPE_EV_REM_POST, on_pipe_rem, d);
-	d->nworks = (int)d->cfg.workers;
-	if ((d->works = calloc((size_t)d->nworks, sizeof(*d->works))) == NULL)
+	nng_pipe_notify(v->sock, NNG_PIPE_EV_ADD_PRE, on_pipe_add, d);
+	nng_pipe_notify(v->sock, NNG_PIPE_EV_REM_POST, on_pipe_rem, d);
+	v->nworks = (int)d->cfg.workers;
+	if ((v->works = calloc((size_t)v->nworks, sizeof(*v->works))) == NULL)
 		return (INFINI_ENOMEM);
-	for (int i = 0; i < d->nworks; i++) {
+	for (int i = 0; i < v->nworks; i++) {
 		struct work *w = calloc(1, sizeof(*w));
 		if (w == NULL)
 			return (INFINI_ENOMEM);
-		d->works[i] = w;
-		w->d = d;
+		v->works[i] = w;
+		w->call.tr = &srv_transport;
+		w->call.d = d;
 		if (nng_aio_alloc(&w->aio, work_cb, w) != 0 ||
-		    nng_ctx_open(&w->ctx, d->sock) != 0) {
+		    nng_ctx_open(&w->ctx, v->sock) != 0) {
 			snprintf(err, errlen, "cannot set up NNG contexts");
 			return (INFINI_ENOMEM);
 		}
 	}
 	if ((rv = each_url(d, listen_one, err, errlen)) != 0)
 		return (rv);
-	if (pthread_create(&d->sweeper, NULL, sweeper, d) != 0)
-		return (INFINI_ENOMEM);
-	d->have_sweeper = true;
-	for (int i = 0; i < d->nworks; i++)
-		work_cb(d->works[i]);
+	for (int i = 0; i < v->nworks; i++)
+		work_cb(v->works[i]);
 	return (0);
 }
 
 void
 srv_stop(struct infinid *d)
 {
-	if (d->have_sweeper) {
-		pthread_mutex_lock(&d->mu);
-		d->sweep_stop = true;
-		pthread_mutex_unlock(&d->mu);
-		pthread_join(d->sweeper, NULL);
-		d->have_sweeper = false;
-	}
-	if (d->works == NULL)
+	struct srv *v = d->srv;
+
+	if (v == NULL)
 		return;
+	if (v->works == NULL)
+		goto out;
 	/* Replies already handed to NNG go out first (a request answered just
 	 * before the stop, such as the one that met a lost device), for at
 	 * most SRV_DRAIN_MS.  The state is written by NNG's callback thread. */
 	for (int64_t end = now_ms() + SRV_DRAIN_MS; now_ms() < end;) {
 		bool sending = false;
-		for (int i = 0; i < d->nworks && !sending; i++)
-			sending = d->works[i] != NULL && __atomic_load_n(
-			    &d->works[i]->state, __ATOMIC_ACQUIRE) == W_SEND;
+		for (int i = 0; i < v->nworks && !sending; i++)
+			sending = v->works[i] != NULL && __atomic_load_n(
+			    &v->works[i]->state, __ATOMIC_ACQUIRE) == W_SEND;
 		if (!sending)
 			break;
 		nng_msleep(10);
 	}
-	nng_close(d->sock);
+	nng_close(v->sock);
 	/* No callback of ours runs after this. */
-	for (int i = 0; i < d->nworks; i++) {
-		struct work *w = d->works[i];
+	for (int i = 0; i < v->nworks; i++) {
+		struct work *w = v->works[i];
 		if (w == NULL)
 			continue;
 		if (w->aio)
 			nng_aio_stop(w->aio);
 	}
-	for (int i = 0; i < d->nworks; i++) {
-		struct work *w = d->works[i];
+	for (int i = 0; i < v->nworks; i++) {
+		struct work *w = v->works[i];
 		if (w == NULL)
 			continue;
 		nng_aio_free(w->aio);
+		if (w->reply != NULL)
+			nng_msg_free(w->reply);
 		free(w);
 	}
-	free(d->works);
-	d->works = NULL;
+	free(v->works);
+out:
+	free(v);
+	d->srv = NULL;
 }

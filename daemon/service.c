@@ -25,7 +25,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "infinid.h"
+#include "store.h"
 #include "log.h"
 #include "service.h"
 

@@ -8,7 +8,9 @@
  * released: a slow disk, a file as large as the model allows or a FIFO
  * planted under a snapshot's name (opened O_NONBLOCK, then refused) holds
  * up only this queue, never the scheduler or Health.  The thread takes
- * d->mu only to answer.
+ * d->mu only to answer.  Its work comes as items (store.h), answered with
+ * an error code or a typed result like the scheduler's; a Restore by name
+ * goes on to the scheduler once the file is read and checked.
  *
  * Ownership: a named snapshot carries the UID of the caller who wrote it in
  * its OWNER section (docs/snapshot-format.md), so it survives a restart
@@ -29,130 +31,49 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "infinid.h"
+#include "store.h"
 #include "log.h"
 #include "snapshot.h"
 
-#define C(x) INFINI__V1__CODE__##x
 #define SIO_LIST_MAX 100000     /* entries one ListSnapshots returns */
 
-enum sio_kind { SIO_WRITE, SIO_RESTORE, SIO_LIST, SIO_DELETE };
-
-struct sio_job {
-	struct sio_job *next;
-	enum sio_kind kind;
-	struct work *w;
-	uint32_t uid;
-	uint32_t pipe;             /* restore: the caller's connection */
-	char name[WIRE_ID_MAX + 1];
-	char id[WIRE_ID_MAX + 1];  /* restore: the stream to create */
-	bool overwrite, export_bytes;
-	uint8_t *buf;              /* write: the encoded snapshot (owned) */
-	size_t len;
-};
-
-/* The outcome of a job, built without d->mu and sent with it. */
+/* The outcome of an item's file work, made without d->mu and answered
+ * with it. */
 struct sio_out {
-	int code;
+	int err;                   /* 0, or an INFINI_E* code with msg */
 	char msg[512];
-	ProtobufCMessage *body;    /* code 0: the reply */
-	struct item *restore;      /* code 0 on restore: for the scheduler */
+	struct item_result res;
+	struct snap_entry *list;   /* list: res.list (owned) */
 };
 
-static void
-job_free(struct sio_job *j)
+void
+sio_queue(struct infinid *d, struct item *it)
 {
-	if (j != NULL) {
-		free(j->buf);
-		free(j);
-	}
-}
-
-/* queue adds j (or answers RESOURCE_EXHAUSTED when it is NULL). */
-static void
-queue(struct infinid *d, struct work *w, struct sio_job *j)
-{
-	if (j == NULL) {
-		srv_replyf(w, C(RESOURCE_EXHAUSTED), "out of memory");
-		return;
-	}
 	if (!d->have_sio) {
-		srv_replyf(w, C(UNAVAILABLE), "named snapshots are not "
-		    "available");
-		job_free(j);
+		item_answer(d, it, INFINI_EUNAVAILABLE, NULL, "named snapshots "
+		    "are not available");
+		item_free(it);
 		return;
 	}
-	j->w = w;
+	it->next = NULL;
 	if (d->sio_tail != NULL)
-		d->sio_tail->next = j;
+		d->sio_tail->next = it;
 	else
-		d->sio_head = j;
-	d->sio_tail = j;
+		d->sio_head = it;
+	d->sio_tail = it;
 	pthread_cond_signal(&d->sio_cv);
 }
 
-static struct sio_job *
-new_job(enum sio_kind k, uint32_t uid, const char *name)
-{
-	struct sio_job *j = calloc(1, sizeof(*j));
-	if (j != NULL) {
-		j->kind = k;
-		j->uid = uid;
-		snprintf(j->name, sizeof(j->name), "%s", name ? name : "");
-	}
-	return (j);
-}
-
-void
-sio_write(struct infinid *d, struct work *w, uint32_t uid, const char *name,
-    bool overwrite, bool export_bytes, uint8_t *buf, size_t len)
-{
-	struct sio_job *j = new_job(SIO_WRITE, uid, name);
-	if (j == NULL)
-		free(buf);
-	else {
-		j->overwrite = overwrite;
-		j->export_bytes = export_bytes;
-		j->buf = buf;
-		j->len = len;
-	}
-	queue(d, w, j);
-}
-
-void
-sio_restore(struct infinid *d, struct work *w, uint32_t uid, uint32_t pipe,
-    const char *id, const char *name)
-{
-	struct sio_job *j = new_job(SIO_RESTORE, uid, name);
-	if (j != NULL) {
-		snprintf(j->id, sizeof(j->id), "%s", id);
-		j->pipe = pipe;
-	}
-	queue(d, w, j);
-}
-
-void
-sio_list(struct infinid *d, struct work *w, uint32_t uid)
-{
-	queue(d, w, new_job(SIO_LIST, uid, NULL));
-}
-
-void
-sio_delete(struct infinid *d, struct work *w, uint32_t uid, const char *name)
-{
-	queue(d, w, new_job(SIO_DELETE, uid, name));
-}
-
 static void
-set_out(struct sio_out *o, int code, const char *fmt, ...)
+set_out(struct sio_out *o, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void
-set_out(struct sio_out *o, int code, const char *fmt, ...)
+set_out(struct sio_out *o, int err, const char *fmt, ...)
 {
 	va_list ap;
 
-	o->code = code;
+	o->err = err;
 	va_start(ap, fmt);
 	vsnprintf(o->msg, sizeof(o->msg), fmt, ap);
 	va_end(ap);
@@ -161,12 +82,12 @@ set_out(struct sio_out *o, int code, const char *fmt, ...)
 /* others_refused: PERMISSION_DENIED in o when owner's snapshot is not
  * the caller's to use; true then. */
 static bool
-others_refused(struct infinid *d, const struct sio_job *j,
+others_refused(struct infinid *d, const struct item *j,
     struct sio_out *o, uint32_t owner)
 {
 	if (strm_may_use(d, j->uid, owner))
 		return (false);
-	set_out(o, C(PERMISSION_DENIED), "snapshot '%s' belongs to another "
+	set_out(o, INFINI_EPERM, "snapshot '%s' belongs to another "
 	    "user", j->name);
 	return (true);
 }
@@ -224,7 +145,7 @@ bytes_of(struct infinid *d, uint32_t uid, const char *except, uint64_t *sum)
 /* over_quota: would writing j take j->uid over max_snapshot_bytes_per_uid?
  * Sets o when it would.  Root (and admin_group) have no quota. */
 static bool
-over_quota(struct infinid *d, struct sio_job *j, struct sio_out *o)
+over_quota(struct infinid *d, struct item *j, struct sio_out *o)
 {
 	uint64_t limit = (uint64_t)d->cfg.max_snapshot_bytes_per_uid, used;
 
@@ -232,20 +153,19 @@ over_quota(struct infinid *d, struct sio_job *j, struct sio_out *o)
 		return (false);
 	if (bytes_of(d, j->uid, j->name, &used) != 0)
 		return (false);   /* the write itself will say what is wrong */
-	if (used + j->len <= limit)
+	if (used + j->data_len <= limit)
 		return (false);
-	set_out(o, C(RESOURCE_EXHAUSTED), "named snapshots of uid %u would "
+	set_out(o, INFINI_EFULL, "named snapshots of uid %u would "
 	    "take %llu bytes (%llu kept + %zu new), over "
 	    "max_snapshot_bytes_per_uid (%llu): delete some first (infini "
-	    "rm-snapshot)", j->uid, (unsigned long long)(used + j->len),
-	    (unsigned long long)used, j->len, (unsigned long long)limit);
+	    "rm-snapshot)", j->uid, (unsigned long long)(used + j->data_len),
+	    (unsigned long long)used, j->data_len, (unsigned long long)limit);
 	return (true);
 }
 
 static void
-run_write(struct infinid *d, struct sio_job *j, struct sio_out *o)
+run_write(struct infinid *d, struct item *j, struct sio_out *o)
 {
-	Infini__V1__SnapshotReply *r;
 	char err[512];
 	uint32_t owner = 0;
 	int rv;
@@ -258,7 +178,7 @@ run_write(struct infinid *d, struct sio_job *j, struct sio_out *o)
 		if (others_refused(d, j, o, owner))
 			return;
 		if (!j->overwrite) {
-			set_out(o, C(ALREADY_EXISTS), "snapshot '%s' exists; "
+			set_out(o, INFINI_EEXIST, "snapshot '%s' exists; "
 			    "ask to overwrite it (infini snapshot --force)",
 			    j->name);
 			return;
@@ -268,35 +188,27 @@ run_write(struct infinid *d, struct sio_job *j, struct sio_out *o)
 			    d->snap_dir, j->name, err);
 	} else if (rv != INFINI_ENOENT) {
 		LOG(LOG_ERR, "snapshot %s/%s: %s", d->snap_dir, j->name, err);
-		set_out(o, snap_status(rv), "%s", err);
+		set_out(o, snap_err(rv), "%s", err);
 		return;
 	}
 	if (over_quota(d, j, o))
 		return;
-	if ((rv = snap_write_file(d->snap_dir, j->name, j->buf, j->len, err,
-	    sizeof(err))) != 0) {
+	if ((rv = snap_write_file(d->snap_dir, j->name, j->data, j->data_len,
+	    err, sizeof(err))) != 0) {
 		LOG(LOG_ERR, "snapshot %s/%s: %s", d->snap_dir, j->name, err);
-		set_out(o, infini_err_status(rv), "%s", err);
+		set_out(o, rv, "%s", err);
 		return;
 	}
 	LOG(LOG_INFO, "snapshot %s written (%zu bytes, uid %u)", j->name,
-	    j->len, j->uid);
-	if ((r = calloc(1, sizeof(*r))) == NULL) {
-		set_out(o, C(RESOURCE_EXHAUSTED), "out of memory");
-		return;
-	}
-	infini__v1__snapshot_reply__init(r);
-	r->name = j->name;
-	r->bytes = j->len;
-	if (j->export_bytes) {
-		r->data.data = j->buf;
-		r->data.len = j->len;
-	}
-	o->body = &r->base;
+	    j->data_len, j->uid);
+	o->res.name = j->name;
+	o->res.bytes = j->data_len;
+	if (j->export_bytes)
+		o->res.data = j->data;
 }
 
 static void
-run_restore(struct infinid *d, struct sio_job *j, struct sio_out *o)
+run_restore(struct infinid *d, struct item *j, struct sio_out *o)
 {
 	struct eng_stream_state *st;
 	struct snap_meta meta;
@@ -313,7 +225,7 @@ run_restore(struct infinid *d, struct sio_job *j, struct sio_out *o)
 		if (rv != INFINI_ENOENT)
 			LOG(LOG_NOTICE, "restore from %s/%s: %s", d->snap_dir,
 			    j->name, err);
-		set_out(o, snap_status(rv), "%s", err);
+		set_out(o, snap_err(rv), "%s", err);
 		return;
 	}
 	if (others_refused(d, j, o, owner))
@@ -321,12 +233,12 @@ run_restore(struct infinid *d, struct sio_job *j, struct sio_out *o)
 	rv = snap_read_file_max(d->snap_dir, j->name, d->snap_max, &buf, &len,
 	    err, sizeof(err));
 	if (rv != 0) {
-		set_out(o, snap_status(rv), "%s", err);
+		set_out(o, snap_err(rv), "%s", err);
 		return;
 	}
 	if ((st = calloc(1, sizeof(*st))) == NULL) {
 		free(buf);
-		set_out(o, C(RESOURCE_EXHAUSTED), "out of memory");
+		set_out(o, INFINI_ENOMEM, "out of memory");
 		return;
 	}
 	rv = snap_decode_model(buf, len, d->model, &meta, st, err,
@@ -334,7 +246,7 @@ run_restore(struct infinid *d, struct sio_job *j, struct sio_out *o)
 	free(buf);
 	if (rv != 0) {
 		free(st);
-		set_out(o, snap_status(rv), "snapshot '%s' refused: %s", j->name,
+		set_out(o, snap_err(rv), "snapshot '%s' refused: %s", j->name,
 		    err);
 		return;
 	}
@@ -343,24 +255,12 @@ run_restore(struct infinid *d, struct sio_job *j, struct sio_out *o)
 		snap_meta_fini(&meta);
 		eng_stream_state_fini(st);
 		free(st);
-		set_out(o, C(ABORTED), "snapshot '%s' changed while it was "
+		set_out(o, INFINI_EABORTED, "snapshot '%s' changed while it was "
 		    "read; try again", j->name);
 		return;
 	}
 	snap_meta_fini(&meta);
-	if ((o->restore = calloc(1, sizeof(*o->restore))) == NULL) {
-		eng_stream_state_fini(st);
-		free(st);
-		set_out(o, C(RESOURCE_EXHAUSTED), "out of memory");
-		return;
-	}
-	o->restore->kind = IT_RESTORE;
-	o->restore->w = j->w;
-	o->restore->uid = j->uid;
-	o->restore->pipe = j->pipe;   /* dropped if its client has gone */
-	o->restore->state = st;
-	snprintf(o->restore->id, sizeof(o->restore->id), "%s", j->id);
-	snprintf(o->restore->name, sizeof(o->restore->name), "%s", j->name);
+	j->state = st;
 }
 
 static int
@@ -369,110 +269,82 @@ by_name(const void *a, const void *b)
 	return (strcmp(*(char *const *)a, *(char *const *)b));
 }
 
-/* A ListSnapshotsReply and everything it points to; r comes first so the
- * reply's base is the block's address (list_free). */
-struct list_out {
-	Infini__V1__ListSnapshotsReply r;
-	Infini__V1__SnapshotInfo *info;
-	Infini__V1__SnapshotInfo **ptrs;
-	char **names;              /* [n], each strdup'd */
-	char (*ids)[SNAP_ID_MAX + 1];
-	size_t n;
-};
-
 static void
-list_free(struct list_out *l)
+free_names(char **names, size_t n)
 {
-	if (l == NULL)
-		return;
-	for (size_t i = 0; i < l->n; i++)
-		free(l->names[i]);
-	free(l->names);
-	free(l->info);
-	free(l->ptrs);
-	free(l->ids);
-	free(l);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
 }
 
+/* run_list lists the snapshots j's caller may use, by name. */
 static void
-run_list(struct infinid *d, struct sio_job *j, struct sio_out *o)
+run_list(struct infinid *d, struct item *j, struct sio_out *o)
 {
-	struct list_out *l;
-	char err[512];
-	size_t cap = 0, k = 0;
+	char err[512], **names = NULL;
+	size_t cap = 0, n = 0, k = 0;
 	struct dirent *e;
 	DIR *dp;
 
-	if ((l = calloc(1, sizeof(*l))) == NULL) {
-		set_out(o, C(RESOURCE_EXHAUSTED), "out of memory");
-		return;
-	}
-	infini__v1__list_snapshots_reply__init(&l->r);
 	if ((dp = opendir(d->snap_dir)) == NULL) {
 		int en = errno;
 		LOG(LOG_ERR, "cannot read %s: %s", d->snap_dir, strerror(en));
-		set_out(o, C(UNAVAILABLE), "cannot read the snapshot "
+		set_out(o, INFINI_EUNAVAILABLE, "cannot read the snapshot "
 		    "directory: %s", strerror(en));
-		list_free(l);
 		return;
 	}
-	while ((e = readdir(dp)) != NULL && l->n < SIO_LIST_MAX) {
+	while ((e = readdir(dp)) != NULL && n < SIO_LIST_MAX) {
 		if (!snap_name_ok(e->d_name))
 			continue;
-		if (l->n == cap) {
+		if (n == cap) {
 			size_t nc = cap ? 2 * cap : 64;
-			char **p = realloc(l->names, nc * sizeof(*p));
+			char **p = realloc(names, nc * sizeof(*p));
 			if (p == NULL)
 				break;
-			l->names = p;
+			names = p;
 			cap = nc;
 		}
-		if ((l->names[l->n] = strdup(e->d_name)) == NULL)
+		if ((names[n] = strdup(e->d_name)) == NULL)
 			break;
-		l->n++;
+		n++;
 	}
 	closedir(dp);
-	if (l->n > 1)
-		qsort(l->names, l->n, sizeof(*l->names), by_name);
-	l->info = calloc(l->n ? l->n : 1, sizeof(*l->info));
-	l->ptrs = calloc(l->n ? l->n : 1, sizeof(*l->ptrs));
-	l->ids = calloc(l->n ? l->n : 1, sizeof(*l->ids));
-	if (l->info == NULL || l->ptrs == NULL || l->ids == NULL) {
-		set_out(o, C(RESOURCE_EXHAUSTED), "out of memory");
-		list_free(l);
+	if (n > 1)
+		qsort(names, n, sizeof(*names), by_name);
+	if ((o->list = calloc(n ? n : 1, sizeof(*o->list))) == NULL) {
+		set_out(o, INFINI_ENOMEM, "out of memory");
+		free_names(names, n);
 		return;
 	}
-	for (size_t i = 0; i < l->n; i++) {
+	for (size_t i = 0; i < n; i++) {
+		struct snap_entry *s = &o->list[k];
 		struct snap_info in;
 		uint32_t owner = 0;
-		if (owner_of(d, l->names[i], &owner, &in, err,
-		    sizeof(err)) != 0) {
-			LOG(LOG_DEBUG, "ListSnapshots skips %s: %s",
-			    l->names[i], err);
+		if (owner_of(d, names[i], &owner, &in, err, sizeof(err)) != 0) {
+			LOG(LOG_DEBUG, "ListSnapshots skips %s: %s", names[i],
+			    err);
 			continue;
 		}
 		if (!strm_may_use(d, j->uid, owner))
 			continue;
-		Infini__V1__SnapshotInfo *s = &l->info[k];
-		infini__v1__snapshot_info__init(s);
-		s->name = l->names[i];
-		s->owner_uid = owner;
+		snprintf(s->name, sizeof(s->name), "%s", names[i]);
+		s->owner = owner;
 		s->bytes = in.bytes;
 		s->position = in.position;
 		s->created_ms = in.created_ms;
 		/* The id was read from the file: passed on only if valid. */
 		if (wire_valid_id(in.stream_id))
-			memcpy(l->ids[k], in.stream_id, sizeof(l->ids[k]));
-		s->stream_id = l->ids[k];
-		l->ptrs[k++] = s;
+			snprintf(s->stream_id, sizeof(s->stream_id), "%s",
+			    in.stream_id);
+		k++;
 	}
-	l->r.n_snapshots = k;
-	l->r.snapshots = l->ptrs;
-	o->body = &l->r.base;
+	free_names(names, n);
+	o->res.list = o->list;
+	o->res.nlist = k;
 }
 
 static void
-run_delete(struct infinid *d, struct sio_job *j, struct sio_out *o)
+run_delete(struct infinid *d, struct item *j, struct sio_out *o)
 {
 	char err[512];
 	uint32_t owner = 0;
@@ -481,7 +353,7 @@ run_delete(struct infinid *d, struct sio_job *j, struct sio_out *o)
 	rv = owner_of(d, j->name, &owner, NULL, err, sizeof(err));
 	if (rv == INFINI_ENOENT || rv == INFINI_EIO || rv == INFINI_ENOMEM ||
 	    rv == INFINI_EPERM) {
-		set_out(o, snap_status(rv), "%s", err);
+		set_out(o, snap_err(rv), "%s", err);
 		return;
 	}
 	/* A damaged file or a non-file under the name: root's. */
@@ -492,8 +364,8 @@ run_delete(struct infinid *d, struct sio_job *j, struct sio_out *o)
 		int en = errno;
 		LOG(LOG_ERR, "delete %s/%s: %s", d->snap_dir, j->name,
 		    strerror(en));
-		set_out(o, infini_err_status(en == ENOENT ? INFINI_ENOENT :
-		    INFINI_EIO), "cannot delete snapshot '%s': %s", j->name,
+		set_out(o, en == ENOENT ? INFINI_ENOENT : INFINI_EIO,
+		    "cannot delete snapshot '%s': %s", j->name,
 		    strerror(en));
 		if (dfd >= 0)
 			close(dfd);
@@ -502,45 +374,27 @@ run_delete(struct infinid *d, struct sio_job *j, struct sio_out *o)
 	(void)fsync(dfd);
 	close(dfd);
 	LOG(LOG_INFO, "snapshot %s deleted (uid %u)", j->name, j->uid);
-	o->body = malloc(sizeof(Infini__V1__DeleteSnapshotReply));
-	if (o->body == NULL) {
-		set_out(o, C(RESOURCE_EXHAUSTED), "out of memory");
-		return;
-	}
-	infini__v1__delete_snapshot_reply__init(
-	    (Infini__V1__DeleteSnapshotReply *)o->body);
 }
 
-/* sio_send answers j from o; d->mu held. */
+/* sio_answer answers j from o and frees it, or sends a Restore read and
+ * checked here on to the scheduler; d->mu held. */
 static void
-sio_send(struct infinid *d, struct sio_job *j, struct sio_out *o)
+sio_answer(struct infinid *d, struct item *j, struct sio_out *o)
 {
-	if (o->restore != NULL) {
-		if (d->stopping) {
-			srv_replyf(j->w, C(UNAVAILABLE), "infinid is shutting "
-			    "down");
-			item_free(o->restore);
-		} else
-			sched_enqueue(d, NULL, o->restore);
-		return;
+	if (o->err == 0 && j->kind == IT_RESTORE && j->ops != NULL)
+		j->ops->loaded(d, j);
+	else {
+		item_answer(d, j, o->err, &o->res, "%s", o->msg);
+		item_free(j);
 	}
-	if (o->code != 0 || o->body == NULL)
-		srv_reply(j->w, o->code ? o->code : C(INTERNAL), o->msg, NULL);
-	else
-		srv_reply(j->w, 0, NULL, o->body);
-	if (o->body == NULL)
-		return;
-	if (j->kind == SIO_LIST)
-		list_free((struct list_out *)o->body);
-	else
-		free(o->body);
+	free(o->list);
 }
 
 static void *
 sio_main(void *arg)
 {
 	struct infinid *d = arg;
-	struct sio_job *j;
+	struct item *j;
 
 	pthread_mutex_lock(&d->mu);
 	while (!d->sio_stopping) {
@@ -553,14 +407,14 @@ sio_main(void *arg)
 		pthread_mutex_unlock(&d->mu);
 		struct sio_out o = { 0 };
 		switch (j->kind) {
-		case SIO_WRITE: run_write(d, j, &o); break;
-		case SIO_RESTORE: run_restore(d, j, &o); break;
-		case SIO_LIST: run_list(d, j, &o); break;
-		case SIO_DELETE: run_delete(d, j, &o); break;
+		case IT_SNAPSHOT: run_write(d, j, &o); break;
+		case IT_RESTORE: run_restore(d, j, &o); break;
+		case IT_LIST_SNAPSHOTS: run_list(d, j, &o); break;
+		case IT_DELETE_SNAPSHOT: run_delete(d, j, &o); break;
+		default: set_out(&o, INFINI_EINTERNAL, "not file work"); break;
 		}
 		pthread_mutex_lock(&d->mu);
-		sio_send(d, j, &o);
-		job_free(j);
+		sio_answer(d, j, &o);
 	}
 	pthread_mutex_unlock(&d->mu);
 	return (NULL);
@@ -606,7 +460,7 @@ sio_start(struct infinid *d)
 void
 sio_stop(struct infinid *d)
 {
-	struct sio_job *j;
+	struct item *j;
 
 	if (!d->have_sio)
 		return;
@@ -619,8 +473,9 @@ sio_stop(struct infinid *d)
 	d->have_sio = false;
 	while ((j = d->sio_head) != NULL) {
 		d->sio_head = j->next;
-		srv_replyf(j->w, C(UNAVAILABLE), "infinid is shutting down");
-		job_free(j);
+		item_answer(d, j, INFINI_EUNAVAILABLE, NULL, "infinid is "
+		    "shutting down");
+		item_free(j);
 	}
 	d->sio_tail = NULL;
 	pthread_mutex_unlock(&d->mu);

@@ -318,13 +318,12 @@ snap_encode(const struct snap_meta *m, const struct eng_stream_state *st,
 /* ---- decoding ---- */
 
 int
-snap_status(int rv)
+snap_err(int rv)
 {
 	/* A file of a newer format is not "unimplemented": the request
 	 * could succeed against another daemon, or once the file is
 	 * converted. */
-	return (infini_err_status(rv == INFINI_EUNSUPPORTED ? INFINI_ESTATE :
-	    rv));
+	return (rv == INFINI_EUNSUPPORTED ? INFINI_ESTATE : rv);
 }
 
 /* A section as found by the walk: payload and length. */

@@ -73,11 +73,11 @@ void snap_meta_fini(struct snap_meta *m);
 int snap_encode(const struct snap_meta *m, const struct eng_stream_state *st,
     uint8_t **buf, size_t *len);
 
-/* snap_status: the gRPC status (proto infini.v1.Code) a snapshot error
- * answers with: infini_err_status's, except that a file of a format this
- * daemon does not read (INFINI_EUNSUPPORTED) is FAILED_PRECONDITION, like
+/* snap_err: the error a caller is told for a snapshot error rv: rv
+ * itself, except that a file of a format this daemon does not read
+ * (INFINI_EUNSUPPORTED) is INFINI_ESTATE (FAILED_PRECONDITION), like
  * another model's, rather than UNIMPLEMENTED. */
-int snap_status(int rv);
+int snap_err(int rv);
 
 /*
  * snap_decode parses a snapshot.  expected_fp is the serving model's

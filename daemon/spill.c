@@ -22,7 +22,7 @@
  * are never mistaken for streams.  The stream ID is in the header and the
  * owner UID in the optional OWNER section, so the name only has to be
  * unique: "<id>.snap", or "x-<XXH3 of the id>.snap" for IDs that start
- * with '.' or are too long for a file name (new_stream in sched.c refuses
+ * with '.' or are too long for a file name (new_stream in scheduler.c refuses
  * an ID whose file name another stream already uses).
  *
  * Everything here runs on the scheduler thread with d->mu held; the file
@@ -39,7 +39,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "infinid.h"
+#include "store.h"
 #include "log.h"
 #include "snapshot.h"
 

@@ -1,12 +1,19 @@
 /*
- * streams.c - the stream table: lookup by ID, ownership checks, unlinking.
+ * streams.c - the stream table (lookup by ID, ownership checks, unlinking)
+ * and the lifetime of the items and generations queued on streams.
  * Streams are a few thousand at most (max_streams), and every scheduler turn
  * walks them anyway, so a list is enough.  All functions expect d->mu held.
+ *
+ * Items are answered through the ops their queuer gave them (store.h), so
+ * the scheduler and the snapshot thread finish requests with an error code
+ * or a typed result and never see how the answer travels.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "infinid.h"
+#include "store.h"
 
 struct stream *
 strm_find(struct infinid *d, const char *id)
@@ -42,6 +49,52 @@ strm_pos(struct infinid *d, const struct stream *s)
 	return (s->slot >= 0 ? eng_stream_pos(d->eng, s->slot) : s->pos);
 }
 
+struct item *
+item_new(enum item_kind k, uint32_t uid, uint32_t pipe,
+    const struct item_ops *ops, struct rpc_call *call)
+{
+	struct item *it = calloc(1, sizeof(*it));
+
+	if (it != NULL) {
+		it->kind = k;
+		it->uid = uid;
+		it->pipe = pipe;
+		it->ops = ops;
+		it->call = call;
+	}
+	return (it);
+}
+
+void
+item_answer(struct infinid *d, struct item *it, int err,
+    const struct item_result *res, const char *fmt, ...)
+{
+	char msg[768] = "";
+	va_list ap;
+
+	if (it->ops == NULL)
+		return;
+	if (err != 0 && fmt != NULL) {
+		va_start(ap, fmt);
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		va_end(ap);
+	}
+	it->ops->answer(d, it, err, msg, err == 0 ? res : NULL);
+}
+
+bool
+item_gone(const struct item *it)
+{
+	return (it->ops != NULL && it->ops->gone(it));
+}
+
+void
+item_drop(struct item *it)
+{
+	if (it->ops != NULL)
+		it->ops->drop(it);
+}
+
 void
 item_free(struct item *it)
 {
@@ -50,8 +103,7 @@ item_free(struct item *it)
 	acct_release(it);
 	free(it->tokens);
 	free(it->vectors);
-	free(it->result);
-	free(it->mean);
+	eng_output_fini(&it->out);
 	free(it->data);
 	if (it->state != NULL) {
 		eng_stream_state_fini(it->state);

@@ -54,35 +54,6 @@ wire_method(int m)
 	return (&infini__v1__infini__descriptor.methods[m - 1]);
 }
 
-/* id_char: is c one of [A-Za-z0-9._:-]? */
-static bool
-id_char(char c)
-{
-	return ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' ||
-	    c == '-');
-}
-
-bool
-wire_valid_name(const char *name)
-{
-	return (wire_valid_id(name) && name[0] != '.');
-}
-
-bool
-wire_valid_id(const char *id)
-{
-	size_t n = 0;
-
-	if (id == NULL)
-		return (false);
-	for (; id[n] != '\0'; n++) {
-		if (n >= WIRE_ID_MAX || !id_char(id[n]))
-			return (false);
-	}
-	return (n > 0);
-}
-
 static uint8_t *
 pack_body(const ProtobufCMessage *body, size_t *len)
 {

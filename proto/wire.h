@@ -13,10 +13,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ids.h"
 #include "infini.pb-c.h"
 
 #define WIRE_VERSION 1
-#define WIRE_ID_MAX 128
 
 /* Largest request or reply the two sides exchange by default. */
 #define WIRE_MAX_MSG (64u << 20)
@@ -63,12 +63,6 @@ const ProtobufCMethodDescriptor *wire_method(int m);
  */
 const char *wire_nul_field(const ProtobufCMessageDescriptor *d, size_t len,
     const uint8_t *data);
-
-/* wire_valid_id: 1..128 characters of [A-Za-z0-9._:-] (stream IDs). */
-bool wire_valid_id(const char *id);
-/* wire_valid_name: a snapshot name: a valid ID not starting with '.'
- * (temp files of the snapshot directory start with '.'). */
-bool wire_valid_name(const char *name);
 
 /*
  * A Reply envelope to pack in place: wire_reply_init sizes it (len, the

@@ -1340,6 +1340,7 @@ test_status_table(void)
 		{ INFINI_ESTATE, "FAILED_PRECONDITION" },
 		{ INFINI_EUNAVAILABLE, "UNAVAILABLE" },
 		{ INFINI_EINTERNAL, "INTERNAL" },
+		{ INFINI_EABORTED, "ABORTED" },
 	};
 	const size_t n = sizeof(want) / sizeof(want[0]);
 	int bad = 0, back = 0;

@@ -140,6 +140,36 @@ test_batch(struct eng *e)
 	free(bat);
 }
 
+/*
+ * pooled runs the NT tokens t through a new stream in two jobs of 7 and
+ * NT - 7 inputs, as the daemon slices a push, with one pooled output of
+ * kind (ENG_OUT_MEAN or ENG_OUT_LAST) copied to out[H]: the mean must be
+ * over all NT inputs and the last the last input's, whatever the slicing.
+ */
+static int
+pooled(struct eng *e, const int32_t *t, enum eng_out kind, float *out)
+{
+	struct eng_output o;
+	char err[256];
+	int slot, rv;
+
+	if ((rv = eng_stream_alloc(e, &slot)) != 0)
+		return (rv);
+	rv = eng_output_init(&o, eng_config(e), kind, NT);
+	for (int at = 0, k; rv == 0 && at < NT; at += k) {
+		k = at == 0 ? 7 : NT - at;
+		struct eng_job j = { .slot = slot, .n = k, .tokens = t + at };
+		eng_output_job(&o, at, &j);
+		rv = eng_run(e, &j, 1, err, sizeof(err));
+	}
+	eng_output_finish(&o);
+	if (rv == 0)
+		memcpy(out, o.data, (size_t)o.cols * sizeof(float));
+	eng_output_fini(&o);
+	eng_stream_free(e, slot);
+	return (rv);
+}
+
 static void
 test_outputs_and_fork(struct eng *e)
 {
@@ -156,17 +186,8 @@ test_outputs_and_fork(struct eng *e)
 	push(e, t, NT, NT, emb, NULL);
 
 	/* mean and last of the same input. */
-	rv = eng_stream_alloc(e, &slot);
-	struct eng_job j = { .slot = slot, .n = NT, .tokens = t,
-	    .out = ENG_OUT_MEAN, .result = mean };
-	rv |= eng_run(e, &j, 1, err, sizeof(err));
-	eng_stream_free(e, slot);
-	rv |= eng_stream_alloc(e, &slot);
-	j.slot = slot;
-	j.out = ENG_OUT_LAST;
-	j.result = last;
-	rv |= eng_run(e, &j, 1, err, sizeof(err));
-	eng_stream_free(e, slot);
+	rv = pooled(e, t, ENG_OUT_MEAN, mean);
+	rv |= pooled(e, t, ENG_OUT_LAST, last);
 	for (int r = 0; r < NT; r++)
 		for (int k = 0; k < H; k++)
 			m[k] += emb[(size_t)r * H + k] / NT;

@@ -5,21 +5,30 @@
 # The layers, lowest first, and what each may include besides itself:
 #   api       client/include (infini.h, infini_err.h)   -
 #   shaders   shaders/*_pc.h, generated SPIR-V headers   -
+#   ids       proto/ids.[ch]: ID and name rules          -
 #   gpu       daemon/gpu                                 api shaders
 #   engine    daemon/engine                              gpu api shaders
 #   tok       daemon/tok                                 api
-#   wire      proto (and its generated infini.pb-c.h)    api
+#   wire      proto (and its generated infini.pb-c.h)    ids api
 #   base      daemon/{clock,config,log,npy,notify,pbjson} api
 #   snapshot  daemon/snapshot.[ch]                       engine api
-#   core      the rest of daemon/ (infinid.h and the     everything above
-#             files built on it)                         except tools/clients
+# The daemon's core, one way from the socket down (docs/architecture.md):
+#   store     daemon/{store.h,streams,acct,spill,snapio}  engine gpu tok base
+#                                                        snapshot ids api
+#                                                        shaders
+#   sched     daemon/scheduler.[ch]                      store and its own
+#   rpc       daemon/{rpc,metrics}.[ch]                  sched, store and
+#                                                        theirs, wire
+#   socket    daemon/{server.c,srv.h,http*}              rpc and below
+#   daemon    daemon/{main,service}                      socket and below
 #   tools     infini-run, infini-convert                 engine gpu tok wire
-#                                                        base snapshot api
-#   client    libinfini (client/*.c)                     wire api
-#   cli       client/cli                                 wire base api
-# Inside core no order is checked yet.  Includes with <...> are system
-# headers; a quoted name found nowhere in the tree is a generated header
-# (SPIR-V blobs, protobuf-c output) and counts as shaders or wire.
+#                                                        base snapshot ids api
+#   client    libinfini (client/*.c)                     wire ids api
+#   cli       client/cli                                 wire ids base api
+# So only rpc and above see protobuf: the scheduler and the store finish
+# requests with typed results.  Includes with <...> are system headers; a
+# quoted name found nowhere in the tree is a generated header (SPIR-V
+# blobs, protobuf-c output) and counts as shaders or wire.
 # The build runs this (target check_layers); tests/t_layers checks it
 # passes here and fails on an upward include.
 set -euo pipefail
@@ -30,6 +39,7 @@ layer_of() {   # a path relative to root
 	case $1 in
 	client/include/*) echo api ;;
 	shaders/*) echo shaders ;;
+	proto/ids.[ch]) echo ids ;;
 	daemon/gpu/*) echo gpu ;;
 	daemon/engine/*) echo engine ;;
 	daemon/tok/*) echo tok ;;
@@ -38,7 +48,13 @@ layer_of() {   # a path relative to root
 	daemon/npy.[ch] | daemon/notify.[ch] | daemon/pbjson.[ch]) echo base ;;
 	daemon/snapshot.[ch]) echo snapshot ;;
 	daemon/infini_run.c | daemon/convert*.[ch]) echo tools ;;
-	daemon/*) echo core ;;
+	daemon/store.h | daemon/streams.c | daemon/acct.c | daemon/spill.c | \
+	daemon/snapio.c) echo store ;;
+	daemon/scheduler.[ch]) echo sched ;;
+	daemon/rpc.[ch] | daemon/metrics.[ch]) echo rpc ;;
+	daemon/server.c | daemon/srv.h | daemon/http*) echo socket ;;
+	daemon/main.c | daemon/service.[ch]) echo daemon ;;
+	daemon/*) echo unplaced ;;
 	client/cli/*) echo cli ;;
 	client/*) echo client ;;
 	*) echo other ;;
@@ -46,16 +62,22 @@ layer_of() {   # a path relative to root
 }
 
 allowed() {    # layer: the layers it may include
+	local low="gpu engine tok base snapshot ids api shaders"
 	case $1 in
-	api | shaders) echo "" ;;
+	api | shaders | ids) echo "" ;;
 	gpu) echo "api shaders" ;;
 	engine) echo "gpu api shaders" ;;
-	tok | wire | base) echo "api" ;;
+	tok | base) echo "api" ;;
+	wire) echo "ids api" ;;
 	snapshot) echo "engine api" ;;
-	core) echo "gpu engine tok wire base snapshot api shaders" ;;
-	tools) echo "engine gpu tok wire base snapshot api shaders" ;;
-	client) echo "wire api" ;;
-	cli) echo "wire base api" ;;
+	store) echo "$low" ;;
+	sched) echo "store $low" ;;
+	rpc) echo "sched store wire $low" ;;
+	socket) echo "rpc sched store wire $low" ;;
+	daemon) echo "socket rpc sched store wire $low" ;;
+	tools) echo "engine gpu tok wire base snapshot ids api shaders" ;;
+	client) echo "wire ids api" ;;
+	cli) echo "wire ids base api" ;;
 	*) echo "" ;;
 	esac
 }
@@ -79,6 +101,11 @@ bad=0
 while IFS= read -r f; do
 	from=$(layer_of "$f")
 	[ "$from" = other ] && continue
+	if [ "$from" = unplaced ]; then
+		echo "$f is in no layer: place it in tools/check-layers.sh"
+		bad=1
+		continue
+	fi
 	ok=" $from $(allowed "$from") "
 	dir=${f%/*}
 	while IFS= read -r inc; do
@@ -95,7 +122,8 @@ while IFS= read -r f; do
 		if [ -z "$h" ]; then
 			to=generated
 			case $from in
-			engine | gpu | core | tools | wire | client | cli) continue ;;
+			engine | gpu | rpc | socket | daemon | tools | wire | \
+			client | cli) continue ;;
 			esac
 		else
 			to=$(layer_of "$h")

@@ -33,7 +33,8 @@ extern "C" {
 	X(ETIMEDOUT, "timed out", 4)                                       \
 	X(ESTATE, "wrong state for this operation", 9)                     \
 	X(EUNAVAILABLE, "service unavailable", 14)                         \
-	X(EINTERNAL, "internal error", 13)
+	X(EINTERNAL, "internal error", 13)                                 \
+	X(EABORTED, "changed meanwhile; try again", 10)
 
 enum infini_err {
 	INFINI_OK = 0,

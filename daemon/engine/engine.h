@@ -33,7 +33,7 @@ struct eng_opts {
 enum eng_out {
 	ENG_OUT_NONE,
 	ENG_OUT_EMBED,          /* result: [n, H] final-norm hidden per input */
-	ENG_OUT_MEAN,           /* result: [H] mean over this job's inputs */
+	ENG_OUT_MEAN,           /* sum: [H] each input's hidden added to it */
 	ENG_OUT_LAST,           /* result: [H] hidden of the last input */
 	ENG_OUT_LOGITS,         /* result: [n, V] */
 	ENG_OUT_LAST_LOGITS,    /* result: [V] logits of the last input */
@@ -62,9 +62,38 @@ struct eng_job {
 	const float *vectors;           /* [n, H] raw input vectors */
 	enum eng_out out;
 	float *result;                  /* caller-owned, sized per out */
+	double *sum;                    /* ENG_OUT_MEAN: [H], added to */
 	const struct eng_sampler *sample; /* non-NULL: sample after the last input */
 	int32_t *token;                 /* receives the sampled token */
 };
+
+/*
+ * An output assembled over the jobs of one request (output.c): its shape,
+ * where each job's rows go, and the mean's running sum.  Every user of
+ * eng_run that serves inputs in several jobs goes through it.
+ */
+struct eng_output {
+	enum eng_out kind;
+	int n;                          /* inputs in all */
+	int rows, cols;                 /* the shape of data */
+	float *data;                    /* [rows, cols] (owned) */
+	double *sum;                    /* ENG_OUT_MEAN: [cols] (owned) */
+};
+
+/* eng_output_shape: the rows and columns of an output of kind over n
+ * inputs (0 and 0 for ENG_OUT_NONE). */
+void eng_output_shape(const struct eng_config *c, enum eng_out kind, int n,
+    int *rows, int *cols);
+/* eng_output_init sizes and allocates o for n inputs: 0 or INFINI_ENOMEM
+ * (o then empty).  o owns its buffers until eng_output_fini. */
+int eng_output_init(struct eng_output *o, const struct eng_config *c,
+    enum eng_out kind, int n);
+void eng_output_fini(struct eng_output *o);
+/* eng_output_job points job j, which runs inputs [done, done + j->n), at
+ * its part of o (out, result, sum). */
+void eng_output_job(const struct eng_output *o, int done, struct eng_job *j);
+/* eng_output_finish completes o after its last job (divides the mean). */
+void eng_output_finish(struct eng_output *o);
 
 /*
  * eng_open uploads model m to a device and prepares slots and pipelines.

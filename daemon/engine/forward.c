@@ -322,7 +322,8 @@ check_jobs(struct eng *e, const struct eng_job *jobs, int njobs, char *err,
 				return (INFINI_ESTATE);
 			}
 		} else if (b->n < 1 || (b->tokens == NULL && b->vectors == NULL) ||
-		    (b->out != ENG_OUT_NONE && b->result == NULL) ||
+		    (b->out == ENG_OUT_MEAN ? b->sum == NULL :
+		    b->out != ENG_OUT_NONE && b->result == NULL) ||
 		    (b->sample != NULL && b->token == NULL)) {
 			snprintf(err, errlen, "job %d: no inputs or no output "
 			    "buffer", j);
@@ -410,7 +411,6 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 	bool *zdone = NULL;         /* a job without inputs was sampled */
 	uint32_t *rows = NULL, *slots = NULL;
 	float *vecs = NULL, *row = NULL;
-	double *mean = NULL;
 	struct chunk *ch = NULL;
 	struct sample_row *sp = NULL;
 	int32_t *stok = NULL;
@@ -433,12 +433,11 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 	rows = calloc((size_t)R * 2, sizeof(*rows));
 	vecs = calloc((size_t)R * H, sizeof(*vecs));
 	slots = calloc((size_t)e->max_streams, sizeof(*slots));
-	mean = calloc((size_t)njobs * H, sizeof(*mean));
 	row = calloc((size_t)(H > V ? H : V), sizeof(*row));
 	sp = calloc((size_t)e->samp_rows, sizeof(*sp));
 	stok = calloc((size_t)e->samp_rows, sizeof(*stok));
 	if (!done || !zdone || !ch || !ids || !rows || !vecs || !slots ||
-	    !mean || !row || !sp || !stok) {
+	    !row || !sp || !stok) {
 		rv = INFINI_ENOMEM;
 		goto out;
 	}
@@ -624,7 +623,7 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 					memcpy(b->result, row, hb);
 				else
 					for (int k = 0; k < H; k++)
-						mean[(size_t)c->job * H + k] += row[k];
+						b->sum[k] += row[k];
 			}
 			if (c->lrow >= 0 && b->out == ENG_OUT_LOGITS) {
 				if ((rv = gpu_buf_read(e->dev, &e->logits,
@@ -644,11 +643,6 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 			done[c->job] += c->n;
 		}
 	}
-	for (int j = 0; j < njobs; j++)
-		if (jobs[j].out == ENG_OUT_MEAN)
-			for (int k = 0; k < H; k++)
-				jobs[j].result[k] = (float)(mean[(size_t)j * H + k] /
-				    jobs[j].n);
 	rv = 0;
 	goto out;
 devfail:
@@ -666,7 +660,6 @@ out:
 	free(rows);
 	free(vecs);
 	free(slots);
-	free(mean);
 	free(row);
 	free(sp);
 	free(stok);

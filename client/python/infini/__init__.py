@@ -38,7 +38,7 @@ __version__ = "0.1.0"
 ERRORS = ("EINVAL", "ENOMEM", "ENOENT", "EEXIST", "EIO", "ECORRUPT",
           "EUNSUPPORTED", "ENODEV", "EDEVICE", "ERANGE", "EFULL", "EPROTO",
           "EPERM", "ECANCELED", "ETIMEDOUT", "ESTATE", "EUNAVAILABLE",
-          "EINTERNAL")
+          "EINTERNAL", "EABORTED")
 for _k, _name in enumerate(ERRORS, 1):
     globals()[_name] = _k
 del _k, _name

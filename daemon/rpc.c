@@ -1,50 +1,282 @@
 /*
- * methods.c - one function per rpc of service infini.v1.Infini.
+ * rpc.c - the daemon's protobuf: requests in, replies out, one function
+ * per rpc of service infini.v1.Infini.
  *
- * Each handler runs on an NNG callback with d->mu held, checks its request
- * fully (IDs, ownership, shapes, token ranges, finite vectors, limits) and
- * then either answers at once (Health, ListStreams, Stats, Poll, Cancel),
- * hands an item to the scheduler, which answers when the device work is
- * done, or hands named-snapshot file work to snapio.c.  A string field
- * holding a NUL byte never gets here: unpacking refuses it.  Input that
- * passes here never fails in the engine for being bad.  Text is tokenized
- * first, with d->mu released (encode_text).
+ * rpc_serve unpacks the envelope and the method's body before d->mu is
+ * taken, so a large or malformed body costs only its sender; Health is
+ * answered there without the lock.  Each handler then runs with d->mu
+ * held, checks its request fully (IDs, ownership, shapes, token ranges,
+ * finite vectors, limits) and either answers at once (ListStreams, Stats,
+ * Poll, Cancel), or queues an item on the scheduler or the snapshot thread,
+ * which finish it through item_ops with an INFINI_E* code or a typed
+ * item_result; answer() below makes the Reply.  A string field holding a
+ * NUL byte never gets here: unpacking refuses it.  Input that passes here
+ * never fails in the engine for being bad.  Text is tokenized first, with
+ * d->mu released (encode_text).
+ *
+ * Every Reply is packed once, straight into the buffer its transport sends
+ * (wire_reply_pack), and every error is counted for its user and the
+ * metrics on the way out (reply).
  */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#include "infinid.h"
 #include "log.h"
+#include "metrics.h"
+#include "rpc.h"
 #include "snapshot.h"
+#include "wire.h"
 
 #define C(x) INFINI__V1__CODE__##x
 #define STOP_MAX 256    /* bytes of one stop string */
 
-struct call {
-	struct infinid *d;
-	struct work *w;
-	uint32_t uid, pipe;
+/* The store's IDs are the wire's: one limit, stated once (ids.h). */
+_Static_assert(sizeof(((struct stream *)0)->id) == WIRE_ID_MAX + 1,
+    "stream ids are the wire's");
+
+/* ------------------------------------------------------------ replies */
+
+/* reply packs code, msg and body (NULL: none) into the buffer c's
+ * transport sends, and sends it.  Errors are counted for the caller; every
+ * error reply is sent with d->mu held (Health, the one call served without
+ * it, never fails). */
+static void
+reply(struct rpc_call *c, int code, const char *msg,
+    const ProtobufCMessage *body)
+{
+	struct infinid *d = c->d;
+	struct wire_reply rp;
+	uint8_t *buf;
+
+	if (code != 0) {
+		struct uacct *a = acct_get(d, c->uid);
+		d->st.errors++;
+		if (a != NULL)
+			a->errors++;
+		LOG(LOG_DEBUG, "reply %s: %s", wire_code_name(code), msg);
+	}
+	metrics_rpc(c->method, code, c->t0_us);
+	/* Packed straight into what the transport sends: no copy of the
+	 * body (a logits reply can be tens of MiB) besides protobuf-c's
+	 * own. */
+	wire_reply_init(&rp, c->call_id, code, msg, body);
+	if ((buf = c->tr->buffer(c, rp.len)) == NULL) {
+		c->tr->drop(c);      /* nothing can be sent */
+		return;
+	}
+	wire_reply_pack(&rp, buf);
+	c->tr->send(c);
+}
+
+static void
+replyf(struct rpc_call *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+replyf(struct rpc_call *c, int code, const char *fmt, ...)
+{
+	char msg[768];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	reply(c, code, msg, NULL);
+}
+
+/* ------------------------------------------------- finished items */
+
+static void poll_reply(struct infinid *d, struct rpc_call *c, struct gen *g,
+    uint64_t after);
+
+/* list_reply answers ListSnapshots from the snapshot thread's entries. */
+static void
+list_reply(struct rpc_call *c, const struct item_result *res)
+{
+	Infini__V1__ListSnapshotsReply r = INFINI__V1__LIST_SNAPSHOTS_REPLY__INIT;
+	Infini__V1__SnapshotInfo *info, **ptrs;
+	size_t n = res->nlist;
+
+	info = calloc(n ? n : 1, sizeof(*info));
+	ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+	if (info == NULL || ptrs == NULL) {
+		free(info);
+		free(ptrs);
+		replyf(c, C(RESOURCE_EXHAUSTED), "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct snap_entry *e = &res->list[i];
+		infini__v1__snapshot_info__init(&info[i]);
+		info[i].name = (char *)e->name;
+		info[i].stream_id = (char *)e->stream_id;
+		info[i].owner_uid = e->owner;
+		info[i].bytes = e->bytes;
+		info[i].position = (uint64_t)e->position;
+		info[i].created_ms = (uint64_t)e->created_ms;
+		ptrs[i] = &info[i];
+	}
+	r.n_snapshots = n;
+	r.snapshots = ptrs;
+	reply(c, 0, NULL, &r.base);
+	free(info);
+	free(ptrs);
+}
+
+/*
+ * answer is item_ops.answer for the items queued here: the Reply of the
+ * item's method, made from its typed result, or the error's status with
+ * its message (the status from infini_err.h's one table).
+ */
+static void
+answer(struct infinid *d, struct item *it, int err, const char *msg,
+    const struct item_result *res)
+{
+	struct rpc_call *c = it->call;
+	(void)d;
+
+	if (err != 0) {
+		reply(c, infini_err_status(err), msg, NULL);
+		return;
+	}
+	switch (it->kind) {
+	case IT_OPEN: {
+		Infini__V1__OpenStreamReply r = INFINI__V1__OPEN_STREAM_REPLY__INIT;
+		r.stream_id = (char *)res->id;
+		r.created = res->created;
+		r.position = (uint64_t)res->position;
+		reply(c, 0, NULL, &r.base);
+		break;
+	}
+	case IT_PUSH: {
+		Infini__V1__PushReply r = INFINI__V1__PUSH_REPLY__INIT;
+		r.position = (uint64_t)res->position;
+		r.segments = (uint64_t)res->segments;
+		r.rows = (uint32_t)res->out->rows;
+		r.cols = (uint32_t)res->out->cols;
+		r.n_data = (size_t)r.rows * r.cols;
+		r.data = res->out->data;
+		reply(c, 0, NULL, &r.base);
+		break;
+	}
+	case IT_FORK: {
+		Infini__V1__ForkReply r = INFINI__V1__FORK_REPLY__INIT;
+		r.stream_id = (char *)res->id;
+		reply(c, 0, NULL, &r.base);
+		break;
+	}
+	case IT_CLOSE: {
+		Infini__V1__CloseStreamReply r = INFINI__V1__CLOSE_STREAM_REPLY__INIT;
+		reply(c, 0, NULL, &r.base);
+		break;
+	}
+	case IT_SNAPSHOT: {
+		Infini__V1__SnapshotReply r = INFINI__V1__SNAPSHOT_REPLY__INIT;
+		r.name = (char *)res->name;
+		r.bytes = res->bytes;
+		if (res->data != NULL) {
+			r.data.data = (uint8_t *)res->data;
+			r.data.len = (size_t)res->bytes;
+		}
+		reply(c, 0, NULL, &r.base);
+		break;
+	}
+	case IT_RESTORE: {
+		Infini__V1__RestoreReply r = INFINI__V1__RESTORE_REPLY__INIT;
+		r.stream_id = (char *)res->id;
+		r.position = (uint64_t)res->position;
+		reply(c, 0, NULL, &r.base);
+		break;
+	}
+	case IT_LIST_SNAPSHOTS:
+		list_reply(c, res);
+		break;
+	case IT_DELETE_SNAPSHOT: {
+		Infini__V1__DeleteSnapshotReply r =
+		    INFINI__V1__DELETE_SNAPSHOT_REPLY__INIT;
+		reply(c, 0, NULL, &r.base);
+		break;
+	}
+	default:
+		replyf(c, C(INTERNAL), "no reply for request kind %d",
+		    (int)it->kind);
+		break;
+	}
+}
+
+static bool
+caller_gone(const struct item *it)
+{
+	return (!it->call->tr->alive(it->call));
+}
+
+static void
+drop(struct item *it)
+{
+	it->call->tr->drop(it->call);
+}
+
+/* loaded sends a Restore whose named snapshot the snapshot thread read on
+ * to the scheduler (not counted in the caller's share, as before it was
+ * read). */
+static void
+loaded(struct infinid *d, struct item *it)
+{
+	if (d->stopping) {
+		item_answer(d, it, INFINI_EUNAVAILABLE, NULL, "infinid is "
+		    "shutting down");
+		item_free(it);
+		return;
+	}
+	sched_enqueue(d, NULL, it);
+}
+
+static const struct item_ops item_ops = {
+	.answer = answer,
+	.gone = caller_gone,
+	.drop = drop,
+	.loaded = loaded,
 };
+
+/* gen_progress is a generation's progress hook: the polls parked on it
+ * are answered with what it has now. */
+static void
+gen_progress(struct infinid *d, struct gen *g)
+{
+	struct rpc_call *c, *next;
+
+	for (c = g->waiters; c != NULL; c = next) {
+		next = c->pnext;
+		c->pgen = NULL;
+		c->pnext = NULL;
+		poll_reply(d, c, g, c->pafter);
+	}
+	g->waiters = NULL;
+}
+
+/* ------------------------------------------------------------ methods */
 
 /* stream_for finds id and checks the caller may use it; replies on error. */
 static struct stream *
-stream_for(struct call *c, const char *id)
+stream_for(struct rpc_call *c, const char *id)
 {
 	struct stream *s;
 
 	if (!wire_valid_id(id)) {
-		srv_replyf(c->w, C(INVALID_ARGUMENT), "invalid stream id '%.140s':"
+		replyf(c, C(INVALID_ARGUMENT), "invalid stream id '%.140s':"
 		    " 1-128 characters of [A-Za-z0-9._:-]", id ? id : "");
 		return (NULL);
 	}
 	if ((s = strm_find(c->d, id)) == NULL) {
-		srv_replyf(c->w, C(NOT_FOUND), "no stream '%s'", id);
+		replyf(c, C(NOT_FOUND), "no stream '%s'", id);
 		return (NULL);
 	}
 	if (!strm_may_use(c->d, c->uid, s->owner)) {
-		srv_replyf(c->w, C(PERMISSION_DENIED), "stream '%s' belongs to "
+		replyf(c, C(PERMISSION_DENIED), "stream '%s' belongs to "
 		    "another user", id);
 		return (NULL);
 	}
@@ -53,22 +285,22 @@ stream_for(struct call *c, const char *id)
 
 /* name_ok checks a snapshot name; replies on error. */
 static bool
-name_ok(struct call *c, const char *name)
+name_ok(struct rpc_call *c, const char *name)
 {
 	if (snap_name_ok(name))
 		return (true);
-	srv_replyf(c->w, C(INVALID_ARGUMENT), "invalid snapshot name "
+	replyf(c, C(INVALID_ARGUMENT), "invalid snapshot name "
 	    "'%.140s': 1-128 of [A-Za-z0-9._:-], not starting with '.'",
 	    name ? name : "");
 	return (false);
 }
 
 static bool
-queue_room(struct call *c, struct stream *s)
+queue_room(struct rpc_call *c, struct stream *s)
 {
 	if (s->nqueued < c->d->cfg.max_queue)
 		return (true);
-	srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "stream '%s' has %d requests "
+	replyf(c, C(RESOURCE_EXHAUSTED), "stream '%s' has %d requests "
 	    "queued (max_queue)", s->id, s->nqueued);
 	return (false);
 }
@@ -79,23 +311,23 @@ queue_room(struct call *c, struct stream *s)
  * more queued inputs.  Replies RESOURCE_EXHAUSTED when there is none.
  */
 static bool
-user_room(struct call *c, int64_t ntok)
+user_room(struct rpc_call *c, int64_t ntok)
 {
 	struct uacct *a = acct_get(c->d, c->uid);
 
 	if (a == NULL) {
-		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "out of memory");
+		replyf(c, C(RESOURCE_EXHAUSTED), "out of memory");
 		return (false);
 	}
 	if (ntok == 0 && a->inflight >= c->d->cfg.max_requests_per_uid) {
-		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "you have %d requests "
+		replyf(c, C(RESOURCE_EXHAUSTED), "you have %d requests "
 		    "queued or running (max_requests_per_uid %ld): wait for "
 		    "their replies", a->inflight, c->d->cfg.max_requests_per_uid);
 		return (false);
 	}
 	if (ntok > 0 && a->queued_tokens + ntok >
 	    c->d->cfg.max_queued_tokens_per_uid) {
-		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "%lld more inputs would "
+		replyf(c, C(RESOURCE_EXHAUSTED), "%lld more inputs would "
 		    "make %lld queued for you (max_queued_tokens_per_uid %ld): "
 		    "wait for your pushes to finish", (long long)ntok,
 		    (long long)(a->queued_tokens + ntok),
@@ -106,26 +338,20 @@ user_room(struct call *c, int64_t ntok)
 }
 
 static struct item *
-new_item(struct call *c, enum item_kind k)
+new_item(struct rpc_call *c, enum item_kind k)
 {
 	struct item *it;
 
 	if (!user_room(c, 0))
 		return (NULL);
-	if ((it = calloc(1, sizeof(*it))) == NULL) {
-		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "out of memory");
-		return (NULL);
-	}
-	it->kind = k;
-	it->w = c->w;
-	it->uid = c->uid;
-	it->pipe = c->pipe;
+	if ((it = item_new(k, c->uid, c->pipe, &item_ops, c)) == NULL)
+		replyf(c, C(RESOURCE_EXHAUSTED), "out of memory");
 	return (it);
 }
 
 /* enqueue counts it in the caller's share and hands it to the scheduler. */
 static void
-enqueue(struct call *c, struct stream *s, struct item *it)
+enqueue(struct rpc_call *c, struct stream *s, struct item *it)
 {
 	/* The scheduler has stopped and answered what it had: answer the
 	 * same way rather than leave the request to the socket's close. */
@@ -136,9 +362,8 @@ enqueue(struct call *c, struct stream *s, struct item *it)
 			snprintf(it->gen->finish, sizeof(it->gen->finish),
 			    "cancelled");
 		}
-		if (it->w != NULL)
-			srv_replyf(it->w, C(UNAVAILABLE), "infinid is stopping: "
-			    "the request did not run");
+		item_answer(c->d, it, INFINI_EUNAVAILABLE, NULL, "infinid is "
+		    "stopping: the request did not run");
 		item_free(it);
 		return;
 	}
@@ -146,9 +371,27 @@ enqueue(struct call *c, struct stream *s, struct item *it)
 	sched_enqueue(c->d, s, it);
 }
 
-void
-methods_health(struct infinid *d, struct work *w)
+/* file_item makes an item for the snapshot thread's file work on name.
+ * Like the file work it stands for, it is not counted in the caller's
+ * share.  Replies and returns NULL when out of memory. */
+static struct item *
+file_item(struct rpc_call *c, enum item_kind k, const char *name)
 {
+	struct item *it = item_new(k, c->uid, c->pipe, &item_ops, c);
+
+	if (it == NULL)
+		replyf(c, C(RESOURCE_EXHAUSTED), "out of memory");
+	else
+		snprintf(it->name, sizeof(it->name), "%s", name);
+	return (it);
+}
+
+/* health answers Health without d->mu: it reads nothing the scheduler
+ * changes except the stream count (atomic). */
+static void
+health(struct rpc_call *c)
+{
+	struct infinid *d = c->d;
 	Infini__V1__HealthReply r = INFINI__V1__HEALTH_REPLY__INIT;
 	const struct eng_config *cf = eng_config(d->eng);
 
@@ -162,24 +405,24 @@ methods_health(struct infinid *d, struct work *w)
 	r.vocab_size = (uint32_t)cf->vocab_size;
 	r.segment_size = (uint32_t)cf->segment_size;
 	r.max_message_bytes = (uint32_t)d->cfg.max_message_bytes;
-	srv_reply(w, 0, NULL, &r.base);
+	reply(c, 0, NULL, &r.base);
 }
 
 static void
-m_health(struct call *c, const ProtobufCMessage *in)
+m_health(struct rpc_call *c, const ProtobufCMessage *in)
 {
 	(void)in;
-	methods_health(c->d, c->w);
+	health(c);
 }
 
 static void
-m_open(struct call *c, const ProtobufCMessage *in)
+m_open(struct rpc_call *c, const ProtobufCMessage *in)
 {
 	const Infini__V1__OpenStreamRequest *q = (const void *)in;
 	struct item *it;
 
 	if (q->stream_id[0] && !wire_valid_id(q->stream_id)) {
-		srv_replyf(c->w, C(INVALID_ARGUMENT), "invalid stream id '%.140s':"
+		replyf(c, C(INVALID_ARGUMENT), "invalid stream id '%.140s':"
 		    " 1-128 characters of [A-Za-z0-9._:-]", q->stream_id);
 		return;
 	}
@@ -198,7 +441,7 @@ m_open(struct call *c, const ProtobufCMessage *in)
  * and returns false on error.
  */
 static bool
-encode_text(struct call *c, const char *text, bool plain, int32_t **ids,
+encode_text(struct rpc_call *c, const char *text, bool plain, int32_t **ids,
     size_t *n)
 {
 	const struct tok *t = c->d->tok;
@@ -206,7 +449,7 @@ encode_text(struct call *c, const char *text, bool plain, int32_t **ids,
 	int rv;
 
 	if (t == NULL) {
-		srv_replyf(c->w, C(FAILED_PRECONDITION), "the model has no "
+		replyf(c, C(FAILED_PRECONDITION), "the model has no "
 		    "tokenizer: send tokens or vectors");
 		return (false);
 	}
@@ -215,18 +458,18 @@ encode_text(struct call *c, const char *text, bool plain, int32_t **ids,
 	    ids, n, err, sizeof(err));
 	pthread_mutex_lock(&c->d->mu);
 	if (rv == INFINI_EINVAL)
-		srv_replyf(c->w, C(INVALID_ARGUMENT), "text: %s", err);
+		replyf(c, C(INVALID_ARGUMENT), "text: %s", err);
 	else if (rv == INFINI_ENOMEM)
-		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "out of memory");
+		replyf(c, C(RESOURCE_EXHAUSTED), "out of memory");
 	else if (rv != 0)
-		srv_replyf(c->w, C(INTERNAL), "tokenizer: %s", err);
+		replyf(c, C(INTERNAL), "tokenizer: %s", err);
 	return (rv == 0);
 }
 
 /* take_input copies tokens / vectors into it, or takes the ids of a text
  * (*text_ids, set to NULL when taken); replies on error. */
 static bool
-take_input(struct call *c, struct item *it, const Infini__V1__Tokens *tk,
+take_input(struct rpc_call *c, struct item *it, const Infini__V1__Tokens *tk,
     int32_t **text_ids, size_t ntext, const Infini__V1__Vectors *vec)
 {
 	const struct eng_config *cf = eng_config(c->d->eng);
@@ -237,7 +480,7 @@ take_input(struct call *c, struct item *it, const Infini__V1__Tokens *tk,
 		if (n > 0 && n <= (size_t)c->d->cfg.max_request_tokens) {
 			for (size_t i = 0; i < n; i++)
 				if (tk->ids[i] < 0 || tk->ids[i] >= cf->vocab_size) {
-					srv_replyf(c->w, C(INVALID_ARGUMENT),
+					replyf(c, C(INVALID_ARGUMENT),
 					    "token %d at %zu is outside the "
 					    "vocabulary [0, %d)", tk->ids[i], i,
 					    cf->vocab_size);
@@ -256,7 +499,7 @@ take_input(struct call *c, struct item *it, const Infini__V1__Tokens *tk,
 	} else if (vec != NULL) {
 		if (vec->dim != (uint32_t)cf->hidden_size ||
 		    vec->n_data % (vec->dim ? vec->dim : 1) != 0) {
-			srv_replyf(c->w, C(INVALID_ARGUMENT), "vectors must have "
+			replyf(c, C(INVALID_ARGUMENT), "vectors must have "
 			    "dim %d and a whole number of rows (got dim %u, %zu "
 			    "values)", cf->hidden_size, vec->dim, vec->n_data);
 			return (false);
@@ -264,7 +507,7 @@ take_input(struct call *c, struct item *it, const Infini__V1__Tokens *tk,
 		n = vec->n_data / (size_t)cf->hidden_size;
 		for (size_t i = 0; i < vec->n_data; i++)
 			if (!isfinite(vec->data[i])) {
-				srv_replyf(c->w, C(INVALID_ARGUMENT), "vector %zu "
+				replyf(c, C(INVALID_ARGUMENT), "vector %zu "
 				    "has a non-finite value at column %zu",
 				    i / vec->dim, i % vec->dim);
 				return (false);
@@ -277,17 +520,17 @@ take_input(struct call *c, struct item *it, const Infini__V1__Tokens *tk,
 		}
 	}
 	if (n == 0) {
-		srv_replyf(c->w, C(INVALID_ARGUMENT), "no input: give tokens, "
+		replyf(c, C(INVALID_ARGUMENT), "no input: give tokens, "
 		    "text or vectors");
 		return (false);
 	}
 	if (n > (size_t)c->d->cfg.max_request_tokens) {
-		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "%zu inputs exceed "
+		replyf(c, C(RESOURCE_EXHAUSTED), "%zu inputs exceed "
 		    "max_request_tokens (%ld)", n, c->d->cfg.max_request_tokens);
 		return (false);
 	}
 	if (it->tokens == NULL && it->vectors == NULL) {
-		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "out of memory");
+		replyf(c, C(RESOURCE_EXHAUSTED), "out of memory");
 		return (false);
 	}
 	it->n = (int)n;
@@ -295,23 +538,23 @@ take_input(struct call *c, struct item *it, const Infini__V1__Tokens *tk,
 }
 
 static void
-m_push_input(struct call *c, const Infini__V1__PushRequest *q,
+m_push_input(struct rpc_call *c, const Infini__V1__PushRequest *q,
     int32_t **text_ids, size_t ntext)
 {
 	const struct eng_config *cf = eng_config(c->d->eng);
 	struct stream *s;
 	struct item *it;
-	size_t len = 0;
 
 	if ((s = stream_for(c, q->stream_id)) == NULL || !queue_room(c, s))
 		return;
 	if ((unsigned)q->output > INFINI__V1__OUTPUT__OUTPUT_LAST_LOGITS) {
-		srv_replyf(c->w, C(INVALID_ARGUMENT), "unknown output %d",
+		replyf(c, C(INVALID_ARGUMENT), "unknown output %d",
 		    (int)q->output);
 		return;
 	}
 	if ((it = new_item(c, IT_PUSH)) == NULL)
 		return;
+	int rows, cols;
 	if (!take_input(c, it,
 	    q->input_case == INFINI__V1__PUSH_REQUEST__INPUT_TOKENS ? q->tokens : NULL,
 	    q->input_case == INFINI__V1__PUSH_REQUEST__INPUT_TEXT ? text_ids :
@@ -326,34 +569,26 @@ m_push_input(struct call *c, const Infini__V1__PushRequest *q,
 		return;
 	}
 	/* Output kinds map one to one onto the engine's. */
-	it->out = (enum eng_out)q->output;
-	switch (it->out) {
-	case ENG_OUT_EMBED: len = (size_t)it->n * cf->hidden_size; break;
-	case ENG_OUT_LOGITS: len = (size_t)it->n * cf->vocab_size; break;
-	case ENG_OUT_LAST_LOGITS: len = (size_t)cf->vocab_size; break;
-	case ENG_OUT_MEAN:
-	case ENG_OUT_LAST: len = (size_t)cf->hidden_size; break;
-	default: break;
-	}
-	if (len * sizeof(float) > (size_t)c->d->cfg.max_message_bytes) {
-		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "the reply would be %zu "
-		    "bytes, over max_message_bytes", len * sizeof(float));
+	eng_output_shape(cf, (enum eng_out)q->output, it->n, &rows, &cols);
+	if ((size_t)rows * cols * sizeof(float) >
+	    (size_t)c->d->cfg.max_message_bytes) {
+		replyf(c, C(RESOURCE_EXHAUSTED), "the reply would be %zu "
+		    "bytes, over max_message_bytes",
+		    (size_t)rows * cols * sizeof(float));
 		item_free(it);
 		return;
 	}
-	if ((len && (it->result = calloc(len, sizeof(float))) == NULL) ||
-	    (it->out == ENG_OUT_MEAN &&
-	    (it->mean = calloc((size_t)cf->hidden_size, sizeof(double))) == NULL)) {
-		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "out of memory");
+	if (eng_output_init(&it->out, cf, (enum eng_out)q->output,
+	    it->n) != 0) {
+		replyf(c, C(RESOURCE_EXHAUSTED), "out of memory");
 		item_free(it);
 		return;
 	}
-	it->result_len = len;
 	enqueue(c, s, it);
 }
 
 static void
-m_push(struct call *c, const ProtobufCMessage *in)
+m_push(struct rpc_call *c, const ProtobufCMessage *in)
 {
 	const Infini__V1__PushRequest *q = (const void *)in;
 	int32_t *ids = NULL;
@@ -367,7 +602,7 @@ m_push(struct call *c, const ProtobufCMessage *in)
 }
 
 static void
-m_generate_input(struct call *c, const Infini__V1__GenerateRequest *q,
+m_generate_input(struct rpc_call *c, const Infini__V1__GenerateRequest *q,
     int32_t **text_ids, size_t ntext)
 {
 	Infini__V1__GenerateReply r = INFINI__V1__GENERATE_REPLY__INIT;
@@ -379,14 +614,14 @@ m_generate_input(struct call *c, const Infini__V1__GenerateRequest *q,
 	if ((s = stream_for(c, q->stream_id)) == NULL || !queue_room(c, s))
 		return;
 	if (q->max_tokens == 0 || q->max_tokens > c->d->cfg.max_generate) {
-		srv_replyf(c->w, C(INVALID_ARGUMENT), "max_tokens must be in "
+		replyf(c, C(INVALID_ARGUMENT), "max_tokens must be in "
 		    "[1, %ld]", c->d->cfg.max_generate);
 		return;
 	}
 	if (q->sampling != NULL && !wire_check_sampling(
 	    q->sampling->temperature, q->sampling->top_k, q->sampling->top_p,
 	    why, sizeof(why))) {
-		srv_replyf(c->w, C(INVALID_ARGUMENT), "%s", why);
+		replyf(c, C(INVALID_ARGUMENT), "%s", why);
 		return;
 	}
 	if ((it = new_item(c, IT_GENERATE)) == NULL)
@@ -407,7 +642,7 @@ m_generate_input(struct call *c, const Infini__V1__GenerateRequest *q,
 		return;
 	}
 	if (q->n_stop > (size_t)c->d->cfg.max_stop_strings) {
-		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "%zu stop strings: at "
+		replyf(c, C(RESOURCE_EXHAUSTED), "%zu stop strings: at "
 		    "most %ld (max_stop_strings)", q->n_stop,
 		    c->d->cfg.max_stop_strings);
 		item_free(it);
@@ -415,7 +650,7 @@ m_generate_input(struct call *c, const Infini__V1__GenerateRequest *q,
 	}
 	for (size_t i = 0; i < q->n_stop; i++)
 		if (strlen(q->stop[i]) > STOP_MAX) {
-			srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "stop string %zu "
+			replyf(c, C(RESOURCE_EXHAUSTED), "stop string %zu "
 			    "is %zu bytes: at most %d", i, strlen(q->stop[i]),
 			    STOP_MAX);
 			item_free(it);
@@ -433,7 +668,7 @@ m_generate_input(struct call *c, const Infini__V1__GenerateRequest *q,
 			free(g);
 		}
 		item_free(it);
-		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "out of memory");
+		replyf(c, C(RESOURCE_EXHAUSTED), "out of memory");
 		return;
 	}
 	for (size_t i = 0; i < q->n_stop; i++)
@@ -457,17 +692,18 @@ m_generate_input(struct call *c, const Infini__V1__GenerateRequest *q,
 	} else {
 		g->smp.top_p = 1.0f;
 	}
+	g->progress = gen_progress;
 	g->next = c->d->gens;
 	c->d->gens = g;
 	it->gen = g;
-	it->w = NULL;   /* answered now, not by the scheduler */
+	it->ops = NULL;   /* answered now, not by the scheduler */
 	enqueue(c, s, it);
 	r.generation_id = g->id;
-	srv_reply(c->w, 0, NULL, &r.base);
+	reply(c, 0, NULL, &r.base);
 }
 
 static void
-m_generate(struct call *c, const ProtobufCMessage *in)
+m_generate(struct rpc_call *c, const ProtobufCMessage *in)
 {
 	const Infini__V1__GenerateRequest *q = (const void *)in;
 	int32_t *ids = NULL;
@@ -481,25 +717,26 @@ m_generate(struct call *c, const ProtobufCMessage *in)
 }
 
 static struct gen *
-gen_for(struct call *c, uint64_t id)
+gen_for(struct rpc_call *c, uint64_t id)
 {
 	for (struct gen *g = c->d->gens; g != NULL; g = g->next)
 		if (g->id == id) {
 			if (!strm_may_use(c->d, c->uid, g->owner)) {
-				srv_replyf(c->w, C(PERMISSION_DENIED),
+				replyf(c, C(PERMISSION_DENIED),
 				    "generation %llu belongs to another user",
 				    (unsigned long long)id);
 				return (NULL);
 			}
 			return (g);
 		}
-	srv_replyf(c->w, C(NOT_FOUND), "no generation %llu",
+	replyf(c, C(NOT_FOUND), "no generation %llu",
 	    (unsigned long long)id);
 	return (NULL);
 }
 
-void
-methods_poll_reply(struct infinid *d, struct work *w, struct gen *g,
+/* poll_reply answers a parked or ready Poll from g's state. */
+static void
+poll_reply(struct infinid *d, struct rpc_call *w, struct gen *g,
     uint64_t after)
 {
 	Infini__V1__PollReply r = INFINI__V1__POLL_REPLY__INIT;
@@ -515,7 +752,7 @@ methods_poll_reply(struct infinid *d, struct work *w, struct gen *g,
 	if (d->tok != NULL && n > 0) {
 		if (n > sizeof(lens) / sizeof(lens[0]) &&
 		    (tl = malloc(n * sizeof(*tl))) == NULL) {
-			srv_replyf(w, C(RESOURCE_EXHAUSTED), "out of memory");
+			replyf(w, C(RESOURCE_EXHAUSTED), "out of memory");
 			return;
 		}
 		b0 = after > 0 ? g->tend[after - 1] : 0;
@@ -533,13 +770,13 @@ methods_poll_reply(struct infinid *d, struct work *w, struct gen *g,
 	r.next = after + n;
 	r.done = g->done && after + n >= g->ntok;
 	r.finish_reason = r.done ? g->finish : (char *)"";
-	srv_reply(w, 0, NULL, &r.base);
+	reply(w, 0, NULL, &r.base);
 	if (tl != lens)
 		free(tl);
 }
 
 static void
-m_poll(struct call *c, const ProtobufCMessage *in)
+m_poll(struct rpc_call *c, const ProtobufCMessage *in)
 {
 	const Infini__V1__PollRequest *q = (const void *)in;
 	struct gen *g;
@@ -549,7 +786,7 @@ m_poll(struct call *c, const ProtobufCMessage *in)
 		return;
 	g->last_poll_ms = now_ms();
 	if (q->after > g->ntok) {
-		srv_replyf(c->w, C(OUT_OF_RANGE), "after %llu is beyond the %u "
+		replyf(c, C(OUT_OF_RANGE), "after %llu is beyond the %u "
 		    "tokens generated", (unsigned long long)q->after, g->ntok);
 		return;
 	}
@@ -560,20 +797,20 @@ m_poll(struct call *c, const ProtobufCMessage *in)
 	struct uacct *a = acct_get(c->d, c->uid);
 	if (g->ntok > q->after || g->done || wait == 0 || a == NULL ||
 	    a->inflight >= c->d->cfg.max_requests_per_uid) {
-		methods_poll_reply(c->d, c->w, g, q->after);
+		poll_reply(c->d, c, g, q->after);
 		return;
 	}
 	a->inflight++;
-	c->w->pacct = a;
-	c->w->pgen = g;
-	c->w->pafter = q->after;
-	c->w->pnext = g->waiters;
-	g->waiters = c->w;
-	c->w->pdeadline_ms = now_ms() + wait;
+	c->pacct = a;
+	c->pgen = g;
+	c->pafter = q->after;
+	c->pnext = g->waiters;
+	g->waiters = c;
+	c->pdeadline_ms = now_ms() + wait;
 }
 
 static void
-m_cancel(struct call *c, const ProtobufCMessage *in)
+m_cancel(struct rpc_call *c, const ProtobufCMessage *in)
 {
 	const Infini__V1__CancelRequest *q = (const void *)in;
 	Infini__V1__CancelReply r = INFINI__V1__CANCEL_REPLY__INIT;
@@ -585,11 +822,11 @@ m_cancel(struct call *c, const ProtobufCMessage *in)
 		g->cancel = true;
 		sched_wake(c->d);
 	}
-	srv_reply(c->w, 0, NULL, &r.base);
+	reply(c, 0, NULL, &r.base);
 }
 
 static void
-m_fork(struct call *c, const ProtobufCMessage *in)
+m_fork(struct rpc_call *c, const ProtobufCMessage *in)
 {
 	const Infini__V1__ForkRequest *q = (const void *)in;
 	struct stream *s;
@@ -598,7 +835,7 @@ m_fork(struct call *c, const ProtobufCMessage *in)
 	if ((s = stream_for(c, q->stream_id)) == NULL || !queue_room(c, s))
 		return;
 	if (q->new_stream_id[0] && !wire_valid_id(q->new_stream_id)) {
-		srv_replyf(c->w, C(INVALID_ARGUMENT), "invalid new stream id");
+		replyf(c, C(INVALID_ARGUMENT), "invalid new stream id");
 		return;
 	}
 	if ((it = new_item(c, IT_FORK)) == NULL)
@@ -608,7 +845,7 @@ m_fork(struct call *c, const ProtobufCMessage *in)
 }
 
 static void
-m_close(struct call *c, const ProtobufCMessage *in)
+m_close(struct rpc_call *c, const ProtobufCMessage *in)
 {
 	const Infini__V1__CloseStreamRequest *q = (const void *)in;
 	struct stream *s;
@@ -625,7 +862,7 @@ m_close(struct call *c, const ProtobufCMessage *in)
 }
 
 static void
-m_list(struct call *c, const ProtobufCMessage *in)
+m_list(struct rpc_call *c, const ProtobufCMessage *in)
 {
 	Infini__V1__ListStreamsReply r = INFINI__V1__LIST_STREAMS_REPLY__INIT;
 	Infini__V1__StreamInfo *info, **ptrs;
@@ -638,7 +875,7 @@ m_list(struct call *c, const ProtobufCMessage *in)
 	if (info == NULL || ptrs == NULL) {
 		free(info);
 		free(ptrs);
-		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "out of memory");
+		replyf(c, C(RESOURCE_EXHAUSTED), "out of memory");
 		return;
 	}
 	for (struct stream *s = c->d->streams; s != NULL; s = s->next) {
@@ -658,13 +895,13 @@ m_list(struct call *c, const ProtobufCMessage *in)
 	}
 	r.n_streams = (size_t)n;
 	r.streams = ptrs;
-	srv_reply(c->w, 0, NULL, &r.base);
+	reply(c, 0, NULL, &r.base);
 	free(info);
 	free(ptrs);
 }
 
 static void
-m_stats(struct call *c, const ProtobufCMessage *in)
+m_stats(struct rpc_call *c, const ProtobufCMessage *in)
 {
 	Infini__V1__StatsReply r = INFINI__V1__STATS_REPLY__INIT;
 	(void)in;
@@ -689,7 +926,7 @@ m_stats(struct call *c, const ProtobufCMessage *in)
 				r.streams++;
 				r.resident_streams += s->slot >= 0;
 			}
-		srv_reply(c->w, 0, NULL, &r.base);
+		reply(c, 0, NULL, &r.base);
 		return;
 	}
 	r.requests = __atomic_load_n(&c->d->st.requests, __ATOMIC_RELAXED);
@@ -704,11 +941,11 @@ m_stats(struct call *c, const ProtobufCMessage *in)
 	r.evictions = c->d->st.evictions;
 	r.autosnapshots = c->d->st.autosnapshots;
 	r.spill_errors = c->d->st.spill_errors;
-	srv_reply(c->w, 0, NULL, &r.base);
+	reply(c, 0, NULL, &r.base);
 }
 
 static void
-m_snapshot(struct call *c, const ProtobufCMessage *in)
+m_snapshot(struct rpc_call *c, const ProtobufCMessage *in)
 {
 	const Infini__V1__SnapshotRequest *q = (const void *)in;
 	struct stream *s;
@@ -717,7 +954,7 @@ m_snapshot(struct call *c, const ProtobufCMessage *in)
 	if ((s = stream_for(c, q->stream_id)) == NULL || !queue_room(c, s))
 		return;
 	if (q->name[0] == '\0' && !q->export) {
-		srv_replyf(c->w, C(INVALID_ARGUMENT), "give a snapshot name, ask "
+		replyf(c, C(INVALID_ARGUMENT), "give a snapshot name, ask "
 		    "for the bytes (export), or both");
 		return;
 	}
@@ -732,28 +969,30 @@ m_snapshot(struct call *c, const ProtobufCMessage *in)
 }
 
 static void
-m_restore(struct call *c, const ProtobufCMessage *in)
+m_restore(struct rpc_call *c, const ProtobufCMessage *in)
 {
 	const Infini__V1__RestoreRequest *q = (const void *)in;
 	struct item *it;
 
 	if (!wire_valid_id(q->stream_id)) {
-		srv_replyf(c->w, C(INVALID_ARGUMENT), "invalid stream id '%.140s'",
+		replyf(c, C(INVALID_ARGUMENT), "invalid stream id '%.140s'",
 		    q->stream_id);
 		return;
 	}
 	if (q->source_case == INFINI__V1__RESTORE_REQUEST__SOURCE_NAME) {
 		/* The file work is the snapshot thread's; it hands the
 		 * decoded state to the scheduler. */
-		if (name_ok(c, q->name))
-			sio_restore(c->d, c->w, c->uid, c->pipe, q->stream_id,
-			    q->name);
+		if (name_ok(c, q->name) &&
+		    (it = file_item(c, IT_RESTORE, q->name)) != NULL) {
+			snprintf(it->id, sizeof(it->id), "%s", q->stream_id);
+			sio_queue(c->d, it);
+		}
 		return;
 	}
 	if (q->source_case == INFINI__V1__RESTORE_REQUEST__SOURCE__NOT_SET ||
 	    (q->source_case == INFINI__V1__RESTORE_REQUEST__SOURCE_DATA &&
 	    q->data.len == 0)) {
-		srv_replyf(c->w, C(INVALID_ARGUMENT), "give a snapshot name or "
+		replyf(c, C(INVALID_ARGUMENT), "give a snapshot name or "
 		    "snapshot bytes");
 		return;
 	}
@@ -762,7 +1001,7 @@ m_restore(struct call *c, const ProtobufCMessage *in)
 	snprintf(it->id, sizeof(it->id), "%s", q->stream_id);
 	if ((it->data = malloc(q->data.len)) == NULL) {
 		item_free(it);
-		srv_replyf(c->w, C(RESOURCE_EXHAUSTED), "out of memory");
+		replyf(c, C(RESOURCE_EXHAUSTED), "out of memory");
 		return;
 	}
 	memcpy(it->data, q->data.data, q->data.len);
@@ -771,22 +1010,27 @@ m_restore(struct call *c, const ProtobufCMessage *in)
 }
 
 static void
-m_list_snapshots(struct call *c, const ProtobufCMessage *in)
+m_list_snapshots(struct rpc_call *c, const ProtobufCMessage *in)
 {
+	struct item *it;
 	(void)in;
-	sio_list(c->d, c->w, c->uid);
+
+	if ((it = file_item(c, IT_LIST_SNAPSHOTS, "")) != NULL)
+		sio_queue(c->d, it);
 }
 
 static void
-m_delete_snapshot(struct call *c, const ProtobufCMessage *in)
+m_delete_snapshot(struct rpc_call *c, const ProtobufCMessage *in)
 {
 	const Infini__V1__DeleteSnapshotRequest *q = (const void *)in;
+	struct item *it;
 
-	if (name_ok(c, q->name))
-		sio_delete(c->d, c->w, c->uid, q->name);
+	if (name_ok(c, q->name) &&
+	    (it = file_item(c, IT_DELETE_SNAPSHOT, q->name)) != NULL)
+		sio_queue(c->d, it);
 }
 
-typedef void (*handler)(struct call *, const ProtobufCMessage *);
+typedef void (*handler)(struct rpc_call *, const ProtobufCMessage *);
 
 /* Indexed by infini.v1.Method. */
 static const handler handlers[] = {
@@ -806,26 +1050,35 @@ static const handler handlers[] = {
 	[INFINI__V1__METHOD__DELETE_SNAPSHOT] = m_delete_snapshot,
 };
 
-void
-methods_decode(const Infini__V1__Request *req, struct mbody *b)
+/* One request's body, unpacked for its method before d->mu is taken (a
+ * 60 MiB body costs the one who sent it, not everyone waiting for the
+ * lock). */
+struct body {
+	ProtobufCMessage *msg;      /* NULL: refused, code and why say why */
+	struct wire_alloc a;
+	int code;
+	char why[256];
+};
+
+/* decode fills b with method's body, or with why it is refused. */
+static void
+decode(int method, const uint8_t *data, size_t len, struct body *b)
 {
-	const ProtobufCMethodDescriptor *md = wire_method(req->method);
+	const ProtobufCMethodDescriptor *md = wire_method(method);
 
 	b->msg = NULL;
 	b->code = 0;
 	b->why[0] = '\0';
-	if (md == NULL || (size_t)req->method >= sizeof(handlers) /
-	    sizeof(handlers[0]) || handlers[req->method] == NULL) {
+	if (md == NULL || method < 0 || (size_t)method >= sizeof(handlers) /
+	    sizeof(handlers[0]) || handlers[method] == NULL) {
 		b->code = C(UNIMPLEMENTED);
-		snprintf(b->why, sizeof(b->why), "unknown method %d",
-		    (int)req->method);
+		snprintf(b->why, sizeof(b->why), "unknown method %d", method);
 		return;
 	}
-	wire_alloc_init(&b->a, 4 * req->body.len + (1u << 16));
-	b->msg = wire_unpack(md->input, &b->a, req->body.len, req->body.data);
+	wire_alloc_init(&b->a, 4 * len + (1u << 16));
+	b->msg = wire_unpack(md->input, &b->a, len, data);
 	if (b->msg == NULL) {
-		const char *f = wire_nul_field(md->input, req->body.len,
-		    req->body.data);
+		const char *f = wire_nul_field(md->input, len, data);
 		b->code = C(INVALID_ARGUMENT);
 		if (f != NULL)
 			snprintf(b->why, sizeof(b->why), "%s: field %s holds "
@@ -836,26 +1089,171 @@ methods_decode(const Infini__V1__Request *req, struct mbody *b)
 	}
 }
 
-void
-methods_body_free(struct mbody *b)
+static void
+body_free(struct body *b)
 {
 	if (b->msg != NULL)
 		protobuf_c_message_free_unpacked(b->msg, &b->a.pa);
 	b->msg = NULL;
 }
 
-void
-methods_dispatch(struct infinid *d, struct work *w, uint32_t uid,
-    uint32_t pipe, const Infini__V1__Request *req, const struct mbody *b)
+/* dispatch serves c's decoded body b, or sends b's refusal.  d->mu held. */
+static void
+dispatch(struct rpc_call *c, const struct body *b)
 {
-	struct call c = { d, w, uid, pipe };
-	struct uacct *u = acct_get(d, uid);
+	struct uacct *u = acct_get(c->d, c->uid);
 
 	if (u != NULL)
 		u->requests++;
 	if (b->msg == NULL) {
-		srv_replyf(w, b->code, "%s", b->why);
+		replyf(c, b->code, "%s", b->why);
 		return;
 	}
-	handlers[req->method](&c, b->msg);
+	handlers[c->method](c, b->msg);
+}
+
+void
+rpc_serve(struct rpc_call *c, const uint8_t *data, size_t len)
+{
+	struct infinid *d = c->d;
+	Infini__V1__Request *req;
+	struct wire_alloc a;
+	struct body b = { 0 };
+
+	c->t0_us = now_us();
+	c->method = 0;
+	c->call_id = 0;
+	c->pgen = NULL;
+	c->pacct = NULL;
+	__atomic_fetch_add(&d->st.requests, 1, __ATOMIC_RELAXED);
+	wire_alloc_init(&a, 4 * (size_t)d->cfg.max_message_bytes + (1u << 20));
+	req = (Infini__V1__Request *)wire_unpack(&infini__v1__request__descriptor,
+	    &a, len, data);
+	if (req != NULL) {
+		c->call_id = req->call_id;
+		c->method = (int)req->method;
+	}
+	/* Health is answered without d->mu, so that it never waits for the
+	 * scheduler, whatever the scheduler is doing. */
+	if (req != NULL && req->version == WIRE_VERSION &&
+	    req->method == INFINI__V1__METHOD__HEALTH) {
+		health(c);
+		infini__v1__request__free_unpacked(req, &a.pa);
+		return;
+	}
+	if (req != NULL && req->version == WIRE_VERSION)
+		decode(c->method, req->body.data, req->body.len, &b);
+	pthread_mutex_lock(&d->mu);
+	if (req == NULL)
+		replyf(c, C(INVALID_ARGUMENT), "request is not a valid "
+		    "infini.v1.Request envelope");
+	else if (req->version != WIRE_VERSION)
+		replyf(c, C(FAILED_PRECONDITION), "protocol version %u not "
+		    "supported (this daemon speaks %d)", req->version,
+		    WIRE_VERSION);
+	else
+		dispatch(c, &b);
+	pthread_mutex_unlock(&d->mu);
+	body_free(&b);
+	if (req != NULL)
+		infini__v1__request__free_unpacked(req, &a.pa);
+}
+
+void
+rpc_serve_body(struct rpc_call *c, int method, const uint8_t *body,
+    size_t len)
+{
+	struct infinid *d = c->d;
+	struct body b;
+
+	c->t0_us = now_us();
+	c->method = method;
+	c->call_id = 0;
+	c->pgen = NULL;
+	c->pacct = NULL;
+	__atomic_fetch_add(&d->st.requests, 1, __ATOMIC_RELAXED);
+	decode(method, body, len, &b);
+	pthread_mutex_lock(&d->mu);
+	dispatch(c, &b);
+	pthread_mutex_unlock(&d->mu);
+	body_free(&b);
+}
+
+/* ------------------------------------------------------ parked polls */
+
+/*
+ * sweeper: answers parked polls whose wait ran out, every 20 ms.  A thread
+ * of its own (rather than a timer per call) means a poll can be answered
+ * from exactly one place at a time: whoever unlinks it from its
+ * generation's waiters under d->mu replies.
+ */
+static void *
+sweeper(void *arg)
+{
+	struct infinid *d = arg;
+	struct timespec ts = { 0, 20 * 1000 * 1000 };
+
+	pthread_mutex_lock(&d->mu);
+	while (!d->sweep_stop) {
+		int64_t t = now_ms();
+		for (struct gen *g = d->gens; g != NULL; g = g->next)
+			for (struct rpc_call **pp = &g->waiters; *pp != NULL;) {
+				struct rpc_call *c = *pp;
+				if (c->pdeadline_ms > t) {
+					pp = &c->pnext;
+					continue;
+				}
+				*pp = c->pnext;
+				c->pgen = NULL;
+				c->pnext = NULL;
+				poll_reply(d, c, g, c->pafter);
+			}
+		pthread_mutex_unlock(&d->mu);
+		nanosleep(&ts, NULL);
+		pthread_mutex_lock(&d->mu);
+	}
+	pthread_mutex_unlock(&d->mu);
+	return (NULL);
+}
+
+int
+rpc_start(struct infinid *d)
+{
+	d->sweep_stop = false;
+	if (pthread_create(&d->sweeper, NULL, sweeper, d) != 0)
+		return (INFINI_ENOMEM);
+	d->have_sweeper = true;
+	return (0);
+}
+
+void
+rpc_stop(struct infinid *d)
+{
+	if (!d->have_sweeper)
+		return;
+	pthread_mutex_lock(&d->mu);
+	d->sweep_stop = true;
+	pthread_mutex_unlock(&d->mu);
+	pthread_join(d->sweeper, NULL);
+	d->have_sweeper = false;
+}
+
+void
+rpc_unpark(struct infinid *d, const struct rpc_transport *tr)
+{
+	for (struct gen *g = d->gens; g != NULL; g = g->next)
+		for (struct rpc_call **pp = &g->waiters; *pp != NULL;) {
+			struct rpc_call *c = *pp;
+			if (c->tr != tr) {
+				pp = &c->pnext;
+				continue;
+			}
+			*pp = c->pnext;
+			c->pgen = NULL;
+			c->pnext = NULL;
+			if (c->pacct != NULL) {
+				c->pacct->inflight--;
+				c->pacct = NULL;
+			}
+		}
 }

@@ -1,5 +1,5 @@
 /*
- * sched.c - the scheduler thread: the only user of the engine.
+ * scheduler.c - the scheduler thread: the only user of the engine.
  *
  * Each turn it serves the control queue (stream opens), then gathers at most
  * one piece of work from every stream that is not already in the device:
@@ -7,8 +7,10 @@
  * other streams back), a step of its running generation (its prompt sliced
  * like a Push), or a queued Fork or Close once nothing of that stream is in
  * flight.  Users take turns, and while several have work each gets its part
- * of the max_batch inputs; work whose client has gone is dropped here.  The gathered jobs run as
- * one batched eng_run; results go back through srv_reply.  Requests on one
+ * of the max_batch inputs; work whose client has gone is dropped here.  The
+ * gathered jobs run as one batched eng_run; each request is finished with
+ * an error code or a typed result through its item_ops (store.h), so the
+ * scheduler never builds a reply and knows nothing of the wire.  Requests on one
  * stream are served strictly in arrival order because only the head of its
  * queue is ever taken.
  *
@@ -26,8 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "infinid.h"
 #include "log.h"
+#include "scheduler.h"
 #include "snapshot.h"
 
 void
@@ -125,8 +127,8 @@ new_stream(struct infinid *d, const char *id, uint32_t owner,
 static void
 do_open(struct infinid *d, struct item *it)
 {
-	Infini__V1__OpenStreamReply r = INFINI__V1__OPEN_STREAM_REPLY__INIT;
 	struct stream *s = it->id[0] ? strm_find(d, it->id) : NULL;
+	struct item_result r = { 0 };
 	char err[256];
 	int rv;
 
@@ -135,41 +137,40 @@ do_open(struct infinid *d, struct item *it)
 		 * same words with or without reuse, and nothing more (not its
 		 * owner, position or activity) is said. */
 		if (!it->reuse || !strm_may_use(d, it->uid, s->owner)) {
-			srv_replyf(it->w, INFINI__V1__CODE__ALREADY_EXISTS,
+			item_answer(d, it, INFINI_EEXIST, NULL,
 			    "stream id '%s' is taken", it->id);
 			return;
 		}
-		r.stream_id = s->id;
-		r.position = (uint64_t)strm_pos(d, s);
-		srv_reply(it->w, 0, NULL, &r.base);
+		r.id = s->id;
+		r.position = strm_pos(d, s);
+		item_answer(d, it, 0, &r, NULL);
 		return;
 	}
 	if (!it->id[0])
 		auto_id(d, it->id);
 	if ((rv = new_stream(d, it->id, it->uid, &s, err, sizeof(err))) != 0) {
-		srv_replyf(it->w, infini_err_status(rv), "cannot open '%s': %s",
-		    it->id, err);
+		item_answer(d, it, rv, NULL, "cannot open '%s': %s", it->id,
+		    err);
 		return;
 	}
 	LOG(LOG_INFO, "stream %s opened (uid %u)", s->id, s->owner);
-	r.stream_id = s->id;
+	r.id = s->id;
 	r.created = true;
-	srv_reply(it->w, 0, NULL, &r.base);
+	item_answer(d, it, 0, &r, NULL);
 }
 
 static void
 fail_queue(struct infinid *d, struct stream *s, int code, const char *why)
 {
 	struct item *it;
-	(void)d;
+
 	while ((it = pop(s)) != NULL) {
 		if (it->kind == IT_GENERATE && it->gen != NULL) {
 			it->gen->done = true;
 			snprintf(it->gen->finish, sizeof(it->gen->finish), "error");
 			it->gen->s = NULL;
 		}
-		if (it->w != NULL)
-			srv_replyf(it->w, code, "stream '%s' %s", s->id, why);
+		item_answer(d, it, code, NULL, "stream '%s' %s", s->id, why);
 		item_free(it);
 	}
 }
@@ -225,13 +226,16 @@ finish_gen(struct infinid *d, struct gen *g, const char *why)
 		snprintf(g->finish, sizeof(g->finish), "%s", why);
 	if (g->s != NULL && g->s->gen == g)
 		g->s->gen = NULL;
-	srv_wake_polls(d, g);
+	if (g->progress != NULL)
+		g->progress(d, g);
 }
 
+/* do_snapshot encodes s's state for it, and answers it or, for a named
+ * snapshot, hands it (owned from then on) to the snapshot thread. */
 static void
 do_snapshot(struct infinid *d, struct stream *s, struct item *it)
 {
-	Infini__V1__SnapshotReply r = INFINI__V1__SNAPSHOT_REPLY__INIT;
+	struct item_result r = { 0 };
 	struct eng_stream_state st;
 	struct snap_meta meta;
 	uint8_t *buf = NULL;
@@ -239,8 +243,9 @@ do_snapshot(struct infinid *d, struct stream *s, struct item *it)
 	int rv;
 
 	if ((rv = eng_stream_export(d->eng, s->slot, &st)) != 0) {
-		srv_replyf(it->w, INFINI__V1__CODE__INTERNAL, "cannot read stream "
+		item_answer(d, it, INFINI_EINTERNAL, NULL, "cannot read stream "
 		    "'%s' from the device: %s", s->id, infini_strerror(rv));
+		item_free(it);
 		return;
 	}
 	rv = snap_meta_init(&meta, d->model, s->id);
@@ -253,33 +258,35 @@ do_snapshot(struct infinid *d, struct stream *s, struct item *it)
 		rv = snap_encode(&meta, &st, &buf, &len);
 	eng_stream_state_fini(&st);
 	if (rv != 0) {
-		srv_replyf(it->w, infini_err_status(rv), "snapshot of '%s': %s",
-		    s->id, infini_strerror(rv));
+		item_answer(d, it, rv, NULL, "snapshot of '%s': %s", s->id,
+		    infini_strerror(rv));
+		item_free(it);
 		return;
 	}
 	if (it->export_bytes && len > (size_t)d->cfg.max_message_bytes) {
-		srv_replyf(it->w, INFINI__V1__CODE__RESOURCE_EXHAUSTED, "the "
-		    "snapshot is %zu bytes, over max_message_bytes", len);
+		item_answer(d, it, INFINI_EFULL, NULL, "the snapshot is %zu "
+		    "bytes, over max_message_bytes", len);
 		free(buf);
+		item_free(it);
 		return;
 	}
 	if (it->name[0]) {
-		/* The file work (and the reply) is the snapshot thread's. */
+		/* The file work (and the answer) is the snapshot thread's. */
 		LOG(LOG_INFO, "stream %s: snapshot of %zu bytes for %s", s->id,
 		    len, it->name);
-		sio_write(d, it->w, it->uid, it->name, it->overwrite,
-		    it->export_bytes, buf, len);
+		it->data = buf;
+		it->data_len = len;
+		sio_queue(d, it);
 		return;
 	}
 	LOG(LOG_INFO, "stream %s: snapshot of %zu bytes", s->id, len);
 	r.name = it->name;
 	r.bytes = len;
-	if (it->export_bytes) {
-		r.data.data = buf;
-		r.data.len = len;
-	}
-	srv_reply(it->w, 0, NULL, &r.base);
+	if (it->export_bytes)
+		r.data = buf;
+	item_answer(d, it, 0, &r, NULL);
 	free(buf);
+	item_free(it);
 }
 
 /*
@@ -327,7 +334,7 @@ place(struct infinid *d, struct stream *s, struct stream *src,
 static void
 do_restore(struct infinid *d, struct item *it)
 {
-	Infini__V1__RestoreReply r = INFINI__V1__RESTORE_REPLY__INIT;
+	struct item_result r = { 0 };
 	struct eng_stream_state st;
 	struct snap_meta meta;
 	struct stream *s;
@@ -335,8 +342,8 @@ do_restore(struct infinid *d, struct item *it)
 	int rv;
 
 	if (strm_find(d, it->id) != NULL) {
-		srv_replyf(it->w, INFINI__V1__CODE__ALREADY_EXISTS, "stream id "
-		    "'%s' is taken", it->id);
+		item_answer(d, it, INFINI_EEXIST, NULL, "stream id '%s' is "
+		    "taken", it->id);
 		return;
 	}
 	if (it->state != NULL) {
@@ -348,15 +355,15 @@ do_restore(struct infinid *d, struct item *it)
 		rv = snap_decode_model(it->data, it->data_len, d->model, &meta,
 		    &st, err, sizeof(err));
 		if (rv != 0) {
-			srv_replyf(it->w, snap_status(rv), "snapshot refused: %s",
-			    err);
+			item_answer(d, it, snap_err(rv), NULL, "snapshot "
+			    "refused: %s", err);
 			return;
 		}
 		snap_meta_fini(&meta);
 	}
 	if ((rv = new_stream(d, it->id, it->uid, &s, err, sizeof(err))) != 0) {
 		eng_stream_state_fini(&st);
-		srv_replyf(it->w, infini_err_status(rv), "cannot restore '%s': %s",
+		item_answer(d, it, rv, NULL, "cannot restore '%s': %s",
 		    it->id, err);
 		return;
 	}
@@ -366,16 +373,16 @@ do_restore(struct infinid *d, struct item *it)
 		spill_forget(d, s);
 		free(s);
 		eng_stream_state_fini(&st);
-		srv_replyf(it->w, snap_status(rv), "cannot restore '%s': %s", it->id,
-		    err);
+		item_answer(d, it, snap_err(rv), NULL, "cannot restore '%s': "
+		    "%s", it->id, err);
 		return;
 	}
 	eng_stream_state_fini(&st);
 	LOG(LOG_INFO, "stream %s restored at position %lld%s", s->id,
 	    (long long)strm_pos(d, s), s->slot < 0 ? " (spilled)" : "");
-	r.stream_id = s->id;
-	r.position = (uint64_t)strm_pos(d, s);
-	srv_reply(it->w, 0, NULL, &r.base);
+	r.id = s->id;
+	r.position = strm_pos(d, s);
+	item_answer(d, it, 0, &r, NULL);
 }
 
 /* end_with_flush ends a generation after one more step that pushes its
@@ -394,15 +401,16 @@ end_with_flush(struct gen *g, const char *why)
 static bool
 do_control(struct infinid *d, struct stream *s, struct item *it)
 {
+	struct item_result r = { 0 };
+
 	if (it->kind == IT_CLOSE) {
-		Infini__V1__CloseStreamReply r = INFINI__V1__CLOSE_STREAM_REPLY__INIT;
 		pop(s);
-		/* The file goes before the reply: a client that saw the close
+		/* The file goes before the answer: a client that saw the close
 		 * never finds the stream again, even after a restart. */
 		spill_forget(d, s);
-		srv_reply(it->w, 0, NULL, &r.base);
+		item_answer(d, it, 0, &r, NULL);
 		item_free(it);
-		fail_queue(d, s, INFINI__V1__CODE__NOT_FOUND, "was closed");
+		fail_queue(d, s, INFINI_ENOENT, "was closed");
 		for (struct gen *g = d->gens; g != NULL; g = g->next)
 			if (g->s == s) {
 				if (!g->done)
@@ -417,34 +425,30 @@ do_control(struct infinid *d, struct stream *s, struct item *it)
 	if (it->kind == IT_SNAPSHOT) {
 		pop(s);
 		do_snapshot(d, s, it);
-		item_free(it);
 		return (false);
 	}
 	/* Fork. */
-	Infini__V1__ForkReply r = INFINI__V1__FORK_REPLY__INIT;
 	struct stream *c;
 	int rv;
 	pop(s);
 	if (it->id[0] && strm_find(d, it->id) != NULL) {
-		srv_replyf(it->w, INFINI__V1__CODE__ALREADY_EXISTS,
-		    "stream id '%s' is taken", it->id);
+		item_answer(d, it, INFINI_EEXIST, NULL, "stream id '%s' is "
+		    "taken", it->id);
 	} else {
 		if (!it->id[0])
 			auto_id(d, it->id);
 		char err[512];
 		if ((rv = new_stream(d, it->id, it->uid, &c, err,
 		    sizeof(err))) != 0)
-			srv_replyf(it->w, infini_err_status(rv), "cannot fork: %s",
-			    err);
+			item_answer(d, it, rv, NULL, "cannot fork: %s", err);
 		else if ((rv = place(d, c, s, NULL, err, sizeof(err))) != 0) {
 			strm_unlink(d, c);
 			spill_forget(d, c);
 			free(c);
-			srv_replyf(it->w, infini_err_status(rv),
-			    "fork failed: %s", err);
+			item_answer(d, it, rv, NULL, "fork failed: %s", err);
 		} else {
-			r.stream_id = c->id;
-			srv_reply(it->w, 0, NULL, &r.base);
+			r.id = c->id;
+			item_answer(d, it, 0, &r, NULL);
 		}
 	}
 	item_free(it);
@@ -462,28 +466,17 @@ struct slotjob {
 	int64_t pos0;         /* the stream's position before the run */
 };
 
+/* push_done answers a push whose last slice ran. */
 static void
-push_reply(struct infinid *d, struct stream *s, struct item *it)
+push_done(struct infinid *d, struct stream *s, struct item *it)
 {
-	Infini__V1__PushReply r = INFINI__V1__PUSH_REPLY__INIT;
-	const struct eng_config *c = eng_config(d->eng);
+	struct item_result r = { 0 };
 
-	r.position = (uint64_t)eng_stream_pos(d->eng, s->slot);
-	r.segments = r.position / (uint64_t)c->segment_size;
-	switch (it->out) {
-	case ENG_OUT_EMBED: r.rows = it->n; r.cols = c->hidden_size; break;
-	case ENG_OUT_MEAN:
-		for (int k = 0; k < c->hidden_size; k++)
-			it->result[k] = (float)(it->mean[k] / it->n);
-		/* fall through */
-	case ENG_OUT_LAST: r.rows = 1; r.cols = c->hidden_size; break;
-	case ENG_OUT_LOGITS: r.rows = it->n; r.cols = c->vocab_size; break;
-	case ENG_OUT_LAST_LOGITS: r.rows = 1; r.cols = c->vocab_size; break;
-	default: break;
-	}
-	r.n_data = (size_t)r.rows * r.cols;
-	r.data = it->result;
-	srv_reply(it->w, 0, NULL, &r.base);
+	eng_output_finish(&it->out);
+	r.position = eng_stream_pos(d->eng, s->slot);
+	r.segments = r.position / eng_config(d->eng)->segment_size;
+	r.out = &it->out;
+	item_answer(d, it, 0, &r, NULL);
 }
 
 /* has_stop: a stop string ends inside the text added since byte from (a
@@ -527,8 +520,8 @@ page_in(struct infinid *d, struct stream *s, bool *waiting)
 			snprintf(s->gen->finish, sizeof(s->gen->finish), "error");
 			finish_gen(d, s->gen, s->gen->finish);
 		} else if ((it = pop(s)) != NULL) {
-			srv_replyf(it->w, INFINI__V1__CODE__RESOURCE_EXHAUSTED,
-			    "stream '%s' cannot be paged in: %s", s->id, err);
+			item_answer(d, it, INFINI_EFULL, NULL, "stream '%s' "
+			    "cannot be paged in: %s", s->id, err);
 			item_free(it);
 		}
 		return (false);
@@ -538,10 +531,62 @@ page_in(struct infinid *d, struct stream *s, bool *waiting)
 		snprintf(why, sizeof(why), "cannot be loaded: %s", err);
 		if (s->gen != NULL)
 			finish_gen(d, s->gen, "error");
-		fail_queue(d, s, snap_status(rv), why);
+		fail_queue(d, s, snap_err(rv), why);
 		return (false);
 	}
 	return (true);
+}
+
+/* drop_pipe removes from a queue the requests of pipe, except one in the
+ * device now (the scheduler stops it after its slice).  A request not
+ * started leaves no trace; a push stopped between two slices leaves the
+ * slices that ran in the stream, as a shorter push would.  Returns how
+ * many. */
+static int
+drop_pipe(struct stream *s, struct item **head, struct item **tail,
+    uint32_t pipe)
+{
+	struct item **pp = head, *prev = NULL;
+	int n = 0;
+
+	while (*pp != NULL) {
+		struct item *it = *pp;
+		bool running = s != NULL && s->busy && it == s->head;
+		if (it->pipe != pipe || it->ops == NULL || running) {
+			prev = it;
+			pp = &it->next;
+			continue;
+		}
+		*pp = it->next;
+		if (s != NULL)
+			s->nqueued--;
+		if (it->done > 0)
+			LOG(LOG_INFO, "client left: its push to %s stopped after "
+			    "%d of %d inputs", s->id, it->done, it->n);
+		item_drop(it);
+		item_free(it);
+		n++;
+	}
+	*tail = prev;
+	return (n);
+}
+
+int
+sched_drop_pipe(struct infinid *d, uint32_t pipe)
+{
+	int n = drop_pipe(NULL, &d->ctl_head, &d->ctl_tail, pipe);
+
+	for (struct stream *s = d->streams; s != NULL; s = s->next)
+		if (s->head != NULL)
+			n += drop_pipe(s, &s->head, &s->tail, pipe);
+	for (struct gen *g = d->gens; g != NULL; g = g->next)
+		if (g->pipe == pipe && !g->done && !g->cancel) {
+			LOG(LOG_INFO, "client left: generation %llu cancelled",
+			    (unsigned long long)g->id);
+			g->cancel = true;
+			sched_wake(d);
+		}
+	return (n);
 }
 
 /* by_age orders streams with work: running generations first (one token
@@ -588,10 +633,9 @@ drop_gone_head(struct stream *s)
 {
 	struct item *it;
 
-	while ((it = s->head) != NULL && it->w != NULL &&
-	    !srv_pipe_alive(it->pipe)) {
+	while ((it = s->head) != NULL && item_gone(it)) {
 		pop(s);
-		srv_drop(it->w);
+		item_drop(it);
 		item_free(it);
 	}
 }
@@ -767,14 +811,13 @@ push_failed(struct infinid *d, struct stream *s, struct item *it, int rv,
     const char *err, int64_t went)
 {
 	if (d->device_lost) {
-		srv_replyf(it->w, INFINI__V1__CODE__UNAVAILABLE, "push to '%s' "
+		item_answer(d, it, INFINI_EUNAVAILABLE, NULL, "push to '%s' "
 		    "failed: %s; infinid restarts and the stream comes back "
 		    "at its last saved state", s->id, err);
 		return;
 	}
-	srv_replyf(it->w, rv == INFINI_ENOMEM ?
-	    INFINI__V1__CODE__RESOURCE_EXHAUSTED : INFINI__V1__CODE__INTERNAL,
-	    "push to '%s' failed: %s; %lld of its %u inputs went in, the "
+	item_answer(d, it, rv == INFINI_ENOMEM ? INFINI_ENOMEM :
+	    INFINI_EINTERNAL, NULL, "push to '%s' failed: %s; %lld of its %u inputs went in, the "
 	    "stream is at position %lld", s->id, err,
 	    (long long)(it->done + went), it->n,
 	    (long long)eng_stream_pos(d->eng, s->slot));
@@ -809,7 +852,7 @@ complete(struct infinid *d, struct slotjob *sj, int n, int rv,
 				a->tokens_in += (uint64_t)sj[i].n;
 			if (it->done == it->n) {
 				pop(s);
-				push_reply(d, s, it);
+				push_done(d, s, it);
 				item_free(it);
 			} else
 				it->seq = ++d->next_seq;  /* to the back */
@@ -849,7 +892,8 @@ complete(struct infinid *d, struct slotjob *sj, int n, int rv,
 				end_with_flush(g, "stop");
 			else if (g->ntok >= g->max)
 				end_with_flush(g, "length");
-			srv_wake_polls(d, g);
+			if (g->progress != NULL)
+				g->progress(d, g);
 		}
 	}
 }
@@ -884,8 +928,8 @@ fail_all(struct infinid *d)
 		d->ctl_head = it->next;
 		if (d->ctl_head == NULL)
 			d->ctl_tail = NULL;
-		srv_replyf(it->w, INFINI__V1__CODE__UNAVAILABLE, "stream '%s' "
-		    "%s", it->id, why);
+		item_answer(d, it, INFINI_EUNAVAILABLE, NULL, "stream '%s' %s",
+		    it->id, why);
 		item_free(it);
 	}
 	for (struct stream *s = d->streams; s != NULL; s = s->next) {
@@ -893,7 +937,7 @@ fail_all(struct infinid *d)
 			continue;
 		if (s->gen != NULL)
 			finish_gen(d, s->gen, "error");
-		fail_queue(d, s, INFINI__V1__CODE__UNAVAILABLE, why);
+		fail_queue(d, s, INFINI_EUNAVAILABLE, why);
 	}
 }
 
@@ -913,7 +957,7 @@ answer_stopping(struct infinid *d)
 		d->ctl_head = it->next;
 		if (d->ctl_head == NULL)
 			d->ctl_tail = NULL;
-		srv_replyf(it->w, INFINI__V1__CODE__UNAVAILABLE, "infinid is "
+		item_answer(d, it, INFINI_EUNAVAILABLE, NULL, "infinid is "
 		    "stopping: stream '%s' was not %s; ask again once it is "
 		    "back", it->id, it->kind == IT_RESTORE ? "restored" :
 		    "opened");
@@ -928,15 +972,15 @@ answer_stopping(struct infinid *d)
 				it->gen->s = NULL;
 				finish_gen(d, it->gen, "cancelled");
 			}
-			if (it->w != NULL && it->kind == IT_PUSH)
-				srv_replyf(it->w, INFINI__V1__CODE__UNAVAILABLE,
+			if (it->kind == IT_PUSH)
+				item_answer(d, it, INFINI_EUNAVAILABLE, NULL,
 				    "infinid is stopping: %d of the %d inputs of "
 				    "this push went in; stream '%s' is at position "
 				    "%lld%s", it->done, it->n, s->id,
 				    (long long)strm_pos(d, s), saved ?
 				    " and was saved" : "");
-			else if (it->w != NULL)
-				srv_replyf(it->w, INFINI__V1__CODE__UNAVAILABLE,
+			else
+				item_answer(d, it, INFINI_EUNAVAILABLE, NULL,
 				    "infinid is stopping: the request on stream "
 				    "'%s' did not run", s->id);
 			item_free(it);
@@ -1019,8 +1063,8 @@ sched_main(void *arg)
 			d->ctl_head = it->next;
 			if (d->ctl_head == NULL)
 				d->ctl_tail = NULL;
-			if (it->w != NULL && !srv_pipe_alive(it->pipe)) {
-				srv_drop(it->w);   /* its client has gone */
+			if (item_gone(it)) {
+				item_drop(it);     /* its client has gone */
 				item_free(it);
 				continue;
 			}
@@ -1062,19 +1106,7 @@ sched_main(void *arg)
 				size_t H = (size_t)c->hidden_size;
 				j->tokens = p->tokens ? p->tokens + p->done : NULL;
 				j->vectors = p->vectors ? p->vectors + p->done * H : NULL;
-				j->out = p->out == ENG_OUT_MEAN ? ENG_OUT_MEAN : p->out;
-				j->result = p->result;
-				if (p->out == ENG_OUT_EMBED)
-					j->result = p->result + p->done * H;
-				else if (p->out == ENG_OUT_LOGITS)
-					j->result = p->result +
-					    (size_t)p->done * c->vocab_size;
-				else if (p->out == ENG_OUT_LAST &&
-				    p->done + j->n < p->n)
-					j->out = ENG_OUT_NONE;
-				else if (p->out == ENG_OUT_LAST_LOGITS &&
-				    p->done + j->n < p->n)
-					j->out = ENG_OUT_NONE;
+				eng_output_job(&p->out, p->done, j);
 			} else {
 				struct gen *g = sj[i].g;
 				j->tokens = g->started ? &sj[i].tok :
@@ -1097,13 +1129,6 @@ sched_main(void *arg)
 		if (rv != 0)
 			LOG(LOG_ERR, "device run failed: %s", err);
 		check_lost(d);
-		/* Mean pooling over slices: accumulate each slice's mean. */
-		for (int i = 0; i < n; i++) {
-			struct item *p = sj[i].it;
-			if (rv == 0 && p != NULL && p->out == ENG_OUT_MEAN)
-				for (int k = 0; k < c->hidden_size; k++)
-					p->mean[k] += (double)p->result[k] * sj[i].n;
-		}
 		d->st.submissions++;
 		d->st.device_busy_us += (uint64_t)(t1 - t0) * 1000;
 		complete(d, sj, n, rv, err);

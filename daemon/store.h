@@ -1,69 +1,128 @@
 /*
- * infinid.h - the daemon's shared state: the stream table, per-stream request
- * queues, generations, and the counters.  One mutex (d->mu) guards all of it;
- * the engine is touched only by the scheduler thread (sched.c), and NNG
- * callbacks (server.c, methods.c) only queue work and read the table, so no
- * callback ever waits for the device.
+ * store.h - the daemon's state and the store layer below the scheduler:
+ * the stream table, per-stream request queues, generations, per-user
+ * accounting, residency (spill.c) and named snapshots (snapio.c).  One mutex
+ * (d->mu) guards all of it; the engine is touched only by the scheduler
+ * thread (scheduler.c), and the transports' callbacks (server.c, http.c, through
+ * rpc.c) only queue work and read the table, so no callback ever waits for
+ * the device.
+ *
+ * Nothing here knows how a request arrived or how it is answered: whoever
+ * queues an item gives it item_ops, and the layers below rpc.c finish items
+ * with an error code or a typed item_result through them.  The layering
+ * (docs/architecture.md, tools/check-layers.sh): server -> rpc -> sched ->
+ * store -> engine -> gpu.
  *
  * A stream is known (in d->streams) or not; a known stream is resident (it
  * holds an engine slot) or spilled (its state is a file under
  * state_dir/streams, or it has never run and has no state).  spill.c moves
  * streams between the two; only the scheduler thread does.
  */
-#ifndef INFINID_H
-#define INFINID_H
+#ifndef INFINI_STORE_H
+#define INFINI_STORE_H
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-#include <nng/nng.h>
-
 #include "clock.h"
 #include "config.h"
 #include "engine/engine.h"
 #include "engine/model.h"
+#include "ids.h"
 #include "infini_err.h"
+#include "snapshot.h"
 #include "tok/tok.h"
-#include "wire.h"
 
 #define UID_ANON 0xfffffffeu   /* peers without credentials (tcp) */
 
-struct work;
 struct stream;
 struct uacct;
+struct item;
+struct infinid;
+struct rpc_call;
+struct srv;
+struct http_gw;
 
 enum item_kind { IT_OPEN, IT_PUSH, IT_GENERATE, IT_FORK, IT_CLOSE,
-	IT_SNAPSHOT, IT_RESTORE };
+	IT_SNAPSHOT, IT_RESTORE, IT_LIST_SNAPSHOTS, IT_DELETE_SNAPSHOT };
 
-/* A request waiting for the scheduler. */
+/* One named snapshot as ListSnapshots tells it (snapio.c). */
+struct snap_entry {
+	char name[WIRE_ID_MAX + 1];
+	char stream_id[WIRE_ID_MAX + 1]; /* "" when the file's is not valid */
+	uint32_t owner;
+	uint64_t bytes;
+	int64_t position;
+	int64_t created_ms;
+};
+
+/*
+ * What a finished request hands back to whoever queued it, typed: the
+ * queuer (rpc.c) turns it into a reply.  Pointers are valid only during
+ * the answer call.
+ */
+struct item_result {
+	const char *id;             /* open, fork, restore: the stream */
+	bool created;               /* open: a new stream */
+	int64_t position;           /* open, push, restore: its position */
+	int64_t segments;           /* push: segments compressed so far */
+	const struct eng_output *out; /* push: the output */
+	const char *name;           /* snapshot: its name ("" unnamed) */
+	uint64_t bytes;             /* snapshot: its size */
+	const uint8_t *data;        /* snapshot: the bytes, when asked for */
+	const struct snap_entry *list; /* list: the caller's snapshots */
+	size_t nlist;
+};
+
+/*
+ * How an item is answered, given by whoever queued it (rpc.c).  The layers
+ * below finish every item through these (item_answer, item_gone, item_drop
+ * in streams.c) and never build a reply themselves.  All with d->mu held.
+ */
+struct item_ops {
+	/* answer: it is done: err 0 with res, or an INFINI_E* code and a
+	 * message for the caller.  The item is freed by whoever answered. */
+	void (*answer)(struct infinid *d, struct item *it, int err,
+	    const char *msg, const struct item_result *res);
+	/* gone: has the caller left, so that nobody would read an answer? */
+	bool (*gone)(const struct item *it);
+	/* drop: let the caller's call go without an answer (it left). */
+	void (*drop)(struct item *it);
+	/* loaded: the snapshot thread read and checked the named snapshot
+	 * of an IT_RESTORE (it->state is set): takes it on to the scheduler,
+	 * which creates the stream.  it is owned by the callee from here. */
+	void (*loaded)(struct infinid *d, struct item *it);
+};
+
+/* A request waiting for the scheduler or the snapshot thread. */
 struct item {
 	struct item *next;
 	enum item_kind kind;
-	struct work *w;            /* where the reply goes */
+	const struct item_ops *ops; /* NULL: nobody waits for an answer */
+	struct rpc_call *call;     /* the ops' own: the call to answer */
 	uint32_t uid;              /* the caller */
-	uint32_t pipe;             /* the caller's connection */
+	uint32_t pipe;             /* the caller's connection (0: none) */
 	struct uacct *acct;        /* counted in this user's record, or NULL */
-	char id[WIRE_ID_MAX + 1];  /* open: the new id; fork: the new id */
-	bool reuse;
+	char id[WIRE_ID_MAX + 1];  /* open, fork, restore: the new stream */
+	bool reuse;                /* open: an existing stream will do */
 	int32_t *tokens;           /* push: inputs (owned) */
 	float *vectors;            /* push: [n, H] (owned) */
-	int n, done;
-	enum eng_out out;
-	float *result;             /* push: output being assembled (owned) */
-	size_t result_len;
-	double *mean;              /* push: running mean for ENG_OUT_MEAN */
+	int n, done;               /* push: inputs, and those run so far */
+	struct eng_output out;     /* push: its output (owned) */
 	struct gen *gen;           /* generate */
-	char name[WIRE_ID_MAX + 1]; /* snapshot / restore: a named snapshot */
+	char name[WIRE_ID_MAX + 1]; /* a named snapshot */
 	bool export_bytes;         /* snapshot: return the bytes */
 	bool overwrite;            /* snapshot: replace an existing name */
 	struct eng_stream_state *state; /* restore: decoded state (owned) */
-	uint8_t *data;             /* restore: snapshot bytes (owned) */
+	uint8_t *data;             /* restore: snapshot bytes; snapshot: the
+	                            * encoded state to write (owned) */
 	size_t data_len;
 	uint64_t seq;              /* arrival order; a sliced push re-queues */
 };
 
+/* A generation: its tokens and text so far, read by polls. */
 struct gen {
 	struct gen *next;          /* in d->gens */
 	uint64_t id;
@@ -89,7 +148,10 @@ struct gen {
 	char finish[16];
 	int64_t last_poll_ms;
 	int64_t done_ms;
-	struct work *waiters;      /* parked polls */
+	/* Told of every new token and of the end (the scheduler calls it,
+	 * d->mu held): rpc.c answers the polls parked on the generation. */
+	void (*progress)(struct infinid *d, struct gen *g);
+	struct rpc_call *waiters;  /* parked polls (rpc.c's) */
 };
 
 struct stream {
@@ -112,33 +174,11 @@ struct stream {
 	int rank, uix;             /* scheduler scratch: turn order, user */
 };
 
-/* The scheduler's view of one user within a turn (sched.c, gather). */
+/* The scheduler's view of one user within a turn (scheduler.c, gather). */
 struct sched_user {
 	uint32_t uid;
 	int n;                     /* streams with work */
 	long used;                 /* batch inputs taken */
-};
-
-/* One NNG context and its state machine (the shape of NNG's async demo
- * server): RECV a request, serve it or park it (WAIT), SEND the reply. */
-struct work {
-	enum { W_INIT, W_RECV, W_WAIT, W_SEND } state;
-	struct infinid *d;
-	nng_aio *aio;
-	int64_t pdeadline_ms;      /* a parked poll's deadline */
-	nng_ctx ctx;
-	uint64_t call_id;
-	struct gen *pgen;          /* parked on this generation, or NULL */
-	uint64_t pafter;
-	struct work *pnext;
-	/* A call from the HTTP gateway (http.c) has no NNG context: srv_reply
-	 * hands its packed Reply to local instead, which takes the buffer
-	 * (NULL when packing failed).  Called with d->mu held. */
-	void (*local)(struct work *w, uint8_t *reply, size_t len);
-	int method;                /* the infini.v1.Method served (metrics) */
-	int64_t t0_us;             /* its arrival, now_us() */
-	struct uacct *pacct;       /* a parked poll counted here, or NULL */
-	uint32_t uid;              /* the request's caller, for its counters */
 };
 
 /* One user's share (acct.c): what it has queued now and what Stats tells
@@ -165,13 +205,11 @@ struct infinid {
 	 * shared by every thread; encoding takes no lock. */
 	struct tok *tok;
 	struct eng *eng;
-	nng_socket sock;
-	struct work **works;
-	int nworks;
+	struct srv *srv;            /* server.c: the NNG socket and contexts */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	pthread_t sched;
-	pthread_t sweeper;          /* answers parked polls at their deadline */
+	pthread_t sweeper;          /* rpc.c: answers parked polls on time */
 	bool have_sweeper, sweep_stop;
 	bool stopping;
 	bool sched_again;          /* the scheduler has more to do at once */
@@ -184,7 +222,7 @@ struct infinid {
 	char snap_dir[1100];        /* state_dir/snapshots: named snapshots */
 	size_t snap_max;            /* snap_max_size of the model */
 	/* snapio.c: named-snapshot file work, served by its own thread. */
-	struct sio_job *sio_head, *sio_tail;
+	struct item *sio_head, *sio_tail;
 	pthread_cond_t sio_cv;
 	pthread_t sio;
 	bool have_sio, sio_stopping;
@@ -203,8 +241,6 @@ struct infinid {
 	_Atomic int64_t sched_beat_ms;
 	struct stats st;
 	struct uacct *accts;        /* acct.c */
-	_Atomic int nconns;         /* connections open now (max_connections) */
-	int max_fds;                /* connections the fd limit allows */
 	char device_name[256];
 	/* Set by the scheduler when the device is lost: from then on every
 	 * request fails with UNAVAILABLE, nothing is written from the device,
@@ -228,7 +264,20 @@ bool strm_may_use(struct infinid *d, uint32_t uid, uint32_t owner);
 void strm_unlink(struct infinid *d, struct stream *s);
 /* strm_pos: the stream's position, resident or not. */
 int64_t strm_pos(struct infinid *d, const struct stream *s);
+/* item_new allocates an item of kind k for uid, answered through ops with
+ * call (ops NULL: nobody waits).  NULL when out of memory.  Free it with
+ * item_free, which uncounts it from its user's record. */
+struct item *item_new(enum item_kind k, uint32_t uid, uint32_t pipe,
+    const struct item_ops *ops, struct rpc_call *call);
 void item_free(struct item *it);
+/* item_answer answers it (if anyone waits) with err and a message made
+ * from fmt, or with res when err is 0; it is not freed. */
+void item_answer(struct infinid *d, struct item *it, int err,
+    const struct item_result *res, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* item_gone: has its caller left?  item_drop lets the call go unanswered. */
+bool item_gone(const struct item *it);
+void item_drop(struct item *it);
 /* gen_free releases a generation and what it owns. */
 void gen_free(struct gen *g);
 /* strm_free_all frees every stream record, queued item and generation
@@ -286,96 +335,24 @@ void spill_drain(struct infinid *d);
  * snapio.c: named snapshots (state_dir/snapshots).  Their file I/O runs on
  * a thread of its own with d->mu released, so a slow disk, a huge file or
  * a FIFO under a snapshot's name never holds up the scheduler or Health.
- * The sio_* calls queue a job and return; the thread answers w.  Ownership:
- * a named snapshot carries its writer's UID (an OWNER section); a file
- * without one belongs to root.  All take d->mu held.
+ * Ownership: a named snapshot carries its writer's UID (an OWNER section);
+ * a file without one belongs to root.  All take d->mu held.
  */
-struct sio_job;
 /* sio_start makes the snapshot directory, removes temp files a killed
  * writer left there and starts the thread.  0 or INFINI_ENOMEM. */
 int sio_start(struct infinid *d);
-/* sio_stop answers queued jobs UNAVAILABLE and joins the thread. */
+/* sio_stop answers queued items UNAVAILABLE and joins the thread. */
 void sio_stop(struct infinid *d);
-/* sio_write writes buf (taken; an encoded snapshot of the caller's
- * stream) as name, honouring ownership and overwrite, and answers
- * Snapshot (with the bytes too when export_bytes). */
-void sio_write(struct infinid *d, struct work *w, uint32_t uid,
-    const char *name, bool overwrite, bool export_bytes, uint8_t *buf,
-    size_t len);
-/* sio_restore reads and checks snapshot name for uid, then queues the
- * Restore of stream id on the scheduler (which answers, unless the
- * caller's connection, pipe, has closed by then). */
-void sio_restore(struct infinid *d, struct work *w, uint32_t uid,
-    uint32_t pipe, const char *id, const char *name);
-/* sio_list answers ListSnapshots; sio_delete DeleteSnapshot. */
-void sio_list(struct infinid *d, struct work *w, uint32_t uid);
-void sio_delete(struct infinid *d, struct work *w, uint32_t uid,
-    const char *name);
+/*
+ * sio_queue takes it (owned from here) and answers it from the snapshot
+ * thread:
+ *   IT_SNAPSHOT  writes it->data (the encoded state of the caller's stream)
+ *                as it->name, honouring ownership, overwrite and the quota;
+ *   IT_RESTORE   reads and checks snapshot it->name for it->uid, and
+ *                answers 0 with it->state set: the caller then hands the
+ *                item to the scheduler, which creates the stream;
+ *   IT_LIST_SNAPSHOTS, IT_DELETE_SNAPSHOT  as their names say.
+ */
+void sio_queue(struct infinid *d, struct item *it);
 
-/* sched.c */
-int sched_start(struct infinid *d);
-void sched_stop(struct infinid *d);
-/* sched_enqueue queues it on stream s (NULL: the control queue) and wakes the
- * scheduler.  Called with d->mu held. */
-void sched_enqueue(struct infinid *d, struct stream *s, struct item *it);
-/* sched_wake tells the scheduler there is something new (a cancel, a
- * departed client); d->mu held. */
-void sched_wake(struct infinid *d);
-
-/* server.c */
-/* srv_claim checks, before anything else starts, that every ipc:// path of
- * the listen setting is free: it removes a socket left by a daemon that
- * died, and refuses one that still answers ("another infinid is serving
- * URL (pid N)").  Returns 0 or an INFINI_E* code with err set. */
-int srv_claim(struct infinid *d, char *err, size_t errlen);
-int srv_start(struct infinid *d, char *err, size_t errlen);
-void srv_stop(struct infinid *d);
-/* srv_reply sends a reply for w (body may be NULL); code is a gRPC code. */
-void srv_reply(struct work *w, int code, const char *msg,
-    const ProtobufCMessage *body);
-void srv_replyf(struct work *w, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-/* srv_drop puts w back to receiving without a reply: its client has
- * gone, so nobody would read one. */
-void srv_drop(struct work *w);
-/* srv_pipe_alive: is the connection with that pipe id still open? */
-bool srv_pipe_alive(uint32_t pipe);
-/* srv_wake_polls answers every poll parked on g.  d->mu held. */
-void srv_wake_polls(struct infinid *d, struct gen *g);
-
-/* methods_health answers a Health request without d->mu: it reads nothing
- * the scheduler changes except the stream count (atomic). */
-void methods_health(struct infinid *d, struct work *w);
-/* http.c: the HTTP/JSON gateway (http_listen), served by NNG's HTTP
- * server; its calls go through methods_dispatch like the socket's.
- * http_prepare reads http_tokens_file (before the model loads, so a bad
- * file stops the daemon at once); http_start starts listening.  Both
- * return 0 (nothing to do when http_listen is empty) or an INFINI_E* code
- * with err set; http_stop answers what is still open and frees everything
- * (after sched_stop, before srv_stop; also after a failed start). */
-int http_prepare(struct infinid *d, char *err, size_t errlen);
-int http_start(struct infinid *d, char *err, size_t errlen);
-void http_stop(struct infinid *d);
-
-/* methods.c: one request's body, unpacked for its method by methods_decode
- * before d->mu is taken (a 60 MiB body costs the one who sent it, not
- * everyone waiting for the lock), then served by methods_dispatch. */
-struct mbody {
-	ProtobufCMessage *msg;      /* NULL: refused, code and why say why */
-	struct wire_alloc a;
-	int code;
-	char why[256];
-};
-/* methods_decode fills b from req (a well-formed envelope of our
- * version); no lock needed.  Release b with methods_body_free. */
-void methods_decode(const Infini__V1__Request *req, struct mbody *b);
-void methods_body_free(struct mbody *b);
-/* methods_dispatch serves req with its body b, or sends b's refusal.
- * d->mu held. */
-void methods_dispatch(struct infinid *d, struct work *w, uint32_t uid,
-    uint32_t pipe, const Infini__V1__Request *req, const struct mbody *b);
-/* methods_poll_reply answers a parked or ready poll from g's state. */
-void methods_poll_reply(struct infinid *d, struct work *w, struct gen *g,
-    uint64_t after);
-
-#endif
+#endif /* INFINI_STORE_H */
