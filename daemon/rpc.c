@@ -656,34 +656,16 @@ m_generate_input(struct rpc_call *c, const Infini__V1__GenerateRequest *q,
 			item_free(it);
 			return;
 		}
-	if ((g = calloc(1, sizeof(*g))) == NULL ||
-	    (g->toks = calloc(q->max_tokens, sizeof(int32_t))) == NULL ||
-	    (g->tend = calloc(q->max_tokens, sizeof(size_t))) == NULL ||
-	    (g->text = calloc(g->tcap = 256, 1)) == NULL ||
-	    (q->n_stop && (g->stop = calloc(q->n_stop, sizeof(char *))) == NULL)) {
-		if (g) {
-			free(g->toks);
-			free(g->tend);
-			free(g->text);
-			free(g);
-		}
+	if ((g = gen_new(c->d, s, q->max_tokens, (const char *const *)q->stop,
+	    (int)q->n_stop)) == NULL) {
 		item_free(it);
 		replyf(c, C(RESOURCE_EXHAUSTED), "out of memory");
 		return;
 	}
-	for (size_t i = 0; i < q->n_stop; i++)
-		if ((g->stop[g->nstop] = strdup(q->stop[i])) != NULL)
-			g->nstop++;
-	g->id = ++c->d->next_gen;
-	g->s = s;
-	g->owner = s->owner;
 	g->pipe = c->pipe;
 	g->prompt = it->tokens;
 	g->nprompt = it->n;
 	it->tokens = NULL;
-	g->max = q->max_tokens;
-	tok_stream_init(&g->ts);
-	g->last_poll_ms = now_ms();
 	if (q->sampling != NULL) {
 		g->smp.temperature = q->sampling->temperature;
 		g->smp.top_k = (int)q->sampling->top_k;
@@ -693,8 +675,6 @@ m_generate_input(struct rpc_call *c, const Infini__V1__GenerateRequest *q,
 		g->smp.top_p = 1.0f;
 	}
 	g->progress = gen_progress;
-	g->next = c->d->gens;
-	c->d->gens = g;
 	it->gen = g;
 	it->ops = NULL;   /* answered now, not by the scheduler */
 	enqueue(c, s, it);

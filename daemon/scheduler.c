@@ -79,51 +79,6 @@ auto_id(struct infinid *d, char *out)
 	while (strm_find(d, out) != NULL);
 }
 
-/* new_stream registers a fresh stream, not resident: it takes a slot when it
- * first needs the device.  INFINI_EFULL with err set: max_streams, or the
- * owner's max_streams_per_uid (root and admin_group are bound only by
- * max_streams).  INFINI_EEXIST: another stream's file name (spill_file_for)
- * is the one this ID would use. */
-static int
-new_stream(struct infinid *d, const char *id, uint32_t owner,
-    struct stream **out, char *err, size_t errlen)
-{
-	char file[WIRE_ID_MAX + 8];
-	struct stream *s;
-	long mine = 0;
-
-	snprintf(err, errlen, "%s", infini_strerror(INFINI_EEXIST));
-	if (d->nstreams >= d->cfg.max_streams) {
-		snprintf(err, errlen, "%d of %ld streams open (max_streams)",
-		    d->nstreams, d->cfg.max_streams);
-		return (INFINI_EFULL);
-	}
-	spill_file_for(id, file);
-	for (s = d->streams; s != NULL; s = s->next) {
-		if (strcmp(s->file, file) == 0)
-			return (INFINI_EEXIST);
-		mine += s->owner == owner;
-	}
-	if (owner != 0 && mine >= d->cfg.max_streams_per_uid) {
-		snprintf(err, errlen, "you own %ld streams "
-		    "(max_streams_per_uid %ld): close some first", mine,
-		    d->cfg.max_streams_per_uid);
-		return (INFINI_EFULL);
-	}
-	if ((s = calloc(1, sizeof(*s))) == NULL)
-		return (INFINI_ENOMEM);
-	snprintf(s->id, sizeof(s->id), "%s", id);
-	snprintf(s->file, sizeof(s->file), "%s", file);
-	s->slot = -1;
-	s->owner = owner;
-	s->last_used_ms = now_ms();
-	s->next = d->streams;
-	d->streams = s;
-	__atomic_fetch_add(&d->nstreams, 1, __ATOMIC_RELAXED);
-	*out = s;
-	return (0);
-}
-
 static void
 do_open(struct infinid *d, struct item *it)
 {
@@ -148,7 +103,7 @@ do_open(struct infinid *d, struct item *it)
 	}
 	if (!it->id[0])
 		auto_id(d, it->id);
-	if ((rv = new_stream(d, it->id, it->uid, &s, err, sizeof(err))) != 0) {
+	if ((rv = strm_open(d, it->id, it->uid, &s, err, sizeof(err))) != 0) {
 		item_answer(d, it, rv, NULL, "cannot open '%s': %s", it->id,
 		    err);
 		return;
@@ -361,7 +316,7 @@ do_restore(struct infinid *d, struct item *it)
 		}
 		snap_meta_fini(&meta);
 	}
-	if ((rv = new_stream(d, it->id, it->uid, &s, err, sizeof(err))) != 0) {
+	if ((rv = strm_open(d, it->id, it->uid, &s, err, sizeof(err))) != 0) {
 		eng_stream_state_fini(&st);
 		item_answer(d, it, rv, NULL, "cannot restore '%s': %s",
 		    it->id, err);
@@ -369,9 +324,8 @@ do_restore(struct infinid *d, struct item *it)
 	}
 	if ((rv = place(d, s, NULL, &st, err, sizeof(err))) != 0) {
 		/* Never half-loaded: the new stream goes away whole. */
-		strm_unlink(d, s);
 		spill_forget(d, s);
-		free(s);
+		strm_free(d, s);
 		eng_stream_state_fini(&st);
 		item_answer(d, it, snap_err(rv), NULL, "cannot restore '%s': "
 		    "%s", it->id, err);
@@ -417,9 +371,8 @@ do_control(struct infinid *d, struct stream *s, struct item *it)
 					finish_gen(d, g, "cancelled");
 				g->s = NULL;
 			}
-		strm_unlink(d, s);
 		LOG(LOG_INFO, "stream %s closed", s->id);
-		free(s);
+		strm_free(d, s);
 		return (true);
 	}
 	if (it->kind == IT_SNAPSHOT) {
@@ -438,13 +391,12 @@ do_control(struct infinid *d, struct stream *s, struct item *it)
 		if (!it->id[0])
 			auto_id(d, it->id);
 		char err[512];
-		if ((rv = new_stream(d, it->id, it->uid, &c, err,
+		if ((rv = strm_open(d, it->id, it->uid, &c, err,
 		    sizeof(err))) != 0)
 			item_answer(d, it, rv, NULL, "cannot fork: %s", err);
 		else if ((rv = place(d, c, s, NULL, err, sizeof(err))) != 0) {
-			strm_unlink(d, c);
 			spill_forget(d, c);
-			free(c);
+			strm_free(d, c);
 			item_answer(d, it, rv, NULL, "fork failed: %s", err);
 		} else {
 			r.id = c->id;

@@ -388,22 +388,15 @@ adopt(struct infinid *d, const char *name)
 		    "known", d->spill_dir, name, d->cfg.max_streams);
 		return;
 	}
-	if ((s = calloc(1, sizeof(*s))) == NULL) {
+	/* Files from before owners were kept belong to root (and admins). */
+	if (strm_new(d, meta.stream_id, meta.has_owner ? meta.owner : 0,
+	    &s) != 0) {
 		LOG(LOG_ERR, "ignoring %s/%s: out of memory", d->spill_dir, name);
 		return;
 	}
-	snprintf(s->id, sizeof(s->id), "%s", meta.stream_id);
-	snprintf(s->file, sizeof(s->file), "%s", file);
-	s->slot = -1;
-	/* Files from before owners were kept belong to root (and admins). */
-	s->owner = meta.has_owner ? meta.owner : 0;
 	s->pos = pos;
 	s->saved = true;
 	s->saved_segs = segs_of(d, pos);
-	s->last_used_ms = now_ms();
-	s->next = d->streams;
-	d->streams = s;
-	__atomic_fetch_add(&d->nstreams, 1, __ATOMIC_RELAXED);
 }
 
 int

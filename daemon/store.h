@@ -257,6 +257,19 @@ struct infinid {
 
 /* streams.c */
 struct stream *strm_find(struct infinid *d, const char *id);
+/* strm_new registers a stream record for id (not resident, position 0):
+ * 0 or INFINI_ENOMEM.  No limit is checked: strm_open does that. */
+int strm_new(struct infinid *d, const char *id, uint32_t owner,
+    struct stream **out);
+/* strm_open registers a new stream for a caller: INFINI_EFULL with err set
+ * past max_streams or the owner's max_streams_per_uid (root and
+ * admin_group are bound only by max_streams); INFINI_EEXIST when another
+ * stream's file name (spill_file_for) is the one this ID would use. */
+int strm_open(struct infinid *d, const char *id, uint32_t owner,
+    struct stream **out, char *err, size_t errlen);
+/* strm_free unlinks s and frees its record (its queue must be empty and
+ * its slot and file released, spill_forget). */
+void strm_free(struct infinid *d, struct stream *s);
 /* strm_may_use: may uid use what owner owns (a stream, a generation, a
  * named snapshot)?  It reads nothing shared, so snapio.c calls it without
  * d->mu. */
@@ -278,6 +291,11 @@ void item_answer(struct infinid *d, struct item *it, int err,
 /* item_gone: has its caller left?  item_drop lets the call go unanswered. */
 bool item_gone(const struct item *it);
 void item_drop(struct item *it);
+/* gen_new starts a generation of at most max tokens on s, with copies of
+ * the nstop stop strings, linked into d->gens: NULL when out of memory.
+ * The caller sets its prompt, sampler and progress hook. */
+struct gen *gen_new(struct infinid *d, struct stream *s, uint32_t max,
+    const char *const *stop, int nstop);
 /* gen_free releases a generation and what it owns. */
 void gen_free(struct gen *g);
 /* strm_free_all frees every stream record, queued item and generation

@@ -32,6 +32,62 @@ strm_may_use(struct infinid *d, uint32_t uid, uint32_t owner)
 	return (uid == owner || uid == 0);
 }
 
+int
+strm_new(struct infinid *d, const char *id, uint32_t owner,
+    struct stream **out)
+{
+	struct stream *s;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return (INFINI_ENOMEM);
+	snprintf(s->id, sizeof(s->id), "%s", id);
+	spill_file_for(id, s->file);
+	s->slot = -1;
+	s->owner = owner;
+	s->last_used_ms = now_ms();
+	s->next = d->streams;
+	d->streams = s;
+	__atomic_fetch_add(&d->nstreams, 1, __ATOMIC_RELAXED);
+	*out = s;
+	return (0);
+}
+
+int
+strm_open(struct infinid *d, const char *id, uint32_t owner,
+    struct stream **out, char *err, size_t errlen)
+{
+	char file[WIRE_ID_MAX + 8];
+	struct stream *s;
+	long mine = 0;
+
+	snprintf(err, errlen, "%s", infini_strerror(INFINI_EEXIST));
+	if (d->nstreams >= d->cfg.max_streams) {
+		snprintf(err, errlen, "%d of %ld streams open (max_streams)",
+		    d->nstreams, d->cfg.max_streams);
+		return (INFINI_EFULL);
+	}
+	spill_file_for(id, file);
+	for (s = d->streams; s != NULL; s = s->next) {
+		if (strcmp(s->file, file) == 0)
+			return (INFINI_EEXIST);
+		mine += s->owner == owner;
+	}
+	if (owner != 0 && mine >= d->cfg.max_streams_per_uid) {
+		snprintf(err, errlen, "you own %ld streams "
+		    "(max_streams_per_uid %ld): close some first", mine,
+		    d->cfg.max_streams_per_uid);
+		return (INFINI_EFULL);
+	}
+	return (strm_new(d, id, owner, out));
+}
+
+void
+strm_free(struct infinid *d, struct stream *s)
+{
+	strm_unlink(d, s);
+	free(s);
+}
+
 void
 strm_unlink(struct infinid *d, struct stream *s)
 {
@@ -110,6 +166,36 @@ item_free(struct item *it)
 		free(it->state);
 	}
 	free(it);
+}
+
+struct gen *
+gen_new(struct infinid *d, struct stream *s, uint32_t max,
+    const char *const *stop, int nstop)
+{
+	struct gen *g;
+
+	if ((g = calloc(1, sizeof(*g))) == NULL ||
+	    (g->toks = calloc(max, sizeof(int32_t))) == NULL ||
+	    (g->tend = calloc(max, sizeof(size_t))) == NULL ||
+	    (g->text = calloc(g->tcap = 256, 1)) == NULL ||
+	    (nstop > 0 && (g->stop = calloc((size_t)nstop,
+	    sizeof(char *))) == NULL)) {
+		if (g != NULL)
+			gen_free(g);
+		return (NULL);
+	}
+	for (int i = 0; i < nstop; i++)
+		if ((g->stop[g->nstop] = strdup(stop[i])) != NULL)
+			g->nstop++;
+	g->id = ++d->next_gen;
+	g->s = s;
+	g->owner = s->owner;
+	g->max = max;
+	tok_stream_init(&g->ts);
+	g->last_poll_ms = now_ms();
+	g->next = d->gens;
+	d->gens = g;
+	return (g);
 }
 
 void
