@@ -113,7 +113,6 @@ part1(const char *model, const char *device, int S, const char *dir)
 			eng_stream_free(e, slot[s]);
 			if ((rv = eng_stream_alloc(e, &slot[s])) == 0)
 				rv = eng_stream_import(e, slot[s], &st);
-			snap_meta_fini(&meta);
 			eng_stream_state_fini(&st);
 		}
 		double t4 = bench_now();

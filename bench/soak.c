@@ -83,7 +83,6 @@ state_check(infini_client *c, const char *id, double *mmax)
 		bad += !isfinite(st.kc[i]) + !isfinite(st.vc[i]) +
 		    (st.km != NULL && !isfinite(st.km[i]));
 	eng_stream_state_fini(&st);
-	snap_meta_fini(&meta);
 	free(buf);
 	return (bad);
 }

@@ -12,7 +12,7 @@
  */
 #include <stdlib.h>
 
-#include "store.h"
+#include "state.h"
 
 struct uacct *
 acct_get(struct infinid *d, uint32_t uid)

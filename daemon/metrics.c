@@ -16,7 +16,7 @@
 
 #include "metrics.h"
 #include "snapshot.h"
-#include "store.h"
+#include "state.h"
 #include "wire.h"
 
 #define MX_METHODS 16            /* infini.v1.Method values, with room */

@@ -9,7 +9,7 @@
  * flight.  Users take turns, and while several have work each gets its part
  * of the max_batch inputs; work whose client has gone is dropped here.  The
  * gathered jobs run as one batched eng_run; each request is finished with
- * an error code or a typed result through its item_ops (store.h), so the
+ * an error code or a typed result through its item_ops (state.h), so the
  * scheduler never builds a reply and knows nothing of the wire.  Requests on one
  * stream are served strictly in arrival order because only the head of its
  * queue is ever taken.
@@ -314,7 +314,6 @@ do_restore(struct infinid *d, struct item *it)
 			    "refused: %s", err);
 			return;
 		}
-		snap_meta_fini(&meta);
 	}
 	if ((rv = strm_open(d, it->id, it->uid, &s, err, sizeof(err))) != 0) {
 		eng_stream_state_fini(&st);

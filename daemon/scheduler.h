@@ -8,7 +8,7 @@
 #ifndef INFINI_SCHEDULER_H
 #define INFINI_SCHEDULER_H
 
-#include "store.h"
+#include "state.h"
 
 /* sched_start registers the streams saved under state_dir (spill_init) and
  * starts the thread: 0 or INFINI_ENOMEM. */

@@ -25,7 +25,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "store.h"
+#include "state.h"
 #include "log.h"
 #include "service.h"
 

@@ -8,7 +8,7 @@
  * released: a slow disk, a file as large as the model allows or a FIFO
  * planted under a snapshot's name (opened O_NONBLOCK, then refused) holds
  * up only this queue, never the scheduler or Health.  The thread takes
- * d->mu only to answer.  Its work comes as items (store.h), answered with
+ * d->mu only to answer.  Its work comes as items (state.h), answered with
  * an error code or a typed result like the scheduler's; a Restore by name
  * goes on to the scheduler once the file is read and checked.
  *
@@ -31,7 +31,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "store.h"
+#include "state.h"
 #include "log.h"
 #include "snapshot.h"
 
@@ -252,14 +252,12 @@ run_restore(struct infinid *d, struct item *j, struct sio_out *o)
 	}
 	/* The file changed between the two reads: check again. */
 	if ((meta.has_owner ? meta.owner : 0) != owner) {
-		snap_meta_fini(&meta);
 		eng_stream_state_fini(st);
 		free(st);
 		set_out(o, INFINI_EABORTED, "snapshot '%s' changed while it was "
 		    "read; try again", j->name);
 		return;
 	}
-	snap_meta_fini(&meta);
 	j->state = st;
 }
 

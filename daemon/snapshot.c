@@ -45,7 +45,7 @@
 enum snap_sec {
 	SEC_MEMORY = 1,            /* per layer, kv head: M [hd][hd], z [hd] */
 	SEC_SEGMENT = 2,           /* per layer, kv head: k, v (, km) [rows][hd] */
-	SEC_LOGITS = 3,            /* [n_logits] */
+	SEC_RETIRED = 3,           /* was LOGITS: never written, refused */
 	SEC_OWNER = 4,             /* optional: u32 owner UID, u32 zero */
 	SEC_HIDDEN = 5,            /* optional: last input's hidden [hidden] */
 };
@@ -65,7 +65,7 @@ enum hdr_off {
 	H_SEGMENTS = 64,           /* u64 */
 	H_SAMPLE_STEP = 72,        /* u64 */
 	H_CREATED = 80,            /* u64, ms */
-	H_NLOGITS = 88,
+	H_RESERVED0 = 88,          /* u32 0 (was n_logits, never written) */
 	H_NSECTIONS = 92,
 	H_IDLEN = 96,
 	H_ID = 100,                /* SNAP_ID_MAX bytes, zero-padded */
@@ -187,16 +187,6 @@ snap_meta_init(struct snap_meta *m, const struct eng_model *md,
 	return (0);
 }
 
-void
-snap_meta_fini(struct snap_meta *m)
-{
-	if (m == NULL)
-		return;
-	free(m->last_logits);
-	m->last_logits = NULL;
-	m->n_logits = 0;
-}
-
 /* ---- encoding ---- */
 
 /* sec_put writes a section header at p for a payload already at p+24 and
@@ -215,7 +205,7 @@ int
 snap_encode(const struct snap_meta *m, const struct eng_stream_state *st,
     uint8_t **buf, size_t *len)
 {
-	size_t memn, cachen, idlen, memlen, seglen, loglen, hidlen, total, lh;
+	size_t memn, cachen, idlen, memlen, seglen, hidlen, total, lh;
 	size_t hd, nr;
 	uint8_t *b, *p;
 	int nsec;
@@ -227,20 +217,15 @@ snap_encode(const struct snap_meta *m, const struct eng_stream_state *st,
 	    m->hidden_size <= 0 || m->vocab_size <= 0 || st->pos < 0 ||
 	    st->rows != (int)(st->pos % st->segment_size) ||
 	    (st->has_kmem && st->km == NULL) ||
-	    (m->n_logits != 0 && (m->n_logits != (uint32_t)m->vocab_size ||
-	    m->last_logits == NULL)) ||
 	    (st->n_last != 0 && (st->n_last != m->hidden_size ||
 	    st->last == NULL)))
 		return (INFINI_EINVAL);
 	eng_stream_state_floats(st, &memn, &cachen);
 	memlen = memn * 4;
 	seglen = cachen * 4 * (st->has_kmem ? 3 : 2);
-	loglen = (size_t)m->n_logits * 4;
 	hidlen = (size_t)st->n_last * 4;
-	nsec = 2 + (m->n_logits ? 1 : 0) + (m->has_owner ? 1 : 0) +
-	    (hidlen ? 1 : 0);
+	nsec = 2 + (m->has_owner ? 1 : 0) + (hidlen ? 1 : 0);
 	total = HDR_SIZE + SEC_HDR + pad8(memlen) + SEC_HDR + pad8(seglen) +
-	    (m->n_logits ? SEC_HDR + pad8(loglen) : 0) +
 	    (m->has_owner ? SEC_HDR + OWNER_LEN : 0) +
 	    (hidlen ? SEC_HDR + pad8(hidlen) : 0) + TRAILER;
 	if ((b = calloc(total, 1)) == NULL)
@@ -261,7 +246,7 @@ snap_encode(const struct snap_meta *m, const struct eng_stream_state *st,
 	put64(b + H_SEGMENTS, (uint64_t)(st->pos / st->segment_size));
 	put64(b + H_SAMPLE_STEP, st->sample_step);
 	put64(b + H_CREATED, m->created_ms);
-	put32(b + H_NLOGITS, m->n_logits);
+	put32(b + H_RESERVED0, 0);
 	put32(b + H_NSECTIONS, (uint32_t)nsec);
 	put32(b + H_IDLEN, (uint32_t)idlen);
 	memcpy(b + H_ID, m->stream_id, idlen);
@@ -290,10 +275,6 @@ snap_encode(const struct snap_meta *m, const struct eng_stream_state *st,
 	}
 	p = sec_put(p, SEC_SEGMENT, 0, seglen);
 
-	if (m->n_logits) {
-		put_f32s(p + SEC_HDR, m->last_logits, m->n_logits);
-		p = sec_put(p, SEC_LOGITS, 0, loglen);
-	}
 	if (m->has_owner) {
 		/* Optional, so version-1 readers that predate it skip it. */
 		put32(p + SEC_HDR, m->owner);
@@ -435,7 +416,6 @@ read_header(const uint8_t *buf, struct snap_meta *m, struct hdr *h,
 	h->pos = get64(buf + H_POSITION);
 	segs = get64(buf + H_SEGMENTS);
 	m->created_ms = get64(buf + H_CREATED);
-	m->n_logits = get32(buf + H_NLOGITS);
 	h->nsec = get32(buf + H_NSECTIONS);
 	idlen = get32(buf + H_IDLEN);
 	if ((h->flags & ~FLAG_KMEM) != 0)
@@ -448,9 +428,10 @@ read_header(const uint8_t *buf, struct snap_meta *m, struct hdr *h,
 		REFUSE(INFINI_ECORRUPT, "position %llu and %llu segments "
 		    "disagree", (unsigned long long)h->pos,
 		    (unsigned long long)segs);
-	if (m->n_logits != 0 && m->n_logits != (uint32_t)m->vocab_size)
-		REFUSE(INFINI_ECORRUPT, "%u last logits for vocab %d",
-		    m->n_logits, m->vocab_size);
+	if (get32(buf + H_RESERVED0) != 0)
+		REFUSE(INFINI_ECORRUPT, "nonzero reserved header field at %d "
+		    "(a last-logits count: never part of a written snapshot)",
+		    H_RESERVED0);
 	if (idlen > SNAP_ID_MAX || memchr(buf + H_ID, 0, idlen) != NULL)
 		REFUSE(INFINI_ECORRUPT, "bad stream id (length %u)", idlen);
 	for (size_t t = H_ID + idlen; t < H_SUM; t++)
@@ -463,7 +444,7 @@ read_header(const uint8_t *buf, struct snap_meta *m, struct hdr *h,
 
 /*
  * walk_sections finds the sections between the header and the trailer:
- * MEMORY, SEGMENT, then LOGITS, OWNER and HIDDEN when present, in that
+ * MEMORY, SEGMENT, then OWNER and HIDDEN when present, in that
  * order, each with its checksum, zero padding and only the flags its type
  * carries; an unknown section marked optional is skipped.  sec[type]
  * receives each known one.
@@ -497,6 +478,10 @@ walk_sections(const uint8_t *buf, const struct hdr *h, struct sec_ref *sec,
 			if (buf[t] != 0)
 				REFUSE(INFINI_ECORRUPT, "nonzero section "
 				    "padding");
+		if (type == SEC_RETIRED)
+			REFUSE(INFINI_ECORRUPT, "section %u has the retired "
+			    "type %u (last logits), which no snapshot holds", i,
+			    type);
 		if (type >= SEC_MEMORY && type <= SEC_HIDDEN) {
 			/* Known sections carry only the flags this code
 			 * writes: none, or SEC_OPTIONAL on the optional
@@ -532,8 +517,7 @@ check_lengths(const struct hdr *h, struct snap_meta *m,
 	size_t lh = (size_t)m->n_layers * (size_t)m->n_kv_heads;
 	size_t hd = (size_t)m->head_dim, rows, t, memlen, seglen;
 
-	if (!sec[SEC_MEMORY].seen || !sec[SEC_SEGMENT].seen ||
-	    sec[SEC_LOGITS].seen != (m->n_logits != 0))
+	if (!sec[SEC_MEMORY].seen || !sec[SEC_SEGMENT].seen)
 		REFUSE(INFINI_ECORRUPT, "missing or unexpected section");
 	rows = (size_t)(h->pos % (uint64_t)m->segment_size);
 	if (!mul_ok(lh, hd, &t) || !mul_ok(t, hd + 1, &t) ||
@@ -546,8 +530,6 @@ check_lengths(const struct hdr *h, struct snap_meta *m,
 		REFUSE(INFINI_ECORRUPT, "segment section is %zu bytes, the "
 		    "position and shape need another size",
 		    sec[SEC_SEGMENT].len);
-	if (m->n_logits && sec[SEC_LOGITS].len != (size_t)m->n_logits * 4)
-		REFUSE(INFINI_ECORRUPT, "logits section length mismatch");
 	if (sec[SEC_OWNER].seen) {
 		if (sec[SEC_OWNER].len != OWNER_LEN ||
 		    get32(sec[SEC_OWNER].data + 4) != 0)
@@ -562,8 +544,8 @@ check_lengths(const struct hdr *h, struct snap_meta *m,
 	return (0);
 }
 
-/* fill_state allocates st (and m's logits) and copies the floats in,
- * refusing NaN and infinity anywhere.  On error the caller frees both. */
+/* fill_state allocates st and copies the floats in, refusing NaN and
+ * infinity anywhere.  On error the caller frees st. */
 static int
 fill_state(const uint8_t *buf, const struct hdr *h, struct snap_meta *m,
     const struct sec_ref *sec, struct eng_stream_state *st, char *err,
@@ -610,14 +592,6 @@ fill_state(const uint8_t *buf, const struct hdr *h, struct snap_meta *m,
 			REFUSE(INFINI_ECORRUPT, "the last hidden state holds "
 			    "NaN or infinity");
 	}
-	if (m->n_logits) {
-		if ((m->last_logits = malloc((size_t)m->n_logits * 4)) == NULL)
-			REFUSE(INFINI_ENOMEM, "cannot allocate the logits");
-		get_f32s(sec[SEC_LOGITS].data, m->last_logits, m->n_logits);
-		if (!all_finite(m->last_logits, m->n_logits))
-			REFUSE(INFINI_ECORRUPT, "the last logits hold NaN or "
-			    "infinity");
-	}
 	return (0);
 }
 
@@ -658,7 +632,6 @@ snap_decode(const uint8_t *buf, size_t len, uint64_t expected_fp,
 	*out = st;
 	return (0);
 fail:
-	snap_meta_fini(&m);
 	eng_stream_state_fini(&st);
 	return (rv);
 }
@@ -711,7 +684,6 @@ snap_decode_model(const uint8_t *buf, size_t len, const struct eng_model *md,
 	    errlen)) != 0)
 		return (rv);
 	if ((rv = snap_check_model(&m, &s, md, err, errlen)) != 0) {
-		snap_meta_fini(&m);
 		eng_stream_state_fini(&s);
 		return (rv);
 	}
@@ -728,10 +700,9 @@ snap_max_size(const struct eng_model *md)
 	size_t hd = (size_t)c->head_dim, N = (size_t)c->segment_size;
 
 	/* Every section at its largest: a segment one row short of full,
-	 * with unrotated keys, logits, the owner and the hidden state. */
+	 * with unrotated keys, the owner and the hidden state. */
 	return (HDR_SIZE + SEC_HDR + pad8(lh * hd * (hd + 1) * 4) +
-	    SEC_HDR + pad8(lh * (N - 1) * hd * 12) +
-	    SEC_HDR + pad8((size_t)c->vocab_size * 4) + SEC_HDR + OWNER_LEN +
+	    SEC_HDR + pad8(lh * (N - 1) * hd * 12) + SEC_HDR + OWNER_LEN +
 	    SEC_HDR + pad8((size_t)c->hidden_size * 4) + TRAILER);
 }
 

@@ -40,13 +40,6 @@ struct snap_meta {
 	char stream_id[SNAP_ID_MAX + 1]; /* NUL-terminated */
 	uint64_t created_ms;       /* Unix time of encoding, ms */
 	/*
-	 * Logits of the last input, [n_logits] (n_logits 0: none, else
-	 * vocab_size).  Encode borrows them; after snap_decode the meta owns
-	 * them (snap_meta_fini).  Reserved: the engine keeps none yet.
-	 */
-	uint32_t n_logits;
-	float *last_logits;
-	/*
 	 * The stream's owner UID (the daemon's spill files keep it across a
 	 * restart).  An optional section: has_owner false writes none, and a
 	 * file without one decodes with has_owner false.
@@ -57,13 +50,11 @@ struct snap_meta {
 
 /*
  * snap_meta_init fills m for a stream of model md: fingerprint, shape, the
- * stream ID and the time now; no logits.  Returns 0 or INFINI_EINVAL (id
+ * stream ID and the time now.  Returns 0 or INFINI_EINVAL (id
  * longer than SNAP_ID_MAX bytes).
  */
 int snap_meta_init(struct snap_meta *m, const struct eng_model *md,
     const char *stream_id);
-/* snap_meta_fini frees decoded logits; m may be NULL. */
-void snap_meta_fini(struct snap_meta *m);
 
 /*
  * snap_encode serialises m and st into a new buffer.  On success *buf (owned
@@ -89,9 +80,8 @@ int snap_err(int rv);
  * unknown header or section flags, a position past ENG_POS_MAX or that
  * disagrees with the segment count, NaN or infinity anywhere in the state),
  * INFINI_ESTATE (another model's snapshot), INFINI_ENOMEM.  err gets the
- * reason.  On success *meta and *st (both owned by the caller:
- * snap_meta_fini, eng_stream_state_fini) are written; on failure neither is
- * touched.
+ * reason.  On success *meta and *st (st owned by the caller:
+ * eng_stream_state_fini) are written; on failure neither is touched.
  */
 int snap_decode(const uint8_t *buf, size_t len, uint64_t expected_fp,
     struct snap_meta *meta, struct eng_stream_state *st, char *err,

@@ -39,7 +39,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "store.h"
+#include "state.h"
 #include "log.h"
 #include "snapshot.h"
 
@@ -193,7 +193,6 @@ load(struct infinid *d, struct stream *s, char *err, size_t errlen)
 	pthread_mutex_lock(&d->mu);
 	if (rv != 0)
 		goto fail;
-	snap_meta_fini(&meta);
 	if (strcmp(meta.stream_id, s->id) != 0) {
 		snprintf(why, sizeof(why), "the file holds stream '%s'",
 		    meta.stream_id);
@@ -374,7 +373,6 @@ adopt(struct infinid *d, const char *name)
 		return;
 	}
 	pos = st.pos;
-	snap_meta_fini(&meta);
 	eng_stream_state_fini(&st);
 	spill_file_for(meta.stream_id, file);
 	if (!wire_valid_id(meta.stream_id) || strcmp(file, name) != 0 ||

@@ -4,7 +4,7 @@
  * Streams are a few thousand at most (max_streams), and every scheduler turn
  * walks them anyway, so a list is enough.  All functions expect d->mu held.
  *
- * Items are answered through the ops their queuer gave them (store.h), so
+ * Items are answered through the ops their queuer gave them (state.h), so
  * the scheduler and the snapshot thread finish requests with an error code
  * or a typed result and never see how the answer travels.
  */
@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store.h"
+#include "state.h"
 
 struct stream *
 strm_find(struct infinid *d, const char *id)

@@ -32,15 +32,15 @@ int
 main(void)
 {
 	static const struct { const char *file, *inc, *says; } up[] = {
-		{ "daemon/gpu/cmd.c", "#include \"store.h\"",
-		  "daemon/gpu/cmd.c (gpu) includes \"store.h\" (store)" },
+		{ "daemon/gpu/cmd.c", "#include \"state.h\"",
+		  "daemon/gpu/cmd.c (gpu) includes \"state.h\" (store)" },
 		{ "daemon/engine/engine.c", "#include \"../rpc.h\"",
 		  "daemon/engine/engine.c (engine) includes \"../rpc.h\" "
 		  "(rpc)" },
 		{ "daemon/engine/model.h", "#include \"tok/tok.h\"",
 		  "daemon/engine/model.h (engine) includes \"tok/tok.h\" (tok)" },
-		{ "daemon/snapshot.h", "# include \"store.h\"",
-		  "daemon/snapshot.h (snapshot) includes \"store.h\" (store)" },
+		{ "daemon/snapshot.h", "# include \"state.h\"",
+		  "daemon/snapshot.h (snapshot) includes \"state.h\" (store)" },
 		{ "proto/wire.c", "#include \"engine/engine.h\"",
 		  "proto/wire.c (wire) includes \"engine/engine.h\" (engine)" },
 		{ "daemon/log.c", "#include \"http_gw.h\"",

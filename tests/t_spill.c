@@ -151,7 +151,6 @@ test_owner_section(void)
 	ok(rv == 0 && m2.has_owner && m2.owner == 4242 && st2.pos == 13,
 	    "the OWNER section round-trips (%s)", err);
 	if (rv == 0) {
-		snap_meta_fini(&m2);
 		eng_stream_state_fini(&st2);
 	}
 	free(buf);
@@ -162,7 +161,6 @@ test_owner_section(void)
 	ok(rv == 0 && !m2.has_owner, "a snapshot without one decodes with no "
 	    "owner");
 	if (rv == 0) {
-		snap_meta_fini(&m2);
 		eng_stream_state_fini(&st2);
 	}
 	free(buf);

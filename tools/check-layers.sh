@@ -13,7 +13,7 @@
 #   base      daemon/{clock,config,log,npy,notify,pbjson} api
 #   snapshot  daemon/snapshot.[ch]                       engine api
 # The daemon's core, one way from the socket down (docs/architecture.md):
-#   store     daemon/{store.h,streams,acct,spill,snapio}  engine gpu tok base
+#   store     daemon/{state.h,streams,acct,spill,snapio}  engine gpu tok base
 #                                                        snapshot ids api
 #                                                        shaders
 #   sched     daemon/scheduler.[ch]                      store and its own
@@ -48,7 +48,7 @@ layer_of() {   # a path relative to root
 	daemon/npy.[ch] | daemon/notify.[ch] | daemon/pbjson.[ch]) echo base ;;
 	daemon/snapshot.[ch]) echo snapshot ;;
 	daemon/infini_run.c | daemon/convert*.[ch]) echo tools ;;
-	daemon/store.h | daemon/streams.c | daemon/acct.c | daemon/spill.c | \
+	daemon/state.h | daemon/streams.c | daemon/acct.c | daemon/spill.c | \
 	daemon/snapio.c) echo store ;;
 	daemon/scheduler.[ch]) echo sched ;;
 	daemon/rpc.[ch] | daemon/metrics.[ch]) echo rpc ;;

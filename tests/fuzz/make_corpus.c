@@ -254,12 +254,11 @@ models(void)
 /* ---- snapshots */
 
 static void
-snap(const char *name, int64_t pos, bool kmem, bool logits, bool owner)
+snap(const char *name, int64_t pos, bool kmem, bool owner)
 {
 	struct eng_stream_state st;
 	struct snap_meta m;
 	size_t memn, cachen, total;
-	float lg[32];
 	uint8_t *b;
 	size_t len;
 
@@ -291,12 +290,6 @@ snap(const char *name, int64_t pos, bool kmem, bool logits, bool owner)
 	m.vocab_size = 32;
 	snprintf(m.stream_id, sizeof(m.stream_id), "fuzz-%s", name);
 	m.created_ms = 1700000000000ull;
-	if (logits) {
-		for (int i = 0; i < 32; i++)
-			lg[i] = (float)i - 16.0f;
-		m.n_logits = 32;
-		m.last_logits = lg;
-	}
 	m.has_owner = owner;
 	m.owner = 1000;
 	float hid[16];
@@ -365,11 +358,11 @@ main(int argc, char **argv)
 	envelopes();
 	models();
 	toks();
-	snap("pos0", 0, false, false, false);
-	snap("partial", 6, false, false, false);
-	snap("full", 8, false, true, false);
-	snap("kmem", 13, true, false, true);
-	snap("all", 1001, true, true, true);
+	snap("pos0", 0, false, false);
+	snap("partial", 6, false, false);
+	snap("full", 8, false, false);
+	snap("kmem", 13, true, true);
+	snap("all", 1001, true, true);
 	if (nfail) {
 		fprintf(stderr, "make_corpus: %d seeds failed\n", nfail);
 		return (1);

@@ -1,5 +1,5 @@
 /*
- * store.h - the daemon's state and the store layer below the scheduler:
+ * state.h - the daemon's state and the store layer below the scheduler:
  * the stream table, per-stream request queues, generations, per-user
  * accounting, residency (spill.c) and named snapshots (snapio.c).  One mutex
  * (d->mu) guards all of it; the engine is touched only by the scheduler
@@ -18,8 +18,8 @@
  * state_dir/streams, or it has never run and has no state).  spill.c moves
  * streams between the two; only the scheduler thread does.
  */
-#ifndef INFINI_STORE_H
-#define INFINI_STORE_H
+#ifndef INFINI_STATE_H
+#define INFINI_STATE_H
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -373,4 +373,4 @@ void sio_stop(struct infinid *d);
  */
 void sio_queue(struct infinid *d, struct item *it);
 
-#endif /* INFINI_STORE_H */
+#endif /* INFINI_STATE_H */
