@@ -197,6 +197,10 @@ eng_open(const struct eng_model *m, const struct eng_opts *o,
 	    (rv = alloc_state(e, err, errlen)) != 0 ||
 	    (rv = alloc_acts(e, err, errlen)) != 0)
 		goto fail;
+	if ((rv = eng_run_buf_init(e)) != 0) {
+		snprintf(err, errlen, "out of host memory for run scratch");
+		goto fail;
+	}
 	if ((rv = eng_mm_open(e)) != 0 || (rv = eng_ops_open(e)) != 0) {
 		snprintf(err, errlen, "cannot make texel views");
 		goto fail;
@@ -240,6 +244,7 @@ eng_close(struct eng *e)
 		gpu_cmd_free(e->cmd);
 		gpu_dev_free(e->dev);
 	}
+	eng_run_buf_fini(e);
 	free(e->L);
 	free(e->used);
 	free(e->pos);

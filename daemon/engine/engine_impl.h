@@ -71,6 +71,26 @@ struct eng_prof {
 	uint64_t calls;
 };
 
+struct eng_chunk;
+struct sample_row;
+
+/* Host scratch of eng_run (forward.c), made once at eng_open for the
+ * engine's limits; only the per-job arrays grow, when a call brings more
+ * jobs than any before. */
+struct eng_run_buf {
+	int *ids;                  /* [R] token ids of the round (-1: vector) */
+	uint32_t *rows;            /* [R][2] slot, position in segment */
+	float *vecs;               /* [R, H] vector inputs */
+	uint32_t *slots;           /* [max_streams] slots whose segment filled */
+	float *row;                /* [H] one hidden row read back */
+	struct sample_row *sp;     /* [SR] sampler rows */
+	int32_t *stok;             /* [SR] sampled ids */
+	int cap_jobs;              /* jobs the arrays below hold */
+	int *done;                 /* [jobs] inputs processed */
+	bool *zdone;               /* [jobs] a job without inputs was sampled */
+	struct eng_chunk *ch;      /* [jobs] the round's chunks */
+};
+
 struct eng {
 	const struct eng_model *m;
 	struct eng_config c;
@@ -127,6 +147,8 @@ struct eng {
 	struct gpu_buf samp_e;     /* vec2 [SR, V] exp(logit / T) as float-float */
 	struct gpu_buf samp_tok;   /* int32 [SR] sampled ids */
 	int samp_rows;             /* SR */
+
+	struct eng_run_buf run;    /* eng_run's host scratch */
 
 	struct eng_prof prof[64];
 	int nprof;
@@ -196,6 +218,12 @@ int eng_wpart_alloc(struct gpu_dev *d, enum eng_mm_var v, enum eng_dtype dt,
 int eng_wpart_write(struct gpu_dev *d, struct eng_wpart *pt, enum eng_dtype dt,
     int cols, int row, const void *src, int n);
 void eng_wpart_free(struct gpu_dev *d, struct eng_wpart *pt);
+
+/* eng_run_buf_init allocates e->run for the engine's limits (max_batch,
+ * max_streams, samp_rows must be set); eng_run_buf_fini frees it (safe on
+ * a partly made one).  Returns 0 or INFINI_ENOMEM. */
+int eng_run_buf_init(struct eng *e);
+void eng_run_buf_fini(struct eng *e);
 
 int eng_weights_upload(struct eng *e, char *err, size_t errlen);
 void eng_weights_free(struct eng *e);

@@ -43,7 +43,7 @@
 #include "sample_pc.h"
 
 /* A job's rows in the current round. */
-struct chunk {
+struct eng_chunk {
 	int job;
 	int row;        /* first row in the batch */
 	int n;
@@ -51,6 +51,13 @@ struct chunk {
 	int lrow;       /* first row in the logits batch, or -1 */
 	int nlog;
 	int srow;       /* row in the sample batch, or -1 */
+};
+
+/* What one round holds: T batch rows from nch chunks, nfill streams whose
+ * segment fills, nlog logits rows, nsamp sampled rows. */
+struct round {
+	int T, nch, nfill, nlog, nsamp;
+	bool any_vec;   /* some row is a vector input (upload vecs) */
 };
 
 #define ARG(b) gpu_arg_of((b), 0, 0)
@@ -384,7 +391,7 @@ sample_row(const struct eng_sampler *s, uint64_t step, int lrow)
  * slot and its skips are used up. */
 static void
 fault_check(struct eng *e, const struct eng_job *jobs,
-    const struct chunk *ch, int nch)
+    const struct eng_chunk *ch, int nch)
 {
 	if (e->fault == ENG_FAULT_NONE)
 		return;
@@ -401,19 +408,340 @@ fault_check(struct eng *e, const struct eng_job *jobs,
 	}
 }
 
+/* ---- the run driver: per round, gather -> upload -> record -> submit ->
+ * read back.  Its host scratch lives in e->run (eng_run_buf_init). */
+
+int
+eng_run_buf_init(struct eng *e)
+{
+	struct eng_run_buf *b = &e->run;
+	size_t R = (size_t)e->max_batch, H = (size_t)e->c.hidden_size;
+
+	if ((b->ids = calloc(R, sizeof(*b->ids))) == NULL ||
+	    (b->rows = calloc(R * 2, sizeof(*b->rows))) == NULL ||
+	    (b->vecs = calloc(R * H, sizeof(*b->vecs))) == NULL ||
+	    (b->slots = calloc((size_t)e->max_streams,
+	    sizeof(*b->slots))) == NULL ||
+	    (b->row = calloc(H, sizeof(*b->row))) == NULL ||
+	    (b->sp = calloc((size_t)e->samp_rows, sizeof(*b->sp))) == NULL ||
+	    (b->stok = calloc((size_t)e->samp_rows, sizeof(*b->stok))) == NULL)
+		return (INFINI_ENOMEM);
+	return (0);
+}
+
+void
+eng_run_buf_fini(struct eng *e)
+{
+	struct eng_run_buf *b = &e->run;
+
+	free(b->ids);
+	free(b->rows);
+	free(b->vecs);
+	free(b->slots);
+	free(b->row);
+	free(b->sp);
+	free(b->stok);
+	free(b->done);
+	free(b->zdone);
+	free(b->ch);
+	memset(b, 0, sizeof(*b));
+}
+
+/* grow: *p holds have elements of size sz; make room for want.  On failure
+ * *p is unchanged. */
+static int
+grow(void **p, size_t sz, size_t want)
+{
+	void *q = realloc(*p, want * sz);
+
+	if (q == NULL)
+		return (INFINI_ENOMEM);
+	*p = q;
+	return (0);
+}
+
+/* run_reserve makes the per-job scratch hold njobs jobs and clears it. */
+static int
+run_reserve(struct eng *e, int njobs)
+{
+	struct eng_run_buf *b = &e->run;
+	size_t n = (size_t)njobs;
+	int rv;
+
+	if (njobs > b->cap_jobs) {
+		if ((rv = grow((void **)&b->done, sizeof(*b->done), n)) != 0 ||
+		    (rv = grow((void **)&b->zdone, sizeof(*b->zdone), n)) != 0 ||
+		    (rv = grow((void **)&b->ch, sizeof(*b->ch), n)) != 0)
+			return (rv);
+		b->cap_jobs = njobs;
+	}
+	if (njobs > 0) {
+		memset(b->done, 0, n * sizeof(*b->done));
+		memset(b->zdone, 0, n * sizeof(*b->zdone));
+	}
+	return (0);
+}
+
+/* gather picks this round's rows: each stream up to the end of its segment,
+ * at most R rows and the logits and sampler rows the device holds.  Fills
+ * e->run and *r; r->T == 0 && r->nlog == 0 means every job is done.
+ * Returns 0 or INFINI_EINVAL (a row would fall outside its slot). */
+static int
+gather(struct eng *e, struct eng_job *jobs, int njobs, int R, struct round *r,
+    char *err, size_t errlen)
+{
+	struct eng_run_buf *rb = &e->run;
+	const int H = e->c.hidden_size, N = e->c.segment_size;
+
+	*r = (struct round){ 0 };
+	for (int j = 0; j < njobs && r->T < R; j++) {
+		struct eng_job *b = &jobs[j];
+		int64_t p = e->pos[b->slot];
+		int k = b->n - rb->done[j];
+		int room = N - (int)(p % N);
+		if (b->n == 0 && !rb->zdone[j]) {
+			/* Only a sample, from the stored last hidden. */
+			if (r->nlog == e->logit_rows ||
+			    r->nsamp == e->samp_rows)
+				break;
+			struct eng_chunk *c = &rb->ch[r->nch++];
+			*c = (struct eng_chunk){ j, -1, 0, 0, r->nlog, 1,
+			    r->nsamp };
+			rb->sp[r->nsamp++] = sample_row(b->sample,
+			    e->sample_step[b->slot], r->nlog);
+			r->nlog++;
+			rb->zdone[j] = true;
+			continue;
+		}
+		if (k <= 0)
+			continue;
+		if (k > room)
+			k = room;
+		if (k > R - r->T)
+			k = R - r->T;
+		struct eng_chunk *c = &rb->ch[r->nch++];
+		bool samp = b->sample != NULL && rb->done[j] + k == b->n;
+		*c = (struct eng_chunk){ j, r->T, k, rb->done[j], -1, 0, -1 };
+		if (wants_logits(b, rb->done[j], k)) {
+			int need = b->out == ENG_OUT_LOGITS ? k : 1;
+			if (r->nlog + need > e->logit_rows ||
+			    (samp && r->nsamp == e->samp_rows)) {
+				r->nch--;
+				break;
+			}
+			c->lrow = r->nlog;
+			c->nlog = need;
+			r->nlog += need;
+		}
+		if (samp) {
+			/* The job's last input is the chunk's last logits
+			 * row. */
+			c->srow = r->nsamp;
+			rb->sp[r->nsamp++] = sample_row(b->sample,
+			    e->sample_step[b->slot], c->lrow + c->nlog - 1);
+		}
+		/* Every row written must lie inside this slot's segment: the
+		 * last line of defence for its neighbours' state. */
+		if (p < 0 || p % N + k > N || b->slot < 0 ||
+		    b->slot >= e->max_streams) {
+			snprintf(err, errlen, "job %d: rows %lld..+%d fall "
+			    "outside slot %d's segment", j, (long long)(p % N),
+			    k, b->slot);
+			return (INFINI_EINVAL);
+		}
+		for (int i = 0; i < k; i++) {
+			int in = rb->done[j] + i, t = r->T + i;
+			rb->ids[t] = b->tokens ? b->tokens[in] : -1;
+			if (b->tokens == NULL) {
+				memcpy(rb->vecs + (size_t)t * H,
+				    b->vectors + (size_t)in * H,
+				    (size_t)H * sizeof(float));
+				r->any_vec = true;
+			}
+			rb->rows[2 * t] = (uint32_t)b->slot;
+			rb->rows[2 * t + 1] = (uint32_t)(p % N) + i;
+		}
+		if ((p % N) + k == N)
+			rb->slots[r->nfill++] = (uint32_t)b->slot;
+		r->T += k;
+	}
+	return (0);
+}
+
+/* upload copies the round's inputs, rows, filled slots and sampler rows to
+ * the device.  Returns 0 or a device error. */
+static int
+upload(struct eng *e, const struct round *r)
+{
+	const struct eng_run_buf *b = &e->run;
+	size_t H = (size_t)e->c.hidden_size;
+	int rv;
+
+	if ((rv = gpu_buf_write(e->dev, &e->ids, 0, b->ids,
+	    (size_t)r->T * 4)) != 0 ||
+	    (rv = gpu_buf_write(e->dev, &e->rows, 0, b->rows,
+	    (size_t)r->T * 8)) != 0 ||
+	    (r->any_vec && (rv = gpu_buf_write(e->dev, &e->vecs, 0, b->vecs,
+	    (size_t)r->T * H * 4)) != 0) ||
+	    (r->nfill && (rv = gpu_buf_write(e->dev, &e->slots, 0, b->slots,
+	    (size_t)r->nfill * 4)) != 0) ||
+	    (r->nsamp && (rv = gpu_buf_write(e->dev, &e->samp_par, 0, b->sp,
+	    (size_t)r->nsamp * sizeof(*b->sp))) != 0))
+		return (rv);
+	return (0);
+}
+
+/* record_logits copies the hidden rows that need logits next to each other
+ * (a sample-only job reads its stored last hidden) and records lm_head over
+ * them. */
+static void
+record_logits(struct eng *e, const struct eng_job *jobs, const struct round *r)
+{
+	const int H = e->c.hidden_size;
+	VkDeviceSize rb = (VkDeviceSize)H * 4;
+
+	for (int i = 0; i < r->nch; i++) {
+		const struct eng_chunk *c = &e->run.ch[i];
+		int from = c->row + c->n - c->nlog;
+		if (c->lrow < 0)
+			continue;
+		struct gpu_arg s = c->n > 0 ?
+		    gpu_arg_of(&e->hid, from * rb, c->nlog * rb) :
+		    gpu_arg_of(&e->last_hid,
+		    (VkDeviceSize)jobs[c->job].slot * rb, rb);
+		struct gpu_arg t = gpu_arg_of(&e->lrows, c->lrow * rb,
+		    c->nlog * rb);
+		gpu_cmd_copy(e->cmd, &s, &t, c->nlog * rb);
+	}
+	eng_rec_matmul(e, &e->lrows, (uint32_t)H, &e->lm_head, &e->logits,
+	    (uint32_t)e->c.vocab_size, (uint32_t)r->nlog, false);
+}
+
+/* record records the round into e->cmd: embedding, the layers, the final
+ * norm, logits, sampling, and each stream's last hidden kept for later. */
+static int
+record(struct eng *e, const struct eng_job *jobs, const struct round *r)
+{
+	VkDeviceSize rb = (VkDeviceSize)e->c.hidden_size * 4;
+	int rv;
+
+	if ((rv = gpu_cmd_begin(e->cmd)) != 0)
+		return (rv);
+	if (r->T > 0) {
+		rec_embed(e, (uint32_t)r->T);
+		for (int l = 0; l < e->c.n_layers; l++)
+			rec_layer(e, l, (uint32_t)r->T, (uint32_t)r->nfill,
+			    r->T >= ENG_ATT_RB * r->nch);
+		rec_rmsnorm(e, &e->x, &e->norm, &e->hid, (uint32_t)r->T);
+	}
+	if (r->nlog > 0)
+		record_logits(e, jobs, r);
+	if (r->nsamp > 0) {
+		struct sample_pc pc = { (uint32_t)r->nsamp,
+		    (uint32_t)e->c.vocab_size };
+		struct gpu_arg a[4] = { ARG(&e->logits), ARG(&e->samp_par),
+		    ARG(&e->samp_e), ARG(&e->samp_tok) };
+		gpu_cmd_dispatch(e->cmd, e->pipe[ENG_K_SAMPLE], a,
+		    (1u << 2) | (1u << 3), &pc, (uint32_t)r->nsamp, 1, 1,
+		    "sample");
+	}
+	/* Keep each stream's last hidden for a later sample-only job. */
+	for (int i = 0; i < r->nch; i++) {
+		const struct eng_chunk *c = &e->run.ch[i];
+		if (c->n == 0)
+			continue;
+		struct gpu_arg s = gpu_arg_of(&e->hid,
+		    (VkDeviceSize)(c->row + c->n - 1) * rb, rb);
+		struct gpu_arg t = gpu_arg_of(&e->last_hid,
+		    (VkDeviceSize)jobs[c->job].slot * rb, rb);
+		gpu_cmd_copy(e->cmd, &s, &t, rb);
+	}
+	return (0);
+}
+
+/* submit runs the recorded round and advances the streams it touched.  The
+ * round is in the streams' state once it ran, so positions advance before
+ * anything is read back: a failed read-back leaves every position true to
+ * its state.  Returns 0 or a device error. */
+static int
+submit(struct eng *e, const struct eng_job *jobs, const struct round *r)
+{
+	int rv;
+
+	fault_check(e, jobs, e->run.ch, r->nch);
+	if ((rv = gpu_cmd_submit(e->cmd)) != 0)
+		return (rv);
+	gpu_cmd_timings(e->cmd, add_prof, e);
+	for (int i = 0; i < r->nch; i++) {
+		const struct eng_chunk *c = &e->run.ch[i];
+		const struct eng_job *b = &jobs[c->job];
+		if (c->srow >= 0)
+			e->sample_step[b->slot]++;
+		if (c->n > 0)
+			e->has_last[b->slot] = true;
+		e->pos[b->slot] += c->n;
+	}
+	return (0);
+}
+
+/* readback hands the round's results to its jobs: hidden rows (embeddings,
+ * the last one, or added to the job's sum for the mean), logits, sampled
+ * tokens.  Returns
+ * 0 or a device error. */
+static int
+readback(struct eng *e, struct eng_job *jobs, const struct round *r)
+{
+	struct eng_run_buf *rb = &e->run;
+	const int H = e->c.hidden_size, V = e->c.vocab_size;
+	size_t hb = (size_t)H * 4;
+	int rv;
+
+	if (r->nsamp > 0 && (rv = gpu_buf_read(e->dev, &e->samp_tok, 0,
+	    rb->stok, (size_t)r->nsamp * sizeof(*rb->stok))) != 0)
+		return (rv);
+	for (int i = 0; i < r->nch; i++) {
+		const struct eng_chunk *c = &rb->ch[i];
+		struct eng_job *b = &jobs[c->job];
+		for (int k = 0; k < c->n && b->out >= ENG_OUT_EMBED &&
+		    b->out <= ENG_OUT_LAST; k++) {
+			int in = c->first + k;
+			if (b->out == ENG_OUT_LAST && in != b->n - 1)
+				continue;
+			if ((rv = gpu_buf_read(e->dev, &e->hid,
+			    (size_t)(c->row + k) * hb, rb->row, hb)) != 0)
+				return (rv);
+			if (b->out == ENG_OUT_EMBED)
+				memcpy(b->result + (size_t)in * H, rb->row, hb);
+			else if (b->out == ENG_OUT_LAST)
+				memcpy(b->result, rb->row, hb);
+			else
+				for (int q = 0; q < H; q++)
+					b->sum[q] += rb->row[q];
+		}
+		if (c->lrow >= 0 && b->out == ENG_OUT_LOGITS) {
+			if ((rv = gpu_buf_read(e->dev, &e->logits,
+			    (size_t)c->lrow * V * 4,
+			    b->result + (size_t)c->first * V,
+			    (size_t)c->nlog * V * 4)) != 0)
+				return (rv);
+		} else if (c->lrow >= 0 && b->out == ENG_OUT_LAST_LOGITS) {
+			if ((rv = gpu_buf_read(e->dev, &e->logits,
+			    (size_t)c->lrow * V * 4, b->result,
+			    (size_t)V * 4)) != 0)
+				return (rv);
+		}
+		if (c->srow >= 0)
+			*b->token = rb->stok[c->srow];
+		rb->done[c->job] += c->n;
+	}
+	return (0);
+}
+
 int
 eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
     size_t errlen)
 {
-	const int H = e->c.hidden_size, V = e->c.vocab_size;
-	const int N = e->c.segment_size;
-	int *done = NULL, *ids = NULL;
-	bool *zdone = NULL;         /* a job without inputs was sampled */
-	uint32_t *rows = NULL, *slots = NULL;
-	float *vecs = NULL, *row = NULL;
-	struct chunk *ch = NULL;
-	struct sample_row *sp = NULL;
-	int32_t *stok = NULL;
+	struct round r;
 	int R = e->max_batch, rv;
 	char dummy[8];
 
@@ -426,225 +754,21 @@ eng_run(struct eng *e, struct eng_job *jobs, int njobs, char *err,
 	for (int j = 0; j < njobs; j++)
 		if (jobs[j].out == ENG_OUT_LOGITS && R > e->logit_rows)
 			R = e->logit_rows;
-	done = calloc((size_t)njobs, sizeof(*done));
-	zdone = calloc((size_t)njobs, sizeof(*zdone));
-	ch = calloc((size_t)njobs, sizeof(*ch));
-	ids = calloc((size_t)R, sizeof(*ids));
-	rows = calloc((size_t)R * 2, sizeof(*rows));
-	vecs = calloc((size_t)R * H, sizeof(*vecs));
-	slots = calloc((size_t)e->max_streams, sizeof(*slots));
-	row = calloc((size_t)(H > V ? H : V), sizeof(*row));
-	sp = calloc((size_t)e->samp_rows, sizeof(*sp));
-	stok = calloc((size_t)e->samp_rows, sizeof(*stok));
-	if (!done || !zdone || !ch || !ids || !rows || !vecs || !slots ||
-	    !row || !sp || !stok) {
-		rv = INFINI_ENOMEM;
-		goto out;
-	}
+	if ((rv = run_reserve(e, njobs)) != 0)
+		return (rv);
 
 	for (;;) {
-		int T = 0, nch = 0, nfill = 0, nlog = 0, nsamp = 0;
-		bool any_vec = false;
-
-		/* Gather this round: each stream up to its segment's end. */
-		for (int j = 0; j < njobs && T < R; j++) {
-			struct eng_job *b = &jobs[j];
-			int64_t p = e->pos[b->slot];
-			int k = b->n - done[j];
-			int room = N - (int)(p % N);
-			if (b->n == 0 && !zdone[j]) {
-				/* Only a sample, from the stored last hidden. */
-				if (nlog == e->logit_rows ||
-				    nsamp == e->samp_rows)
-					break;
-				struct chunk *c = &ch[nch++];
-				*c = (struct chunk){ j, -1, 0, 0, nlog, 1, nsamp };
-				sp[nsamp++] = sample_row(b->sample,
-				    e->sample_step[b->slot], nlog);
-				nlog++;
-				zdone[j] = true;
-				continue;
-			}
-			if (k <= 0)
-				continue;
-			if (k > room)
-				k = room;
-			if (k > R - T)
-				k = R - T;
-			struct chunk *c = &ch[nch++];
-			bool samp = b->sample != NULL && done[j] + k == b->n;
-			*c = (struct chunk){ j, T, k, done[j], -1, 0, -1 };
-			if (wants_logits(b, done[j], k)) {
-				int need = b->out == ENG_OUT_LOGITS ? k : 1;
-				if (nlog + need > e->logit_rows ||
-				    (samp && nsamp == e->samp_rows)) {
-					nch--;
-					break;
-				}
-				c->lrow = nlog;
-				c->nlog = need;
-				nlog += need;
-			}
-			if (samp) {
-				/* The job's last input is the chunk's last
-				 * logits row. */
-				c->srow = nsamp;
-				sp[nsamp++] = sample_row(b->sample,
-				    e->sample_step[b->slot],
-				    c->lrow + c->nlog - 1);
-			}
-			/* Every row written must lie inside this slot's
-			 * segment: the last line of defence for its
-			 * neighbours' state. */
-			if (p < 0 || p % N + k > N || b->slot < 0 ||
-			    b->slot >= e->max_streams) {
-				snprintf(err, errlen, "job %d: rows %lld..+%d "
-				    "fall outside slot %d's segment", j,
-				    (long long)(p % N), k, b->slot);
-				rv = INFINI_EINVAL;
-				goto out;
-			}
-			for (int i = 0; i < k; i++) {
-				int in = done[j] + i;
-				ids[T + i] = b->tokens ? b->tokens[in] : -1;
-				if (b->tokens == NULL) {
-					memcpy(vecs + (size_t)(T + i) * H,
-					    b->vectors + (size_t)in * H,
-					    (size_t)H * sizeof(float));
-					any_vec = true;
-				}
-				rows[2 * (T + i)] = (uint32_t)b->slot;
-				rows[2 * (T + i) + 1] = (uint32_t)(p % N) + i;
-			}
-			if ((p % N) + k == N)
-				slots[nfill++] = (uint32_t)b->slot;
-			T += k;
-		}
-		if (T == 0 && nlog == 0)
+		if ((rv = gather(e, jobs, njobs, R, &r, err, errlen)) != 0)
+			return (rv);
+		if (r.T == 0 && r.nlog == 0)
 			break;
-
-		if ((rv = gpu_buf_write(e->dev, &e->ids, 0, ids,
-		    (size_t)T * 4)) != 0 ||
-		    (rv = gpu_buf_write(e->dev, &e->rows, 0, rows,
-		    (size_t)T * 8)) != 0 ||
-		    (any_vec && (rv = gpu_buf_write(e->dev, &e->vecs, 0, vecs,
-		    (size_t)T * H * 4)) != 0) ||
-		    (nfill && (rv = gpu_buf_write(e->dev, &e->slots, 0, slots,
-		    (size_t)nfill * 4)) != 0) ||
-		    (nsamp && (rv = gpu_buf_write(e->dev, &e->samp_par, 0, sp,
-		    (size_t)nsamp * sizeof(*sp))) != 0))
+		if ((rv = upload(e, &r)) != 0 ||
+		    (rv = record(e, jobs, &r)) != 0 ||
+		    (rv = submit(e, jobs, &r)) != 0 ||
+		    (rv = readback(e, jobs, &r)) != 0)
 			goto devfail;
-
-		if ((rv = gpu_cmd_begin(e->cmd)) != 0)
-			goto devfail;
-		if (T > 0) {
-			rec_embed(e, (uint32_t)T);
-			for (int l = 0; l < e->c.n_layers; l++)
-				rec_layer(e, l, (uint32_t)T, (uint32_t)nfill,
-				    T >= ENG_ATT_RB * nch);
-			rec_rmsnorm(e, &e->x, &e->norm, &e->hid, (uint32_t)T);
-		}
-		if (nlog > 0) {
-			for (int i = 0; i < nch; i++) {
-				struct chunk *c = &ch[i];
-				VkDeviceSize rb = (VkDeviceSize)H * 4;
-				int from = c->row + c->n - c->nlog;
-				if (c->lrow < 0)
-					continue;
-				/* A sample-only job reads its stored hidden. */
-				struct gpu_arg s = c->n > 0 ?
-				    gpu_arg_of(&e->hid, from * rb, c->nlog * rb) :
-				    gpu_arg_of(&e->last_hid,
-				    (VkDeviceSize)jobs[c->job].slot * rb, rb);
-				struct gpu_arg t = gpu_arg_of(&e->lrows,
-				    c->lrow * rb, c->nlog * rb);
-				gpu_cmd_copy(e->cmd, &s, &t, c->nlog * rb);
-			}
-			eng_rec_matmul(e, &e->lrows, (uint32_t)H, &e->lm_head,
-			    &e->logits, (uint32_t)V, (uint32_t)nlog, false);
-		}
-		if (nsamp > 0) {
-			struct sample_pc pc = { (uint32_t)nsamp, (uint32_t)V };
-			struct gpu_arg a[4] = { ARG(&e->logits), ARG(&e->samp_par),
-			    ARG(&e->samp_e), ARG(&e->samp_tok) };
-			gpu_cmd_dispatch(e->cmd, e->pipe[ENG_K_SAMPLE], a,
-			    (1u << 2) | (1u << 3), &pc, (uint32_t)nsamp, 1, 1,
-			    "sample");
-		}
-		/* Keep each stream's last hidden for a later sample-only job. */
-		for (int i = 0; i < nch; i++) {
-			struct chunk *c = &ch[i];
-			VkDeviceSize rb = (VkDeviceSize)H * 4;
-			if (c->n == 0)
-				continue;
-			struct gpu_arg s = gpu_arg_of(&e->hid,
-			    (VkDeviceSize)(c->row + c->n - 1) * rb, rb);
-			struct gpu_arg t = gpu_arg_of(&e->last_hid,
-			    (VkDeviceSize)jobs[c->job].slot * rb, rb);
-			gpu_cmd_copy(e->cmd, &s, &t, rb);
-		}
-		fault_check(e, jobs, ch, nch);
-		if ((rv = gpu_cmd_submit(e->cmd)) != 0)
-			goto devfail;
-		gpu_cmd_timings(e->cmd, add_prof, e);
-
-		/* The round is in the streams' state: advance them first, so
-		 * that a failure to read the results back leaves every
-		 * position true to its state. */
-		for (int i = 0; i < nch; i++) {
-			struct chunk *c = &ch[i];
-			struct eng_job *b = &jobs[c->job];
-			if (c->srow >= 0)
-				e->sample_step[b->slot]++;
-			if (c->n > 0)
-				e->has_last[b->slot] = true;
-			e->pos[b->slot] += c->n;
-		}
-		if (nsamp > 0 && (rv = gpu_buf_read(e->dev, &e->samp_tok, 0,
-		    stok, (size_t)nsamp * sizeof(*stok))) != 0)
-			goto devfail;
-
-		/* Hand results back. */
-		for (int i = 0; i < nch; i++) {
-			struct chunk *c = &ch[i];
-			struct eng_job *b = &jobs[c->job];
-			size_t hb = (size_t)H * 4;
-			for (int r = 0; r < c->n && b->out >= ENG_OUT_EMBED &&
-			    b->out <= ENG_OUT_LAST; r++) {
-				int in = c->first + r;
-				if (b->out == ENG_OUT_LAST && in != b->n - 1)
-					continue;
-				if ((rv = gpu_buf_read(e->dev, &e->hid,
-				    (size_t)(c->row + r) * hb, row, hb)) != 0)
-					goto devfail;
-				if (b->out == ENG_OUT_EMBED)
-					memcpy(b->result + (size_t)in * H, row, hb);
-				else if (b->out == ENG_OUT_LAST)
-					memcpy(b->result, row, hb);
-				else
-					for (int k = 0; k < H; k++)
-						b->sum[k] += row[k];
-			}
-			if (c->lrow >= 0 && b->out == ENG_OUT_LOGITS) {
-				if ((rv = gpu_buf_read(e->dev, &e->logits,
-				    (size_t)c->lrow * V * 4,
-				    b->result + (size_t)c->first * V,
-				    (size_t)c->nlog * V * 4)) != 0)
-					goto devfail;
-			} else if (c->lrow >= 0 &&
-			    b->out == ENG_OUT_LAST_LOGITS) {
-				if ((rv = gpu_buf_read(e->dev, &e->logits,
-				    (size_t)c->lrow * V * 4, b->result,
-				    (size_t)V * 4)) != 0)
-					goto devfail;
-			}
-			if (c->srow >= 0)
-				*b->token = stok[c->srow];
-			done[c->job] += c->n;
-		}
 	}
-	rv = 0;
-	goto out;
+	return (0);
 devfail:
 	if (rv == INFINI_ENOMEM)
 		snprintf(err, errlen, "the device ran out of memory");
@@ -652,16 +776,5 @@ devfail:
 		snprintf(err, errlen, "the device was lost");
 	else
 		snprintf(err, errlen, "device submission failed");
-out:
-	free(done);
-	free(zdone);
-	free(ch);
-	free(ids);
-	free(rows);
-	free(vecs);
-	free(slots);
-	free(row);
-	free(sp);
-	free(stok);
 	return (rv);
 }
