@@ -686,8 +686,7 @@ submit(struct eng *e, const struct eng_job *jobs, const struct round *r)
 
 /* readback hands the round's results to its jobs: hidden rows (embeddings,
  * the last one, or added to the job's sum for the mean), logits, sampled
- * tokens.  Returns
- * 0 or a device error. */
+ * tokens.  Returns 0 or a device error. */
 static int
 readback(struct eng *e, struct eng_job *jobs, const struct round *r)
 {
