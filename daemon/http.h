@@ -14,7 +14,8 @@ struct infinid;
  * file stops the daemon at once); http_start starts listening.  Both
  * return 0 (nothing to do when http_listen is empty) or an INFINI_E* code
  * with err set; http_stop answers what is still open and frees everything
- * (after sched_stop, before srv_stop; also after a failed start). */
+ * (after sched_stop and sio_stop, which may still answer its calls; also
+ * after a failed start). */
 int http_prepare(struct infinid *d, char *err, size_t errlen);
 int http_start(struct infinid *d, char *err, size_t errlen);
 void http_stop(struct infinid *d);

@@ -322,8 +322,8 @@ main(int argc, char **argv)
 	    (rv = http_start(&d, err, sizeof(err))) != 0) {
 		LOG(LOG_ERR, "%s", rv == INFINI_ENOMEM ? "out of memory" : err);
 		sched_stop(&d);
-		http_stop(&d);
 		sio_stop(&d);
+		http_stop(&d);
 		rpc_stop(&d);
 		srv_stop(&d);
 		goto out;
@@ -340,8 +340,10 @@ main(int argc, char **argv)
 	/* The scheduler first: it finishes its batch and writes every stream
 	 * with unsaved work while the contexts it answers still exist. */
 	sched_stop(&d);
-	http_stop(&d);
+	/* The snapshot thread answers what it still has while every
+	 * transport's calls exist: the gateway frees its own. */
 	sio_stop(&d);
+	http_stop(&d);
 	rpc_stop(&d);
 	srv_stop(&d);
 	strm_free_all(&d);
