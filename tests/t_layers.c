@@ -47,6 +47,11 @@ main(void)
 		  "client/cli/run.c (cli) includes \"client_impl.h\" (client)" },
 		{ "client/client.c", "#include \"snapshot.h\"",
 		  "client/client.c (client) includes \"snapshot.h\" (snapshot)" },
+		{ "daemon/store/lease.c", "#include \"infinid.h\"",
+		  "daemon/store/lease.c (store) includes \"infinid.h\" (core)" },
+		{ "daemon/snapshot.c", "#include \"store/store.h\"",
+		  "daemon/snapshot.c (snapshot) includes \"store/store.h\" "
+		  "(store)" },
 	};
 	const size_t nup = sizeof(up) / sizeof(up[0]);
 	char cmd[1024], *out = NULL;

@@ -11,6 +11,8 @@
 #   wire      proto (and its generated infini.pb-c.h)    api
 #   base      daemon/{clock,config,log,npy,notify,pbjson} api
 #   snapshot  daemon/snapshot.[ch]                       engine api
+#   store     daemon/store (state store: dir, Redis)     snapshot engine
+#                                                        base api
 #   core      the rest of daemon/ (infinid.h and the     everything above
 #             files built on it)                         except tools/clients
 #   tools     infini-run, infini-convert                 engine gpu tok wire
@@ -37,6 +39,7 @@ layer_of() {   # a path relative to root
 	daemon/clock.[ch] | daemon/config.[ch] | daemon/log.[ch] | \
 	daemon/npy.[ch] | daemon/notify.[ch] | daemon/pbjson.[ch]) echo base ;;
 	daemon/snapshot.[ch]) echo snapshot ;;
+	daemon/store/*) echo store ;;
 	daemon/infini_run.c | daemon/convert*.[ch]) echo tools ;;
 	daemon/*) echo core ;;
 	client/cli/*) echo cli ;;
@@ -52,7 +55,8 @@ allowed() {    # layer: the layers it may include
 	engine) echo "gpu api shaders" ;;
 	tok | wire | base) echo "api" ;;
 	snapshot) echo "engine api" ;;
-	core) echo "gpu engine tok wire base snapshot api shaders" ;;
+	store) echo "snapshot engine base api" ;;
+	core) echo "gpu engine tok wire base snapshot store api shaders" ;;
 	tools) echo "engine gpu tok wire base snapshot api shaders" ;;
 	client) echo "wire api" ;;
 	cli) echo "wire base api" ;;
