@@ -220,6 +220,11 @@ hr_call(struct hreq *h, enum step next, int method, const ProtobufCMessage *body
 	h->w.t0_us = now_us();
 	struct mbody b;
 	methods_decode(&rq, &b);
+	if (clu_route(d, &h->w, &rq, &b)) {
+		methods_body_free(&b);
+		free(p);
+		return;
+	}
 	pthread_mutex_lock(&d->mu);
 	d->st.requests++;
 	methods_dispatch(d, &h->w, h->uid, 0, &rq, &b);

@@ -139,6 +139,9 @@ struct work {
 	int64_t t0_us;             /* its arrival, now_us() */
 	struct uacct *pacct;       /* a parked poll counted here, or NULL */
 	uint32_t uid;              /* the request's caller, for its counters */
+	/* Set around a srv_reply by cluster.c: the member that holds the
+	 * stream (Status.redirect); NULL otherwise. */
+	const char *redirect;
 };
 
 /* One user's share (acct.c): what it has queued now and what Stats tells
@@ -217,6 +220,8 @@ struct infinid {
 	int fault_skip;
 	char fault_id[WIRE_ID_MAX + 1];
 	struct http_gw *http;       /* http.c; NULL when http_listen is off */
+	struct sst *store;          /* stream states: store/store.h (cluster.c) */
+	struct clu *clu;            /* cluster.c; NULL unless the store is shared */
 };
 
 /* streams.c */
@@ -281,6 +286,34 @@ void spill_dirty(struct stream *s);
 void spill_autosave(struct infinid *d);
 /* spill_drain saves every stream with unsaved work (shutdown). */
 void spill_drain(struct infinid *d);
+/* spill_adopt registers the stream saved in the store as name, not
+ * resident (bad entries are logged and left alone). */
+void spill_adopt(struct infinid *d, const char *name);
+
+/*
+ * cluster.c: the state store, and this daemon as a member of several
+ * sharing one (docs/scale-out.md).  clu_start opens state_store (before
+ * the scheduler starts) and, when it is shared, starts the heartbeat and
+ * lease thread: 0 or an INFINI_E* code with err set.  clu_stop releases
+ * the leases and closes the store (after sched_stop wrote the streams).
+ * clu_route, without d->mu, takes the lease of the stream(s) the request
+ * names or answers it (a redirect to the holder, UNAVAILABLE): true when
+ * it answered.  clu_put_state / clu_del_state write / remove a stream's
+ * state in the store, fenced by its lease (d->mu not needed).  clu_sweep
+ * (scheduler, d->mu held) drops, unsaved, the idle streams whose lease
+ * another member took.
+ */
+struct clu;
+struct mbody;
+int clu_start(struct infinid *d, char *err, size_t errlen);
+void clu_stop(struct infinid *d);
+bool clu_route(struct infinid *d, struct work *w, const Infini__V1__Request *req,
+    const struct mbody *b);
+int clu_put_state(struct infinid *d, const struct stream *s, const uint8_t *buf,
+    size_t len, char *err, size_t errlen);
+int clu_del_state(struct infinid *d, const struct stream *s, char *err,
+    size_t errlen);
+void clu_sweep(struct infinid *d);
 
 /*
  * snapio.c: named snapshots (state_dir/snapshots).  Their file I/O runs on

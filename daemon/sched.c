@@ -1044,6 +1044,7 @@ sched_main(void *arg)
 			continue;
 		}
 		if (n == 0) {
+			clu_sweep(d);
 			spill_autosave(d);
 			if (d->wakes != wakes)
 				continue;
@@ -1109,8 +1110,10 @@ sched_main(void *arg)
 		complete(d, sj, n, rv, err);
 		if (d->device_lost)
 			fail_all(d);
-		else
+		else {
+			clu_sweep(d);
 			spill_autosave(d);
+		}
 	}
 	spill_drain(d);
 	answer_stopping(d);

@@ -75,6 +75,8 @@ srv_reply(struct work *w, int code, const char *msg,
 	 * (a logits reply can be tens of MiB) besides protobuf-c's own. */
 	struct wire_reply rp;
 	wire_reply_init(&rp, w->call_id, code, msg, body);
+	if (w->redirect != NULL)
+		wire_reply_redirect(&rp, w->redirect);
 	if (nng_msg_alloc(&m, rp.len) != 0) {
 		/* Nothing can be sent; free the context for the next request. */
 		set_state(w, W_RECV);
@@ -240,6 +242,13 @@ serve(struct work *w, nng_msg *m)
 	struct mbody b = { 0 };
 	if (req != NULL && req->version == WIRE_VERSION)
 		methods_decode(req, &b);
+	/* Daemons sharing a state store: take the stream's lease, or
+	 * redirect to its holder (cluster.c), before d->mu. */
+	if (req != NULL && clu_route(d, w, req, &b)) {
+		methods_body_free(&b);
+		infini__v1__request__free_unpacked(req, &a.pa);
+		return;
+	}
 	pthread_mutex_lock(&d->mu);
 	w->call_id = req ? req->call_id : 0;
 	if (req != NULL)
