@@ -1,0 +1,318 @@
+/*
+ * t_scale.c - several daemons serving one namespace of streams on a Redis
+ * state store (docs/scale-out.md), as real processes: redis-server and
+ * three infinid on loopback ports of their own, and a fourth infinid on a
+ * directory store as the single-daemon reference.
+ *
+ * 48 streams are opened and fed through one libinfini client given all
+ * three endpoints, which places them by rendezvous hashing.  Then the
+ * daemon holding the most streams is killed with SIGKILL while the client
+ * goes on feeding every stream.  Checked: the dead daemon's streams are
+ * served by the others again (the time from the kill is measured and
+ * printed, and bounded by the lease TTL plus a restore budget); each of
+ * them lost at most the autosnapshot window (one segment here); and every
+ * stream's output, on the daemons that took over as on the others, is bit
+ * for bit what the reference daemon gives for the same inputs.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon_proc.h"
+#include "infini.h"
+#include "redis_proc.h"
+
+#define NDAEMONS 3
+#define NSTREAMS 48
+#define ROUNDS 6                /* pushes per stream before the kill */
+#define TTL_MS 2000
+#define RESTORE_BUDGET_MS 8000  /* client back-off, takeover, restore */
+
+static char top[512], model[600];
+static struct dproc dp[NDAEMONS], ref;
+static int port[NDAEMONS];
+static int seg;                 /* the model's segment size */
+
+/* tokens_of fills the k-th chunk (seg tokens) of stream i. */
+static void
+tokens_of(int i, int k, int32_t *t)
+{
+	uint64_t s = 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1) + (uint64_t)k;
+
+	for (int j = 0; j < seg; j++) {
+		s = s * 6364136223846793005ull + 1442695040888963407ull;
+		t[j] = (int32_t)((s >> 33) % 256);
+	}
+}
+
+static int
+start_member(int i, const char *redis_url)
+{
+	char dir[700], state[720], listen[900], adv[64], ttl[16];
+
+	snprintf(dir, sizeof(dir), "%s/d%d", top, i);
+	snprintf(state, sizeof(state), "%s/state", dir);
+	mkdir(dir, 0700);
+	mkdir(state, 0700);
+	snprintf(adv, sizeof(adv), "tcp://127.0.0.1:%d", port[i]);
+	snprintf(listen, sizeof(listen), "ipc://%s/s.sock,%s", dir, adv);
+	snprintf(ttl, sizeof(ttl), "%d", TTL_MS);
+	const char *extra[] = { "--listen", listen, "--state-store", redis_url,
+	    "--advertise-url", adv, "--lease-ttl-ms", ttl,
+	    "--autosnapshot-segments", "1", NULL };
+	return (dproc_start(&dp[i], dir, model, state, extra, NULL));
+}
+
+/* owner_of reads which member holds stream id's lease (-1: none). */
+static int
+owner_of(redisContext *rc, const char *id)
+{
+	redisReply *r = redisCommand(rc, "GET infini:lease:%s", id);
+	int who = -1;
+
+	for (int i = 0; r != NULL && r->type == REDIS_REPLY_STRING &&
+	    i < NDAEMONS; i++) {
+		char adv[64];
+		snprintf(adv, sizeof(adv), "tcp://127.0.0.1:%d", port[i]);
+		if (strcmp(r->str, adv) == 0)
+			who = i;
+	}
+	if (r != NULL)
+		freeReplyObject(r);
+	return (who);
+}
+
+/* replay feeds the reference daemon stream id the chunks 0..k-1 of stream
+ * i, cut after upto tokens, then chunk `next`; the last push's mean in
+ * out.  0 or an error. */
+static int
+replay(infini_client *c, int i, const char *id, int64_t upto, int next,
+    float *out, size_t h)
+{
+	int32_t t[64];
+	struct infini_result r = { 0 };
+	int rv = infini_open(c, id, false, NULL, NULL);
+
+	for (int k = 0; rv == 0 && (int64_t)k * seg < upto; k++) {
+		tokens_of(i, k, t);
+		rv = infini_push_tokens(c, id, t, (size_t)seg, INFINI_OUT_NONE,
+		    &r);
+		infini_result_free(&r);
+	}
+	tokens_of(i, next, t);
+	if (rv == 0)
+		rv = infini_push_tokens(c, id, t, (size_t)seg, INFINI_OUT_MEAN,
+		    &r);
+	if (rv == 0 && r.cols == h)
+		memcpy(out, r.data, h * sizeof(float));
+	else if (rv == 0)
+		rv = INFINI_EPROTO;
+	infini_result_free(&r);
+	return (rv);
+}
+
+int
+main(void)
+{
+	char url[600], rurl[64], id[32], err[256];
+	struct fx_opts o;
+	struct rproc r;
+	infini_client *c = NULL, *rc_ref = NULL;
+	redisContext *rc = NULL;
+	int owner[NSTREAMS], count[NDAEMONS] = { 0 }, victim = 0, rv;
+	uint64_t after[NSTREAMS] = { 0 };
+	int32_t t[64];
+
+	if (!rproc_have()) {
+		tap_plan_skip_all("no redis-server (tools/setup-debian.sh "
+		    "installs it)");
+		return (0);
+	}
+	tap_plan(15);
+	tap_timeout(300);
+	signal(SIGPIPE, SIG_IGN);
+	setenv("INFINI_VALIDATION", "1", 0);
+	if (fx_tmpdir(top, sizeof(top)) != 0)
+		return (1);
+	snprintf(model, sizeof(model), "%s/model", top);
+	fx_opts_default(&o);
+	seg = o.cfg.segment_size;
+	rv = fx_write_model(model, &o);
+	rv = rv ? rv : rproc_start(&r, top, 0, false, NULL);
+	ok(rv == 0, "model written, redis-server on 127.0.0.1:%d", r.port);
+	if (rv != 0)
+		return (tap_done());
+	snprintf(rurl, sizeof(rurl), "redis://127.0.0.1:%d/0", r.port);
+	url[0] = '\0';
+	rv = 0;
+	for (int i = 0; i < NDAEMONS; i++) {
+		port[i] = dproc_free_port();
+		rv |= start_member(i, rurl);
+		snprintf(url + strlen(url), sizeof(url) - strlen(url),
+		    "%stcp://127.0.0.1:%d", i ? "," : "", port[i]);
+	}
+	char rdir[700], rstate[720];
+	snprintf(rdir, sizeof(rdir), "%s/ref", top);
+	snprintf(rstate, sizeof(rstate), "%s/state", rdir);
+	mkdir(rdir, 0700);
+	mkdir(rstate, 0700);
+	rv |= dproc_start(&ref, rdir, model, rstate, NULL, NULL);
+	ok(rv == 0, "three daemons on one Redis store and a reference daemon "
+	    "started");
+	if (rv != 0)
+		goto out;
+	rv = infini_connect(url, 5000, &c);
+	rv = rv ? rv : infini_connect(ref.url, 5000, &rc_ref);
+	ok(rv == 0, "one client over %s", url);
+	if (rv != 0)
+		goto out;
+	infini_set_timeout(c, 1000);
+	rc = rproc_connect(&r);
+
+	/* Open and feed every stream. */
+	int fed = 0;
+	for (int i = 0; i < NSTREAMS; i++) {
+		struct infini_result res = { 0 };
+		snprintf(id, sizeof(id), "s%02d", i);
+		rv = infini_open(c, id, false, NULL, NULL);
+		for (int k = 0; rv == 0 && k < ROUNDS; k++) {
+			tokens_of(i, k, t);
+			rv = infini_push_tokens(c, id, t, (size_t)seg,
+			    INFINI_OUT_NONE, &res);
+			infini_result_free(&res);
+		}
+		if (rv != 0)
+			tap_diag("%s: %s", id, infini_errmsg());
+		fed += rv == 0;
+	}
+	is_int(fed, NSTREAMS, "%d streams opened and fed %d segments each",
+	    NSTREAMS, ROUNDS);
+	int placed = 0;
+	for (int i = 0; i < NSTREAMS; i++) {
+		snprintf(id, sizeof(id), "s%02d", i);
+		owner[i] = owner_of(rc, id);
+		if (owner[i] >= 0) {
+			count[owner[i]]++;
+			placed++;
+		}
+	}
+	for (int i = 1; i < NDAEMONS; i++)
+		if (count[i] > count[victim])
+			victim = i;
+	ok(placed == NSTREAMS && count[0] > 0 && count[1] > 0 && count[2] > 0,
+	    "every stream has one holder; spread %d/%d/%d", count[0],
+	    count[1], count[2]);
+
+	/* Kill the busiest daemon and go on feeding every stream. */
+	int64_t t0 = fx_now_ms(), worst = 0;
+	is_int(dproc_wait(&dp[victim], SIGKILL, 5000), 128 + SIGKILL,
+	    "daemon %d (%d streams) killed with SIGKILL", victim,
+	    count[victim]);
+	int served = 0, bounded = 1, exact = 0, lost_max = 0, ref_ok = 0;
+	size_t h = (size_t)o.cfg.hidden_size;
+	float *got = calloc(h, sizeof(float)), *want = calloc(h, sizeof(float));
+	for (int i = 0; i < NSTREAMS; i++) {
+		struct infini_result res = { 0 };
+		snprintf(id, sizeof(id), "s%02d", i);
+		tokens_of(i, ROUNDS, t);
+		rv = -1;
+		while (fx_now_ms() - t0 < TTL_MS + RESTORE_BUDGET_MS + 10000) {
+			rv = infini_push_tokens(c, id, t, (size_t)seg,
+			    INFINI_OUT_MEAN, &res);
+			if (rv == 0)
+				break;
+			snprintf(err, sizeof(err), "%s", infini_errmsg());
+			usleep(50 * 1000);
+		}
+		if (rv != 0) {
+			tap_diag("%s not served again: %s", id, err);
+			continue;
+		}
+		served++;
+		after[i] = res.position;
+		int64_t dt = fx_now_ms() - t0;
+		if (owner[i] == victim && dt > worst)
+			worst = dt;
+		/* What the stream had before this push: all ROUNDS chunks,
+		 * or (the dead daemon's) fewer by what it had not saved. */
+		int64_t before = (int64_t)res.position - seg;
+		int64_t lost = (int64_t)ROUNDS * seg - before;
+		if (lost < 0 || (owner[i] != victim && lost != 0) ||
+		    lost > seg || before % seg != 0)
+			bounded = 0;
+		if (lost > lost_max)
+			lost_max = (int)lost;
+		if (res.cols == h)
+			memcpy(got, res.data, h * sizeof(float));
+		infini_result_free(&res);
+		char rid[40];
+		snprintf(rid, sizeof(rid), "ref-%s", id);
+		if (replay(rc_ref, i, rid, before, ROUNDS, want, h) == 0) {
+			ref_ok++;
+			exact += memcmp(got, want, h * sizeof(float)) == 0;
+		}
+	}
+	free(got);
+	free(want);
+	is_int(served, NSTREAMS, "all %d streams are served after the kill",
+	    NSTREAMS);
+	ok(worst > 0 && worst <= TTL_MS + RESTORE_BUDGET_MS, "the dead "
+	    "daemon's streams were served again %lld ms after the kill (lease "
+	    "TTL %d ms + restore budget %d ms)", (long long)worst, TTL_MS,
+	    RESTORE_BUDGET_MS);
+	tap_diag("failover: %d streams of the killed daemon served again "
+	    "within %lld ms of the kill (lease TTL %d ms)", count[victim],
+	    (long long)worst, TTL_MS);
+	ok(bounded, "no stream lost more than the autosnapshot window (%d "
+	    "tokens = 1 segment; most lost: %d); the others lost nothing",
+	    seg, lost_max);
+	is_int(ref_ok, NSTREAMS, "the reference daemon replayed every stream");
+	is_int(exact, NSTREAMS, "every stream's output is bit for bit the "
+	    "single-daemon replay's");
+	/* The CLI takes the same list: one of the dead daemon's streams,
+	 * now held by another, through --socket. */
+	int vs = -1;
+	for (int i = 0; i < NSTREAMS && vs < 0; i++)
+		if (owner[i] == victim)
+			vs = i;
+	char cmd[1200], *out = NULL;
+	snprintf(cmd, sizeof(cmd), "%s --socket %s push s%02d --tokens 1,2,3 "
+	    "2>&1", INFINI_CLI_PATH, url, vs);
+	rv = fx_run(cmd, &out);
+	char want_pos[64];
+	snprintf(want_pos, sizeof(want_pos), "position %llu,",
+	    (unsigned long long)(vs >= 0 ? after[vs] + 3 : 0));
+	ok(rv == 0 && out != NULL && strstr(out, want_pos) != NULL,
+	    "infini --socket LIST reaches the new holder of s%02d (%s)", vs,
+	    out ? strtok(out, "\n") : "no output");
+	free(out);
+	infini_close(c);
+	c = NULL;
+	/* The survivors stop cleanly: their streams are written, leases
+	 * released. */
+	int clean = 1;
+	for (int i = 0; i < NDAEMONS; i++)
+		if (i != victim)
+			clean &= dproc_wait(&dp[i], SIGTERM, 20000) == 0;
+	ok(clean, "the other daemons shut down cleanly");
+out:
+	infini_close(c);
+	infini_close(rc_ref);
+	if (rc != NULL)
+		redisFree(rc);
+	for (int i = 0; i < NDAEMONS; i++)
+		if (dp[i].pid > 0)
+			dproc_wait(&dp[i], SIGKILL, 5000);
+	if (ref.pid > 0)
+		dproc_wait(&ref, SIGTERM, 20000);
+	rproc_stop(&r, SIGTERM);
+	/* Every daemon logged to its own directory. */
+	int nval = 0;
+	for (int i = 0; i < NDAEMONS; i++)
+		nval += dproc_log_count(dp[i].log, "vulkan validation:") > 0;
+	ok(nval == 0, "the validation layer reported nothing in the members");
+	return (dproc_tap_done(top, ref.log));
+}
