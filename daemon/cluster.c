@@ -223,6 +223,10 @@ clu_start(struct infinid *d, char *err, size_t errlen)
 		goto fail;
 	}
 	c->ttl_ms = d->cfg.lease_ttl_ms;
+	/* A Redis that does not answer must not hold up the scheduler (its
+	 * state writes) or the renewals for long: a quarter of the TTL. */
+	sst_set_timeout(d->store, c->ttl_ms / 4 < 2000 ? (int)(c->ttl_ms / 4) :
+	    2000);
 	pthread_mutex_init(&c->mu, NULL);
 	clk_cond_init(&c->cv);
 	d->clu = c;

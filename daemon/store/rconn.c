@@ -32,6 +32,7 @@ struct rconn {
 	char master[128];                      /* sentinel: the master name */
 	char user[128], password[256];         /* AUTH; empty: none */
 	long db;
+	int timeout_ms;                        /* per command, and connect */
 	redisContext *c;                       /* NULL: not connected */
 	struct rhost cur;                      /* where c goes */
 	int64_t holdoff_until_ms;              /* no connect before this */
@@ -40,6 +41,7 @@ struct rconn {
 static int
 fail(int rv, char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+static struct timeval tv_of(int ms);
 
 static int
 fail(int rv, char *err, size_t errlen, const char *fmt, ...)
@@ -183,6 +185,7 @@ rconn_alloc(const char *url, struct rconn **out, char *err, size_t errlen)
 		    "MASTER/DB", url));
 	}
 	pthread_mutex_init(&rc->mu, NULL);
+	rc->timeout_ms = RCONN_CMD_TIMEOUT_MS;
 	*out = rc;
 	return (0);
 }
@@ -196,6 +199,16 @@ rconn_free(struct rconn *rc)
 		redisFree(rc->c);
 	pthread_mutex_destroy(&rc->mu);
 	free(rc);
+}
+
+void
+rconn_set_timeout(struct rconn *rc, int ms)
+{
+	pthread_mutex_lock(&rc->mu);
+	rc->timeout_ms = ms > 0 ? ms : RCONN_CMD_TIMEOUT_MS;
+	if (rc->c != NULL)
+		(void)redisSetTimeout(rc->c, tv_of(rc->timeout_ms));
+	pthread_mutex_unlock(&rc->mu);
 }
 
 void
@@ -220,12 +233,14 @@ tv_of(int ms)
 	    .tv_usec = (ms % 1000) * 1000 });
 }
 
-/* dial connects to h with the store's timeouts; NULL with err set. */
+/* dial connects to h with rc's timeouts; NULL with err set. */
 static redisContext *
-dial(const struct rhost *h, char *err, size_t errlen)
+dial(const struct rconn *rc, const struct rhost *h, char *err,
+    size_t errlen)
 {
 	redisContext *c = redisConnectWithTimeout(h->host, h->port,
-	    tv_of(RCONN_CONNECT_TIMEOUT_MS));
+	    tv_of(rc->timeout_ms < RCONN_CONNECT_TIMEOUT_MS ? rc->timeout_ms :
+	    RCONN_CONNECT_TIMEOUT_MS));
 
 	if (c == NULL) {
 		fail(0, err, errlen, "redis %s:%d: out of memory", h->host,
@@ -233,7 +248,7 @@ dial(const struct rhost *h, char *err, size_t errlen)
 		return (NULL);
 	}
 	if (c->err != 0 || redisSetTimeout(c,
-	    tv_of(RCONN_CMD_TIMEOUT_MS)) != REDIS_OK) {
+	    tv_of(rc->timeout_ms)) != REDIS_OK) {
 		fail(0, err, errlen, "redis %s:%d: %s", h->host, h->port,
 		    c->errstr);
 		redisFree(c);
@@ -268,7 +283,7 @@ ask_sentinel(struct rconn *rc, const struct rhost *h, struct rhost *m,
 {
 	const char *argv[] = { "SENTINEL", "get-master-addr-by-name",
 	    rc->master };
-	redisContext *c = dial(h, err, errlen);
+	redisContext *c = dial(rc, h, err, errlen);
 	redisReply *r = NULL;
 	bool good = false;
 
@@ -346,7 +361,7 @@ connect_locked(struct rconn *rc, char *err, size_t errlen)
 		if (rc->sentinel && !ask_sentinel(rc, &rc->hosts[i], &m, err,
 		    errlen))
 			continue;
-		if ((c = dial(&m, err, errlen)) == NULL)
+		if ((c = dial(rc, &m, err, errlen)) == NULL)
 			continue;
 		if (!setup(rc, c, err, errlen)) {
 			redisFree(c);
@@ -392,14 +407,24 @@ cmd_locked(struct rconn *rc, int argc, const char **argv,
 		    (rv = connect_locked(rc, err, errlen)) != 0)
 			return (rv);
 		if ((r = redisCommandArgv(rc->c, argc, argv, lens)) == NULL) {
+			int en = errno;
+			bool slow = rc->c->err == REDIS_ERR_IO &&
+			    (en == EAGAIN || en == EWOULDBLOCK ||
+			    en == ETIMEDOUT);
 			rv = rc->c->err == REDIS_ERR_OOM ? INFINI_ENOMEM :
 			    INFINI_EUNAVAILABLE;
 			fail(0, err, errlen, "redis %s:%d: %s (%s)",
-			    rc->cur.host, rc->cur.port, rc->c->errstr,
-			    argv[0]);
+			    rc->cur.host, rc->cur.port, slow ? "no answer "
+			    "in time" : rc->c->errstr, argv[0]);
 			drop(rc);
 			if (rv == INFINI_ENOMEM)
 				return (rv);
+			if (slow) {
+				/* Not again now, nor for a moment. */
+				rc->holdoff_until_ms = now_ms() +
+				    RCONN_HOLDOFF_MS;
+				return (rv);
+			}
 			continue;
 		}
 		if (gone(r)) {

@@ -5,11 +5,13 @@
  * EVAL fallback.  Used by store_redis.c and lease.c only.
  *
  * Every call takes the connection's mutex, so a connection may be shared
- * by threads; a command waits at most RCONN_CMD_TIMEOUT_MS for its reply.
- * A command that finds the connection lost, or reaches a server that is no
- * longer the master (READONLY after a Sentinel failover), is sent once
- * more on a fresh connection: every command and script of the store is
- * idempotent, so a reply lost on the way is never applied twice.
+ * by threads; a command waits at most its timeout (RCONN_CMD_TIMEOUT_MS
+ * unless set) for its reply.  A command that finds the connection lost,
+ * or reaches a server that is no longer the master (READONLY after a
+ * Sentinel failover), is sent once more on a fresh connection: every
+ * command and script of the store is idempotent, so a reply lost on the
+ * way is never applied twice.  One that timed out is not: a server that
+ * does not answer would only make the caller wait twice as long.
  */
 #ifndef SST_RCONN_H
 #define SST_RCONN_H
@@ -19,8 +21,8 @@
 
 #include <hiredis/hiredis.h>
 
-#define RCONN_CONNECT_TIMEOUT_MS 1000
-#define RCONN_CMD_TIMEOUT_MS 2000
+#define RCONN_CONNECT_TIMEOUT_MS 1000   /* at most; never above the next */
+#define RCONN_CMD_TIMEOUT_MS 2000       /* the default (rconn_set_timeout) */
 #define RCONN_HOLDOFF_MS 200    /* after a failed connect, fail fast */
 
 struct rconn;
@@ -40,6 +42,9 @@ struct rscript {
  */
 int rconn_alloc(const char *url, struct rconn **out, char *err,
     size_t errlen);
+/* rconn_set_timeout sets how long a command (and a connect) may wait,
+ * in ms (> 0), from the next call on. */
+void rconn_set_timeout(struct rconn *rc, int ms);
 /* rconn_free closes and frees rc; rc may be NULL. */
 void rconn_free(struct rconn *rc);
 /* rconn_describe writes "redis HOST:PORT db N" (or the sentinel form)

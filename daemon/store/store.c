@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "infini_err.h"
+#include "rconn.h"
 #include "snapshot.h"
 #include "store_impl.h"
 
@@ -92,6 +93,13 @@ bool
 sst_shared(const struct sst *st)
 {
 	return (st->rc != NULL);
+}
+
+void
+sst_set_timeout(struct sst *st, int ms)
+{
+	if (st->rc != NULL)
+		rconn_set_timeout(st->rc, ms);
 }
 
 const char *

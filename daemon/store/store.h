@@ -80,6 +80,9 @@ int sst_open(const char *url, const char *state_dir, struct sst **out,
 void sst_close(struct sst *st);
 /* sst_shared: do several daemons share st (leases and members apply)? */
 bool sst_shared(const struct sst *st);
+/* sst_set_timeout bounds every later call of a shared store to about ms
+ * (> 0; the default is 2000); the directory store ignores it. */
+void sst_set_timeout(struct sst *st, int ms);
 /* sst_describe: st for log lines ("directory /var/lib/infinid", "redis
  * 127.0.0.1:6379 db 0"); valid until sst_close. */
 const char *sst_describe(const struct sst *st);
