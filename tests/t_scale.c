@@ -24,6 +24,7 @@
 #include "daemon_proc.h"
 #include "infini.h"
 #include "redis_proc.h"
+#include "tcp_proxy.h"
 
 #define NDAEMONS 3
 #define NSTREAMS 48
@@ -33,7 +34,11 @@
 
 static char top[512], model[600];
 static struct dproc dp[NDAEMONS], ref;
-static int port[NDAEMONS];
+static int port[NDAEMONS];     /* where each listens */
+static char adv[NDAEMONS][64]; /* where clients reach each (member IDs) */
+/* Member 0 reaches Redis, and its clients reach it, through proxies the
+ * partition phase cuts. */
+static struct tproxy *to_redis, *to_member0;
 static int seg;                 /* the model's segment size */
 
 /* tokens_of fills the k-th chunk (seg tokens) of stream i. */
@@ -51,17 +56,17 @@ tokens_of(int i, int k, int32_t *t)
 static int
 start_member(int i, const char *redis_url)
 {
-	char dir[700], state[720], listen[900], adv[64], ttl[16];
+	char dir[700], state[720], listen[900], ttl[16];
 
 	snprintf(dir, sizeof(dir), "%s/d%d", top, i);
 	snprintf(state, sizeof(state), "%s/state", dir);
 	mkdir(dir, 0700);
 	mkdir(state, 0700);
-	snprintf(adv, sizeof(adv), "tcp://127.0.0.1:%d", port[i]);
-	snprintf(listen, sizeof(listen), "ipc://%s/s.sock,%s", dir, adv);
+	snprintf(listen, sizeof(listen), "ipc://%s/s.sock,tcp://127.0.0.1:%d",
+	    dir, port[i]);
 	snprintf(ttl, sizeof(ttl), "%d", TTL_MS);
 	const char *extra[] = { "--listen", listen, "--state-store", redis_url,
-	    "--advertise-url", adv, "--lease-ttl-ms", ttl,
+	    "--advertise-url", adv[i], "--lease-ttl-ms", ttl,
 	    "--autosnapshot-segments", "1", NULL };
 	return (dproc_start(&dp[i], dir, model, state, extra, NULL));
 }
@@ -74,19 +79,17 @@ owner_of(redisContext *rc, const char *id)
 	int who = -1;
 
 	for (int i = 0; r != NULL && r->type == REDIS_REPLY_STRING &&
-	    i < NDAEMONS; i++) {
-		char adv[64];
-		snprintf(adv, sizeof(adv), "tcp://127.0.0.1:%d", port[i]);
-		if (strcmp(r->str, adv) == 0)
+	    i < NDAEMONS; i++)
+		if (strcmp(r->str, adv[i]) == 0)
 			who = i;
-	}
 	if (r != NULL)
 		freeReplyObject(r);
 	return (who);
 }
 
 /* Each stream's inputs so far, as chunk numbers (tokens_of). */
-static int hist[NSTREAMS][ROUNDS + 8], nhist[NSTREAMS];
+#define HIST_MAX 64
+static int hist[NSTREAMS][HIST_MAX], nhist[NSTREAMS];
 
 /* replay feeds the reference daemon a new stream id with stream i's
  * history; the last push's mean goes to out.  0 or an error. */
@@ -117,6 +120,7 @@ struct round {
 	int64_t worst_ms;          /* the last of who's streams served, from t0 */
 	int64_t wait_ms;           /* the longest one push waited */
 	int lost_by[NDAEMONS + 1]; /* lost work, by holder before (or -1) */
+	int lost_of[NSTREAMS];     /* segments each stream lost */
 };
 
 /*
@@ -174,6 +178,7 @@ push_round(infini_client *c, infini_client *ref_c, int k, int64_t t0,
 		}
 		if (lost > out->lost_max)
 			out->lost_max = lost;
+		out->lost_of[i] = lost;
 		if (lost >= 0 && lost < 1000)
 			nhist[i] = had;
 		hist[i][nhist[i]++] = k;
@@ -200,14 +205,125 @@ redis_restart(void)
 		tap_diag("redis-server did not restart");
 }
 
+/*
+ * partition cuts member 0 off from Redis while a client of its own keeps
+ * pushing to one of its streams, then from its clients too, while the
+ * shared client feeds every stream; then heals the links.
+ */
+static void
+partition(infini_client *c, infini_client *ref_c)
+{
+	/* A connection of its own: Redis was restarted since main's. */
+	redisContext *rc = rproc_connect(&r);
+	int owner[NSTREAMS], x = -1, acc = 0, k = ROUNDS + 2;
+	infini_client *direct = NULL;
+	char url[64], id[32];
+	int32_t t[64];
+	int64_t last_ok = -1, refused = -1;
+
+	for (int i = 0; i < NSTREAMS; i++) {
+		snprintf(id, sizeof(id), "s%02d", i);
+		owner[i] = owner_of(rc, id);
+		if (owner[i] == 0 && x < 0)
+			x = i;
+	}
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", port[0]);
+	if (rc == NULL || x < 0 || infini_connect(url, 5000, &direct) != 0) {
+		ok(0, "partition: redis %s, member 0 holds stream %d, %s",
+		    rc ? "up" : "down", x, infini_errmsg());
+		tap_skip(5, "no partition test");
+		if (rc != NULL)
+			redisFree(rc);
+		return;
+	}
+	infini_set_timeout(direct, 15000);
+	snprintf(id, sizeof(id), "s%02d", x);
+
+	/* Cut off from Redis, member 0 serves its streams only while its
+	 * lease, renewed for the last time before the cut, lasts. */
+	tproxy_cut(to_redis, true);
+	int64_t t0 = fx_now_ms();
+	while (fx_now_ms() - t0 < TTL_MS + 5000 && nhist[x] < HIST_MAX - 4) {
+		struct infini_result res = { 0 };
+		int64_t sent = fx_now_ms() - t0;
+		tokens_of(x, k, t);
+		if (infini_push_tokens(direct, id, t, (size_t)seg,
+		    INFINI_OUT_NONE, &res) != 0) {
+			refused = fx_now_ms() - t0;
+			break;
+		}
+		last_ok = sent;
+		hist[x][nhist[x]++] = k++;
+		acc++;
+		infini_result_free(&res);
+		usleep(100 * 1000);
+	}
+	/* A push is admitted when it arrives (its lease checked then), so
+	 * the last one taken was sent within the lease. */
+	ok(last_ok >= 0 && last_ok <= TTL_MS && refused > 0, "cut off from "
+	    "Redis, member 0 took its client's pushes to %s sent up to %lld ms "
+	    "after the cut (%d pushes) and refused the next (answered at %lld "
+	    "ms): within its lease of %d ms", id, (long long)last_ok, acc,
+	    (long long)refused, TTL_MS);
+
+	/* Now from its clients too: its streams move to the others. */
+	tproxy_cut(to_member0, true);
+	struct round k3;
+	int64_t t1 = fx_now_ms();
+	push_round(c, ref_c, k++, t1, 40000, "p", owner, 0, NULL, &k3);
+	ok(k3.served == NSTREAMS && k3.worst_ms <= TTL_MS + RESTORE_BUDGET_MS,
+	    "partitioned: all %d streams served, member 0's by the others "
+	    "within %lld ms", k3.served, (long long)k3.worst_ms);
+	tap_diag("partition: member 0's streams served by the others within "
+	    "%lld ms of cutting it off from its clients", (long long)k3.worst_ms);
+	int others_ok = 1;
+	for (int i = 0; i < NSTREAMS; i++)
+		if (i != x && (k3.lost_of[i] > 1 ||
+		    (k3.lost_of[i] > 0 && owner[i] != 0)))
+			others_ok = 0;
+	ok(k3.lost_of[x] >= acc && k3.lost_of[x] <= acc + 1 && others_ok,
+	    "lost: the %d push%s member 0 took while cut off from Redis (%s "
+	    "lost %d segments), and no more than the autosnapshot window of "
+	    "its other streams (%d of them lost one)", acc, acc == 1 ? "" :
+	    "es", id, k3.lost_of[x], k3.lost_by[1] - (k3.lost_of[x] > 0));
+	is_int(k3.exact, NSTREAMS, "every stream is bit for bit the "
+	    "single-daemon replay's: no stale write got through");
+
+	/* Healed: member 0 learns it lost the streams, and redirects. */
+	tproxy_cut(to_redis, false);
+	tproxy_cut(to_member0, false);
+	int64_t t2 = fx_now_ms();
+	int learnt = 0;
+	while (fx_now_ms() - t2 < 10000 && learnt == 0) {
+		learnt = dproc_log_count(dp[0].log, "lost its lease");
+		usleep(100 * 1000);
+	}
+	struct infini_result res = { 0 };
+	tokens_of(x, k, t);
+	int rv = infini_push_tokens(direct, id, t, (size_t)seg,
+	    INFINI_OUT_NONE, &res);
+	infini_result_free(&res);
+	ok(learnt > 0 && rv == INFINI_EUNAVAILABLE &&
+	    strstr(infini_errmsg(), "served by") != NULL, "healed: member 0 "
+	    "found its leases taken (%d logged) and sends %s's client to the "
+	    "new holder (%s)", learnt, id, infini_errmsg());
+	int stale = dproc_log_count(dp[0].log, "stale fencing epoch");
+	tap_diag("member 0 logged %d refused stale write%s", stale,
+	    stale == 1 ? "" : "s");
+	ok(owner_of(rc, id) > 0, "%s is held by member %d now", id,
+	    owner_of(rc, id));
+	infini_close(direct);
+	redisFree(rc);
+}
+
 int
 main(void)
 {
-	char url[600], rurl[64], id[32];
+	char url[600], id[32];
 	struct fx_opts o;
 	infini_client *c = NULL, *rc_ref = NULL;
 	redisContext *rc = NULL;
-	int owner[NSTREAMS], count[NDAEMONS] = { 0 }, victim = 0, rv;
+	int owner[NSTREAMS], count[NDAEMONS] = { 0 }, victim, rv;
 	int32_t t[64];
 
 	if (!rproc_have()) {
@@ -215,7 +331,7 @@ main(void)
 		    "installs it)");
 		return (0);
 	}
-	tap_plan(17);
+	tap_plan(23);
 	tap_timeout(300);
 	signal(SIGPIPE, SIG_IGN);
 	setenv("INFINI_VALIDATION", "1", 0);
@@ -229,14 +345,22 @@ main(void)
 	ok(rv == 0, "model written, redis-server on 127.0.0.1:%d", r.port);
 	if (rv != 0)
 		return (tap_done());
-	snprintf(rurl, sizeof(rurl), "redis://127.0.0.1:%d/0", r.port);
 	url[0] = '\0';
 	rv = 0;
-	for (int i = 0; i < NDAEMONS; i++) {
+	int rport = 0, cport = 0;
+	for (int i = 0; i < NDAEMONS; i++)
 		port[i] = dproc_free_port();
-		rv |= start_member(i, rurl);
-		snprintf(url + strlen(url), sizeof(url) - strlen(url),
-		    "%stcp://127.0.0.1:%d", i ? "," : "", port[i]);
+	rv |= tproxy_start(r.port, &rport, &to_redis);
+	rv |= tproxy_start(port[0], &cport, &to_member0);
+	for (int i = 0; i < NDAEMONS; i++) {
+		char u[64];
+		snprintf(adv[i], sizeof(adv[i]), "tcp://127.0.0.1:%d",
+		    i == 0 ? cport : port[i]);
+		snprintf(u, sizeof(u), "redis://127.0.0.1:%d/0",
+		    i == 0 ? rport : r.port);
+		rv |= start_member(i, u);
+		snprintf(url + strlen(url), sizeof(url) - strlen(url), "%s%s",
+		    i ? "," : "", adv[i]);
 	}
 	char rdir[700], rstate[720];
 	snprintf(rdir, sizeof(rdir), "%s/ref", top);
@@ -285,9 +409,8 @@ main(void)
 			placed++;
 		}
 	}
-	for (int i = 1; i < NDAEMONS; i++)
-		if (count[i] > count[victim])
-			victim = i;
+	/* The busiest of members 1 and 2 dies; member 0 is partitioned. */
+	victim = count[1] >= count[2] ? 1 : 2;
 	ok(placed == NSTREAMS && count[0] > 0 && count[1] > 0 && count[2] > 0,
 	    "every stream has one holder; spread %d/%d/%d", count[0],
 	    count[1], count[2]);
@@ -318,6 +441,8 @@ main(void)
 	is_int(k1.exact, NSTREAMS, "every stream's output is bit for bit the "
 	    "single-daemon replay's");
 
+	partition(c, rc_ref);
+
 	/* Redis killed and restarted (on its append-only file) in the
 	 * middle of a round: no stream lost or corrupted. */
 	struct round k2;
@@ -332,6 +457,7 @@ main(void)
 	    "single-daemon replay's");
 	tap_diag("redis restart: the longest push waited %lld ms",
 	    (long long)k2.wait_ms);
+
 
 	/* The CLI takes the same list: one of the dead daemon's streams,
 	 * now held by another, through --socket. */
@@ -367,6 +493,8 @@ out:
 	for (int i = 0; i < NDAEMONS; i++)
 		if (dp[i].pid > 0)
 			dproc_wait(&dp[i], SIGKILL, 5000);
+	tproxy_stop(to_redis);
+	tproxy_stop(to_member0);
 	if (ref.pid > 0)
 		dproc_wait(&ref, SIGTERM, 20000);
 	rproc_stop(&r, SIGTERM);
