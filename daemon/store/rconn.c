@@ -6,7 +6,6 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +15,7 @@
 #include "clock.h"
 #include "infini_err.h"
 #include "rconn.h"
+#include "store_impl.h"
 
 #define RCONN_MAX_HOSTS 8
 
@@ -38,23 +38,8 @@ struct rconn {
 	int64_t holdoff_until_ms;              /* no connect before this */
 };
 
-static int
-fail(int rv, char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+
 static struct timeval tv_of(int ms);
-
-static int
-fail(int rv, char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err != NULL && errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return (rv);
-}
 
 /* ---- parsing ---- */
 
@@ -176,10 +161,10 @@ rconn_alloc(const char *url, struct rconn **out, char *err, size_t errlen)
 	struct rconn *rc;
 
 	if ((rc = calloc(1, sizeof(*rc))) == NULL)
-		return (fail(INFINI_ENOMEM, err, errlen, "out of memory"));
+		return (sst_errf(INFINI_ENOMEM, err, errlen, "out of memory"));
 	if (strlen(url) > 1024 || parse(rc, url) != 0) {
 		free(rc);
-		return (fail(INFINI_EINVAL, err, errlen, "state_store: cannot "
+		return (sst_errf(INFINI_EINVAL, err, errlen, "state_store: cannot "
 		    "parse \"%.200s\": use redis://[:PASSWORD@]HOST:PORT/DB or "
 		    "redis-sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/"
 		    "MASTER/DB", url));
@@ -243,13 +228,13 @@ dial(const struct rconn *rc, const struct rhost *h, char *err,
 	    RCONN_CONNECT_TIMEOUT_MS));
 
 	if (c == NULL) {
-		fail(0, err, errlen, "redis %s:%d: out of memory", h->host,
+		sst_errf(0, err, errlen, "redis %s:%d: out of memory", h->host,
 		    h->port);
 		return (NULL);
 	}
 	if (c->err != 0 || redisSetTimeout(c,
 	    tv_of(rc->timeout_ms)) != REDIS_OK) {
-		fail(0, err, errlen, "redis %s:%d: %s", h->host, h->port,
+		sst_errf(0, err, errlen, "redis %s:%d: %s", h->host, h->port,
 		    c->errstr);
 		redisFree(c);
 		return (NULL);
@@ -267,7 +252,7 @@ simple(redisContext *c, redisReply **out, int want, int argc,
 	bool good = r != NULL && r->type == want;
 
 	if (!good)
-		fail(0, err, errlen, "%s: %s", argv[0], r == NULL ? c->errstr :
+		sst_errf(0, err, errlen, "%s: %s", argv[0], r == NULL ? c->errstr :
 		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
 	if (good && out != NULL)
 		*out = r;
@@ -299,12 +284,12 @@ ask_sentinel(struct rconn *rc, const struct rhost *h, struct rhost *m,
 			    r->element[0]->str);
 			m->port = atoi(r->element[1]->str);
 		} else
-			fail(0, err, errlen, "sentinel %s:%d does not know "
+			sst_errf(0, err, errlen, "sentinel %s:%d does not know "
 			    "master '%s'", h->host, h->port, rc->master);
 		freeReplyObject(r);
 	} else if (err != NULL && errlen > 0)
 		/* A nil reply: the sentinel does not monitor that name. */
-		fail(0, err, errlen, "sentinel %s:%d does not know master "
+		sst_errf(0, err, errlen, "sentinel %s:%d does not know master "
 		    "'%s'", h->host, h->port, rc->master);
 	redisFree(c);
 	return (good);
@@ -340,7 +325,7 @@ setup(struct rconn *rc, redisContext *c, char *err, size_t errlen)
 	    strcmp(r->element[0]->str, "master") == 0;
 	freeReplyObject(r);
 	if (!good)
-		fail(0, err, errlen, "the server Sentinel named is not a "
+		sst_errf(0, err, errlen, "the server Sentinel named is not a "
 		    "master (a failover is under way)");
 	return (good);
 }
@@ -352,7 +337,7 @@ connect_locked(struct rconn *rc, char *err, size_t errlen)
 	int64_t t = now_ms();
 
 	if (t < rc->holdoff_until_ms)
-		return (fail(INFINI_EUNAVAILABLE, err, errlen, "redis is "
+		return (sst_errf(INFINI_EUNAVAILABLE, err, errlen, "redis is "
 		    "unreachable (last try %lld ms ago)", (long long)(t -
 		    (rc->holdoff_until_ms - RCONN_HOLDOFF_MS))));
 	for (int i = 0; i < rc->nhosts; i++) {
@@ -413,7 +398,7 @@ cmd_locked(struct rconn *rc, int argc, const char **argv,
 			    en == ETIMEDOUT);
 			rv = rc->c->err == REDIS_ERR_OOM ? INFINI_ENOMEM :
 			    INFINI_EUNAVAILABLE;
-			fail(0, err, errlen, "redis %s:%d: %s (%s)",
+			sst_errf(0, err, errlen, "redis %s:%d: %s (%s)",
 			    rc->cur.host, rc->cur.port, slow ? "no answer "
 			    "in time" : rc->c->errstr, argv[0]);
 			drop(rc);
@@ -428,7 +413,7 @@ cmd_locked(struct rconn *rc, int argc, const char **argv,
 			continue;
 		}
 		if (gone(r)) {
-			fail(0, err, errlen, "redis %s:%d: %s", rc->cur.host,
+			sst_errf(0, err, errlen, "redis %s:%d: %s", rc->cur.host,
 			    rc->cur.port, r->str);
 			freeReplyObject(r);
 			drop(rc);
@@ -469,7 +454,7 @@ load_script(struct rconn *rc, const struct rscript *s, char *sha, char *err,
 	if ((rv = cmd_locked(rc, 3, argv, NULL, &r, err, errlen)) != 0)
 		return (rv);
 	if (r->type != REDIS_REPLY_STRING || r->len != 40) {
-		rv = fail(INFINI_EIO, err, errlen, "SCRIPT LOAD: %s",
+		rv = sst_errf(INFINI_EIO, err, errlen, "SCRIPT LOAD: %s",
 		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
 	} else
 		memcpy(sha, r->str, 41);
@@ -491,7 +476,7 @@ rconn_eval(struct rconn *rc, struct rscript *s, int nkeys, int argc,
 	if ((av = calloc(argc + 3, sizeof(*av))) == NULL ||
 	    (al = calloc(argc + 3, sizeof(*al))) == NULL) {
 		free(av);
-		return (fail(INFINI_ENOMEM, err, errlen, "out of memory"));
+		return (sst_errf(INFINI_ENOMEM, err, errlen, "out of memory"));
 	}
 	snprintf(nk, sizeof(nk), "%d", nkeys);
 	av[2] = nk;

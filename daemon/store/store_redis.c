@@ -112,20 +112,17 @@ reply_code(const redisReply *r, const char *name, char *err, size_t errlen)
 	    r->str));
 }
 
-/* fenced_keys fills the lease and fence keys of f (or dummies). */
-static void
-fenced_keys(const struct sst_fence *f, char *lease, char *fence, char *ep)
-{
-	snprintf(lease, KEY_MAX, "infini:lease:%s", f ? f->lease : "");
-	snprintf(fence, KEY_MAX, "infini:fence:%s", f ? f->lease : "");
-	snprintf(ep, 24, "%" PRIu64, f ? f->epoch : 0);
-}
+/* The keys and fence words of a write (put or delete) of an entry. */
+struct wkeys {
+	char key[KEY_MAX], idx[16];
+	char lease[KEY_MAX], fence[KEY_MAX], ep[24];   /* of f, or dummies */
+};
 
+/* write_keys checks f for a write of (k, name) and fills w. */
 static int
-check_fence(struct sst *st, enum sst_kind k, const struct sst_fence *f,
-    const char *name, char *err, size_t errlen)
+write_keys(enum sst_kind k, const char *name, const struct sst_fence *f,
+    struct wkeys *w, char *err, size_t errlen)
 {
-	(void)st;
 	if (f != NULL && (f->lease == NULL || f->member == NULL ||
 	    f->member[0] == '\0' || strlen(f->lease) > SST_NAME_MAX ||
 	    strlen(f->member) > SST_MEMBER_MAX))
@@ -134,6 +131,13 @@ check_fence(struct sst *st, enum sst_kind k, const struct sst_fence *f,
 	if (k == SST_STREAM && f == NULL)
 		return (sst_errf(INFINI_EINVAL, err, errlen, "%s: a stream "
 		    "write to a shared store needs the stream's lease", name));
+	snprintf(w->key, sizeof(w->key), "infini:%s:%s", tag(k), name);
+	snprintf(w->idx, sizeof(w->idx), "infini:idx:%s", tag(k));
+	snprintf(w->lease, sizeof(w->lease), "infini:lease:%s",
+	    f ? f->lease : "");
+	snprintf(w->fence, sizeof(w->fence), "infini:fence:%s",
+	    f ? f->lease : "");
+	snprintf(w->ep, sizeof(w->ep), "%" PRIu64, f ? f->epoch : 0);
 	return (0);
 }
 
@@ -142,20 +146,17 @@ redis_put(struct sst *st, enum sst_kind k, const char *name,
     const struct sst_fence *f, uint32_t owner, const uint8_t *buf,
     size_t len, int flags, char *err, size_t errlen)
 {
-	char key[KEY_MAX], idx[16], lease[KEY_MAX], fence[KEY_MAX], ep[24];
+	struct wkeys w;
 	char own[16];
 	redisReply *r;
 	int rv;
 
-	if ((rv = check_fence(st, k, f, name, err, errlen)) != 0)
+	if ((rv = write_keys(k, name, f, &w, err, errlen)) != 0)
 		return (rv);
-	snprintf(key, sizeof(key), "infini:%s:%s", tag(k), name);
-	snprintf(idx, sizeof(idx), "infini:idx:%s", tag(k));
 	snprintf(own, sizeof(own), "%" PRIu32, owner);
-	fenced_keys(f, lease, fence, ep);
-	const char *argv[] = { key, idx, lease, fence, name,
+	const char *argv[] = { w.key, w.idx, w.lease, w.fence, name,
 	    (const char *)buf, own, (flags & SST_PUT_NEW) ? "1" : "0",
-	    f ? f->member : "", ep };
+	    f ? f->member : "", w.ep };
 	size_t lens[10];
 	for (int i = 0; i < 10; i++)
 		lens[i] = i == 5 ? len : strlen(argv[i]);
@@ -238,17 +239,14 @@ static int
 redis_del(struct sst *st, enum sst_kind k, const char *name,
     const struct sst_fence *f, char *err, size_t errlen)
 {
-	char key[KEY_MAX], idx[16], lease[KEY_MAX], fence[KEY_MAX], ep[24];
+	struct wkeys w;
 	redisReply *r;
 	int rv;
 
-	if ((rv = check_fence(st, k, f, name, err, errlen)) != 0)
+	if ((rv = write_keys(k, name, f, &w, err, errlen)) != 0)
 		return (rv);
-	snprintf(key, sizeof(key), "infini:%s:%s", tag(k), name);
-	snprintf(idx, sizeof(idx), "infini:idx:%s", tag(k));
-	fenced_keys(f, lease, fence, ep);
-	const char *argv[] = { key, idx, lease, fence, name,
-	    f ? f->member : "", ep };
+	const char *argv[] = { w.key, w.idx, w.lease, w.fence, name,
+	    f ? f->member : "", w.ep };
 	if ((rv = rconn_eval(st->rc, &del_script, 4, 7, argv, NULL, &r, err,
 	    errlen)) != 0)
 		return (rv);
