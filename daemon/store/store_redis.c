@@ -59,17 +59,6 @@ static struct rscript del_script = { .src =
 "redis.call('SREM', KEYS[2], ARGV[1])\n"
 "return redis.call('DEL', KEYS[1])\n" };
 
-/* KEYS: entry.  ARGV: max bytes. */
-static struct rscript get_script = { .src =
-"if redis.call('EXISTS', KEYS[1]) == 0 then\n"
-"  return redis.error_reply('NOENT no such entry')\n"
-"end\n"
-"local n = redis.call('HSTRLEN', KEYS[1], 'data')\n"
-"if n > tonumber(ARGV[1]) then\n"
-"  return redis.error_reply('TOOBIG ' .. n .. ' bytes')\n"
-"end\n"
-"return redis.call('HGET', KEYS[1], 'data')\n" };
-
 /* KEYS: entry. */
 static struct rscript stat_script = { .src =
 "if redis.call('EXISTS', KEYS[1]) == 0 then\n"
@@ -171,26 +160,45 @@ redis_put(struct sst *st, enum sst_kind k, const char *name,
 	return (rv);
 }
 
+/*
+ * redis_get reads the size first (HSTRLEN) and the bytes only when they
+ * fit: a plain HGET, not a script, because a script would copy a state of
+ * tens of MB through Lua twice.  The entry may be replaced in between;
+ * the length is checked again on the bytes.
+ */
 static int
 redis_get(struct sst *st, enum sst_kind k, const char *name, size_t max,
     uint8_t **buf, size_t *len, char *err, size_t errlen)
 {
-	char key[KEY_MAX], mx[24];
-	const char *argv[] = { key, mx };
+	char key[KEY_MAX];
+	const char *size[] = { "HSTRLEN", key, "data" };
+	const char *get[] = { "HGET", key, "data" };
 	redisReply *r;
 	uint8_t *b;
 	int rv;
 
 	snprintf(key, sizeof(key), "infini:%s:%s", tag(k), name);
-	snprintf(mx, sizeof(mx), "%zu", max);
-	if ((rv = rconn_eval(st->rc, &get_script, 1, 2, argv, NULL, &r, err,
-	    errlen)) != 0)
+	if ((rv = rconn_cmd(st->rc, 3, size, NULL, &r, err, errlen)) != 0)
 		return (rv);
-	if (r->type == REDIS_REPLY_ERROR)
+	if (r->type != REDIS_REPLY_INTEGER)
 		rv = reply_code(r, name, err, errlen);
-	else if (r->type != REDIS_REPLY_STRING || r->len > max)
-		rv = sst_errf(INFINI_ECORRUPT, err, errlen, "%s: the store "
-		    "holds no bytes for it", name);
+	else if ((unsigned long long)r->integer > max)
+		rv = sst_errf(INFINI_ECORRUPT, err, errlen, "%s: %lld bytes, "
+		    "more than a snapshot of this model can be", name,
+		    r->integer);
+	freeReplyObject(r);
+	if (rv != 0)
+		return (rv);
+	if ((rv = rconn_cmd(st->rc, 3, get, NULL, &r, err, errlen)) != 0)
+		return (rv);
+	if (r->type == REDIS_REPLY_NIL)
+		rv = sst_errf(INFINI_ENOENT, err, errlen, "%s: not in the "
+		    "store", name);
+	else if (r->type != REDIS_REPLY_STRING)
+		rv = reply_code(r, name, err, errlen);
+	else if (r->len > max)
+		rv = sst_errf(INFINI_ECORRUPT, err, errlen, "%s: %zu bytes, "
+		    "more than a snapshot of this model can be", name, r->len);
 	else if ((b = malloc(r->len ? r->len : 1)) == NULL)
 		rv = sst_errf(INFINI_ENOMEM, err, errlen, "out of memory");
 	else {
