@@ -331,7 +331,7 @@ main(void)
 		    "installs it)");
 		return (0);
 	}
-	tap_plan(23);
+	tap_plan(24);
 	tap_timeout(300);
 	signal(SIGPIPE, SIG_IGN);
 	setenv("INFINI_VALIDATION", "1", 0);
@@ -400,6 +400,10 @@ main(void)
 	}
 	is_int(fed, NSTREAMS, "%d streams opened and fed %d segments each",
 	    NSTREAMS, ROUNDS);
+	/* An ID a daemon would pick is unique on that daemon only. */
+	rv = infini_open(c, NULL, false, NULL, NULL);
+	ok(rv == INFINI_EINVAL && strstr(infini_errmsg(), "name the stream"),
+	    "a stream the daemon would name is refused (%s)", infini_errmsg());
 	int placed = 0;
 	for (int i = 0; i < NSTREAMS; i++) {
 		snprintf(id, sizeof(id), "s%02d", i);
