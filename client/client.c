@@ -112,6 +112,10 @@ decode(infini_client *c, int method, uint64_t id, nng_msg *msg,
 		goto fail;
 	}
 	code = r->status ? (int)r->status->code : 0;
+	cl_last.replied = true;
+	if (r->status != NULL && r->status->redirect != NULL)
+		snprintf(cl_last.redirect, sizeof(cl_last.redirect), "%s",
+		    r->status->redirect);
 	if (code != 0) {
 		const char *m = r->status->message ? r->status->message : "";
 		err = infini_err_from_status(code);
@@ -147,6 +151,9 @@ cl_call(infini_client *c, int method, const ProtobufCMessage *req,
 	int rv, err = 0;
 
 	rep->body = NULL;
+	if (c->members != NULL)
+		return (cl_route_call(c, method, req, rdesc, timeout_ms, rep));
+	memset(&cl_last, 0, sizeof(cl_last));
 	if ((buf = wire_pack_request(method, id, req, &len)) == NULL)
 		return (cl_err(INFINI_ENOMEM, "out of memory packing %s",
 		    method_name(method)));
@@ -201,6 +208,7 @@ cl_call(infini_client *c, int method, const ProtobufCMessage *req,
 			    method_name(method), c->url, nng_strerror(rv));
 		goto fail;
 	}
+	cl_last.sent = true;
 
 	if (timeout_ms > 0) {
 		nng_time now = nng_clock();
@@ -310,6 +318,8 @@ infini_connect(const char *url, int timeout_ms, infini_client **out)
 		return (cl_err(INFINI_EINVAL, "infini_connect: out is NULL"));
 	if (timeout_ms <= 0)
 		timeout_ms = CL_DEFAULT_TIMEOUT;
+	if (strchr(url, ',') != NULL)
+		return (cl_route_connect(url, timeout_ms, out));
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return (cl_err(INFINI_ENOMEM, "out of memory"));
 	if (strlen(url) >= sizeof(c->url)) {
@@ -380,7 +390,10 @@ infini_close(infini_client *c)
 {
 	if (c == NULL)
 		return;
-	nng_close(c->sock);
+	if (c->members != NULL)
+		cl_route_free(c->members);
+	else
+		nng_close(c->sock);
 	free(c);
 }
 

@@ -9,6 +9,7 @@
 #define CLIENT_IMPL_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <nng/nng.h>
@@ -26,7 +27,20 @@ struct infini_client {
 	atomic_uint max_msg;         /* the daemon's request limit; 0: unknown */
 	atomic_uint text_flags;      /* INFINI_TEXT_* for Push / Generate text */
 	char url[256];
+	/* Several daemons sharing a state store (route.c): the calls go to
+	 * their clients and sock is unused.  NULL: one daemon, at sock. */
+	struct cl_members *members;
 };
+
+/* What the calling thread's last cl_call learnt, for route.c: whether
+ * the request left (a connection took it), whether a reply came, and the
+ * reply's Status.redirect. */
+struct cl_last {
+	bool sent, replied;
+	char redirect[256];
+};
+extern _Thread_local struct cl_last cl_last;
+
 
 /*
  * A decoded reply body.  The body was unpacked with the bounded allocator
@@ -51,6 +65,16 @@ int cl_call(infini_client *c, int method, const ProtobufCMessage *req,
     const ProtobufCMessageDescriptor *rdesc, int timeout_ms,
     struct cl_reply *rep);
 void cl_reply_fini(struct cl_reply *rep);
+
+/* route.c.  cl_route_connect makes a client over the comma-separated
+ * urls (at least one must answer); cl_route_call is cl_call for it;
+ * cl_route_free closes the members (ms may be NULL). */
+struct cl_members;
+int cl_route_connect(const char *urls, int timeout_ms, infini_client **out);
+int cl_route_call(infini_client *c, int method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *rdesc, int timeout_ms,
+    struct cl_reply *rep);
+void cl_route_free(struct cl_members *ms);
 
 /* cl_call_health is infini_health with an explicit deadline, used by
  * infini_connect. */

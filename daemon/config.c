@@ -42,6 +42,15 @@ static const struct crow rows[] = {
 	S(state_dir, "/var/lib/infinid",
 	    "directory for state: named snapshots in its snapshots/ folder, "
 	    "streams spill to its streams/ folder"),
+	S(state_store, "dir", "where stream states live: dir (state_dir) or "
+	    "redis://HOST:PORT/DB or redis-sentinel://HOST:PORT[,HOST:PORT]/"
+	    "MASTER/DB, shared by several daemons (docs/scale-out.md)"),
+	S(advertise_url, "", "with a Redis state_store: the URL clients "
+	    "reach this daemon at (a listen URL, e.g. tcp://10.0.0.5:7480); "
+	    "empty: the first tcp:// listen URL"),
+	I(lease_ttl_ms, "10000", 500, 600000,
+	    "with a Redis state_store: how long a daemon's hold on a stream "
+	    "lasts unless renewed (renewed every third of it)"),
 	S(admin_group, "", "group whose members may use every stream and "
 	    "named snapshot"),
 	S(tls_cert_key_file, "", "PEM file with the certificate and private key "

@@ -16,6 +16,10 @@ struct cfg {
 	char listen[2048];       /* comma-separated NNG URLs */
 	char device[256];
 	char state_dir[1024];
+	char state_store[1024];  /* "dir" or a redis:// URL (daemon/store/) */
+	char advertise_url[256]; /* this member's URL for clients; empty: a
+	                          * tcp:// listen URL */
+	long lease_ttl_ms;
 	char admin_group[64];
 	char tls_cert_key_file[1024]; /* PEM: certificate and key, for tls+tcp:// */
 	char log_level[16];

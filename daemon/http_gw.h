@@ -1,7 +1,7 @@
 /*
  * http_gw.h - the HTTP gateway's insides, shared by http.c (the server,
  * requests and their lifetime), http_call.c (answers, calls through
- * methods_dispatch, the plain JSON methods) and http_openai.c (completions
+ * rpc_serve_body, the plain JSON methods) and http_openai.c (completions
  * and embeddings).  Nothing outside these files includes it: the daemon
  * sees http_prepare/http_start/http_stop in http.h.
  */

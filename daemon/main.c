@@ -308,6 +308,10 @@ main(int argc, char **argv)
 		LOG(LOG_ERR, "warm-up failed: %s", err);
 		goto out;
 	}
+	if ((rv = clu_start(&d, err, sizeof(err))) != 0) {
+		LOG(LOG_ERR, "state store: %s", err);
+		goto out;
+	}
 	if ((rv = sio_start(&d)) != 0) {
 		LOG(LOG_ERR, "cannot start the snapshot thread");
 		goto out;
@@ -349,6 +353,8 @@ main(int argc, char **argv)
 	strm_free_all(&d);
 	rv = d.device_lost ? INFINI_EDEVICE : 0;
 out:
+	/* After the scheduler wrote the streams: leases go last. */
+	clu_stop(&d);
 	if (rv != 0 && !d.device_lost)
 		notify_status(&n, "failed to start; see the log");
 	notify_fini(&n);

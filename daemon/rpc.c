@@ -29,6 +29,7 @@
 #include "metrics.h"
 #include "rpc.h"
 #include "snapshot.h"
+#include "store/store.h"
 #include "wire.h"
 
 #define C(x) INFINI__V1__CODE__##x
@@ -40,13 +41,14 @@ _Static_assert(sizeof(((struct stream *)0)->id) == WIRE_ID_MAX + 1,
 
 /* ------------------------------------------------------------ replies */
 
-/* reply packs code, msg and body (NULL: none) into the buffer c's
+/* reply_to packs code, msg, body (NULL: none) and redirect (NULL: none;
+ * the member that holds the stream, Status.redirect) into the buffer c's
  * transport sends, and sends it.  Errors are counted for the caller; every
  * error reply is sent with d->mu held (Health, the one call served without
  * it, never fails). */
 static void
-reply(struct rpc_call *c, int code, const char *msg,
-    const ProtobufCMessage *body)
+reply_to(struct rpc_call *c, int code, const char *msg,
+    const ProtobufCMessage *body, const char *redirect)
 {
 	struct infinid *d = c->d;
 	struct wire_reply rp;
@@ -64,12 +66,21 @@ reply(struct rpc_call *c, int code, const char *msg,
 	 * body (a logits reply can be tens of MiB) besides protobuf-c's
 	 * own. */
 	wire_reply_init(&rp, c->call_id, code, msg, body);
+	if (redirect != NULL)
+		wire_reply_redirect(&rp, redirect);
 	if ((buf = c->tr->buffer(c, rp.len)) == NULL) {
 		c->tr->drop(c);      /* nothing can be sent */
 		return;
 	}
 	wire_reply_pack(&rp, buf);
 	c->tr->send(c);
+}
+
+static void
+reply(struct rpc_call *c, int code, const char *msg,
+    const ProtobufCMessage *body)
+{
+	reply_to(c, code, msg, body, NULL);
 }
 
 static void
@@ -800,7 +811,7 @@ m_cancel(struct rpc_call *c, const ProtobufCMessage *in)
 		return;
 	if (!g->done) {
 		g->cancel = true;
-		sched_wake(c->d);
+		strm_wake(c->d);
 	}
 	reply(c, 0, NULL, &r.base);
 }
@@ -1077,6 +1088,67 @@ body_free(struct body *b)
 	b->msg = NULL;
 }
 
+/* field_str reads the string field called name of m ("" when none). */
+static const char *
+field_str(const ProtobufCMessage *m, const char *name)
+{
+	const ProtobufCFieldDescriptor *f =
+	    protobuf_c_message_descriptor_get_field_by_name(m->descriptor,
+	    name);
+
+	if (f == NULL || f->type != PROTOBUF_C_TYPE_STRING ||
+	    f->label == PROTOBUF_C_LABEL_REPEATED)
+		return ("");
+	const char *s = *(const char *const *)((const char *)m + f->offset);
+	return (s != NULL ? s : "");
+}
+
+/*
+ * route: when daemons share a state store (docs/scale-out.md), this one
+ * serves a stream only while it holds the stream's lease.  Before d->mu,
+ * route takes the lease of every stream c's request names (clu_hold), or
+ * answers the call: UNAVAILABLE with a redirect to the member that holds
+ * one, or without when the store cannot be reached.  True when it
+ * answered.
+ */
+static bool
+route(struct rpc_call *c, const struct body *b)
+{
+	static const char *const fields[] = { "stream_id", "new_stream_id" };
+	char owner[SST_MEMBER_MAX + 1] = "", msg[600];
+	int rv;
+
+	if (!clu_shared(c->d) || b->msg == NULL ||
+	    c->method == INFINI__V1__METHOD__POLL ||
+	    c->method == INFINI__V1__METHOD__CANCEL)
+		return (false);
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		const char *id = field_str(b->msg, fields[i]);
+		if (id[0] == '\0') {
+			/* A name the daemon picks is unique here only. */
+			if (i == 0 && c->method != INFINI__V1__METHOD__OPEN_STREAM)
+				continue;
+			if (i == 1 && c->method != INFINI__V1__METHOD__FORK)
+				continue;
+			pthread_mutex_lock(&c->d->mu);
+			replyf(c, C(INVALID_ARGUMENT), "the daemons share a "
+			    "state store: name the stream");
+			pthread_mutex_unlock(&c->d->mu);
+			return (true);
+		}
+		if (!wire_valid_id(id))
+			continue;   /* the method's handler says what is wrong */
+		if ((rv = clu_hold(c->d, id, owner, msg, sizeof(msg))) != 0) {
+			pthread_mutex_lock(&c->d->mu);
+			reply_to(c, infini_err_status(rv), msg, NULL,
+			    owner[0] ? owner : NULL);
+			pthread_mutex_unlock(&c->d->mu);
+			return (true);
+		}
+	}
+	return (false);
+}
+
 /* dispatch serves c's decoded body b, or sends b's refusal.  d->mu held. */
 static void
 dispatch(struct rpc_call *c, const struct body *b)
@@ -1121,8 +1193,14 @@ rpc_serve(struct rpc_call *c, const uint8_t *data, size_t len)
 		infini__v1__request__free_unpacked(req, &a.pa);
 		return;
 	}
-	if (req != NULL && req->version == WIRE_VERSION)
+	if (req != NULL && req->version == WIRE_VERSION) {
 		decode(c->method, req->body.data, req->body.len, &b);
+		if (route(c, &b)) {
+			body_free(&b);
+			infini__v1__request__free_unpacked(req, &a.pa);
+			return;
+		}
+	}
 	pthread_mutex_lock(&d->mu);
 	if (req == NULL)
 		replyf(c, C(INVALID_ARGUMENT), "request is not a valid "
@@ -1153,6 +1231,10 @@ rpc_serve_body(struct rpc_call *c, int method, const uint8_t *body,
 	c->pacct = NULL;
 	__atomic_fetch_add(&d->st.requests, 1, __ATOMIC_RELAXED);
 	decode(method, body, len, &b);
+	if (route(c, &b)) {
+		body_free(&b);
+		return;
+	}
 	pthread_mutex_lock(&d->mu);
 	dispatch(c, &b);
 	pthread_mutex_unlock(&d->mu);

@@ -47,14 +47,7 @@ sched_enqueue(struct infinid *d, struct stream *s, struct item *it)
 	*tail = it;
 	if (s != NULL)
 		s->nqueued++;
-	sched_wake(d);
-}
-
-void
-sched_wake(struct infinid *d)
-{
-	d->wakes++;
-	pthread_cond_signal(&d->cv);
+	strm_wake(d);
 }
 
 static struct item *
@@ -535,7 +528,7 @@ sched_drop_pipe(struct infinid *d, uint32_t pipe)
 			LOG(LOG_INFO, "client left: generation %llu cancelled",
 			    (unsigned long long)g->id);
 			g->cancel = true;
-			sched_wake(d);
+			strm_wake(d);
 		}
 	return (n);
 }
@@ -1039,6 +1032,7 @@ sched_main(void *arg)
 			continue;
 		}
 		if (n == 0) {
+			clu_sweep(d);
 			spill_autosave(d);
 			if (d->wakes != wakes)
 				continue;
@@ -1085,8 +1079,10 @@ sched_main(void *arg)
 		complete(d, sj, n, rv, err);
 		if (d->device_lost)
 			fail_all(d);
-		else
+		else {
+			clu_sweep(d);
 			spill_autosave(d);
+		}
 	}
 	spill_drain(d);
 	answer_stopping(d);

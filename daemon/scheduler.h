@@ -20,9 +20,6 @@ void sched_stop(struct infinid *d);
 /* sched_enqueue queues it (owned from here) on stream s (NULL: the control
  * queue of opens and restores) and wakes the scheduler. */
 void sched_enqueue(struct infinid *d, struct stream *s, struct item *it);
-/* sched_wake tells the scheduler there is something new (a cancel, a
- * departed client). */
-void sched_wake(struct infinid *d);
 /* sched_drop_pipe: the connection pipe has closed.  Its queued requests are
  * dropped unanswered (nothing more of them reaches the device; one in the
  * device now stops after its slice) and the generations it started are

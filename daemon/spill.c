@@ -42,6 +42,7 @@
 #include "state.h"
 #include "log.h"
 #include "snapshot.h"
+#include "store/store.h"
 
 #define AUTOSAVE_PER_TURN 16     /* the rest wait a turn: requests go on */
 #define AUTOSAVE_RETRY_MS 10000  /* after a failed autosnapshot */
@@ -90,7 +91,7 @@ spill_write_state(struct infinid *d, struct stream *s,
 		return (rv);
 	}
 	pthread_mutex_unlock(&d->mu);
-	rv = snap_write_file(d->spill_dir, s->file, buf, len, err, errlen);
+	rv = clu_put_state(d, s, buf, len, err, errlen);
 	pthread_mutex_lock(&d->mu);
 	free(buf);
 	if (rv == 0) {
@@ -184,8 +185,8 @@ load(struct infinid *d, struct stream *s, char *err, size_t errlen)
 		goto resident;
 	}
 	pthread_mutex_unlock(&d->mu);
-	rv = snap_read_file_max(d->spill_dir, s->file, d->snap_max, &buf,
-	    &len, why, sizeof(why));
+	rv = sst_get(d->store, SST_STREAM, s->file, d->snap_max, &buf, &len,
+	    why, sizeof(why));
 	if (rv == 0)
 		rv = snap_decode_model(buf, len, d->model, &meta, &st, why,
 		    sizeof(why));
@@ -239,7 +240,8 @@ spill_ensure(struct infinid *d, struct stream *s, struct stream *keep,
 void
 spill_forget(struct infinid *d, struct stream *s)
 {
-	char path[sizeof(d->spill_dir) + WIRE_ID_MAX + 8];
+	char why[512];
+	int rv;
 
 	if (s->slot >= 0) {
 		eng_stream_free(d->eng, s->slot);
@@ -247,10 +249,10 @@ spill_forget(struct infinid *d, struct stream *s)
 		d->nresident--;
 	}
 	if (s->saved) {
-		snprintf(path, sizeof(path), "%s/%s", d->spill_dir, s->file);
-		if (unlink(path) != 0 && errno != ENOENT)
+		if ((rv = clu_del_state(d, s, why, sizeof(why))) != 0 &&
+		    rv != INFINI_ENOENT)
 			LOG(LOG_WARNING, "stream %s closed, but its file stays: "
-			    "unlink %s: %s", s->id, path, strerror(errno));
+			    "%s/%s: %s", s->id, d->spill_dir, s->file, why);
 		s->saved = false;
 	}
 }
@@ -349,9 +351,8 @@ spill_drain(struct infinid *d)
 	    d->spill_dir, failed ? " (some failed, see above)" : "");
 }
 
-/* adopt registers the stream saved in file name, not resident. */
-static void
-adopt(struct infinid *d, const char *name)
+void
+spill_adopt(struct infinid *d, const char *name)
 {
 	struct eng_stream_state st;
 	struct snap_meta meta;
@@ -362,8 +363,8 @@ adopt(struct infinid *d, const char *name)
 	int64_t pos;
 	int rv;
 
-	rv = snap_read_file_max(d->spill_dir, name, d->snap_max, &buf, &len,
-	    err, sizeof(err));
+	rv = sst_get(d->store, SST_STREAM, name, d->snap_max, &buf, &len, err,
+	    sizeof(err));
 	if (rv == 0)
 		rv = snap_decode_model(buf, len, d->model, &meta, &st, err,
 		    sizeof(err));
@@ -407,6 +408,10 @@ spill_init(struct infinid *d)
 	snprintf(d->spill_dir, sizeof(d->spill_dir), "%s/streams",
 	    d->cfg.state_dir);
 	d->snap_max = snap_max_size(d->model);
+	/* A shared store holds other members' streams too: each is adopted
+	 * when this daemon takes its lease (cluster.c), not here. */
+	if (sst_shared(d->store))
+		return (0);
 	if (mkdir(d->spill_dir, 0700) != 0 && errno != EEXIST) {
 		LOG(LOG_WARNING, "cannot create %s: %s; idle streams cannot "
 		    "spill and no stream survives a restart", d->spill_dir,
@@ -428,7 +433,7 @@ spill_init(struct infinid *d)
 		}
 		if (len > 5 && strcmp(e->d_name + len - 5, ".snap") == 0 &&
 		    snap_name_ok(e->d_name))
-			adopt(d, e->d_name);
+			spill_adopt(d, e->d_name);
 	}
 	closedir(dp);
 	if (d->nstreams > n)

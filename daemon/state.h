@@ -213,7 +213,7 @@ struct infinid {
 	bool have_sweeper, sweep_stop;
 	bool stopping;
 	bool sched_again;          /* the scheduler has more to do at once */
-	uint64_t wakes;             /* sched_wake calls, under mu */
+	uint64_t wakes;             /* strm_wake calls, under mu */
 	struct stream *streams;
 	int nstreams;
 	int nresident;              /* streams holding an engine slot */
@@ -253,6 +253,8 @@ struct infinid {
 	int fault_skip;
 	char fault_id[WIRE_ID_MAX + 1];
 	struct http_gw *http;       /* http.c; NULL when http_listen is off */
+	struct sst *store;          /* stream states: store/store.h (cluster.c) */
+	struct clu *clu;            /* cluster.c; NULL unless the store is shared */
 };
 
 /* streams.c */
@@ -275,6 +277,9 @@ void strm_free(struct infinid *d, struct stream *s);
  * d->mu. */
 bool strm_may_use(struct infinid *d, uint32_t uid, uint32_t owner);
 void strm_unlink(struct infinid *d, struct stream *s);
+/* strm_wake tells the scheduler, waiting on d->cv, that it has something
+ * new to look at: queued work, a cancel, a departed client, a lost lease. */
+void strm_wake(struct infinid *d);
 /* strm_pos: the stream's position, resident or not. */
 int64_t strm_pos(struct infinid *d, const struct stream *s);
 /* item_new allocates an item of kind k for uid, answered through ops with
@@ -348,6 +353,37 @@ void spill_dirty(struct stream *s);
 void spill_autosave(struct infinid *d);
 /* spill_drain saves every stream with unsaved work (shutdown). */
 void spill_drain(struct infinid *d);
+/* spill_adopt registers the stream saved in the store as name, not
+ * resident (bad entries are logged and left alone). */
+void spill_adopt(struct infinid *d, const char *name);
+
+/*
+ * cluster.c: the state store, and this daemon as a member of several
+ * sharing one (docs/scale-out.md).  clu_start opens state_store (before
+ * the scheduler starts) and, when it is shared, starts the heartbeat and
+ * lease thread: 0 or an INFINI_E* code with err set.  clu_stop releases
+ * the leases and closes the store (after sched_stop wrote the streams).
+ * clu_hold, without d->mu, makes sure this daemon holds stream id's lease,
+ * taking it when it is free (and then adopting the stream's last saved
+ * state): 0, at once when the store is not shared (clu_shared false), or
+ * INFINI_EUNAVAILABLE with msg set and, when another member holds the
+ * stream, that member's URL in owner (SST_MEMBER_MAX + 1 bytes; else ""),
+ * or INFINI_ENOMEM.  clu_put_state / clu_del_state write / remove a stream's
+ * state in the store, fenced by its lease (d->mu not needed).  clu_sweep
+ * (scheduler, d->mu held) drops, unsaved, the idle streams whose lease
+ * another member took.
+ */
+struct clu;
+int clu_start(struct infinid *d, char *err, size_t errlen);
+void clu_stop(struct infinid *d);
+bool clu_shared(const struct infinid *d);
+int clu_hold(struct infinid *d, const char *id, char *owner, char *msg,
+    size_t msglen);
+int clu_put_state(struct infinid *d, const struct stream *s, const uint8_t *buf,
+    size_t len, char *err, size_t errlen);
+int clu_del_state(struct infinid *d, const struct stream *s, char *err,
+    size_t errlen);
+void clu_sweep(struct infinid *d);
 
 /*
  * snapio.c: named snapshots (state_dir/snapshots).  Their file I/O runs on

@@ -99,6 +99,13 @@ strm_unlink(struct infinid *d, struct stream *s)
 		}
 }
 
+void
+strm_wake(struct infinid *d)
+{
+	d->wakes++;
+	pthread_cond_signal(&d->cv);
+}
+
 int64_t
 strm_pos(struct infinid *d, const struct stream *s)
 {

@@ -103,6 +103,14 @@ wire_reply_init(struct wire_reply *p, uint64_t call_id, int code,
 }
 
 void
+wire_reply_redirect(struct wire_reply *p, const char *url)
+{
+	p->st.redirect = (char *)url;
+	p->head = infini__v1__reply__get_packed_size(&p->r);
+	p->len = p->head + (p->body ? 1 + varint_len(p->blen) + p->blen : 0);
+}
+
+void
 wire_reply_pack(const struct wire_reply *p, uint8_t *out)
 {
 	size_t v = p->blen;

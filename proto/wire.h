@@ -82,6 +82,9 @@ struct wire_reply {
 void wire_reply_init(struct wire_reply *p, uint64_t call_id, int code,
     const char *msg, const ProtobufCMessage *body);
 void wire_reply_pack(const struct wire_reply *p, uint8_t *out);
+/* wire_reply_redirect adds a redirect URL (Status.redirect; url is
+ * borrowed until the pack) to p, made by wire_reply_init. */
+void wire_reply_redirect(struct wire_reply *p, const char *url);
 
 /*
  * wire_pack_reply packs a Reply envelope with the given status and, when

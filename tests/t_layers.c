@@ -65,6 +65,11 @@ main(void)
 		  "client/cli/run.c (cli) includes \"client_impl.h\" (client)" },
 		{ "client/client.c", "#include \"snapshot.h\"",
 		  "client/client.c (client) includes \"snapshot.h\" (snapshot)" },
+		{ "daemon/store/lease.c", "#include \"state.h\"",
+		  "daemon/store/lease.c (sst) includes \"state.h\" (store)" },
+		{ "daemon/snapshot.c", "#include \"store/store.h\"",
+		  "daemon/snapshot.c (snapshot) includes \"store/store.h\" "
+		  "(sst)" },
 	};
 	const size_t nup = sizeof(up) / sizeof(up[0]);
 	char cmd[1024], *out = NULL;

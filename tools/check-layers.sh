@@ -12,10 +12,12 @@
 #   wire      proto (and its generated infini.pb-c.h)    ids api
 #   base      daemon/{clock,config,log,npy,notify,pbjson} api
 #   snapshot  daemon/snapshot.[ch]                       engine api
+#   sst       daemon/store: the state store (a           snapshot engine
+#             directory or Redis), leases, members       base ids api
 # The daemon's core, one way from the socket down (docs/architecture.md):
-#   store     daemon/{state.h,streams,acct,spill,snapio}  engine gpu tok base
-#                                                        snapshot ids api
-#                                                        shaders
+#   store     daemon/{state.h,streams,acct,spill,        sst engine gpu tok
+#             snapio,cluster}                            base snapshot ids
+#                                                        api shaders
 #   sched     daemon/scheduler.[ch]                      store and its own
 #   rpc       daemon/{rpc,metrics}.[ch]                  sched, store and
 #                                                        theirs, wire
@@ -48,8 +50,9 @@ layer_of() {   # a path relative to root
 	daemon/npy.[ch] | daemon/notify.[ch] | daemon/pbjson.[ch]) echo base ;;
 	daemon/snapshot.[ch]) echo snapshot ;;
 	daemon/infini_run.c | daemon/convert*.[ch]) echo tools ;;
+	daemon/store/*) echo sst ;;
 	daemon/state.h | daemon/streams.c | daemon/acct.c | daemon/spill.c | \
-	daemon/snapio.c) echo store ;;
+	daemon/snapio.c | daemon/cluster.c) echo store ;;
 	daemon/scheduler.[ch]) echo sched ;;
 	daemon/rpc.[ch] | daemon/metrics.[ch]) echo rpc ;;
 	daemon/server.c | daemon/srv.h | daemon/http*) echo socket ;;
@@ -62,7 +65,7 @@ layer_of() {   # a path relative to root
 }
 
 allowed() {    # layer: the layers it may include
-	local low="gpu engine tok base snapshot ids api shaders"
+	local low="sst gpu engine tok base snapshot ids api shaders"
 	case $1 in
 	api | shaders | ids) echo "" ;;
 	gpu) echo "api shaders" ;;
@@ -70,6 +73,7 @@ allowed() {    # layer: the layers it may include
 	tok | base) echo "api" ;;
 	wire) echo "ids api" ;;
 	snapshot) echo "engine api" ;;
+	sst) echo "snapshot engine base ids api" ;;
 	store) echo "$low" ;;
 	sched) echo "store $low" ;;
 	rpc) echo "sched store wire $low" ;;

@@ -19,6 +19,9 @@
 # curl, nodejs + npm (the openai npm client in tests/http-client) and
 # python3-prometheus-client (its text parser) drive tests/t_http's checks of
 # the HTTP gateway and /metrics.
+# libhiredis-dev is the Redis client of the state store (daemon/store/);
+# redis-server and redis-sentinel are started by tests/t_store, t_lease and
+# t_scale on loopback ports of their own (the packaged service is not used).
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
 	exec sudo "$0" "$@"
@@ -38,6 +41,7 @@ apt-get install -y -qq --no-install-recommends \
 	libpcre2-dev libutf8proc-dev \
 	python3-venv python3-pip python3-setuptools \
 	curl python3-prometheus-client \
+	libhiredis-dev redis-server redis-sentinel \
 	>/dev/null
 # NNG >= 1.10 (Debian 12's libnng 1.5.2 is refused by the build).
 "$(dirname "$0")/../deps/fetch-nng.sh"
