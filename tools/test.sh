@@ -3,7 +3,11 @@
 # prove: once as the device reports itself, and once more with llvmpipe's
 # narrow vectors (LP_NATIVE_VECTOR_WIDTH=128, subgroup size 4) so nothing
 # depends on one subgroup size.  Every test enables the Vulkan validation
-# layer and fails on any message.
+# layer and fails on any message.  Then once more on Mesa 25's lavapipe from
+# bookworm-backports, which deps/fetch-mesa25.sh (run by
+# tools/setup-debian.sh) unpacks under /opt/infinid-mesa25 next to Debian
+# 12's own Mesa 22.3 ($INFINI_MESA25 names another place;
+# INFINI_TEST_MESA25=0 skips the pass), so both drivers stay supported.
 #
 # Then the same suite once more in a second tree built with AddressSanitizer
 # and UndefinedBehaviorSanitizer (build-asan, -DINFINI_SANITIZE=ON; leaks
@@ -26,6 +30,15 @@ echo "== tests (default vector width)"
 prove -f "$build"/tests/*.t
 echo "== tests (LP_NATIVE_VECTOR_WIDTH=128)"
 LP_NATIVE_VECTOR_WIDTH=128 prove -f "$build"/tests/*.t
+mesa25=${INFINI_MESA25:-/opt/infinid-mesa25}
+if [ "${INFINI_TEST_MESA25:-1}" != 0 ] && [ -r "$mesa25/lvp_icd.json" ]; then
+	echo "== tests on lavapipe $(cat "$mesa25/VERSION") ($mesa25)"
+	VK_DRIVER_FILES=$mesa25/lvp_icd.json \
+	LD_LIBRARY_PATH=$mesa25/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
+		prove -f "$build"/tests/*.t
+elif [ "${INFINI_TEST_MESA25:-1}" != 0 ]; then
+	echo "== Mesa 25 pass: skipped (no $mesa25/lvp_icd.json; deps/fetch-mesa25.sh)"
+fi
 
 
 # ---- the sanitizer pass (one vector width: it is the slow one)
