@@ -18,15 +18,18 @@
 static int
 make_pipes(struct eng *e, char *err, size_t errlen)
 {
+	const struct gpu_info *gi = gpu_dev_info(e->dev);
+
 	for (int k = 0; k < ENG_K_COUNT; k++) {
-		uint32_t spec[2] = { 0, (uint32_t)e->c.head_dim };
-		/* Kernels sized by head_dim take it as constant 1. */
-		uint32_t nspec = k == ENG_K_ATTENTION ||
-		    k == ENG_K_ATTENTION_TEXEL || k == ENG_K_ATTENTION_TEXEL_R1 ||
-		    k == ENG_K_RETRIEVE_TEXEL || k == ENG_K_RETRIEVE_TEXEL_R1 ||
-		    k == ENG_K_MEMUPD_TEXEL ? 2 : 0;
+		uint32_t spec[GPU_MAX_SPEC];
+		uint32_t nspec = eng_kernel_spec(gi, (enum eng_kernel_id)k,
+		    (uint32_t)e->c.head_dim, spec);
 		int rv = gpu_pipe_create(e->dev, &eng_kernels[k], spec, nspec,
 		    &e->pipe[k]);
+		/* Kernels the binary or the device lacks stay NULL; the
+		 * kernel choice (matmul.c) never picks them. */
+		if (rv == INFINI_EUNSUPPORTED && eng_kernels[k].need != 0)
+			continue;
 		if (rv != 0) {
 			snprintf(err, errlen, "cannot build pipeline %s",
 			    eng_kernels[k].name);
@@ -183,7 +186,14 @@ eng_open(const struct eng_model *m, const struct eng_opts *o,
 	    strtoull(lim, NULL, 10) > 0 &&
 	    strtoull(lim, NULL, 10) < e->wpart_limit)
 		e->wpart_limit = strtoull(lim, NULL, 10);
-	e->mm = eng_mm_choose(gi);
+	if ((e->mm = eng_mm_choose(gi)) == ENG_MM_COUNT) {
+		snprintf(err, errlen, "INFINI_KERNELS=%s: no such kernel family "
+		    "on %s (portable, texel, texel-tile, texel-m4, texel-m1, "
+		    "coop where the device has cooperative matrices)",
+		    getenv("INFINI_KERNELS"), gi->name);
+		rv = INFINI_EUNSUPPORTED;
+		goto fail;
+	}
 	switch (m->embed->dtype) {
 	case ENG_F16: e->k_embed = ENG_K_EMBED_F16; break;
 	case ENG_BF16: e->k_embed = ENG_K_EMBED_BF16; break;
@@ -263,6 +273,20 @@ const char *
 eng_device_name(const struct eng *e)
 {
 	return (gpu_dev_info(e->dev)->name);
+}
+
+void
+eng_kernel_choice(const struct eng *e, char *buf, size_t n)
+{
+	const struct gpu_info *gi = gpu_dev_info(e->dev);
+
+	if (e->mm == ENG_MM_COOP)
+		snprintf(buf, n, "matmul coop (f16 %ux%ux%u tiles; other dtypes "
+		    "portable), attention %s", gi->coop_m, gi->coop_n,
+		    gi->coop_k, e->texel_ops ? "texel" : "portable");
+	else
+		snprintf(buf, n, "matmul %s, attention %s",
+		    eng_mm_var_name(e->mm), e->texel_ops ? "texel" : "portable");
 }
 
 unsigned

@@ -21,15 +21,20 @@ struct eng_wpart {
 
 /* Matmul kernel families (matmul.c).  TEXEL picks its tile or one of its
  * matrix-vector shapes by m; the _TILE/_M4/_M1 values force one (tests,
- * benchmarks). */
+ * benchmarks).  COOP runs f16 and bf16 weights on cooperative matrices and
+ * other dtypes on the portable kernel. */
 enum eng_mm_var {
 	ENG_MM_PORTABLE,           /* matmul.comp: SSBO + shared memory */
 	ENG_MM_TEXEL,              /* matmul_texel.comp: llvmpipe-fast */
 	ENG_MM_TEXEL_TILE,
 	ENG_MM_TEXEL_M4,
 	ENG_MM_TEXEL_M1,
+	ENG_MM_COOP,               /* matmul_coop.comp: VK_KHR_cooperative_matrix */
 	ENG_MM_COUNT
 };
+
+/* eng_mm_is_texel: does family v read X and W through texel views? */
+#define eng_mm_is_texel(v) ((v) >= ENG_MM_TEXEL && (v) <= ENG_MM_TEXEL_M1)
 
 /* A matmul input: rows of ldx floats in buf, with an RGBA32F texel view of
  * buf for the texel family (null for the portable one). */
@@ -165,11 +170,16 @@ void eng_rec_matmul(struct eng *e, const struct gpu_buf *X, uint32_t ldx,
     uint32_t m, bool acc);
 
 /*
- * eng_mm_choose returns the matmul family for a device: INFINI_MATMUL
- * (portable, texel, texel-tile, texel-m4, texel-m1) if set and valid, else
- * TEXEL on CPU devices and PORTABLE elsewhere.
+ * eng_mm_choose returns the matmul family for a device: INFINI_KERNELS
+ * (portable, texel, texel-tile, texel-m4, texel-m1, coop) if set and
+ * usable there, else TEXEL on CPU devices, COOP on others with
+ * cooperative matrices (gi->coopmat) when the binary has those kernels,
+ * and PORTABLE elsewhere.  A forced coop on a device without them is
+ * refused: returns ENG_MM_COUNT.
  */
 enum eng_mm_var eng_mm_choose(const struct gpu_info *gi);
+/* eng_mm_usable: can family v run on the device gi describes? */
+bool eng_mm_usable(const struct gpu_info *gi, enum eng_mm_var v);
 /* eng_mm_var_name: the INFINI_MATMUL spelling of v. */
 const char *eng_mm_var_name(enum eng_mm_var v);
 /* eng_mm_wformat: the texel format family v reads weights of dtype t in, or

@@ -90,7 +90,7 @@ eng_ops_open(struct eng *e)
 	const char *s = getenv("INFINI_OPS");
 	int rv = 0;
 
-	e->texel_ops = e->mm != ENG_MM_PORTABLE && e->c.head_dim % 16 == 0 &&
+	e->texel_ops = eng_mm_is_texel(e->mm) && e->c.head_dim % 16 == 0 &&
 	    !(s != NULL && strcasecmp(s, "portable") == 0);
 	if (!e->texel_ops)
 		return (0);
