@@ -136,12 +136,6 @@ to_half(float x)
 	return ((float)(_Float16)x);
 }
 
-static bool
-is_matmul_kernel(int k)
-{
-	return (strncmp(eng_kernels[k].name, "matmul", 6) == 0);
-}
-
 /* wmat_make uploads w[n, k] (dtype dt, stored layout) as two parts split
  * at row `split`, each with texel views, through the engine's part upload
  * (which converts block dtypes to the device layout). */
@@ -310,20 +304,9 @@ main(void)
 	    gpu_dev_info(f.d)->subgroup_size);
 	if ((rv = gpu_cmd_alloc(f.d, &f.c)) != 0)
 		return (1);
-	for (int k = 0; k < ENG_K_COUNT; k++) {
-		uint32_t spec[GPU_MAX_SPEC];
-		uint32_t nspec = eng_kernel_spec(gpu_dev_info(f.d),
-		    (enum eng_kernel_id)k, 0, spec);
-		if (!is_matmul_kernel(k))
-			continue;
-		rv = gpu_pipe_create(f.d, &eng_kernels[k], spec, nspec,
-		    &f.pipe[k]);
-		if (rv == INFINI_EUNSUPPORTED && eng_kernels[k].need != 0)
-			continue;
-		if (rv != 0) {
-			tap_diag("pipeline %s: %d", eng_kernels[k].name, rv);
-			return (1);
-		}
+	if ((rv = eng_mm_pipes_create(f.d, f.pipe, err, sizeof(err))) != 0) {
+		tap_diag("%s", err);
+		return (1);
 	}
 	f.coop = eng_mm_usable(gpu_dev_info(f.d), ENG_MM_COOP);
 	/* tools/test.sh's pass on a driver with cooperative matrices sets
@@ -352,8 +335,7 @@ main(void)
 	    gpu_dev_validation_errors(f.d) == 0,
 	    "validation layer on and silent (%u messages)",
 	    gpu_dev_validation_errors(f.d));
-	for (int k = 0; k < ENG_K_COUNT; k++)
-		gpu_pipe_free(f.d, f.pipe[k]);
+	eng_mm_pipes_free(f.d, f.pipe);
 	gpu_cmd_free(f.c);
 	gpu_dev_free(f.d);
 	return (tap_done());

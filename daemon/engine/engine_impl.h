@@ -197,6 +197,14 @@ uint32_t eng_mm_texel_bytes(enum eng_dtype t);
 void eng_mm_record(struct gpu_cmd *c, struct gpu_pipe *const *pipe,
     enum eng_mm_var v, const struct eng_mm_in *X, const struct eng_wmat *w,
     const struct gpu_buf *Y, uint32_t ldy, uint32_t m, bool acc);
+/* eng_mm_pipes_create builds every matmul kernel this binary and device d
+ * have into pipe[] (indexed by enum eng_kernel_id; the rest stay NULL),
+ * specialised as the engine does, for tests and benchmarks that record
+ * matmuls without an engine.  Returns 0 or the first error (naming the
+ * kernel in err); eng_mm_pipes_free frees what it made. */
+int eng_mm_pipes_create(struct gpu_dev *d, struct gpu_pipe **pipe, char *err,
+    size_t errlen);
+void eng_mm_pipes_free(struct gpu_dev *d, struct gpu_pipe **pipe);
 /* eng_mm_open makes the texel views of the activation buffers that are
  * matmul inputs (a no-op for the portable family); eng_mm_close frees them.
  * Returns 0 or INFINI_ENOMEM. */

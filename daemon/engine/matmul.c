@@ -14,6 +14,7 @@
  * This file does not own pipelines (engine.c builds every kernel row) or
  * weight views (weights.c makes them in the format eng_mm_wformat names).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -192,6 +193,39 @@ eng_rec_matmul(struct eng *e, const struct gpu_buf *X, uint32_t ldx,
 		if (e->mmx[i].buf == X)
 			in.view = e->mmx[i].view;
 	eng_mm_record(e->cmd, e->pipe, e->mm, &in, w, Y, ldy, m, acc);
+}
+
+int
+eng_mm_pipes_create(struct gpu_dev *d, struct gpu_pipe **pipe, char *err,
+    size_t errlen)
+{
+	for (int k = 0; k < ENG_K_COUNT; k++) {
+		uint32_t spec[GPU_MAX_SPEC];
+		uint32_t nspec = eng_kernel_spec(gpu_dev_info(d),
+		    (enum eng_kernel_id)k, 0, spec);
+		int rv;
+		if (strncmp(eng_kernels[k].name, "matmul", 6) != 0)
+			continue;
+		rv = gpu_pipe_create(d, &eng_kernels[k], spec, nspec, &pipe[k]);
+		if (rv == INFINI_EUNSUPPORTED && eng_kernels[k].need != 0)
+			continue;
+		if (rv != 0) {
+			snprintf(err, errlen, "pipeline %s: error %d",
+			    eng_kernels[k].name, rv);
+			eng_mm_pipes_free(d, pipe);
+			return (rv);
+		}
+	}
+	return (0);
+}
+
+void
+eng_mm_pipes_free(struct gpu_dev *d, struct gpu_pipe **pipe)
+{
+	for (int k = 0; k < ENG_K_COUNT; k++) {
+		gpu_pipe_free(d, pipe[k]);
+		pipe[k] = NULL;
+	}
 }
 
 int
