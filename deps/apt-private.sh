@@ -3,6 +3,10 @@
 # downloaded (and checked against the archive's signed index) without
 # touching the machine's own sources, package lists or installed packages.
 #
+# apt_private_begin SUITE...: makes a temporary directory $work (removed at
+# exit) with a debs/ folder for downloads, sets $multiarch, and runs
+# apt_private_init "$work" SUITE....
+#
 # apt_private_init WORK SUITE...: writes a sources list for SUITE... on the
 # mirror the machine already uses for Debian, and sets the array aptopts for
 # `apt-get "${aptopts[@]}" ...` with all state under WORK.  Returns 1 (with
@@ -44,4 +48,13 @@ apt_private_init() {
 		-o "Dir::Etc::Preferences=/dev/null" -o "Dir::Etc::PreferencesParts=$work/parts"
 		-o "APT::Get::List-Cleanup=false" -o "Debug::NoLocking=true"
 		-o "APT::Sandbox::User=root")
+}
+
+apt_private_begin() {
+	multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null ||
+		gcc -print-multiarch)
+	work=$(mktemp -d)
+	trap 'rm -rf "$work"' EXIT
+	mkdir -p "$work/debs"
+	apt_private_init "$work" "$@"
 }

@@ -40,14 +40,9 @@ if [ -x "$prefix/run" ] && [ -x "$prefix/bin/glslangValidator" ] &&
 	echo "fetch-mesa-sid: $prefix already holds Mesa $(cat "$prefix/VERSION")"
 	exit 0
 fi
-multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
-
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/debs"
 # shellcheck source=deps/apt-private.sh
 . "$(dirname "$0")/apt-private.sh"
-apt_private_init "$work" sid
+apt_private_begin sid
 : >"$work/status"
 aptopts+=(-o "Dir::State::status=$work/status" -o APT::Install-Recommends=false)
 echo "fetch-mesa-sid: reading the sid package index"

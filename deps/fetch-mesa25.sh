@@ -26,14 +26,9 @@ if [ -r "$prefix/lvp_icd.json" ] && [ -r "$prefix/lib/libvulkan_lvp.so" ] &&
 	echo "fetch-mesa25: $prefix already holds lavapipe $(cat "$prefix/VERSION")"
 	exit 0
 fi
-multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
-
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/debs"
 # shellcheck source=deps/apt-private.sh
 . "$(dirname "$0")/apt-private.sh"
-apt_private_init "$work" "$suite"
+apt_private_begin "$suite"
 echo "fetch-mesa25: reading the $suite package index"
 apt-get "${aptopts[@]}" -qq update
 (cd "$work/debs" && apt-get "${aptopts[@]}" -qq download "$pkg/$suite")

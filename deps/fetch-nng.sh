@@ -46,14 +46,9 @@ if nng_version_ok "$prefix/include/nng/nng.h" && [ -r "$prefix/lib/libnng.a" ] &
 	exit 0
 fi
 
-multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
-
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/debs"
 # shellcheck source=deps/apt-private.sh
 . "$(dirname "$0")/apt-private.sh"
-apt_private_init "$work" trixie
+apt_private_begin trixie
 echo "fetch-nng: reading the trixie package index"
 apt-get "${aptopts[@]}" -qq update
 (cd "$work/debs" && apt-get "${aptopts[@]}" -qq download libnng-dev libmbedtls-dev)
