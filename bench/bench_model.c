@@ -188,7 +188,7 @@ main(int argc, char **argv)
 	}
 	const struct eng_config *c = &m->cfg;
 	struct eng_opts eo = { .device = device, .max_streams = S,
-	    .max_batch = batch, .profile = profile, .matmul_variant = -1 };
+	    .max_batch = batch, .profile = profile };
 	if (eng_open(m, &eo, &e, err, sizeof(err)) != 0) {
 		fprintf(stderr, "bench-model: %s\n", err);
 		goto out;

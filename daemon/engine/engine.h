@@ -27,7 +27,8 @@ struct eng_opts {
 	int max_streams;        /* stream slots; 0: 16 */
 	int max_batch;          /* rows per submission; 0: 256 */
 	bool profile;           /* per-dispatch timestamps */
-	int matmul_variant;     /* -1: pick per device; else kernel index (tests) */
+	/* Kernel variants are chosen per device (INFINI_KERNELS forces one;
+	 * docs/kernels.md). */
 };
 
 enum eng_out {
