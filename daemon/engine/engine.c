@@ -194,6 +194,10 @@ eng_open(const struct eng_model *m, const struct eng_opts *o,
 		rv = INFINI_EUNSUPPORTED;
 		goto fail;
 	}
+	/* Subgroup reductions where the device has them: one barrier per
+	 * row instead of a shared-memory tree (a coroutine switch each on
+	 * llvmpipe, a stall each on a GPU). */
+	e->rms_sg = gi->subgroup_arith;
 	switch (m->embed->dtype) {
 	case ENG_F16: e->k_embed = ENG_K_EMBED_F16; break;
 	case ENG_BF16: e->k_embed = ENG_K_EMBED_BF16; break;
@@ -282,11 +286,13 @@ eng_kernel_choice(const struct eng *e, char *buf, size_t n)
 
 	if (e->mm == ENG_MM_COOP)
 		snprintf(buf, n, "matmul coop (f16 %ux%ux%u tiles; other dtypes "
-		    "portable), attention %s", gi->coop_m, gi->coop_n,
-		    gi->coop_k, e->texel_ops ? "texel" : "portable");
+		    "portable), attention %s, rmsnorm %s", gi->coop_m,
+		    gi->coop_n, gi->coop_k, e->texel_ops ? "texel" : "portable",
+		    e->rms_sg ? "subgroup" : "portable");
 	else
-		snprintf(buf, n, "matmul %s, attention %s",
-		    eng_mm_var_name(e->mm), e->texel_ops ? "texel" : "portable");
+		snprintf(buf, n, "matmul %s, attention %s, rmsnorm %s",
+		    eng_mm_var_name(e->mm), e->texel_ops ? "texel" : "portable",
+		    e->rms_sg ? "subgroup" : "portable");
 }
 
 unsigned

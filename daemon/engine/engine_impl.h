@@ -129,6 +129,7 @@ struct eng {
 	struct eng_mm_in mmx[4];   /* matmul inputs with texel views (xn, ad, ...) */
 	int nmmx;
 	bool texel_ops;            /* attention/retrieve/memupd texel kernels */
+	bool rms_sg;               /* rmsnorm reduces with subgroupAdd */
 	VkBufferView qrv, qkvv;    /* views of qr, qkv when texel_ops */
 
 	/* Activations, [max_batch] rows each. */

@@ -320,6 +320,8 @@ fill_info(struct gpu_dev *d)
 	in->type = p2.properties.deviceType;
 	in->vendor_id = p2.properties.vendorID;
 	in->subgroup_size = sg.subgroupSize;
+	in->subgroup_arith = (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
+	    (sg.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT);
 	in->max_storage_range = l->maxStorageBufferRange;
 	in->max_texel_elems = l->maxTexelBufferElements;
 	in->max_push = l->maxPushConstantsSize;

@@ -31,6 +31,7 @@ struct gpu_info {
 	uint32_t vendor_id;
 	uint32_t index;                /* in vkEnumeratePhysicalDevices order */
 	uint32_t subgroup_size;
+	bool subgroup_arith;           /* subgroupAdd & co. in compute shaders */
 	uint64_t max_storage_range;    /* maxStorageBufferRange */
 	uint64_t max_texel_elems;      /* maxTexelBufferElements */
 	uint32_t max_push;             /* maxPushConstantsSize */
