@@ -10,6 +10,7 @@
  * few ulps of fp32 accumulation, so hidden states and logits must agree to
  * 2e-4 absolute (values are O(1)) and the memory M, z to 2e-4 relative.
  */
+#include <dirent.h>
 #include <math.h>
 #include <string.h>
 
@@ -199,6 +200,89 @@ test_kernel_families(void)
 		compare_to_ref_tol(name, &o, fams[i].tol);
 	}
 	unsetenv("INFINI_KERNELS");
+}
+
+/* choice_of opens o's model and writes the engine's kernel choice line to
+ * buf; returns the open's result. */
+static int
+choice_of(const struct fx_opts *o, char *buf, size_t n)
+{
+	struct gt g;
+	int rv = gt_open(&g, o, 4, 64);
+
+	buf[0] = '\0';
+	if (rv == 0)
+		eng_kernel_choice(g.e, buf, n);
+	gt_close(&g);
+	return (rv);
+}
+
+/* thresholds: the "up to m A, 4-row up to B" part of a choice line. */
+static void
+thresholds(const char *choice, char *buf, size_t n)
+{
+	const char *a = strstr(choice, "up to m "), *b;
+
+	buf[0] = '\0';
+	if (a != NULL && (b = strchr(a, ',')) != NULL &&
+	    (b = strchr(b + 1, ',')) != NULL)
+		snprintf(buf, n, "%.*s", (int)(b - a), a);
+}
+
+/*
+ * test_tune: with INFINI_TUNE_DIR, the texel family measures its shape
+ * thresholds on the first open, writes them to one file, reads the same
+ * ones back on the next, measures again over a file that is not valid, and
+ * a model run with the measured choice still matches the reference.
+ * Devices that do not take the texel family skip.
+ */
+static void
+test_tune(void)
+{
+	char dir[256], path[512], c1[256], c2[256], t1[96], t2[96];
+	struct fx_opts o;
+	struct dirent *de;
+	DIR *d;
+	int nfile = 0;
+	FILE *f;
+
+	fx_opts_default(&o);
+	if (choice_of(&o, c1, sizeof(c1)) != 0 || strncmp(c1, "matmul texel",
+	    12) != 0 || fx_tmpdir(dir, sizeof(dir)) != 0) {
+		tap_skip(6, "the device does not take the texel kernels");
+		return;
+	}
+	setenv("INFINI_TUNE_DIR", dir, 1);
+	choice_of(&o, c1, sizeof(c1));
+	path[0] = '\0';
+	if ((d = opendir(dir)) != NULL) {
+		while ((de = readdir(d)) != NULL)
+			if (strstr(de->d_name, ".tune") != NULL) {
+				nfile++;
+				snprintf(path, sizeof(path), "%s/%s", dir,
+				    de->d_name);
+			}
+		closedir(d);
+	}
+	ok(strstr(c1, "measured now") != NULL && nfile == 1,
+	    "autotune: measured and cached in one file (%s)", c1);
+	choice_of(&o, c2, sizeof(c2));
+	thresholds(c1, t1, sizeof(t1));
+	thresholds(c2, t2, sizeof(t2));
+	ok(strstr(c2, "cached") != NULL && t1[0] != '\0' &&
+	    strcmp(t1, t2) == 0, "autotune: the next open reads the same "
+	    "thresholds back (%s)", t2);
+	if ((f = fopen(path, "w")) != NULL) {
+		fputs("infinid-tune 1\nm1_max=9 m4_max=3\n", f);
+		fclose(f);
+	}
+	choice_of(&o, c2, sizeof(c2));
+	ok(strstr(c2, "measured now") != NULL, "autotune: a file that is "
+	    "not valid (m4_max < m1_max) is measured over (%s)", c2);
+	o.seed = 31;
+	compare_to_ref("autotuned texel shapes", &o);
+	unsetenv("INFINI_TUNE_DIR");
+	fx_rmtree(dir);
 }
 
 static void
@@ -402,9 +486,10 @@ main(void)
 		tap_plan_skip_all("no Vulkan device");
 		return (0);
 	}
-	tap_plan(46 + 18);
+	tap_plan(46 + 18 + 6);
 	test_models();
 	test_kernel_families();
+	test_tune();
 	test_slot_bounds();
 	return (tap_done());
 }

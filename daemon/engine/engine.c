@@ -219,6 +219,12 @@ eng_open(const struct eng_model *m, const struct eng_opts *o,
 		snprintf(err, errlen, "cannot make texel views");
 		goto fail;
 	}
+	if ((rv = eng_tune_open(e)) != 0) {
+		snprintf(err, errlen, "the device failed while timing the "
+		    "matmul shapes");
+		goto fail;
+	}
+	gpu_cmd_profile(e->cmd, o && o->profile);
 	/* The device holds its own copy of every weight now; on CPU drivers
 	 * the mapped file would otherwise count twice in the RSS. */
 	eng_model_drop_pages(m);
@@ -288,6 +294,13 @@ eng_kernel_choice(const struct eng *e, char *buf, size_t n)
 		snprintf(buf, n, "matmul coop (f16 %ux%ux%u tiles; other dtypes "
 		    "portable), attention %s, rmsnorm %s", gi->coop_m,
 		    gi->coop_n, gi->coop_k, e->texel_ops ? "texel" : "portable",
+		    e->rms_sg ? "subgroup" : "portable");
+	else if (e->mm == ENG_MM_TEXEL)
+		snprintf(buf, n, "matmul texel (1-row shape up to m %u, 4-row up "
+		    "to %u, %s), attention %s, rmsnorm %s", e->tune.m1_max,
+		    e->tune.m4_max, e->tune.measured ? "measured now" :
+		    e->tune.cached ? "cached" : "defaults",
+		    e->texel_ops ? "texel" : "portable",
 		    e->rms_sg ? "subgroup" : "portable");
 	else
 		snprintf(buf, n, "matmul %s, attention %s, rmsnorm %s",

@@ -33,6 +33,19 @@ enum eng_mm_var {
 	ENG_MM_COUNT
 };
 
+/* The texel family's default shape choice by m, measured on llvmpipe (2
+ * cores): the 1-row shape up to 2 rows, the 4-row one up to 7, the tile
+ * from 8 on.  tune.c measures a device's own. */
+#define ENG_MM_M1_MAX 2
+#define ENG_MM_M4_MAX 7
+
+/* The autotuned texel shape choice (tune.c). */
+struct eng_tune {
+	uint32_t m1_max, m4_max;   /* see eng_mm_texel_shape */
+	bool measured;             /* measured now, not read from the cache */
+	bool cached;               /* read from the cache */
+};
+
 /* eng_mm_is_texel: does family v read X and W through texel views? */
 #define eng_mm_is_texel(v) ((v) >= ENG_MM_TEXEL && (v) <= ENG_MM_TEXEL_M1)
 
@@ -130,6 +143,7 @@ struct eng {
 	int nmmx;
 	bool texel_ops;            /* attention/retrieve/memupd texel kernels */
 	bool rms_sg;               /* rmsnorm reduces with subgroupAdd */
+	struct eng_tune tune;      /* texel shape choice (tune.c) */
 	VkBufferView qrv, qkvv;    /* views of qr, qkv when texel_ops */
 
 	/* Activations, [max_batch] rows each. */
@@ -179,6 +193,10 @@ void eng_rec_matmul(struct eng *e, const struct gpu_buf *X, uint32_t ldx,
  * refused: returns ENG_MM_COUNT.
  */
 enum eng_mm_var eng_mm_choose(const struct gpu_info *gi);
+/* eng_mm_texel_shape: the texel kernel for m rows: TEXEL_M1 up to m1_max
+ * rows, TEXEL_M4 up to m4_max, TEXEL_TILE beyond. */
+enum eng_mm_var eng_mm_texel_shape(uint32_t m, uint32_t m1_max,
+    uint32_t m4_max);
 /* eng_mm_usable: can family v run on the device gi describes? */
 bool eng_mm_usable(const struct gpu_info *gi, enum eng_mm_var v);
 /* eng_mm_var_name: the INFINI_MATMUL spelling of v. */
@@ -238,6 +256,15 @@ int eng_wpart_alloc(struct gpu_dev *d, enum eng_mm_var v, enum eng_dtype dt,
 int eng_wpart_write(struct gpu_dev *d, struct eng_wpart *pt, enum eng_dtype dt,
     int cols, int row, const void *src, int n);
 void eng_wpart_free(struct gpu_dev *d, struct eng_wpart *pt);
+
+/*
+ * eng_tune_open sets e->tune: the defaults, or with INFINI_TUNE_DIR set and
+ * the texel family chosen, the thresholds cached there for this device
+ * (UUID, driver version) and this model's projection shape, measuring and
+ * caching them when there are none or the file is not valid.  A cache that
+ * cannot be written is not an error.  Returns 0 or a device error.
+ */
+int eng_tune_open(struct eng *e);
 
 /* eng_run_buf_init allocates e->run for the engine's limits (max_batch,
  * max_streams, samp_rows must be set); eng_run_buf_fini frees it (safe on

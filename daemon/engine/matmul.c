@@ -119,13 +119,10 @@ eng_mm_texel_bytes(enum eng_dtype t)
 	}
 }
 
-/* texel_shape: the texel kernel for m rows.  Measured on llvmpipe (2
- * cores): the 1-row shape wins for m <= 2, the 4-row one up to 7, the tile
- * from 8 on. */
-static enum eng_mm_var
-texel_shape(uint32_t m)
+enum eng_mm_var
+eng_mm_texel_shape(uint32_t m, uint32_t m1_max, uint32_t m4_max)
 {
-	return (m <= 2 ? ENG_MM_TEXEL_M1 : m < 8 ? ENG_MM_TEXEL_M4 :
+	return (m <= m1_max ? ENG_MM_TEXEL_M1 : m <= m4_max ? ENG_MM_TEXEL_M4 :
 	    ENG_MM_TEXEL_TILE);
 }
 
@@ -153,7 +150,7 @@ eng_mm_record(struct gpu_cmd *c, struct gpu_pipe *const *pipe,
     const struct gpu_buf *Y, uint32_t ldy, uint32_t m, bool acc)
 {
 	if (v == ENG_MM_TEXEL)
-		v = texel_shape(m);
+		v = eng_mm_texel_shape(m, ENG_MM_M1_MAX, ENG_MM_M4_MAX);
 	for (int i = 0; i < w->nparts; i++) {
 		const struct eng_wpart *pt = &w->parts[i];
 		enum eng_mm_var pv = part_family(pipe, v, X, w, pt);
@@ -189,10 +186,15 @@ eng_rec_matmul(struct eng *e, const struct gpu_buf *X, uint32_t ldx,
 {
 	struct eng_mm_in in = { X, VK_NULL_HANDLE, ldx };
 
+	enum eng_mm_var v = e->mm;
+
 	for (int i = 0; i < e->nmmx; i++)
 		if (e->mmx[i].buf == X)
 			in.view = e->mmx[i].view;
-	eng_mm_record(e->cmd, e->pipe, e->mm, &in, w, Y, ldy, m, acc);
+	/* The texel shape by m, from this device's autotune (tune.c). */
+	if (v == ENG_MM_TEXEL)
+		v = eng_mm_texel_shape(m, e->tune.m1_max, e->tune.m4_max);
+	eng_mm_record(e->cmd, e->pipe, v, &in, w, Y, ldy, m, acc);
 }
 
 int

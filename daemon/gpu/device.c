@@ -305,8 +305,12 @@ pick_physical(struct gpu_dev *d, const char *select, char *err, size_t errlen)
 static void
 fill_info(struct gpu_dev *d)
 {
+	VkPhysicalDeviceIDProperties id = {
+		.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_ID_PROPERTIES,
+	};
 	VkPhysicalDeviceSubgroupProperties sg = {
 		.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES,
+		.pNext = &id,
 	};
 	VkPhysicalDeviceProperties2 p2 = {
 		.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2,
@@ -317,6 +321,8 @@ fill_info(struct gpu_dev *d)
 
 	vkGetPhysicalDeviceProperties2(d->phys, &p2);
 	snprintf(in->name, sizeof(in->name), "%s", p2.properties.deviceName);
+	memcpy(in->uuid, id.deviceUUID, sizeof(in->uuid));
+	in->driver_version = p2.properties.driverVersion;
 	in->type = p2.properties.deviceType;
 	in->vendor_id = p2.properties.vendorID;
 	in->subgroup_size = sg.subgroupSize;

@@ -27,6 +27,8 @@ struct gpu_block;
 
 struct gpu_info {
 	char name[VK_MAX_PHYSICAL_DEVICE_NAME_SIZE];
+	uint8_t uuid[VK_UUID_SIZE];    /* deviceUUID */
+	uint32_t driver_version;       /* driverVersion, the vendor's encoding */
 	VkPhysicalDeviceType type;
 	uint32_t vendor_id;
 	uint32_t index;                /* in vkEnumeratePhysicalDevices order */
