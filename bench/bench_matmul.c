@@ -11,7 +11,9 @@
  * cblas_sgemm on the same f32 shapes, when libopenblas.so.0 can be
  * dlopen()ed.  The forced matrix-vector shapes (m4, m1) are only timed for
  * m <= 16, where they could be chosen, and on CPU devices the portable
- * kernel (well under 1 GFLOP/s there) only up to 4 GFLOP per call.
+ * kernel (well under 1 GFLOP/s there) only up to 4 GFLOP per call.  The
+ * coop column (cooperative matrices, f16 and bf16 weights) is timed where
+ * the device has them.
  *
  * Usage: bench-matmul [reps [m n k]]   (one shape instead of the list;
  * INFINI_DEVICE picks the device)
@@ -41,7 +43,7 @@ static const struct shape shapes[] = {
 };
 
 static const enum eng_mm_var cols[] = { ENG_MM_PORTABLE, ENG_MM_TEXEL,
-    ENG_MM_TEXEL_TILE, ENG_MM_TEXEL_M4, ENG_MM_TEXEL_M1 };
+    ENG_MM_TEXEL_TILE, ENG_MM_TEXEL_M4, ENG_MM_TEXEL_M1, ENG_MM_COOP };
 #define NCOL (sizeof(cols) / sizeof(cols[0]))
 
 static const char *const dtnames[] = { "f32", "f16", "bf16", "q8_0",
@@ -255,7 +257,10 @@ bench_shape(struct bench *b, const struct shape *s)
 		printf("%5u %5u %5u  %-4s", s->m, s->n, s->k, dtnames[dt]);
 		for (size_t c = 0; c < NCOL; c++) {
 			double wl = 0, t;
-			if (((cols[c] == ENG_MM_TEXEL_M4 ||
+			if ((cols[c] == ENG_MM_COOP && (!eng_mm_usable(
+			    gpu_dev_info(b->d), ENG_MM_COOP) ||
+			    (dt != ENG_F16 && dt != ENG_BF16))) ||
+			    ((cols[c] == ENG_MM_TEXEL_M4 ||
 			    cols[c] == ENG_MM_TEXEL_M1) && s->m > 16) ||
 			    (cols[c] == ENG_MM_PORTABLE && flop > 4e9 &&
 			    gpu_dev_info(b->d)->type ==
@@ -305,20 +310,16 @@ main(int argc, char **argv)
 	if ((rv = gpu_cmd_alloc(b.d, &b.c)) != 0)
 		return (1);
 	gpu_cmd_profile(b.c, true);
-	for (int k = 0; k < ENG_K_COUNT; k++)
-		if (strncmp(eng_kernels[k].name, "matmul", 6) == 0 &&
-		    (rv = gpu_pipe_create(b.d, &eng_kernels[k], NULL, 0,
-		    &b.pipe[k])) != 0) {
-			fprintf(stderr, "bench-matmul: pipeline %s\n",
-			    eng_kernels[k].name);
-			return (1);
-		}
+	if ((rv = eng_mm_pipes_create(b.d, b.pipe, err, sizeof(err))) != 0) {
+		fprintf(stderr, "bench-matmul: %s\n", err);
+		return (1);
+	}
 	printf("# %s, subgroup %u; GFLOP/s, median of up to %d runs "
 	    "(GPU timestamps; 'wall' = texel incl. submit)\n",
 	    gpu_dev_info(b.d)->name, gpu_dev_info(b.d)->subgroup_size, b.reps);
-	printf("%5s %5s %5s  %-4s %8s %8s %8s %8s %8s %8s %8s\n", "m", "n",
-	    "k", "W", "portable", "texel", "t-tile", "t-m4", "t-m1", "wall",
-	    "sgemm");
+	printf("%5s %5s %5s  %-4s %8s %8s %8s %8s %8s %8s %8s %8s\n", "m",
+	    "n", "k", "W", "portable", "texel", "t-tile", "t-m4", "t-m1",
+	    "coop", "wall", "sgemm");
 	struct shape one = { 0 };
 	size_t nshape = sizeof(shapes) / sizeof(shapes[0]);
 	if (argc > 4) {
@@ -331,8 +332,7 @@ main(int argc, char **argv)
 			fprintf(stderr, "bench-matmul: error %d\n", rv);
 			break;
 		}
-	for (int k = 0; k < ENG_K_COUNT; k++)
-		gpu_pipe_free(b.d, b.pipe[k]);
+	eng_mm_pipes_free(b.d, b.pipe);
 	gpu_cmd_free(b.c);
 	gpu_dev_free(b.d);
 	if (blas != NULL)

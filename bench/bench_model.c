@@ -1,6 +1,6 @@
 /*
  * bench_model.c - bench-model: prefill and decode throughput of the engine on
- * one model, one stream at a time.
+ * one model, one stream at a time or S streams batched (--streams).
  *
  * Protocol (bench/torch_infini.py bench follows the same one, so the two can
  * be compared line by line):
@@ -15,6 +15,11 @@
  *     median(per-token time over all repetitions).
  * Token ids are a fixed pseudo-random sequence (an LCG shared with
  * torch_infini.py), not sampled: the sampler is not what is measured.
+ * With --streams S, each repetition opens S fresh streams (stream s's
+ * tokens come from seeds 1 + 1000 s and 2 + 1000 s), prefills them in one
+ * eng_run of S jobs, and each decode step is one eng_run of S one-token
+ * jobs, so every weight read serves S rows; tok/s are aggregates (S P /
+ * prefill time, S / step time).
  *
  * Output: a markdown table row and a "RESULT key=value ..." line for scripts.
  * Does not check correctness (tests/ and torch_infini.py check do that).
@@ -43,6 +48,7 @@ usage(FILE *f)
 "  --prefill P      prompt tokens pushed in one eng_run (default 512)\n"
 "  --decode D       decode steps, one token per eng_run (default 32)\n"
 "  --reps R         timed repetitions, each on a fresh stream (default 3)\n"
+"  --streams S      streams decoding together, batched (default 1)\n"
 "  --batch B        engine max_batch, rows per submission (default: engine's)\n"
 "  --device SEL     Vulkan device index or name substring\n"
 "                   (default $INFINI_DEVICE, else the best device)\n"
@@ -87,36 +93,48 @@ dtype_name(enum eng_dtype d)
 	return (d >= 0 && d < ENG_DTYPE_COUNT ? n[d] : "?");
 }
 
-/* one_rep runs a fresh stream: prefill (time into *pre), then ndec decode
- * steps (times into dec[0..ndec)).  Returns 0 or an INFINI_E* code. */
+/* one_rep runs S fresh streams: prefill all of them in one eng_run (time
+ * into *pre), then ndec decode steps of one token each, all S streams per
+ * eng_run (times into dec[0..ndec)).  prompt holds S rows of P tokens,
+ * dtok S rows of ndec (row stride dstride); hbuf S hidden rows, lbuf S
+ * logits rows.  Returns 0 or an INFINI_E* code. */
 static int
-one_rep(struct eng *e, const int32_t *prompt, int P, const int32_t *dtok,
-    int ndec, float *hbuf, float *lbuf, double *pre, double *dec, char *err,
+one_rep(struct eng *e, int S, const int32_t *prompt, int P,
+    const int32_t *dtok, int dstride, int ndec, float *hbuf, float *lbuf,
+    struct eng_job *jobs, int *slots, double *pre, double *dec, char *err,
     size_t errlen)
 {
-	int slot, rv;
+	const struct eng_config *c = eng_config(e);
+	int rv = 0, n = 0;
 
-	if ((rv = eng_stream_alloc(e, &slot)) != 0) {
-		snprintf(err, errlen, "eng_stream_alloc: %s",
-		    infini_strerror(rv));
-		return (rv);
-	}
-	struct eng_job j = { .slot = slot, .n = P, .tokens = prompt,
-	    .out = ENG_OUT_LAST, .result = hbuf };
+	for (; n < S; n++)
+		if ((rv = eng_stream_alloc(e, &slots[n])) != 0) {
+			snprintf(err, errlen, "eng_stream_alloc: %s",
+			    infini_strerror(rv));
+			goto out;
+		}
+	for (int s = 0; s < S; s++)
+		jobs[s] = (struct eng_job){ .slot = slots[s], .n = P,
+		    .tokens = prompt + (size_t)s * P, .out = ENG_OUT_LAST,
+		    .result = hbuf + (size_t)s * c->hidden_size };
 	double t0 = bench_now();
-	if ((rv = eng_run(e, &j, 1, err, errlen)) != 0)
+	if ((rv = eng_run(e, jobs, S, err, errlen)) != 0)
 		goto out;
 	*pre = bench_now() - t0;
 	for (int i = 0; i < ndec; i++) {
-		struct eng_job d = { .slot = slot, .n = 1, .tokens = dtok + i,
-		    .out = ENG_OUT_LAST_LOGITS, .result = lbuf };
+		for (int s = 0; s < S; s++)
+			jobs[s] = (struct eng_job){ .slot = slots[s], .n = 1,
+			    .tokens = dtok + (size_t)s * dstride + i,
+			    .out = ENG_OUT_LAST_LOGITS,
+			    .result = lbuf + (size_t)s * c->vocab_size };
 		t0 = bench_now();
-		if ((rv = eng_run(e, &d, 1, err, errlen)) != 0)
+		if ((rv = eng_run(e, jobs, S, err, errlen)) != 0)
 			goto out;
 		dec[i] = bench_now() - t0;
 	}
 out:
-	eng_stream_free(e, slot);
+	while (n > 0)
+		eng_stream_free(e, slots[--n]);
 	return (rv);
 }
 
@@ -127,16 +145,19 @@ main(int argc, char **argv)
 		{ "model", 1, 0, 'm' }, { "prefill", 1, 0, 'p' },
 		{ "decode", 1, 0, 'd' }, { "reps", 1, 0, 'r' },
 		{ "batch", 1, 0, 'b' }, { "device", 1, 0, 'D' },
+		{ "streams", 1, 0, 'S' },
 		{ "profile", 0, 0, 'P' }, { "help", 0, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	const char *dir = NULL, *device = getenv("INFINI_DEVICE");
-	int P = 512, D = 32, R = 3, batch = 0, opt, rv = 1;
+	int P = 512, D = 32, R = 3, S = 1, batch = 0, opt, rv = 1;
 	bool profile = false;
 	struct eng_model *m = NULL;
 	struct eng *e = NULL;
 	int32_t *prompt = NULL, *dtok = NULL;
 	float *hbuf = NULL, *lbuf = NULL;
+	struct eng_job *jobs = NULL;
+	int *slots = NULL;
 	double *pre = NULL, *dec = NULL, scratch;
 	char err[512] = "";
 
@@ -148,15 +169,16 @@ main(int argc, char **argv)
 		case 'r': R = atoi(optarg); break;
 		case 'b': batch = atoi(optarg); break;
 		case 'D': device = optarg; break;
+		case 'S': S = atoi(optarg); break;
 		case 'P': profile = true; break;
 		case 'h': usage(stdout); return (0);
 		default: usage(stderr); return (2);
 		}
 	}
 	if (optind != argc || dir == NULL || P < 1 || D < 1 || R < 1 ||
-	    batch < 0) {
+	    S < 1 || batch < 0) {
 		fprintf(stderr, "bench-model: need --model DIR and positive "
-		    "--prefill, --decode, --reps (see --help)\n");
+		    "--prefill, --decode, --reps, --streams (see --help)\n");
 		return (2);
 	}
 	double load0 = bench_now();
@@ -165,34 +187,42 @@ main(int argc, char **argv)
 		return (1);
 	}
 	const struct eng_config *c = &m->cfg;
-	struct eng_opts eo = { .device = device, .max_streams = 1,
-	    .max_batch = batch, .profile = profile, .matmul_variant = -1 };
+	struct eng_opts eo = { .device = device, .max_streams = S,
+	    .max_batch = batch, .profile = profile };
 	if (eng_open(m, &eo, &e, err, sizeof(err)) != 0) {
 		fprintf(stderr, "bench-model: %s\n", err);
 		goto out;
 	}
 	double load_s = bench_now() - load0;
-	prompt = malloc(sizeof(*prompt) * (size_t)P);
-	dtok = malloc(sizeof(*dtok) * (size_t)D);
-	hbuf = malloc(sizeof(*hbuf) * (size_t)c->hidden_size);
-	lbuf = malloc(sizeof(*lbuf) * (size_t)c->vocab_size);
+	prompt = malloc(sizeof(*prompt) * (size_t)S * P);
+	dtok = malloc(sizeof(*dtok) * (size_t)S * D);
+	hbuf = malloc(sizeof(*hbuf) * (size_t)S * c->hidden_size);
+	lbuf = malloc(sizeof(*lbuf) * (size_t)S * c->vocab_size);
 	pre = malloc(sizeof(*pre) * (size_t)R);
 	dec = malloc(sizeof(*dec) * (size_t)R * D);
-	if (!prompt || !dtok || !hbuf || !lbuf || !pre || !dec) {
+	jobs = malloc(sizeof(*jobs) * (size_t)S);
+	slots = malloc(sizeof(*slots) * (size_t)S);
+	if (!prompt || !dtok || !hbuf || !lbuf || !pre || !dec || !jobs ||
+	    !slots) {
 		fprintf(stderr, "bench-model: out of memory\n");
 		goto out;
 	}
-	bench_tokens(prompt, P, c->vocab_size, 1);
-	bench_tokens(dtok, D, c->vocab_size, 2);
+	for (int s = 0; s < S; s++) {
+		bench_tokens(prompt + (size_t)s * P, P, c->vocab_size,
+		    1 + 1000 * (uint64_t)s);
+		bench_tokens(dtok + (size_t)s * D, D, c->vocab_size,
+		    2 + 1000 * (uint64_t)s);
+	}
 
 	/* Warm-up: compiles the prefill and decode pipelines, untimed. */
-	if (one_rep(e, prompt, P < c->segment_size ? P : c->segment_size,
-	    dtok, D < 4 ? D : 4, hbuf, lbuf, &scratch,
+	if (one_rep(e, S, prompt, P < c->segment_size ? P : c->segment_size,
+	    dtok, D, D < 4 ? D : 4, hbuf, lbuf, jobs, slots, &scratch,
 	    dec, err, sizeof(err)) != 0)
 		goto fail_run;
 	for (int r = 0; r < R; r++)
-		if (one_rep(e, prompt, P, dtok, D, hbuf, lbuf, &pre[r],
-		    dec + (size_t)r * D, err, sizeof(err)) != 0)
+		if (one_rep(e, S, prompt, P, dtok, D, D, hbuf, lbuf, jobs,
+		    slots, &pre[r], dec + (size_t)r * D, err,
+		    sizeof(err)) != 0)
 			goto fail_run;
 
 	double pm = bench_median(pre, (size_t)R);
@@ -207,12 +237,13 @@ main(int argc, char **argv)
 	printf("| engine %s (%s) | %llu | %d | %.1f | %.1f | %d | %.2f | %.1f |\n",
 	    eng_device_name(e), dtype_name(m->layers[0].wq->dtype), np, P,
 	    pm * 1e3,
-	    P / pm, D, dm * 1e3, 1.0 / dm);
+	    (double)S * P / pm, D, dm * 1e3, S / dm);
 	printf("RESULT backend=engine params=%llu prefill=%d decode=%d reps=%d "
-	    "prefill_tok_s=%.3f decode_tok_s=%.3f prefill_ms=%.3f "
-	    "decode_ms=%.4f weights_mib=%.1f dtype=%s load_s=%.2f\n", np, P, D, R,
-	    P / pm, 1.0 / dm, pm * 1e3, dm * 1e3, (double)wbytes / (1 << 20),
-	    dtype_name(m->layers[0].wq->dtype), load_s);
+	    "streams=%d prefill_tok_s=%.3f decode_tok_s=%.3f prefill_ms=%.3f "
+	    "decode_ms=%.4f weights_mib=%.1f dtype=%s load_s=%.2f\n", np, P, D,
+	    R, S, (double)S * P / pm, S / dm, pm * 1e3, dm * 1e3,
+	    (double)wbytes / (1 << 20), dtype_name(m->layers[0].wq->dtype),
+	    load_s);
 	if (profile)
 		eng_profile_print(e, stderr);
 	rv = 0;
@@ -228,5 +259,7 @@ out:
 	free(lbuf);
 	free(pre);
 	free(dec);
+	free(jobs);
+	free(slots);
 	return (rv);
 }

@@ -33,7 +33,7 @@ argmax(const float *x, int n)
 static int
 open_one(const char *dir, struct eng_model **m, struct eng **e)
 {
-	struct eng_opts eo = { .max_streams = 1, .matmul_variant = -1,
+	struct eng_opts eo = { .max_streams = 1,
 	    .device = getenv("INFINI_DEVICE") };
 	char err[512];
 

@@ -534,25 +534,39 @@ def cmd_check(a):
 
 
 def cmd_bench(a):
+    """Prefill and decode tok/s; with --streams S, S streams run batched in
+    one tensor [S, T] (stream s's tokens from seeds 1 + 1000 s and
+    2 + 1000 s, as bench-model --streams), figures are aggregates."""
     torch.set_num_threads(a.threads)
-    model = load_model(a.model)
+    model = load_model(a.model, a.device)
+    if a.dtype == "bf16":
+        model.to(torch.bfloat16)
     cfg = model.cfg
-    P, D, R = a.prefill, a.decode, a.reps
-    prompt = torch.tensor(bench_tokens(P, cfg.vocab_size, 1), dtype=torch.long)
-    dec = torch.tensor(bench_tokens(D, cfg.vocab_size, 2), dtype=torch.long)
+    P, D, R, S = a.prefill, a.decode, a.reps, a.streams
+    prompt = torch.tensor([bench_tokens(P, cfg.vocab_size, 1 + 1000 * s)
+                           for s in range(S)], dtype=torch.long,
+                          device=a.device)
+    dec = torch.tensor([bench_tokens(D, cfg.vocab_size, 2 + 1000 * s)
+                        for s in range(S)], dtype=torch.long, device=a.device)
+    # CUDA runs asynchronously: each timer reading waits for the device.
+    sync = (torch.cuda.synchronize if a.device.startswith("cuda")
+            else (lambda: None))
     pre_t, dec_t = [], []
     with torch.inference_mode():
         for r in range(R + 1):
             # Rep 0 warms up, untimed, on one segment's worth of prompt.
-            st = model.new_state(1)
-            pr = prompt if r else prompt[:min(P, cfg.segment_size)]
+            st = model.new_state(S)
+            pr = prompt if r else prompt[:, :min(P, cfg.segment_size)]
+            sync()
             t0 = time.perf_counter()
             h, _, st = model(pr, st, logits="none")
+            sync()
             t1 = time.perf_counter()
             steps = []
             for i in range(D if r else min(D, 4)):
                 u0 = time.perf_counter()
-                _, lg, st = model(dec[i:i + 1], st, logits="last")
+                _, lg, st = model(dec[:, i:i + 1], st, logits="last")
+                sync()
                 u1 = time.perf_counter()
                 steps.append(u1 - u0)
             if r:
@@ -563,13 +577,15 @@ def cmd_bench(a):
     print("| backend | params | prefill P | prefill ms (median) | prefill tok/s"
           " | decode D | decode ms/token (median) | decode tok/s |")
     print("|---|---|---|---|---|---|---|---|")
-    print("| torch %s (%d threads) | %d | %d | %.1f | %.1f | %d | %.2f | %.1f |"
-          % (torch.__version__, torch.get_num_threads(), count_params(model),
-             P, pm * 1e3, P / pm, D, dm * 1e3, 1.0 / dm))
+    print("| torch %s (%s %s, %d threads) | %d | %d | %.1f | %.1f | %d | %.2f"
+          " | %.1f |"
+          % (torch.__version__, a.device, a.dtype, torch.get_num_threads(),
+             count_params(model),
+             P, pm * 1e3, S * P / pm, D, dm * 1e3, S / dm))
     print("RESULT backend=torch params=%d prefill=%d decode=%d reps=%d "
-          "prefill_tok_s=%.3f decode_tok_s=%.3f prefill_ms=%.3f "
-          "decode_ms=%.4f" % (count_params(model), P, D, R, P / pm, 1.0 / dm,
-                              pm * 1e3, dm * 1e3))
+          "streams=%d prefill_tok_s=%.3f decode_tok_s=%.3f prefill_ms=%.3f "
+          "decode_ms=%.4f" % (count_params(model), P, D, R, S, S * P / pm,
+                              S / dm, pm * 1e3, dm * 1e3))
 
 
 def main(argv):
@@ -588,12 +604,18 @@ def main(argv):
     b.add_argument("--decode", type=int, default=32)
     b.add_argument("--reps", type=int, default=3)
     b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--streams", type=int, default=1,
+                   help="streams decoding together, batched (default 1)")
+    b.add_argument("--device", default="cpu", help="torch device (cpu)")
+    b.add_argument("--dtype", default="f32", choices=("f32", "bf16"),
+                   help="weights and activations (f32); the memory M, z "
+                   "stays f32")
     a = ap.parse_args(argv)
     if a.cmd == "check":
         cmd_check(a)
     else:
-        if a.prefill < 1 or a.decode < 1 or a.reps < 1:
-            ap.error("--prefill, --decode and --reps must be >= 1")
+        if a.prefill < 1 or a.decode < 1 or a.reps < 1 or a.streams < 1:
+            ap.error("--prefill, --decode, --reps and --streams must be >= 1")
         cmd_bench(a)
 
 

@@ -303,6 +303,11 @@ main(int argc, char **argv)
 	    eng_device_name(d.eng));
 	LOG(LOG_INFO, "device %s, %llu bytes of state per stream",
 	    d.device_name, (unsigned long long)eng_state_bytes(d.eng));
+	{
+		char kc[160];
+		eng_kernel_choice(d.eng, kc, sizeof(kc));
+		LOG(LOG_INFO, "kernels: %s", kc);
+	}
 	notify_status(&n, "warming up on %s", d.device_name);
 	if ((rv = warm_up(&d, err, sizeof(err))) != 0) {
 		LOG(LOG_ERR, "warm-up failed: %s", err);

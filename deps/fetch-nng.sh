@@ -46,32 +46,9 @@ if nng_version_ok "$prefix/include/nng/nng.h" && [ -r "$prefix/lib/libnng.a" ] &
 	exit 0
 fi
 
-# The suite's mirror is the one the machine already uses for Debian.
-mirror=$(cat /etc/apt/sources.list.d/debian.sources 2>/dev/null |
-	sed -n 's/^URIs:[[:space:]]*//p' | awk '$1 !~ /security/ {print $1; exit}' || true)
-if [ -z "$mirror" ]; then
-	mirror=$(awk '$1 == "deb" && $0 !~ /security/ {
-		for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' \
-		/etc/apt/sources.list 2>/dev/null || true)
-fi
-if [ -z "$mirror" ]; then
-	echo "fetch-nng: no Debian mirror found in /etc/apt/sources.list{,.d/debian.sources}" >&2
-	exit 1
-fi
-keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-arch=$(dpkg --print-architecture)
-multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
-
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$work/debs" \
-	"$work/parts"
-echo "deb [arch=$arch signed-by=$keyring] $mirror trixie main" >"$work/sources.list"
-aptopts=(-o "Dir::Etc::SourceList=$work/sources.list" -o "Dir::Etc::SourceParts=$work/parts"
-	-o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache"
-	-o "Dir::Etc::Preferences=/dev/null" -o "Dir::Etc::PreferencesParts=$work/parts"
-	-o "APT::Get::List-Cleanup=false" -o "Debug::NoLocking=true"
-	-o "APT::Sandbox::User=root")
+# shellcheck source=deps/apt-private.sh
+. "$(dirname "$0")/apt-private.sh"
+apt_private_begin trixie
 echo "fetch-nng: reading the trixie package index"
 apt-get "${aptopts[@]}" -qq update
 (cd "$work/debs" && apt-get "${aptopts[@]}" -qq download libnng-dev libmbedtls-dev)

@@ -1,6 +1,7 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
+#extension GL_EXT_samplerless_texture_functions : require
 /*
  * attention_texel.comp - the local (dot-product) branch for CPU Vulkan
  * drivers (llvmpipe): q, k and v are read as vec4 texels, and each
@@ -23,10 +24,10 @@
 layout(local_size_x = 64) in;
 layout(constant_id = 1) const uint HD = 64;
 const uint H4 = HD / 4u;
-layout(binding = 0) uniform samplerBuffer QR;
+layout(binding = 0) uniform textureBuffer QR;
 layout(binding = 1, std430) readonly buffer Rows { uvec2 rows[]; };
-layout(binding = 2) uniform samplerBuffer KC;
-layout(binding = 3) uniform samplerBuffer VC;
+layout(binding = 2) uniform textureBuffer KC;
+layout(binding = 3) uniform textureBuffer VC;
 layout(binding = 4, std430) writeonly buffer O { vec4 o[]; };
 
 void main()

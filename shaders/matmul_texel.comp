@@ -1,6 +1,7 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
+#extension GL_EXT_samplerless_texture_functions : require
 /*
  * matmul_texel.comp - the variant for CPU Vulkan drivers (llvmpipe): X and
  * W are read as vec4 texels (texelFetch), each invocation keeps an RM x RN
@@ -38,9 +39,9 @@
 #endif
 
 layout(local_size_x = LX, local_size_y = LY) in;
-layout(binding = 0) uniform samplerBuffer X;
+layout(binding = 0) uniform textureBuffer X;
 #if defined(W_BF16)
-layout(binding = 1) uniform usamplerBuffer W;
+layout(binding = 1) uniform utextureBuffer W;
 vec4 wfetch(int i)
 {
 	uvec2 u = texelFetch(W, i).xy;
@@ -48,14 +49,14 @@ vec4 wfetch(int i)
 	    uintBitsToFloat(u.y << 16), uintBitsToFloat(u.y & 0xffff0000u));
 }
 #elif defined(W_F32) || defined(W_F16)
-layout(binding = 1) uniform samplerBuffer W;
+layout(binding = 1) uniform textureBuffer W;
 vec4 wfetch(int i) { return texelFetch(W, i); }
 #elif defined(W_Q8_0) || defined(W_Q4_0)
 /* Block dtypes: an RGBA32UI view, 16 bytes a texel, so a block of 32
  * values is WQT texels (Q8_0: 2, int8 each; Q4_0: 1, nibbles).  A block's
  * texels are fetched once per row and unpacked four values (one X texel)
  * at a time: fewer, wider fetches, which is what llvmpipe wants. */
-layout(binding = 1) uniform usamplerBuffer W;
+layout(binding = 1) uniform utextureBuffer W;
 #define WQ 1
 #if defined(W_Q8_0)
 #define WQT 2
@@ -79,7 +80,7 @@ vec4 q4(uint h)
 #endif
 #ifdef WQ
 /* One f32 scale per block of 32 values (8 texels), R32_SFLOAT. */
-layout(binding = 3) uniform samplerBuffer S;
+layout(binding = 3) uniform textureBuffer S;
 #endif
 layout(binding = 2, std430) buffer Y { float y[]; };
 

@@ -1,6 +1,7 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
+#extension GL_EXT_samplerless_texture_functions : require
 /*
  * memupd_texel.comp - the linear memory update M += sigma(K)^T V for CPU
  * Vulkan drivers (llvmpipe): k and v are read as vec4 texels and each
@@ -20,8 +21,8 @@ layout(constant_id = 1) const uint HD = 64;
 const uint H4 = HD / 4u;
 const uint NBB = HD / 16u;
 const uint NAB = HD / 8u;
-layout(binding = 0) uniform samplerBuffer K;
-layout(binding = 1) uniform samplerBuffer V;
+layout(binding = 0) uniform textureBuffer K;
+layout(binding = 1) uniform textureBuffer V;
 layout(binding = 2, std430) buffer Mem { vec4 mem[]; };
 layout(binding = 3, std430) readonly buffer Slots { uint slots[]; };
 

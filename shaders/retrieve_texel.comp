@@ -1,6 +1,7 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
+#extension GL_EXT_samplerless_texture_functions : require
 /*
  * retrieve_texel.comp - memory read and gate in one pass, for CPU Vulkan
  * drivers (llvmpipe): q, M and z are read as vec4 texels and each
@@ -24,10 +25,10 @@ layout(local_size_x = 64) in;
 layout(constant_id = 1) const uint HD = 64;
 const uint H4 = HD / 4u;
 const uint NB = H4 / BB;
-layout(binding = 0) uniform samplerBuffer Q;
+layout(binding = 0) uniform textureBuffer Q;
 layout(binding = 1, std430) readonly buffer Rows { uvec2 rows[]; };
-layout(binding = 2) uniform samplerBuffer M;
-layout(binding = 3) uniform samplerBuffer Z;
+layout(binding = 2) uniform textureBuffer M;
+layout(binding = 3) uniform textureBuffer Z;
 layout(binding = 4, std430) readonly buffer Beta { float beta[]; };
 layout(binding = 5, std430) buffer AD { vec4 ad[]; };
 

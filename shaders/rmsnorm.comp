@@ -2,9 +2,11 @@
 #extension GL_GOOGLE_include_directive : require
 /* rmsnorm.comp - one workgroup per row, vec4 loads (the engine requires
  * n % 4 == 0).  The portable build sums squares with a shared-memory tree;
- * with SUBGROUP defined (the variant for CPU drivers, where every barrier
- * switches coroutines) each subgroup reduces with subgroupAdd and one
- * barrier joins the gl_NumSubgroups partial sums. */
+ * with SUBGROUP defined (the variant the engine takes wherever the device
+ * has subgroup arithmetic: on CPU drivers every barrier switches
+ * coroutines, on GPUs each one stalls the workgroup) each subgroup reduces
+ * with subgroupAdd and one barrier joins the gl_NumSubgroups partial
+ * sums. */
 #ifdef SUBGROUP
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #endif

@@ -32,3 +32,16 @@ infini_shader(glu glu.comp)
 infini_shader(memupd memupd.comp)
 infini_shader(memz memz.comp)
 infini_shader(sample sample.comp)
+# Cooperative-matrix matmul (VK_KHR_cooperative_matrix; f16 A and B, f32
+# accumulation) for f16 and bf16 weights, when the build has tools that
+# compile it (CMakeLists.txt: INFINI_HAVE_COOP).
+if(INFINI_HAVE_COOP)
+  set(SHADER_GLSLANG ${GLSLANG_COOP})
+  set(SHADER_SPIRV_VAL ${SPIRV_VAL_COOP})
+  foreach(t f16 bf16)
+    string(TOUPPER ${t} T)
+    infini_shader(matmul_coop_${t} matmul_coop.comp W_${T})
+  endforeach()
+  set(SHADER_GLSLANG ${GLSLANG})
+  set(SHADER_SPIRV_VAL ${SPIRV_VAL})
+endif()

@@ -1,6 +1,6 @@
 /*
  * t_matmul.c - every matmul kernel variant (portable; texel auto, tile, m4,
- * m1) for every weight dtype (f32, f16, bf16, q8_0, q4_0) against a
+ * m1; coop) for every weight dtype (f32, f16, bf16, q8_0, q4_0) against a
  * double-precision loop, on shapes that are not multiples of any tile: m in
  * {1, 3, 17, 64, 130}, (n, k) in {(36, 20), (100, 260)} (block dtypes:
  * {(36, 64), (100, 288)}), accumulate on and off.  X has a
@@ -13,6 +13,15 @@
  * for the reference, so the only error is fp32 accumulation: NMSE over the
  * written outputs must be <= 1e-10 (it is ~1e-14 in practice).  The
  * validation layer is on and must report nothing.
+ *
+ * The cooperative-matrix variant multiplies in f16: its contract is X
+ * rounded to f16 (to nearest even), W exact (the test's f16 and bf16
+ * weights lie in f16's normal range), products and sums in f32.  Its
+ * reference is the same double loop over X rounded here, with the same
+ * bound; the NMSE against the unrounded reference is printed too.  On
+ * f32 and block dtypes it runs the portable kernel, checked as such.  A
+ * device without VK_KHR_cooperative_matrix (or a build without those
+ * kernels) skips its cases.
  */
 #include <math.h>
 #include <string.h>
@@ -28,7 +37,7 @@ static const uint32_t NKs[][2] = { { 36, 20 }, { 100, 260 } };
 /* Block dtypes need k in whole blocks of 32. */
 static const uint32_t NKq[][2] = { { 36, 64 }, { 100, 288 } };
 static const enum eng_mm_var vars[] = { ENG_MM_PORTABLE, ENG_MM_TEXEL,
-    ENG_MM_TEXEL_TILE, ENG_MM_TEXEL_M4, ENG_MM_TEXEL_M1 };
+    ENG_MM_TEXEL_TILE, ENG_MM_TEXEL_M4, ENG_MM_TEXEL_M1, ENG_MM_COOP };
 static const char *const dtnames[] = { "f32", "f16", "bf16", "q8_0",
     "q4_0" };
 
@@ -117,12 +126,14 @@ struct fix {
 	struct gpu_dev *d;
 	struct gpu_cmd *c;
 	struct gpu_pipe *pipe[ENG_K_COUNT];
+	bool coop;                 /* the coop variant can run here */
 };
 
-static bool
-is_matmul_kernel(int k)
+/* to_half: x rounded to the nearest f16 (ties to even), as a float. */
+static float
+to_half(float x)
 {
-	return (strncmp(eng_kernels[k].name, "matmul", 6) == 0);
+	return ((float)(_Float16)x);
 }
 
 /* wmat_make uploads w[n, k] (dtype dt, stored layout) as two parts split
@@ -174,12 +185,13 @@ check_case(struct fix *f, enum eng_dtype dt, uint32_t m, uint32_t n,
 	float *y0 = malloc(sizeof(float) * m * ldy);
 	float *y = malloc(sizeof(float) * m * ldy);
 	double *ref = malloc(sizeof(double) * m * n);
+	double *refh = malloc(sizeof(double) * m * n);   /* X in f16 */
 	struct gpu_buf X = { 0 }, Y = { 0 };
 	struct eng_wmat w = { 0 };
 	struct eng_mm_in in = { &X, VK_NULL_HANDLE, ldx };
 	int rv;
 
-	if (!x || !wv || !wb || !y0 || !y || !ref) {
+	if (!x || !wv || !wb || !y0 || !y || !ref || !refh) {
 		rv = INFINI_ENOMEM;
 		goto fail;
 	}
@@ -195,10 +207,14 @@ check_case(struct fix *f, enum eng_dtype dt, uint32_t m, uint32_t n,
 		y0[i] = rndf();
 	for (uint32_t i = 0; i < m; i++)
 		for (uint32_t j = 0; j < n; j++) {
-			double s = acc ? y0[i * ldy + j] : 0.0;
-			for (uint32_t q = 0; q < k; q++)
+			double s = acc ? y0[i * ldy + j] : 0.0, sh = s;
+			for (uint32_t q = 0; q < k; q++) {
 				s += (double)x[i * ldx + q] * wv[j * k + q];
+				sh += (double)to_half(x[i * ldx + q]) *
+				    wv[j * k + q];
+			}
 			ref[i * n + j] = s;
+			refh[i * n + j] = sh;
 		}
 	if ((rv = gpu_buf_alloc(f->d, GPU_POOL_ACT, sizeof(float) * m * ldx,
 	    &X)) != 0 ||
@@ -212,7 +228,15 @@ check_case(struct fix *f, enum eng_dtype dt, uint32_t m, uint32_t n,
 		goto fail;
 
 	for (size_t v = 0; v < NVAR; v++) {
-		double e2 = 0, r2 = 0, stray = 0;
+		double e2 = 0, r2 = 0, x2 = 0, stray = 0;
+		bool half = vars[v] == ENG_MM_COOP &&
+		    (dt == ENG_F16 || dt == ENG_BF16);
+		const double *want = half ? refh : ref;
+		if (vars[v] == ENG_MM_COOP && !f->coop) {
+			tap_skip(1, "no cooperative-matrix kernel on this device "
+			    "or in this build");
+			continue;
+		}
 		if ((rv = gpu_buf_write(f->d, &Y, 0, y0,
 		    sizeof(float) * m * ldy)) != 0 ||
 		    (rv = gpu_cmd_begin(f->c)) != 0)
@@ -224,17 +248,22 @@ check_case(struct fix *f, enum eng_dtype dt, uint32_t m, uint32_t n,
 			goto fail;
 		for (uint32_t i = 0; i < m; i++) {
 			for (uint32_t j = 0; j < n; j++) {
-				double dd = y[i * ldy + j] - ref[i * n + j];
+				double dd = y[i * ldy + j] - want[i * n + j];
+				double dx = y[i * ldy + j] - ref[i * n + j];
 				e2 += dd * dd;
-				r2 += ref[i * n + j] * ref[i * n + j];
+				x2 += dx * dx;
+				r2 += want[i * n + j] * want[i * n + j];
 			}
 			for (uint32_t j = n; j < ldy; j++)
 				stray += fabs(y[i * ldy + j] - y0[i * ldy + j]);
 		}
 		ok(e2 / r2 <= NMSE_TOL && stray == 0, "%s %s m %u n %u k %u%s: "
-		    "nmse %.2g%s", eng_mm_var_name(vars[v]), dtnames[dt], m, n,
-		    k, acc ? " acc" : "", e2 / r2,
+		    "nmse %.2g%s%s", eng_mm_var_name(vars[v]), dtnames[dt], m,
+		    n, k, acc ? " acc" : "", e2 / r2,
+		    half ? " against X in f16" : "",
 		    stray != 0 ? ", wrote outside its columns" : "");
+		if (half)
+			tap_diag("  against exact X: nmse %.2g", x2 / r2);
 	}
 	rv = 0;
 fail:
@@ -250,6 +279,7 @@ fail:
 	free(y0);
 	free(y);
 	free(ref);
+	free(refh);
 }
 
 int
@@ -274,12 +304,22 @@ main(void)
 	    gpu_dev_info(f.d)->subgroup_size);
 	if ((rv = gpu_cmd_alloc(f.d, &f.c)) != 0)
 		return (1);
-	for (int k = 0; k < ENG_K_COUNT; k++)
-		if (is_matmul_kernel(k) && (rv = gpu_pipe_create(f.d,
-		    &eng_kernels[k], NULL, 0, &f.pipe[k])) != 0) {
-			tap_diag("pipeline %s: %d", eng_kernels[k].name, rv);
-			return (1);
-		}
+	if ((rv = eng_mm_pipes_create(f.d, f.pipe, err, sizeof(err))) != 0) {
+		tap_diag("%s", err);
+		return (1);
+	}
+	f.coop = eng_mm_usable(gpu_dev_info(f.d), ENG_MM_COOP);
+	/* tools/test.sh's pass on a driver with cooperative matrices sets
+	 * this, so that their cases cannot quietly turn into skips. */
+	if (!f.coop && getenv("INFINI_REQUIRE_COOP") != NULL) {
+		printf("Bail out! INFINI_REQUIRE_COOP is set, but %s has no "
+		    "cooperative-matrix kernel\n", gpu_dev_info(f.d)->name);
+		return (1);
+	}
+	if (f.coop)
+		tap_diag("cooperative matrices: f16 %ux%ux%u tiles",
+		    gpu_dev_info(f.d)->coop_m, gpu_dev_info(f.d)->coop_n,
+		    gpu_dev_info(f.d)->coop_k);
 
 	for (int dt = ENG_F32; dt <= ENG_Q4_0; dt++)
 		for (size_t mi = 0; mi < NM; mi++)
@@ -295,8 +335,7 @@ main(void)
 	    gpu_dev_validation_errors(f.d) == 0,
 	    "validation layer on and silent (%u messages)",
 	    gpu_dev_validation_errors(f.d));
-	for (int k = 0; k < ENG_K_COUNT; k++)
-		gpu_pipe_free(f.d, f.pipe[k]);
+	eng_mm_pipes_free(f.d, f.pipe);
 	gpu_cmd_free(f.c);
 	gpu_dev_free(f.d);
 	return (tap_done());

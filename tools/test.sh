@@ -3,7 +3,17 @@
 # prove: once as the device reports itself, and once more with llvmpipe's
 # narrow vectors (LP_NATIVE_VECTOR_WIDTH=128, subgroup size 4) so nothing
 # depends on one subgroup size.  Every test enables the Vulkan validation
-# layer and fails on any message.
+# layer and fails on any message.  Then once more on Mesa 25's lavapipe from
+# bookworm-backports, which deps/fetch-mesa25.sh (run by
+# tools/setup-debian.sh) unpacks under /opt/infinid-mesa25 next to Debian
+# 12's own Mesa 22.3 ($INFINI_MESA25 names another place;
+# INFINI_TEST_MESA25=0 skips the pass), so both drivers stay supported.
+# Last, the tests that keep the device in their own process (t_matmul,
+# t_ops, t_engine, t_sample, t_model) on the newest lavapipe, which has
+# VK_KHR_cooperative_matrix: deps/fetch-mesa-sid.sh unpacks Debian sid's
+# Mesa, validation layer and C library under /opt/infinid-mesa-sid and its
+# `run` starts a program on them ($INFINI_MESA_SID; INFINI_TEST_COOP=0
+# skips).  There the cooperative-matrix cases must run, not skip.
 #
 # Then the same suite once more in a second tree built with AddressSanitizer
 # and UndefinedBehaviorSanitizer (build-asan, -DINFINI_SANITIZE=ON; leaks
@@ -26,6 +36,25 @@ echo "== tests (default vector width)"
 prove -f "$build"/tests/*.t
 echo "== tests (LP_NATIVE_VECTOR_WIDTH=128)"
 LP_NATIVE_VECTOR_WIDTH=128 prove -f "$build"/tests/*.t
+mesa25=${INFINI_MESA25:-/opt/infinid-mesa25}
+if [ "${INFINI_TEST_MESA25:-1}" != 0 ] && [ -r "$mesa25/lvp_icd.json" ]; then
+	echo "== tests on lavapipe $(cat "$mesa25/VERSION") ($mesa25)"
+	VK_DRIVER_FILES=$mesa25/lvp_icd.json \
+	LD_LIBRARY_PATH=$mesa25/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
+		prove -f "$build"/tests/*.t
+elif [ "${INFINI_TEST_MESA25:-1}" != 0 ]; then
+	echo "== Mesa 25 pass: skipped (no $mesa25/lvp_icd.json; deps/fetch-mesa25.sh)"
+fi
+sid=${INFINI_MESA_SID:-/opt/infinid-mesa-sid}
+if [ "${INFINI_TEST_COOP:-1}" != 0 ] && [ -x "$sid/run" ]; then
+	echo "== kernel tests on lavapipe $(cat "$sid/VERSION") ($sid: cooperative matrices)"
+	INFINI_REQUIRE_COOP=1 prove -f --exec "$sid/run" \
+		"$build"/tests/t_matmul.t "$build"/tests/t_ops.t \
+		"$build"/tests/t_engine.t "$build"/tests/t_sample.t \
+		"$build"/tests/t_model.t
+elif [ "${INFINI_TEST_COOP:-1}" != 0 ]; then
+	echo "== cooperative-matrix pass: skipped (no $sid/run; deps/fetch-mesa-sid.sh)"
+fi
 
 
 # ---- the sanitizer pass (one vector width: it is the slow one)

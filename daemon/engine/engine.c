@@ -18,15 +18,18 @@
 static int
 make_pipes(struct eng *e, char *err, size_t errlen)
 {
+	const struct gpu_info *gi = gpu_dev_info(e->dev);
+
 	for (int k = 0; k < ENG_K_COUNT; k++) {
-		uint32_t spec[2] = { 0, (uint32_t)e->c.head_dim };
-		/* Kernels sized by head_dim take it as constant 1. */
-		uint32_t nspec = k == ENG_K_ATTENTION ||
-		    k == ENG_K_ATTENTION_TEXEL || k == ENG_K_ATTENTION_TEXEL_R1 ||
-		    k == ENG_K_RETRIEVE_TEXEL || k == ENG_K_RETRIEVE_TEXEL_R1 ||
-		    k == ENG_K_MEMUPD_TEXEL ? 2 : 0;
+		uint32_t spec[GPU_MAX_SPEC];
+		uint32_t nspec = eng_kernel_spec(gi, (enum eng_kernel_id)k,
+		    (uint32_t)e->c.head_dim, spec);
 		int rv = gpu_pipe_create(e->dev, &eng_kernels[k], spec, nspec,
 		    &e->pipe[k]);
+		/* Kernels the binary or the device lacks stay NULL; the
+		 * kernel choice (matmul.c) never picks them. */
+		if (rv == INFINI_EUNSUPPORTED && eng_kernels[k].need != 0)
+			continue;
 		if (rv != 0) {
 			snprintf(err, errlen, "cannot build pipeline %s",
 			    eng_kernels[k].name);
@@ -183,7 +186,18 @@ eng_open(const struct eng_model *m, const struct eng_opts *o,
 	    strtoull(lim, NULL, 10) > 0 &&
 	    strtoull(lim, NULL, 10) < e->wpart_limit)
 		e->wpart_limit = strtoull(lim, NULL, 10);
-	e->mm = eng_mm_choose(gi);
+	if ((e->mm = eng_mm_choose(gi)) == ENG_MM_COUNT) {
+		snprintf(err, errlen, "INFINI_KERNELS=%s: no such kernel family "
+		    "on %s (portable, texel, texel-tile, texel-m4, texel-m1, "
+		    "coop where the device has cooperative matrices)",
+		    getenv("INFINI_KERNELS"), gi->name);
+		rv = INFINI_EUNSUPPORTED;
+		goto fail;
+	}
+	/* Subgroup reductions where the device has them: one barrier per
+	 * row instead of a shared-memory tree (a coroutine switch each on
+	 * llvmpipe, a stall each on a GPU). */
+	e->rms_sg = gi->subgroup_arith;
 	switch (m->embed->dtype) {
 	case ENG_F16: e->k_embed = ENG_K_EMBED_F16; break;
 	case ENG_BF16: e->k_embed = ENG_K_EMBED_BF16; break;
@@ -205,6 +219,12 @@ eng_open(const struct eng_model *m, const struct eng_opts *o,
 		snprintf(err, errlen, "cannot make texel views");
 		goto fail;
 	}
+	if ((rv = eng_tune_open(e)) != 0) {
+		snprintf(err, errlen, "the device failed while timing the "
+		    "matmul shapes");
+		goto fail;
+	}
+	gpu_cmd_profile(e->cmd, o && o->profile);
 	/* The device holds its own copy of every weight now; on CPU drivers
 	 * the mapped file would otherwise count twice in the RSS. */
 	eng_model_drop_pages(m);
@@ -263,6 +283,29 @@ const char *
 eng_device_name(const struct eng *e)
 {
 	return (gpu_dev_info(e->dev)->name);
+}
+
+void
+eng_kernel_choice(const struct eng *e, char *buf, size_t n)
+{
+	const struct gpu_info *gi = gpu_dev_info(e->dev);
+
+	if (e->mm == ENG_MM_COOP)
+		snprintf(buf, n, "matmul coop (f16 %ux%ux%u tiles; other dtypes "
+		    "portable), attention %s, rmsnorm %s", gi->coop_m,
+		    gi->coop_n, gi->coop_k, e->texel_ops ? "texel" : "portable",
+		    e->rms_sg ? "subgroup" : "portable");
+	else if (e->mm == ENG_MM_TEXEL)
+		snprintf(buf, n, "matmul texel (1-row shape up to m %u, 4-row up "
+		    "to %u, %s), attention %s, rmsnorm %s", e->tune.m1_max,
+		    e->tune.m4_max, e->tune.measured ? "measured now" :
+		    e->tune.cached ? "cached" : "defaults",
+		    e->texel_ops ? "texel" : "portable",
+		    e->rms_sg ? "subgroup" : "portable");
+	else
+		snprintf(buf, n, "matmul %s, attention %s, rmsnorm %s",
+		    eng_mm_var_name(e->mm), e->texel_ops ? "texel" : "portable",
+		    e->rms_sg ? "subgroup" : "portable");
 }
 
 unsigned

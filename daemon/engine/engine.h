@@ -27,7 +27,8 @@ struct eng_opts {
 	int max_streams;        /* stream slots; 0: 16 */
 	int max_batch;          /* rows per submission; 0: 256 */
 	bool profile;           /* per-dispatch timestamps */
-	int matmul_variant;     /* -1: pick per device; else kernel index (tests) */
+	/* Kernel variants are chosen per device (INFINI_KERNELS forces one;
+	 * docs/kernels.md). */
 };
 
 enum eng_out {
@@ -106,6 +107,10 @@ void eng_close(struct eng *e);
 
 const struct eng_config *eng_config(const struct eng *e);
 const char *eng_device_name(const struct eng *e);
+/* eng_kernel_choice writes which kernel variants the engine chose for its
+ * device (INFINI_KERNELS forces one; docs/kernels.md) as one line to
+ * buf[n], e.g. "matmul coop (f16 16x16x16 tiles), attention portable". */
+void eng_kernel_choice(const struct eng *e, char *buf, size_t n);
 /* eng_validation_errors: messages from the validation layer so far. */
 unsigned eng_validation_errors(const struct eng *e);
 

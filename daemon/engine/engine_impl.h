@@ -21,15 +21,33 @@ struct eng_wpart {
 
 /* Matmul kernel families (matmul.c).  TEXEL picks its tile or one of its
  * matrix-vector shapes by m; the _TILE/_M4/_M1 values force one (tests,
- * benchmarks). */
+ * benchmarks).  COOP runs f16 and bf16 weights on cooperative matrices and
+ * other dtypes on the portable kernel. */
 enum eng_mm_var {
 	ENG_MM_PORTABLE,           /* matmul.comp: SSBO + shared memory */
 	ENG_MM_TEXEL,              /* matmul_texel.comp: llvmpipe-fast */
 	ENG_MM_TEXEL_TILE,
 	ENG_MM_TEXEL_M4,
 	ENG_MM_TEXEL_M1,
+	ENG_MM_COOP,               /* matmul_coop.comp: VK_KHR_cooperative_matrix */
 	ENG_MM_COUNT
 };
+
+/* The texel family's default shape choice by m, measured on llvmpipe (2
+ * cores): the 1-row shape up to 2 rows, the 4-row one up to 7, the tile
+ * from 8 on.  tune.c measures a device's own. */
+#define ENG_MM_M1_MAX 2
+#define ENG_MM_M4_MAX 7
+
+/* The autotuned texel shape choice (tune.c). */
+struct eng_tune {
+	uint32_t m1_max, m4_max;   /* see eng_mm_texel_shape */
+	bool measured;             /* measured now, not read from the cache */
+	bool cached;               /* read from the cache */
+};
+
+/* eng_mm_is_texel: does family v read X and W through texel views? */
+#define eng_mm_is_texel(v) ((v) >= ENG_MM_TEXEL && (v) <= ENG_MM_TEXEL_M1)
 
 /* A matmul input: rows of ldx floats in buf, with an RGBA32F texel view of
  * buf for the texel family (null for the portable one). */
@@ -123,6 +141,8 @@ struct eng {
 	struct eng_mm_in mmx[4];   /* matmul inputs with texel views (xn, ad, ...) */
 	int nmmx;
 	bool texel_ops;            /* attention/retrieve/memupd texel kernels */
+	bool rms_sg;               /* rmsnorm reduces with subgroupAdd */
+	struct eng_tune tune;      /* texel shape choice (tune.c) */
 	VkBufferView qrv, qkvv;    /* views of qr, qkv when texel_ops */
 
 	/* Activations, [max_batch] rows each. */
@@ -164,11 +184,20 @@ void eng_rec_matmul(struct eng *e, const struct gpu_buf *X, uint32_t ldx,
     uint32_t m, bool acc);
 
 /*
- * eng_mm_choose returns the matmul family for a device: INFINI_MATMUL
- * (portable, texel, texel-tile, texel-m4, texel-m1) if set and valid, else
- * TEXEL on CPU devices and PORTABLE elsewhere.
+ * eng_mm_choose returns the matmul family for a device: INFINI_KERNELS
+ * (portable, texel, texel-tile, texel-m4, texel-m1, coop) if set and
+ * usable there, else TEXEL on CPU devices, COOP on others with
+ * cooperative matrices (gi->coopmat) when the binary has those kernels,
+ * and PORTABLE elsewhere.  A forced coop on a device without them is
+ * refused: returns ENG_MM_COUNT.
  */
 enum eng_mm_var eng_mm_choose(const struct gpu_info *gi);
+/* eng_mm_texel_shape: the texel kernel for m rows: TEXEL_M1 up to m1_max
+ * rows, TEXEL_M4 up to m4_max, TEXEL_TILE beyond. */
+enum eng_mm_var eng_mm_texel_shape(uint32_t m, uint32_t m1_max,
+    uint32_t m4_max);
+/* eng_mm_usable: can family v run on the device gi describes? */
+bool eng_mm_usable(const struct gpu_info *gi, enum eng_mm_var v);
 /* eng_mm_var_name: the INFINI_MATMUL spelling of v. */
 const char *eng_mm_var_name(enum eng_mm_var v);
 /* eng_mm_wformat: the texel format family v reads weights of dtype t in, or
@@ -186,6 +215,14 @@ uint32_t eng_mm_texel_bytes(enum eng_dtype t);
 void eng_mm_record(struct gpu_cmd *c, struct gpu_pipe *const *pipe,
     enum eng_mm_var v, const struct eng_mm_in *X, const struct eng_wmat *w,
     const struct gpu_buf *Y, uint32_t ldy, uint32_t m, bool acc);
+/* eng_mm_pipes_create builds every matmul kernel this binary and device d
+ * have into pipe[] (indexed by enum eng_kernel_id; the rest stay NULL),
+ * specialised as the engine does, for tests and benchmarks that record
+ * matmuls without an engine.  Returns 0 or the first error (naming the
+ * kernel in err); eng_mm_pipes_free frees what it made. */
+int eng_mm_pipes_create(struct gpu_dev *d, struct gpu_pipe **pipe, char *err,
+    size_t errlen);
+void eng_mm_pipes_free(struct gpu_dev *d, struct gpu_pipe **pipe);
 /* eng_mm_open makes the texel views of the activation buffers that are
  * matmul inputs (a no-op for the portable family); eng_mm_close frees them.
  * Returns 0 or INFINI_ENOMEM. */
@@ -218,6 +255,15 @@ int eng_wpart_alloc(struct gpu_dev *d, enum eng_mm_var v, enum eng_dtype dt,
 int eng_wpart_write(struct gpu_dev *d, struct eng_wpart *pt, enum eng_dtype dt,
     int cols, int row, const void *src, int n);
 void eng_wpart_free(struct gpu_dev *d, struct eng_wpart *pt);
+
+/*
+ * eng_tune_open sets e->tune: the defaults, or with INFINI_TUNE_DIR set and
+ * the texel family chosen, the thresholds cached there for this device
+ * (UUID, driver version) and this model's projection shape, measuring and
+ * caching them when there are none or the file is not valid.  A cache that
+ * cannot be written is not an error.  Returns 0 or a device error.
+ */
+int eng_tune_open(struct eng *e);
 
 /* eng_run_buf_init allocates e->run for the engine's limits (max_batch,
  * max_streams, samp_rows must be set); eng_run_buf_fini frees it (safe on

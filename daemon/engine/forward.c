@@ -90,7 +90,7 @@ eng_ops_open(struct eng *e)
 	const char *s = getenv("INFINI_OPS");
 	int rv = 0;
 
-	e->texel_ops = e->mm != ENG_MM_PORTABLE && e->c.head_dim % 16 == 0 &&
+	e->texel_ops = eng_mm_is_texel(e->mm) && e->c.head_dim % 16 == 0 &&
 	    !(s != NULL && strcasecmp(s, "portable") == 0);
 	if (!e->texel_ops)
 		return (0);
@@ -147,7 +147,7 @@ rec_rmsnorm(struct eng *e, const struct gpu_buf *x, const struct gpu_buf *w,
 	struct rmsnorm_pc pc = { T, (uint32_t)e->c.hidden_size,
 	    (float)e->c.rms_norm_eps, e->c.arch == ENG_ARCH_GEMMA ? 1.0f : 0.0f };
 	struct gpu_arg a[3] = { ARG(x), ARG(w), ARG(out) };
-	gpu_cmd_dispatch(e->cmd, e->pipe[e->texel_ops ? ENG_K_RMSNORM_SG :
+	gpu_cmd_dispatch(e->cmd, e->pipe[e->rms_sg ? ENG_K_RMSNORM_SG :
 	    ENG_K_RMSNORM], a, 1u << 2, &pc, T, 1, 1, "rmsnorm");
 }
 

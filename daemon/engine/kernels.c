@@ -1,7 +1,8 @@
 /*
- * kernels.c - binds the SPIR-V that the build embedded (one header per variant in the build tree)
- * to the kernel table.  Binding kinds and push-constant sizes come from the
- * same _pc.h headers the shaders include.
+ * kernels.c - binds the SPIR-V that the build embedded (one header per
+ * variant in the build tree) to the kernel table, and says how each kernel
+ * is specialised.  Binding kinds and push-constant sizes come from the same
+ * _pc.h headers the shaders include.
  */
 #include "engine/kernels.h"
 
@@ -55,6 +56,14 @@
 #include "retrieve_texel_r1.h"
 #include "memupd_texel.h"
 #include "sample.h"
+#ifdef INFINI_HAVE_COOP
+#include "matmul_coop_f16.h"
+#include "matmul_coop_bf16.h"
+#define COOP_SPV(kname) kname##_spv, sizeof(kname##_spv)
+#else
+/* Built without a glslang that knows GL_KHR_cooperative_matrix. */
+#define COOP_SPV(kname) NULL, 0
+#endif
 
 #define S2 { GPU_STORAGE, GPU_STORAGE }
 /* texel X, texel W, storage Y (matmul_texel) */
@@ -78,4 +87,43 @@ const struct gpu_kernel eng_kernels[ENG_K_COUNT] = {
 	    sizeof(struct pc) },
 	ENG_KERNELS(X)
 #undef X
+#define X(id, kname, nb, binds, pc)                                        \
+	[ENG_K_##id] = { #kname, COOP_SPV(kname), nb, binds,                  \
+	    sizeof(struct pc), GPU_NEED_COOPMAT },
+	ENG_COOP_KERNELS(X)
+#undef X
 };
+
+uint32_t
+eng_kernel_spec(const struct gpu_info *gi, enum eng_kernel_id k,
+    uint32_t head_dim, uint32_t *spec)
+{
+	switch (k) {
+	case ENG_K_ATTENTION:
+	case ENG_K_ATTENTION_TEXEL:
+	case ENG_K_ATTENTION_TEXEL_R1:
+	case ENG_K_RETRIEVE_TEXEL:
+	case ENG_K_RETRIEVE_TEXEL_R1:
+	case ENG_K_MEMUPD_TEXEL:
+		/* Kernels sized by head_dim take it as constant 1. */
+		spec[0] = 0;
+		spec[1] = head_dim;
+		return (2);
+	case ENG_K_MATMUL_COOP_F16:
+	case ENG_K_MATMUL_COOP_BF16:
+		/* Four subgroups, and the device's tile shape. */
+		spec[0] = 4 * gi->subgroup_size;
+		spec[1] = gi->coop_m;
+		spec[2] = gi->coop_n;
+		spec[3] = gi->coop_k;
+		return (4);
+	default:
+		return (0);
+	}
+}
+
+bool
+eng_kernel_built(enum eng_kernel_id k)
+{
+	return (k >= 0 && k < ENG_K_COUNT && eng_kernels[k].spv != NULL);
+}

@@ -48,13 +48,32 @@
 	X(MEMUPD_TEXEL, memupd_texel, 4, TTSS, memupd_pc)                  \
 	X(SAMPLE, sample, 4, S4, sample_pc)
 
+/* Kernels that need VK_KHR_cooperative_matrix: built only when the build
+ * found a glslang that compiles them (shaders/CMakeLists.txt), made only on
+ * devices that have it (gpu_info.coopmat).  Specialised by eng_kernel_spec. */
+#define ENG_COOP_KERNELS(X)                                                \
+	X(MATMUL_COOP_F16, matmul_coop_f16, 3, S3, matmul_pc)               \
+	X(MATMUL_COOP_BF16, matmul_coop_bf16, 3, S3, matmul_pc)
+
 enum eng_kernel_id {
 #define X(id, name, nb, binds, pc) ENG_K_##id,
 	ENG_KERNELS(X)
+	ENG_COOP_KERNELS(X)
 #undef X
 	ENG_K_COUNT
 };
 
 extern const struct gpu_kernel eng_kernels[ENG_K_COUNT];
+
+/*
+ * eng_kernel_spec writes the specialization constants kernel k is built
+ * with on a device described by gi, for a model of head_dim (ignored by
+ * kernels that do not use it), to spec[GPU_MAX_SPEC]; returns how many.
+ */
+uint32_t eng_kernel_spec(const struct gpu_info *gi, enum eng_kernel_id k,
+    uint32_t head_dim, uint32_t *spec);
+
+/* eng_kernel_built: is kernel k's SPIR-V in this binary? */
+bool eng_kernel_built(enum eng_kernel_id k);
 
 #endif

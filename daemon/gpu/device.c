@@ -17,6 +17,40 @@
 #include "gpu/gpu_impl.h"
 #include "infini_err.h"
 
+/* VK_KHR_cooperative_matrix arrived in Vulkan headers 1.3.255; Debian 12's
+ * are 1.3.239.  These are the registry's definitions. */
+#ifndef VK_KHR_cooperative_matrix
+#define VK_KHR_cooperative_matrix 1
+#define VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME "VK_KHR_cooperative_matrix"
+#define VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR \
+	((VkStructureType)1000506000)
+#define VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_KHR \
+	((VkStructureType)1000506001)
+typedef enum VkComponentTypeKHR {
+	VK_COMPONENT_TYPE_FLOAT16_KHR = 0,
+	VK_COMPONENT_TYPE_FLOAT32_KHR = 1,
+} VkComponentTypeKHR;
+typedef enum VkScopeKHR {
+	VK_SCOPE_SUBGROUP_KHR = 3,
+} VkScopeKHR;
+typedef struct VkCooperativeMatrixPropertiesKHR {
+	VkStructureType sType;
+	void *pNext;
+	uint32_t MSize, NSize, KSize;
+	VkComponentTypeKHR AType, BType, CType, ResultType;
+	VkBool32 saturatingAccumulation;
+	VkScopeKHR scope;
+} VkCooperativeMatrixPropertiesKHR;
+typedef struct VkPhysicalDeviceCooperativeMatrixFeaturesKHR {
+	VkStructureType sType;
+	void *pNext;
+	VkBool32 cooperativeMatrix;
+	VkBool32 cooperativeMatrixRobustBufferAccess;
+} VkPhysicalDeviceCooperativeMatrixFeaturesKHR;
+typedef VkResult (VKAPI_PTR *PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR)(
+    VkPhysicalDevice, uint32_t *, VkCooperativeMatrixPropertiesKHR *);
+#endif
+
 
 #ifdef INFINI_PIN_MODULES
 /*
@@ -271,8 +305,12 @@ pick_physical(struct gpu_dev *d, const char *select, char *err, size_t errlen)
 static void
 fill_info(struct gpu_dev *d)
 {
+	VkPhysicalDeviceIDProperties id = {
+		.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_ID_PROPERTIES,
+	};
 	VkPhysicalDeviceSubgroupProperties sg = {
 		.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES,
+		.pNext = &id,
 	};
 	VkPhysicalDeviceProperties2 p2 = {
 		.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2,
@@ -283,14 +321,19 @@ fill_info(struct gpu_dev *d)
 
 	vkGetPhysicalDeviceProperties2(d->phys, &p2);
 	snprintf(in->name, sizeof(in->name), "%s", p2.properties.deviceName);
+	memcpy(in->uuid, id.deviceUUID, sizeof(in->uuid));
+	in->driver_version = p2.properties.driverVersion;
 	in->type = p2.properties.deviceType;
 	in->vendor_id = p2.properties.vendorID;
 	in->subgroup_size = sg.subgroupSize;
+	in->subgroup_arith = (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
+	    (sg.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT);
 	in->max_storage_range = l->maxStorageBufferRange;
 	in->max_texel_elems = l->maxTexelBufferElements;
 	in->max_push = l->maxPushConstantsSize;
 	in->max_groups_x = l->maxComputeWorkGroupCount[0];
 	in->max_shared = l->maxComputeSharedMemorySize;
+	in->max_invocations = l->maxComputeWorkGroupInvocations;
 	in->align = l->minStorageBufferOffsetAlignment;
 	if (l->minTexelBufferOffsetAlignment > in->align)
 		in->align = l->minTexelBufferOffsetAlignment;
@@ -301,13 +344,94 @@ fill_info(struct gpu_dev *d)
 	vkGetPhysicalDeviceMemoryProperties(d->phys, &d->memprops);
 }
 
+/*
+ * probe_coopmat fills the cooperative-matrix fields of d->info: the largest
+ * subgroup-scope f16 x f16 -> f32 shape the device lists, among those small
+ * enough for matmul_coop.comp's shared memory (M, N <= 16, K <= 32), when
+ * the extension, its feature, shaderFloat16, vulkanMemoryModel (with
+ * device scope, which the other kernels' atomics then need) and full
+ * compute subgroups (VK_EXT_subgroup_size_control: the kernels are SPIR-V
+ * 1.5, where cooperative matrices need that pipeline flag) are all there.
+ * The engine chooses the cooperative-matrix kernels only then.
+ */
+static void
+probe_coopmat(struct gpu_dev *d)
+{
+	VkPhysicalDeviceSubgroupSizeControlFeaturesEXT sf = {
+		.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES_EXT,
+	};
+	VkPhysicalDeviceCooperativeMatrixFeaturesKHR cf = {
+		.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR,
+		.pNext = &sf,
+	};
+	VkPhysicalDeviceVulkan12Features f12 = {
+		.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
+		.pNext = &cf,
+	};
+	VkPhysicalDeviceFeatures2 f2 = {
+		.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2,
+		.pNext = &f12,
+	};
+	PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR props;
+	VkCooperativeMatrixPropertiesKHR *p;
+	struct gpu_info *in = &d->info;
+	uint32_t n = 0;
+
+	if (!has_ext(d->phys, VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME) ||
+	    !has_ext(d->phys, VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME))
+		return;
+	vkGetPhysicalDeviceFeatures2(d->phys, &f2);
+	props = (PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR)
+	    vkGetInstanceProcAddr(d->inst,
+	    "vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR");
+	if (!cf.cooperativeMatrix || !sf.computeFullSubgroups ||
+	    !f12.shaderFloat16 ||
+	    !f12.vulkanMemoryModel || !f12.vulkanMemoryModelDeviceScope ||
+	    props == NULL ||
+	    props(d->phys, &n, NULL) != VK_SUCCESS || n == 0)
+		return;
+	if ((p = calloc(n, sizeof(*p))) == NULL)
+		return;
+	for (uint32_t i = 0; i < n; i++)
+		p[i].sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_KHR;
+	if (props(d->phys, &n, p) == VK_SUCCESS)
+		for (uint32_t i = 0; i < n; i++) {
+			const VkCooperativeMatrixPropertiesKHR *q = &p[i];
+			if (q->AType != VK_COMPONENT_TYPE_FLOAT16_KHR ||
+			    q->BType != VK_COMPONENT_TYPE_FLOAT16_KHR ||
+			    q->CType != VK_COMPONENT_TYPE_FLOAT32_KHR ||
+			    q->ResultType != VK_COMPONENT_TYPE_FLOAT32_KHR ||
+			    q->scope != VK_SCOPE_SUBGROUP_KHR ||
+			    q->MSize > 16 || q->NSize > 16 || q->KSize > 32 ||
+			    (uint64_t)q->MSize * q->NSize * q->KSize <=
+			    (uint64_t)in->coop_m * in->coop_n * in->coop_k)
+				continue;
+			in->coop_m = q->MSize;
+			in->coop_n = q->NSize;
+			in->coop_k = q->KSize;
+		}
+	free(p);
+	in->coopmat = in->coop_m > 0;
+}
+
 static int
 create_device(struct gpu_dev *d, char *err, size_t errlen)
 {
 	uint32_t nq = 0;
 	VkQueueFamilyProperties *qf;
 	float prio = 1.0f;
-	const char *ext = VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME;
+	const char *ext[3] = { VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME,
+	    VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME,
+	    VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME };
+	VkPhysicalDeviceSubgroupSizeControlFeaturesEXT wantsf = {
+		.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES_EXT,
+		.computeFullSubgroups = VK_TRUE,
+	};
+	VkPhysicalDeviceCooperativeMatrixFeaturesKHR wantcm = {
+		.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR,
+		.pNext = &wantsf,
+		.cooperativeMatrix = VK_TRUE,
+	};
 	VkPhysicalDeviceFeatures2 f2 = {
 		.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2,
 	};
@@ -335,7 +459,7 @@ create_device(struct gpu_dev *d, char *err, size_t errlen)
 		.queueCreateInfoCount = 1,
 		.pQueueCreateInfos = &qci,
 		.enabledExtensionCount = 1,
-		.ppEnabledExtensionNames = &ext,
+		.ppEnabledExtensionNames = ext,
 	};
 	VkResult r;
 
@@ -364,6 +488,16 @@ create_device(struct gpu_dev *d, char *err, size_t errlen)
 	vkGetPhysicalDeviceFeatures2(d->phys, &f2);
 	want11.storageBuffer16BitAccess = f11.storageBuffer16BitAccess;
 	want12.shaderFloat16 = f12.shaderFloat16;
+	if (d->info.coopmat) {
+		/* matmul_coop.comp: the extension, the Vulkan memory model
+		 * its SPIR-V declares, f16 arithmetic, full subgroups. */
+		want12.vulkanMemoryModel = VK_TRUE;
+		/* with the model on, sample.comp's device-scope atomics
+		 * need this one too */
+		want12.vulkanMemoryModelDeviceScope = VK_TRUE;
+		want11.pNext = &wantcm;
+		dci.enabledExtensionCount = 3;
+	}
 	dci.pEnabledFeatures = NULL;
 
 	r = vkCreateDevice(d->phys, &dci, NULL, &d->dev);
@@ -410,6 +544,7 @@ gpu_dev_open(const char *select, struct gpu_dev **out, char *err,
 	    (rv = pick_physical(d, select, err, errlen)) != 0)
 		goto fail;
 	fill_info(d);
+	probe_coopmat(d);
 	if ((rv = create_device(d, err, errlen)) != 0)
 		goto fail;
 	if ((rv = gpu_mem_init(d)) != 0) {

@@ -27,10 +27,13 @@ struct gpu_block;
 
 struct gpu_info {
 	char name[VK_MAX_PHYSICAL_DEVICE_NAME_SIZE];
+	uint8_t uuid[VK_UUID_SIZE];    /* deviceUUID */
+	uint32_t driver_version;       /* driverVersion, the vendor's encoding */
 	VkPhysicalDeviceType type;
 	uint32_t vendor_id;
 	uint32_t index;                /* in vkEnumeratePhysicalDevices order */
 	uint32_t subgroup_size;
+	bool subgroup_arith;           /* subgroupAdd & co. in compute shaders */
 	uint64_t max_storage_range;    /* maxStorageBufferRange */
 	uint64_t max_texel_elems;      /* maxTexelBufferElements */
 	uint32_t max_push;             /* maxPushConstantsSize */
@@ -40,6 +43,13 @@ struct gpu_info {
 	bool unified;                  /* device-local memory is host-visible */
 	bool timestamps;
 	double ts_period_ns;
+	/* VK_KHR_cooperative_matrix, enabled on the device when it lists a
+	 * subgroup-scope f16 x f16 -> f32 shape of at most 16 x 16 x 32 and has
+	 * shaderFloat16 and vulkanMemoryModel: the largest such shape (M rows
+	 * of A, N columns of B, K the inner size), else all 0 and false. */
+	bool coopmat;
+	uint32_t coop_m, coop_n, coop_k;
+	uint32_t max_invocations;      /* maxComputeWorkGroupInvocations */
 };
 
 enum gpu_pool {
@@ -73,14 +83,18 @@ enum gpu_bind { GPU_STORAGE = 0, GPU_TEXEL = 1 };
 #define GPU_MAX_BINDS 8
 #define GPU_MAX_SPEC 8
 
+/* Device features a kernel may need (struct gpu_kernel's need). */
+#define GPU_NEED_COOPMAT (1u << 0)     /* gpu_info.coopmat */
+
 /* A kernel as embedded in the binary; one row per shader variant. */
 struct gpu_kernel {
 	const char *name;
-	const uint32_t *spv;
+	const uint32_t *spv;           /* NULL: not built into this binary */
 	size_t spv_size;               /* bytes */
 	uint32_t nbind;
 	uint8_t bind[GPU_MAX_BINDS];   /* enum gpu_bind per binding */
 	uint32_t push_size;            /* bytes of push constants */
+	uint32_t need;                 /* GPU_NEED_* bits */
 };
 
 /*
@@ -139,11 +153,16 @@ void gpu_view_free(struct gpu_dev *d, VkBufferView v);
 
 /*
  * gpu_pipe_create builds kernel k with specialization constants spec[0..nspec)
- * at constant ids 0..nspec-1 (all 32-bit).  *out owned by the caller.
+ * at constant ids 0..nspec-1 (all 32-bit).  Returns 0, INFINI_EUNSUPPORTED
+ * (k was not built into this binary, or needs a feature the device lacks),
+ * INFINI_EINVAL, INFINI_ENOMEM or INFINI_EDEVICE.  *out owned by the caller.
  */
 int gpu_pipe_create(struct gpu_dev *d, const struct gpu_kernel *k,
     const uint32_t *spec, uint32_t nspec, struct gpu_pipe **out);
 void gpu_pipe_free(struct gpu_dev *d, struct gpu_pipe *p);
+/* gpu_pipe_spec: specialization constant i that p was built with (0 past
+ * the ones given). */
+uint32_t gpu_pipe_spec(const struct gpu_pipe *p, uint32_t i);
 
 /* Command recording. */
 int gpu_cmd_alloc(struct gpu_dev *d, struct gpu_cmd **out);

@@ -56,6 +56,7 @@ struct gpu_range {
 
 struct gpu_pipe {
 	const struct gpu_kernel *k;
+	uint32_t spec[GPU_MAX_SPEC];   /* the specialization it was built with */
 	VkDescriptorSetLayout dsl;
 	VkPipelineLayout layout;
 	VkPipeline pipe;

@@ -3,7 +3,9 @@
  *
  * Each kernel row (struct gpu_kernel) becomes a push-descriptor set layout,
  * a pipeline layout with its push-constant range and the pipeline itself,
- * specialised with 32-bit constants (tile sizes, head dim, ...).
+ * specialised with 32-bit constants (tile sizes, head dim, ...).  A kernel
+ * the binary lacks, or one that needs a feature the device does not have
+ * (struct gpu_kernel's need), is refused before anything is made.
  */
 #include <stdlib.h>
 
@@ -20,12 +22,17 @@ gpu_pipe_create(struct gpu_dev *d, const struct gpu_kernel *k,
 	struct gpu_pipe *p;
 	int rv = INFINI_EDEVICE;
 
+	if (k->spv == NULL ||
+	    ((k->need & GPU_NEED_COOPMAT) && !d->info.coopmat))
+		return (INFINI_EUNSUPPORTED);
 	if (k->nbind > GPU_MAX_BINDS || nspec > GPU_MAX_SPEC ||
 	    k->push_size > d->info.max_push)
 		return (INFINI_EINVAL);
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return (INFINI_ENOMEM);
 	p->k = k;
+	for (uint32_t i = 0; i < nspec; i++)
+		p->spec[i] = spec[i];
 	for (uint32_t i = 0; i < k->nbind; i++)
 		b[i] = (VkDescriptorSetLayoutBinding){
 			.binding = i,
@@ -75,6 +82,12 @@ gpu_pipe_create(struct gpu_dev *d, const struct gpu_kernel *k,
 		.sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
 		.stage = {
 			.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
+			/* Cooperative matrices in SPIR-V 1.5 need whole
+			 * subgroups (VUID-RuntimeSpirv-OpTypeCooperativeMatrixKHR-10770);
+			 * the subgroup size stays the one the device reports,
+			 * which the kernels' workgroup size is made of. */
+			.flags = (k->need & GPU_NEED_COOPMAT) ?
+			    VK_PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS_BIT_EXT : 0,
 			.stage = VK_SHADER_STAGE_COMPUTE_BIT,
 			.module = mod,
 			.pName = "main",
@@ -93,6 +106,12 @@ fail:
 		vkDestroyShaderModule(d->dev, mod, NULL);
 	gpu_pipe_free(d, p);
 	return (rv);
+}
+
+uint32_t
+gpu_pipe_spec(const struct gpu_pipe *p, uint32_t i)
+{
+	return (i < GPU_MAX_SPEC ? p->spec[i] : 0);
 }
 
 void
