@@ -11,9 +11,17 @@
 uint64_t
 hrw_weight(const char *member, const char *id)
 {
-	uint64_t seed = XXH3_64bits(member, strlen(member));
+	/* The hash of "member NUL id", so that every byte of both goes
+	 * through XXH3's full mixing (a seed alone barely moves the hash of
+	 * a 2-byte ID).  Longer names than the protocol allows are cut. */
+	char buf[HRW_MEMBER_MAX + 1 + HRW_ID_MAX];
+	size_t m = strnlen(member, HRW_MEMBER_MAX);
+	size_t n = strnlen(id, HRW_ID_MAX);
 
-	return (XXH3_64bits_withSeed(id, strlen(id), seed));
+	memcpy(buf, member, m);
+	buf[m] = '\0';
+	memcpy(buf + m + 1, id, n);
+	return (XXH3_64bits(buf, m + 1 + n));
 }
 
 int

@@ -7,7 +7,7 @@
  * member with the largest.  When a member leaves, only its own streams
  * move (each to its second choice); when one joins, it takes about 1/n of
  * the streams and nothing else moves.  The weight is XXH3-64 of the
- * stream ID seeded by XXH3-64 of the member ID: a fixed function, so every
+ * member ID, a NUL byte and the stream ID: a fixed function, so every
  * process and every version agrees on it.
  */
 #ifndef HRW_H
@@ -15,6 +15,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#define HRW_MEMBER_MAX 255      /* bytes of a member ID (a URL) weighed */
+#define HRW_ID_MAX 128          /* bytes of a stream ID weighed */
 
 /* hrw_weight: the weight of stream id on member. */
 uint64_t hrw_weight(const char *member, const char *id);
