@@ -10,7 +10,11 @@
 # apt_private_init WORK SUITE...: writes a sources list for SUITE... on the
 # mirror the machine already uses for Debian, and sets the array aptopts for
 # `apt-get "${aptopts[@]}" ...` with all state under WORK.  Returns 1 (with
-# a message) when no mirror is configured.
+# a message) when no mirror is configured.  The indexes' signatures are
+# checked; their Valid-Until date is not: sid's and backports' Release files
+# expire within days, and a mirror that is a dated snapshot of the archive
+# (as the package registries of build farms often are) would otherwise be
+# refused for sid once the snapshot is a week old.
 
 # apt_private_mirror prints the machine's Debian mirror.
 apt_private_mirror() {
@@ -47,7 +51,8 @@ apt_private_init() {
 		-o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache"
 		-o "Dir::Etc::Preferences=/dev/null" -o "Dir::Etc::PreferencesParts=$work/parts"
 		-o "APT::Get::List-Cleanup=false" -o "Debug::NoLocking=true"
-		-o "APT::Sandbox::User=root")
+		-o "APT::Sandbox::User=root"
+		-o "Acquire::Check-Valid-Until=false")
 }
 
 apt_private_begin() {

@@ -52,8 +52,13 @@ apt-get install -y -qq --no-install-recommends \
 	>/dev/null
 # NNG >= 1.10 (Debian 12's libnng 1.5.2 is refused by the build).
 "$(dirname "$0")/../deps/fetch-nng.sh"
-"$(dirname "$0")/../deps/fetch-mesa25.sh"
-"$(dirname "$0")/../deps/fetch-mesa-sid.sh"
+# The newer lavapipes only add test passes (tools/test.sh skips a pass,
+# saying so, when its runtime is missing): a mirror without them must not
+# stop the build and the rest of the suite.
+for f in fetch-mesa25.sh fetch-mesa-sid.sh; do
+	"$(dirname "$0")/../deps/$f" ||
+		echo "setup-debian: WARNING: deps/$f failed; its test pass will be skipped" >&2
+done
 # Node for the tokenizer oracle: Debian's, unless a node with npm is there
 # already (a NodeSource nodejs bundles npm and conflicts with Debian's).
 if ! command -v npm >/dev/null; then
