@@ -150,6 +150,28 @@ interface(struct sst *st, const char *what)
 	    has_name(names, n, "keep-2"), "%s: list of named snapshots "
 	    "(%zu)", what, n);
 	sst_names_free(names, n);
+	/* Listing with owners and headers: what ListSnapshots shows. */
+	struct sst_entry *ev = NULL;
+	size_t ne = 0;
+	int good = 0;
+	rv = sst_list_info(st, SST_NAMED, &ev, &ne, err, sizeof(err));
+	for (size_t i = 0; rv == 0 && i < ne; i++) {
+		const struct sst_info *x = &ev[i].info;
+		/* keep-1 holds a's bytes, whose OWNER section says 1001:
+		 * the directory reads that, Redis the owner put beside. */
+		if (strcmp(ev[i].name, "keep-1") == 0)
+			good += x->owner == (sst_shared(st) ? 1002u : 1001u) &&
+			    x->has_head &&
+			    x->bytes == la && x->position == 6 &&
+			    strcmp(x->stream_id, "a") == 0;
+		if (strcmp(ev[i].name, "keep-2") == 0)
+			good += x->owner == 1003 && x->has_head &&
+			    x->bytes == lc && strcmp(x->stream_id, "k") == 0;
+	}
+	free(ev);
+	ok(rv == 0 && ne == 2 && good == 2, "%s: list_info gives each named "
+	    "snapshot's owner, size, stream and position (%zu, %d right; %s)",
+	    what, ne, good, rv ? err : "ok");
 	rv = sst_list(st, SST_STREAM, &names, &n, err, sizeof(err));
 	ok(rv == 0 && n == 1 && has_name(names, n, "a.snap"), "%s: list of "
 	    "stream states (%zu)", what, n);
@@ -501,7 +523,7 @@ main(void)
 		    "installs it)");
 		return (0);
 	}
-	tap_plan(70);
+	tap_plan(72);
 	tap_timeout(240);
 	if (fx_tmpdir(top, sizeof(top)) != 0)
 		return (1);
