@@ -13,6 +13,11 @@
  * them lost at most the autosnapshot window (one segment here); and every
  * stream's output, on the daemons that took over as on the others, is bit
  * for bit what the reference daemon gives for the same inputs.
+ *
+ * Before the kill, named snapshots: one written through the daemon that
+ * holds its stream is listed, restored and deleted through the others,
+ * which share it through Redis, and one whose owner is another UID is
+ * neither listed nor restorable.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -33,6 +38,10 @@
 /* Client back-off, takeover and restore, times INFINI_TEST_TIMEOUT_MULTIPLIER
  * (sanitizer builds run the daemons several times slower). */
 #define RESTORE_BUDGET_MS (15000 * tap_mult())
+
+/* Who a tcp:// caller is to a daemon: no peer credentials, so the
+ * anonymous UID (UID_ANON in daemon/state.h), which owns what it writes. */
+#define TCP_UID 0xfffffffeu
 
 static char top[512], model[600];
 
@@ -96,6 +105,87 @@ owner_of(redisContext *rc, const char *id)
 	if (r != NULL)
 		freeReplyObject(r);
 	return (who);
+}
+
+/*
+ * named_snapshots: a named snapshot of stream s00 written through its
+ * holder is seen by the other two daemons (each dialled alone): listed with
+ * its stream and position, restored as a new stream at that position, and
+ * deleted through a third.  Then one whose recorded owner is changed to
+ * another UID in Redis is refused by a daemon that did not write it.
+ */
+static void
+named_snapshots(infini_client *c, redisContext *rc, const int *owner)
+{
+	infini_client *one[NDAEMONS] = { NULL };
+	struct infini_snapshot_info *v = NULL;
+	uint64_t pos = 0;
+	size_t n = 0;
+	int w = owner[0], rv = 0, seen = 0;
+
+	for (int i = 0; i < NDAEMONS; i++)
+		rv |= infini_connect(adv[i], 5000, &one[i]);
+	ok(rv == 0 && w >= 0, "a client for each daemon alone");
+	if (rv != 0 || w < 0)
+		goto out;
+	int a = (w + 1) % NDAEMONS, b = (w + 2) % NDAEMONS;
+	rv = infini_snapshot(one[w], "s00", "shared-1", NULL, NULL);
+	ok(rv == 0, "named snapshot shared-1 of s00 written through daemon %d "
+	    "(%s)", w, rv ? infini_errmsg() : "ok");
+	int64_t t0 = fx_now_ms();
+	rv = infini_list_snapshots(one[a], &v, &n);
+	int64_t list_ms = fx_now_ms() - t0;
+	for (size_t i = 0; rv == 0 && i < n; i++)
+		if (strcmp(v[i].name, "shared-1") == 0 &&
+		    strcmp(v[i].stream_id, "s00") == 0 &&
+		    v[i].position == (uint64_t)(ROUNDS * seg) &&
+		    v[i].owner_uid == TCP_UID && v[i].bytes > 0 &&
+		    v[i].created_ms > 0)
+			seen++;
+	infini_snapshot_list_free(v);
+	v = NULL;
+	ok(rv == 0 && seen == 1, "daemon %d lists it with its stream, "
+	    "position %d and owner (%zu listed in %lld ms)", a, ROUNDS * seg,
+	    n, (long long)list_ms);
+	/* Restored under new IDs until one is placed on another daemon
+	 * than the writer (rendezvous hashing decides; 2 in 3 are). */
+	char cid[32];
+	int by = w;
+	rv = 0;
+	for (int k = 0; rv == 0 && by == w && k < 12; k++) {
+		snprintf(cid, sizeof(cid), "s00-copy%d", k);
+		rv = infini_restore(c, cid, "shared-1", NULL, 0, &pos);
+		by = owner_of(rc, cid);
+	}
+	ok(rv == 0 && by >= 0 && by != w && pos == (uint64_t)(ROUNDS * seg),
+	    "restored as %s by daemon %d, at position %llu (%s)", cid, by,
+	    (unsigned long long)pos, rv ? infini_errmsg() : "ok");
+	rv = infini_delete_snapshot(one[b], "shared-1");
+	ok(rv == 0, "deleted through daemon %d (%s)", b,
+	    rv ? infini_errmsg() : "ok");
+	rv = infini_restore(one[a], "s00-copy3", "shared-1", NULL, 0, NULL);
+	is_int(rv, INFINI_ENOENT, "and gone for daemon %d", a);
+
+	/* Another user's: the owner Redis keeps beside the bytes is what
+	 * the daemons check (every tcp caller is the same UID, so the entry
+	 * is given another one behind the daemons' back). */
+	rv = infini_snapshot(one[w], "s00", "theirs", NULL, NULL);
+	redisReply *r = redisCommand(rc, "HSET infini:sn:theirs owner 4242");
+	if (r != NULL)
+		freeReplyObject(r);
+	int rr = infini_restore(one[a], "s00-theirs", "theirs", NULL, 0, NULL);
+	ok(rv == 0 && rr == INFINI_EPERM && strstr(infini_errmsg(),
+	    "another user") != NULL, "another user's snapshot is refused "
+	    "by daemon %d (%s)", a, infini_errmsg());
+	seen = 0;
+	rv = infini_list_snapshots(one[b], &v, &n);
+	for (size_t i = 0; rv == 0 && i < n; i++)
+		seen += strcmp(v[i].name, "theirs") == 0;
+	infini_snapshot_list_free(v);
+	ok(rv == 0 && seen == 0, "and not listed by daemon %d", b);
+out:
+	for (int i = 0; i < NDAEMONS; i++)
+		infini_close(one[i]);
 }
 
 /* Each stream's inputs so far, as chunk numbers (tokens_of). */
@@ -343,7 +433,7 @@ main(void)
 		    "installs it)");
 		return (0);
 	}
-	tap_plan(24);
+	tap_plan(32);
 	tap_timeout(300);
 	signal(SIGPIPE, SIG_IGN);
 	setenv("INFINI_VALIDATION", "1", 0);
@@ -430,6 +520,8 @@ main(void)
 	ok(placed == NSTREAMS && count[0] > 0 && count[1] > 0 && count[2] > 0,
 	    "every stream has one holder; spread %d/%d/%d", count[0],
 	    count[1], count[2]);
+
+	named_snapshots(c, rc, owner);
 
 	/* Kill the busiest daemon and go on feeding every stream. */
 	int64_t t0 = fx_now_ms();
