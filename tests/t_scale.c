@@ -14,11 +14,20 @@
  * stream's output, on the daemons that took over as on the others, is bit
  * for bit what the reference daemon gives for the same inputs.
  *
+ * Last, the same 48 streams on three fresh daemons whose store is
+ * redis-sentinel:// (a master, a replica, a Sentinel): the master is killed
+ * with SIGKILL half way through a round of pushes.  Checked as after the
+ * daemon kill: every stream served, at most the autosnapshot window lost,
+ * bit for bit the reference's; and the time until the daemons' writes to
+ * the store resume (a named snapshot written in a loop from another thread
+ * from the moment of the kill) is measured and printed.
+ *
  * Before the kill, named snapshots: one written through the daemon that
  * holds its stream is listed, restored and deleted through the others,
  * which share it through Redis, and one whose owner is another UID is
  * neither listed nor restorable.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,12 +82,13 @@ tokens_of(int i, int k, int32_t *t)
 	}
 }
 
+/* start_member starts member i in top/PREFIX<i> on store redis_url. */
 static int
-start_member(int i, const char *redis_url)
+start_member(int i, const char *prefix, const char *redis_url)
 {
 	char dir[700], state[720], listen[900], ttl[16];
 
-	snprintf(dir, sizeof(dir), "%s/d%d", top, i);
+	snprintf(dir, sizeof(dir), "%s/%s%d", top, prefix, i);
 	snprintf(state, sizeof(state), "%s/state", dir);
 	mkdir(dir, 0700);
 	mkdir(state, 0700);
@@ -418,6 +428,164 @@ partition(infini_client *c, infini_client *ref_c)
 	redisFree(rc);
 }
 
+/* The Sentinel phase: master, replica and Sentinel, and the probe that
+ * times how long after the master's kill the daemons write again. */
+static struct rproc sm, sr, ss;
+static pthread_t probe_th;
+static char probe_url[300];
+static int64_t kill_ms, resumed_ms = -1;
+
+/* probe writes a named snapshot of s00 through the daemons until one is
+ * accepted (the store took a write again), for at most 30 s. */
+static void *
+probe(void *arg)
+{
+	infini_client *pc = NULL;
+
+	(void)arg;
+	if (infini_connect(probe_url, 5000, &pc) != 0)
+		return (NULL);
+	infini_set_timeout(pc, 1000);
+	while (fx_now_ms() - kill_ms < 30000 * tap_mult()) {
+		if (infini_snapshot_ex(pc, "s00", "failover-probe",
+		    INFINI_SNAP_OVERWRITE, NULL, NULL) == 0) {
+			resumed_ms = fx_now_ms() - kill_ms;
+			break;
+		}
+		usleep(50 * 1000);
+	}
+	infini_close(pc);
+	return (NULL);
+}
+
+/* master_kill: push_round's mid() for the Sentinel phase. */
+static void
+master_kill(void)
+{
+	rproc_stop(&sm, SIGKILL);
+	kill_ms = fx_now_ms();
+	if (pthread_create(&probe_th, NULL, probe, NULL) != 0)
+		tap_diag("cannot start the probe thread");
+}
+
+/* sentinel_known: does the Sentinel list a replica of mymaster?  (It
+ * learns them from the master's INFO every 10 s; one it does not know
+ * cannot be promoted.)  Waits up to 15 s. */
+static bool
+sentinel_known(void)
+{
+	int64_t t0 = fx_now_ms();
+	bool known = false;
+
+	while (!known && fx_now_ms() - t0 < 15000) {
+		redisContext *sc = rproc_connect(&ss);
+		redisReply *q = sc ? redisCommand(sc, "SENTINEL replicas "
+		    "mymaster") : NULL;
+		known = q != NULL && q->type == REDIS_REPLY_ARRAY &&
+		    q->elements > 0;
+		if (q != NULL)
+			freeReplyObject(q);
+		if (sc != NULL)
+			redisFree(sc);
+		if (!known)
+			usleep(200 * 1000);
+	}
+	return (known);
+}
+
+/*
+ * sentinel_phase runs the 48 streams again on three fresh daemons on a
+ * redis-sentinel:// store and kills the Redis master mid-round (see the
+ * top of the file).  4 checks.
+ */
+static void
+sentinel_phase(infini_client *ref_c)
+{
+	char dir[600], extra[64], u[200], id[32];
+	infini_client *c = NULL;
+	redisContext *rc = NULL;
+	int owner[NSTREAMS], rv, fed = 0;
+	int32_t t[64];
+
+	snprintf(dir, sizeof(dir), "%s/sentinel", top);
+	mkdir(dir, 0700);
+	/* Disk-based sync: the replica is in sync at once, not after the
+	 * diskless sync's 5 s delay. */
+	rv = rproc_start(&sm, dir, 0, true, "--repl-diskless-sync no");
+	snprintf(extra, sizeof(extra), "--replicaof 127.0.0.1 %d", sm.port);
+	rv = rv ? rv : rproc_start(&sr, dir, 0, true, extra);
+	rv = rv ? rv : rproc_sentinel(&ss, dir, "mymaster", sm.port);
+	snprintf(u, sizeof(u), "redis-sentinel://127.0.0.1:%d/mymaster/0",
+	    ss.port);
+	probe_url[0] = '\0';
+	for (int i = 0; rv == 0 && i < NDAEMONS; i++) {
+		port[i] = dproc_free_port();
+		snprintf(adv[i], sizeof(adv[i]), "tcp://127.0.0.1:%d", port[i]);
+		rv |= start_member(i, "f", u);
+		snprintf(probe_url + strlen(probe_url), sizeof(probe_url) -
+		    strlen(probe_url), "%s%s", i ? "," : "", adv[i]);
+	}
+	rv = rv ? rv : infini_connect(probe_url, 5000, &c);
+	ok(rv == 0, "sentinel: master, replica, Sentinel and three daemons "
+	    "on %s", u);
+	if (rv != 0) {
+		tap_skip(3, "no Sentinel setup");
+		goto out;
+	}
+	infini_set_timeout(c, 1000);
+	for (int i = 0; i < NSTREAMS; i++) {
+		struct infini_result res = { 0 };
+		snprintf(id, sizeof(id), "s%02d", i);
+		nhist[i] = 0;
+		rv = infini_open(c, id, false, NULL, NULL);
+		for (int k = 0; rv == 0 && k < ROUNDS; k++) {
+			tokens_of(i, k, t);
+			rv = infini_push_tokens(c, id, t, (size_t)seg,
+			    INFINI_OUT_NONE, &res);
+			infini_result_free(&res);
+			if (rv == 0)
+				hist[i][nhist[i]++] = k;
+		}
+		fed += rv == 0;
+	}
+	rc = rproc_connect(&sm);
+	for (int i = 0; i < NSTREAMS; i++) {
+		snprintf(id, sizeof(id), "s%02d", i);
+		owner[i] = rc != NULL ? owner_of(rc, id) : -1;
+	}
+	if (rc != NULL)
+		redisFree(rc);
+	if (!sentinel_known())
+		tap_diag("the Sentinel did not list the replica in 15 s");
+
+	struct round k3;
+	push_round(c, ref_c, ROUNDS, fx_now_ms(), 60000 * tap_mult(), "f",
+	    owner, -2, master_kill, &k3);
+	if (kill_ms > 0)
+		pthread_join(probe_th, NULL);
+	ok(fed == NSTREAMS && k3.served == NSTREAMS && k3.lost_max <= 1,
+	    "sentinel: master killed under load: all %d streams served "
+	    "(longest push waited %lld ms), at most the autosnapshot window "
+	    "lost (%d streams lost a segment)", k3.served,
+	    (long long)k3.wait_ms, k3.lost_streams);
+	is_int(k3.exact, NSTREAMS, "sentinel: every stream is bit for bit "
+	    "the single-daemon replay's");
+	ok(resumed_ms > 0, "sentinel: the daemons write to the store again "
+	    "%lld ms after the master was killed", (long long)resumed_ms);
+	tap_diag("sentinel failover under load: store writes resumed %lld ms "
+	    "after the master's kill; the longest push waited %lld ms",
+	    (long long)resumed_ms, (long long)k3.wait_ms);
+out:
+	infini_close(c);
+	for (int i = 0; i < NDAEMONS; i++)
+		if (dp[i].pid > 0)
+			dproc_wait(&dp[i], SIGTERM, 20000);
+	rproc_stop(&ss, SIGTERM);
+	rproc_stop(&sr, SIGTERM);
+	if (sm.pid > 0)
+		rproc_stop(&sm, SIGKILL);
+}
+
 int
 main(void)
 {
@@ -433,7 +601,7 @@ main(void)
 		    "installs it)");
 		return (0);
 	}
-	tap_plan(32);
+	tap_plan(36);
 	tap_timeout(300);
 	signal(SIGPIPE, SIG_IGN);
 	setenv("INFINI_VALIDATION", "1", 0);
@@ -460,7 +628,7 @@ main(void)
 		    i == 0 ? cport : port[i]);
 		snprintf(u, sizeof(u), "redis://127.0.0.1:%d/0",
 		    i == 0 ? rport : r.port);
-		rv |= start_member(i, u);
+		rv |= start_member(i, "d", u);
 		snprintf(url + strlen(url), sizeof(url) - strlen(url), "%s%s",
 		    i ? "," : "", adv[i]);
 	}
@@ -600,6 +768,7 @@ main(void)
 		if (i != victim)
 			clean &= dproc_wait(&dp[i], SIGTERM, 20000) == 0;
 	ok(clean, "the other daemons shut down cleanly");
+	sentinel_phase(rc_ref);
 out:
 	infini_close(c);
 	infini_close(rc_ref);
