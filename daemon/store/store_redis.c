@@ -73,15 +73,16 @@ static struct rscript stat_script = { .src =
 "  v[3] or ''}\n" };
 
 /* KEYS: index.  ARGV: key prefix.  Each entry as stat_script gives it,
- * its name first; names whose entry is gone are skipped.  One script,
+ * its name first; names whose entry is gone, or is not a hash (pcall: one
+ * stray key must not fail the whole listing), are skipped.  One script,
  * not a round trip per name: a listing of 10^4 snapshots stays one call
  * (it reads ~300 bytes of each, never the data). */
 static struct rscript list_script = { .src =
 "local out = {}\n"
 "for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
 "  local k = ARGV[1] .. n\n"
-"  local v = redis.call('HMGET', k, 'owner', 'epoch', 'head')\n"
-"  if v[1] then\n"
+"  local v = redis.pcall('HMGET', k, 'owner', 'epoch', 'head')\n"
+"  if type(v) == 'table' and v[1] then\n"
 "    out[#out + 1] = {n, redis.call('HSTRLEN', k, 'data'), v[1],\n"
 "      v[2] or '', v[3] or ''}\n"
 "  end\n"
