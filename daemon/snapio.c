@@ -8,8 +8,9 @@
  * redis://...): then they live in the store (store/store.h, SST_NAMED),
  * so that every daemon sharing it lists, restores and deletes the same
  * ones, and the owner is kept beside the bytes as well as in them.  The
- * checks below are the same for both; only the five I/O steps (owner_of,
- * bytes_of, named_put, named_get, named_del, and the listing) choose.
+ * checks below are the same for both; only the I/O steps (owner_of,
+ * bytes_of, the write, read and delete in run_*, and the listing) choose
+ * between files and store (in_store).
  * Every operation on them runs here with d->mu released: a slow disk, a file as large as the model allows or a FIFO
  * planted under a snapshot's name (opened O_NONBLOCK, then refused) holds
  * up only this queue, never the scheduler or Health.  The thread takes

@@ -428,6 +428,35 @@ partition(infini_client *c, infini_client *ref_c)
 	redisFree(rc);
 }
 
+/* feed_all opens streams s00.. anew through c and feeds each ROUNDS
+ * chunks, recording them in hist.  Returns how many were fed whole. */
+static int
+feed_all(infini_client *c)
+{
+	char id[32];
+	int32_t t[64];
+	int fed = 0;
+
+	for (int i = 0; i < NSTREAMS; i++) {
+		struct infini_result res = { 0 };
+		snprintf(id, sizeof(id), "s%02d", i);
+		nhist[i] = 0;
+		int rv = infini_open(c, id, false, NULL, NULL);
+		for (int k = 0; rv == 0 && k < ROUNDS; k++) {
+			tokens_of(i, k, t);
+			rv = infini_push_tokens(c, id, t, (size_t)seg,
+			    INFINI_OUT_NONE, &res);
+			infini_result_free(&res);
+			if (rv == 0)
+				hist[i][nhist[i]++] = k;
+		}
+		if (rv != 0)
+			tap_diag("%s: %s", id, infini_errmsg());
+		fed += rv == 0;
+	}
+	return (fed);
+}
+
 /* The Sentinel phase: master, replica and Sentinel, and the probe that
  * times how long after the master's kill the daemons write again. */
 static struct rproc sm, sr, ss;
@@ -468,31 +497,6 @@ master_kill(void)
 		tap_diag("cannot start the probe thread");
 }
 
-/* sentinel_known: does the Sentinel list a replica of mymaster?  (It
- * learns them from the master's INFO every 10 s; one it does not know
- * cannot be promoted.)  Waits up to 15 s. */
-static bool
-sentinel_known(void)
-{
-	int64_t t0 = fx_now_ms();
-	bool known = false;
-
-	while (!known && fx_now_ms() - t0 < 15000) {
-		redisContext *sc = rproc_connect(&ss);
-		redisReply *q = sc ? redisCommand(sc, "SENTINEL replicas "
-		    "mymaster") : NULL;
-		known = q != NULL && q->type == REDIS_REPLY_ARRAY &&
-		    q->elements > 0;
-		if (q != NULL)
-			freeReplyObject(q);
-		if (sc != NULL)
-			redisFree(sc);
-		if (!known)
-			usleep(200 * 1000);
-	}
-	return (known);
-}
-
 /*
  * sentinel_phase runs the 48 streams again on three fresh daemons on a
  * redis-sentinel:// store and kills the Redis master mid-round (see the
@@ -501,20 +505,14 @@ sentinel_known(void)
 static void
 sentinel_phase(infini_client *ref_c)
 {
-	char dir[600], extra[64], u[200], id[32];
+	char dir[600], u[200], id[32];
 	infini_client *c = NULL;
 	redisContext *rc = NULL;
 	int owner[NSTREAMS], rv, fed = 0;
-	int32_t t[64];
 
 	snprintf(dir, sizeof(dir), "%s/sentinel", top);
 	mkdir(dir, 0700);
-	/* Disk-based sync: the replica is in sync at once, not after the
-	 * diskless sync's 5 s delay. */
-	rv = rproc_start(&sm, dir, 0, true, "--repl-diskless-sync no");
-	snprintf(extra, sizeof(extra), "--replicaof 127.0.0.1 %d", sm.port);
-	rv = rv ? rv : rproc_start(&sr, dir, 0, true, extra);
-	rv = rv ? rv : rproc_sentinel(&ss, dir, "mymaster", sm.port);
+	rv = rproc_sentinel_set(&sm, &sr, &ss, dir, "mymaster");
 	snprintf(u, sizeof(u), "redis-sentinel://127.0.0.1:%d/mymaster/0",
 	    ss.port);
 	probe_url[0] = '\0';
@@ -533,21 +531,7 @@ sentinel_phase(infini_client *ref_c)
 		goto out;
 	}
 	infini_set_timeout(c, 1000);
-	for (int i = 0; i < NSTREAMS; i++) {
-		struct infini_result res = { 0 };
-		snprintf(id, sizeof(id), "s%02d", i);
-		nhist[i] = 0;
-		rv = infini_open(c, id, false, NULL, NULL);
-		for (int k = 0; rv == 0 && k < ROUNDS; k++) {
-			tokens_of(i, k, t);
-			rv = infini_push_tokens(c, id, t, (size_t)seg,
-			    INFINI_OUT_NONE, &res);
-			infini_result_free(&res);
-			if (rv == 0)
-				hist[i][nhist[i]++] = k;
-		}
-		fed += rv == 0;
-	}
+	fed = feed_all(c);
 	rc = rproc_connect(&sm);
 	for (int i = 0; i < NSTREAMS; i++) {
 		snprintf(id, sizeof(id), "s%02d", i);
@@ -555,7 +539,7 @@ sentinel_phase(infini_client *ref_c)
 	}
 	if (rc != NULL)
 		redisFree(rc);
-	if (!sentinel_known())
+	if (!rproc_sentinel_knows(&ss, "mymaster", 15000))
 		tap_diag("the Sentinel did not list the replica in 15 s");
 
 	struct round k3;
@@ -594,7 +578,6 @@ main(void)
 	infini_client *c = NULL, *rc_ref = NULL;
 	redisContext *rc = NULL;
 	int owner[NSTREAMS], count[NDAEMONS] = { 0 }, victim, rv;
-	int32_t t[64];
 
 	if (!rproc_have()) {
 		tap_plan_skip_all("no redis-server (tools/setup-debian.sh "
@@ -651,23 +634,7 @@ main(void)
 	rc = rproc_connect(&r);
 
 	/* Open and feed every stream. */
-	int fed = 0;
-	for (int i = 0; i < NSTREAMS; i++) {
-		struct infini_result res = { 0 };
-		snprintf(id, sizeof(id), "s%02d", i);
-		rv = infini_open(c, id, false, NULL, NULL);
-		for (int k = 0; rv == 0 && k < ROUNDS; k++) {
-			tokens_of(i, k, t);
-			rv = infini_push_tokens(c, id, t, (size_t)seg,
-			    INFINI_OUT_NONE, &res);
-			infini_result_free(&res);
-			if (rv == 0)
-				hist[i][nhist[i]++] = k;
-		}
-		if (rv != 0)
-			tap_diag("%s: %s", id, infini_errmsg());
-		fed += rv == 0;
-	}
+	int fed = feed_all(c);
 	is_int(fed, NSTREAMS, "%d streams opened and fed %d segments each",
 	    NSTREAMS, ROUNDS);
 	/* An ID a daemon would pick is unique on that daemon only. */

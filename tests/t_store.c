@@ -468,8 +468,8 @@ out:
 static void
 sentinel_checks(const char *top)
 {
-	char url[200], err[512], dir[600], extra[64];
-	struct rproc m, rep, sen;
+	char url[200], err[512], dir[600];
+	struct rproc m = { .pid = -1 }, rep = { .pid = -1 }, sen = { .pid = -1 };
 	struct sst *st = NULL;
 	uint8_t *a = NULL, *got = NULL;
 	size_t la = 0, lg = 0;
@@ -478,15 +478,13 @@ sentinel_checks(const char *top)
 
 	snprintf(dir, sizeof(dir), "%s/sentinel", top);
 	mkdir(dir, 0700);
-	/* Disk-based sync: the replica is in sync at once, not after the
-	 * diskless sync's 5 s delay. */
-	rv = rproc_start(&m, dir, 0, true, "--repl-diskless-sync no");
-	snprintf(extra, sizeof(extra), "--replicaof 127.0.0.1 %d", m.port);
-	rv = rv ? rv : rproc_start(&rep, dir, 0, true, extra);
-	rv = rv ? rv : rproc_sentinel(&sen, dir, "mymaster", m.port);
+	rv = rproc_sentinel_set(&m, &rep, &sen, dir, "mymaster");
 	ok(rv == 0, "master, replica and sentinel started");
 	if (rv != 0) {
 		tap_skip(4, "no sentinel setup");
+		rproc_stop(&sen, SIGKILL);
+		rproc_stop(&rep, SIGKILL);
+		rproc_stop(&m, SIGKILL);
 		return;
 	}
 	snprintf(url, sizeof(url), "redis-sentinel://127.0.0.1:%d/mymaster/0",
@@ -513,22 +511,7 @@ sentinel_checks(const char *top)
 
 	/* The sentinel learns of replicas from the master's INFO, every 10
 	 * s: a replica it does not know yet cannot be promoted. */
-	int known = 0;
-	t0 = fx_now_ms();
-	while (!known && fx_now_ms() - t0 < 15000) {
-		redisContext *sc = rproc_connect(&sen);
-		redisReply *q = sc ? redisCommand(sc, "SENTINEL replicas "
-		    "mymaster") : NULL;
-		known = q != NULL && q->type == REDIS_REPLY_ARRAY &&
-		    q->elements > 0;
-		if (q != NULL)
-			freeReplyObject(q);
-		if (sc != NULL)
-			redisFree(sc);
-		if (!known)
-			usleep(200 * 1000);
-	}
-	if (!known)
+	if (!rproc_sentinel_knows(&sen, "mymaster", 15000))
 		tap_diag("the sentinel did not list the replica in 15 s");
 
 	/* Kill the master: the sentinel promotes the replica. */
