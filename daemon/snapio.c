@@ -10,13 +10,14 @@
  * ones, and the owner is kept beside the bytes as well as in them.  The
  * checks below are the same for both; only the I/O steps (owner_of,
  * bytes_of, the write, read and delete in run_*, and the listing) choose
- * between files and store (in_store).
- * Every operation on them runs here with d->mu released: a slow disk, a file as large as the model allows or a FIFO
- * planted under a snapshot's name (opened O_NONBLOCK, then refused) holds
- * up only this queue, never the scheduler or Health.  The thread takes
- * d->mu only to answer.  Its work comes as items (state.h), answered with
- * an error code or a typed result like the scheduler's; a Restore by name
- * goes on to the scheduler once the file is read and checked.
+ * between files and store (in_store).  Every operation on them runs here
+ * with d->mu released: a slow disk or Redis, a file as large as the model
+ * allows or a FIFO planted under a snapshot's name (opened O_NONBLOCK,
+ * then refused) holds up only this queue, never the scheduler or Health.
+ * The thread takes d->mu only to answer.  Its work comes as items
+ * (state.h), answered with an error code or a typed result like the
+ * scheduler's; a Restore by name goes on to the scheduler once the
+ * snapshot is read and checked.
  *
  * Ownership: a named snapshot carries the UID of the caller who wrote it in
  * its OWNER section (docs/snapshot-format.md), so it survives a restart

@@ -12,11 +12,12 @@
  *     and a member list (lease.c).
  *
  * The store moves opaque bytes (encoded snapshots, docs/snapshot-format.md)
- * under names that obey snap_name_ok; it decodes nothing but a snapshot's
- * fixed header and owner, for sst_stat (snap_stat_file, snap_info_head).  It does no
- * logging: every call returns 0 or an INFINI_E* code with err (at least one
- * byte; may be NULL when errlen is 0) saying what failed.  A handle may be
- * used by several threads at once; calls on one handle are serialised.
+ * under names that obey snap_name_ok; it decodes nothing but a
+ * snapshot's fixed header and owner, for sst_stat (snap_stat_file,
+ * snap_info_head).  It does no logging: every call returns 0 or an
+ * INFINI_E* code with err (at least one byte; may be NULL when errlen is
+ * 0) saying what failed.  A handle may be used by several threads at
+ * once; calls on one handle are serialised.
  */
 #ifndef SST_STORE_H
 #define SST_STORE_H
