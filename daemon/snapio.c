@@ -4,13 +4,20 @@
  *
  * Named snapshots live in state_dir/snapshots, a directory of their own so
  * that a name can never be another file of state_dir (the ipc socket, the
- * streams/ folder).  Every file operation on them runs here with d->mu
- * released: a slow disk, a file as large as the model allows or a FIFO
- * planted under a snapshot's name (opened O_NONBLOCK, then refused) holds
- * up only this queue, never the scheduler or Health.  The thread takes
- * d->mu only to answer.  Its work comes as items (state.h), answered with
- * an error code or a typed result like the scheduler's; a Restore by name
- * goes on to the scheduler once the file is read and checked.
+ * streams/ folder), unless the state store is shared (state_store =
+ * redis://...): then they live in the store (store/store.h, SST_NAMED),
+ * so that every daemon sharing it lists, restores and deletes the same
+ * ones, and the owner is kept beside the bytes as well as in them.  The
+ * checks below are the same for both; only the I/O steps (owner_of,
+ * bytes_of, the write, read and delete in run_*, and the listing) choose
+ * between files and store (in_store).  Every operation on them runs here
+ * with d->mu released: a slow disk or Redis, a file as large as the model
+ * allows or a FIFO planted under a snapshot's name (opened O_NONBLOCK,
+ * then refused) holds up only this queue, never the scheduler or Health.
+ * The thread takes d->mu only to answer.  Its work comes as items
+ * (state.h), answered with an error code or a typed result like the
+ * scheduler's; a Restore by name goes on to the scheduler once the
+ * snapshot is read and checked.
  *
  * Ownership: a named snapshot carries the UID of the caller who wrote it in
  * its OWNER section (docs/snapshot-format.md), so it survives a restart
@@ -34,6 +41,7 @@
 #include "state.h"
 #include "log.h"
 #include "snapshot.h"
+#include "store/store.h"
 
 #define SIO_LIST_MAX 100000     /* entries one ListSnapshots returns */
 
@@ -92,19 +100,56 @@ others_refused(struct infinid *d, const struct item *j,
 	return (true);
 }
 
+/* in_store: are named snapshots kept in a shared store (not files)? */
+static bool
+in_store(const struct infinid *d)
+{
+	return (d->store != NULL && sst_shared(d->store));
+}
+
+/* where: the snapshots' place, for log lines (never for clients). */
+static const char *
+where(const struct infinid *d)
+{
+	return (in_store(d) ? sst_describe(d->store) : d->snap_dir);
+}
+
+/* from_sst: an sst_info as the snap_info the directory code gives. */
+static void
+from_sst(const struct sst_info *s, struct snap_info *in)
+{
+	memset(in, 0, sizeof(*in));
+	in->bytes = s->bytes;
+	in->has_owner = s->has_owner;
+	in->owner = s->owner;
+	in->position = s->position;
+	in->created_ms = s->created_ms;
+	snprintf(in->stream_id, sizeof(in->stream_id), "%s", s->stream_id);
+}
+
 /*
  * owner_of finds who owns the entry called name: 0 with *owner set when it
  * is a snapshot (no OWNER section: root), INFINI_ENOENT when there is
  * none, or another error when something else is there (a symlink, a FIFO,
- * a damaged file), which only root may replace or delete.
+ * a damaged file), which only root may replace or delete.  A shared
+ * store answers from the owner it keeps beside the bytes; its other errors
+ * (INFINI_EUNAVAILABLE when Redis is down) are not "something is there".
  */
 static int
 owner_of(struct infinid *d, const char *name, uint32_t *owner,
     struct snap_info *info, char *err, size_t errlen)
 {
 	struct snap_info in;
-	int rv = snap_stat_file(d->snap_dir, name, d->snap_max, &in, err,
-	    errlen);
+	struct sst_info si;
+	int rv;
+
+	if (in_store(d)) {
+		if ((rv = sst_stat(d->store, SST_NAMED, name, &si, err,
+		    errlen)) == 0)
+			from_sst(&si, &in);
+	} else
+		rv = snap_stat_file(d->snap_dir, name, d->snap_max, &in, err,
+		    errlen);
 
 	if (rv == 0) {
 		*owner = in.has_owner ? in.owner : 0;
@@ -127,6 +172,21 @@ bytes_of(struct infinid *d, uint32_t uid, const char *except, uint64_t *sum)
 	DIR *dp;
 
 	*sum = 0;
+	if (in_store(d)) {
+		/* Each daemon checks the quota alone: two daemons writing
+		 * for one UID at the same moment may both pass it. */
+		struct sst_entry *v = NULL;
+		size_t n = 0;
+		if (sst_list_info(d->store, SST_NAMED, &v, &n, err,
+		    sizeof(err)) != 0)
+			return (EIO);
+		for (size_t i = 0; i < n; i++)
+			if ((v[i].info.has_owner ? v[i].info.owner : 0) ==
+			    uid && strcmp(v[i].name, except) != 0)
+				*sum += v[i].info.bytes;
+		free(v);
+		return (0);
+	}
 	if ((dp = opendir(d->snap_dir)) == NULL)
 		return (errno);
 	while ((e = readdir(dp)) != NULL) {
@@ -172,7 +232,8 @@ run_write(struct infinid *d, struct item *j, struct sio_out *o)
 
 	rv = owner_of(d, j->name, &owner, NULL, err, sizeof(err));
 	if (rv == 0 || (rv != INFINI_ENOENT && rv != INFINI_ENOMEM &&
-	    rv != INFINI_EIO && rv != INFINI_EPERM)) {
+	    rv != INFINI_EIO && rv != INFINI_EPERM &&
+	    rv != INFINI_EUNAVAILABLE)) {
 		/* Something is there: a snapshot (rv 0) or a file that is
 		 * not one, which belongs to root. */
 		if (others_refused(d, j, o, owner))
@@ -185,17 +246,31 @@ run_write(struct infinid *d, struct item *j, struct sio_out *o)
 		}
 		if (rv != 0)
 			LOG(LOG_NOTICE, "snapshot %s/%s replaced: %s",
-			    d->snap_dir, j->name, err);
+			    where(d), j->name, err);
 	} else if (rv != INFINI_ENOENT) {
-		LOG(LOG_ERR, "snapshot %s/%s: %s", d->snap_dir, j->name, err);
+		LOG(LOG_ERR, "snapshot %s/%s: %s", where(d), j->name, err);
 		set_out(o, snap_err(rv), "%s", err);
 		return;
 	}
 	if (over_quota(d, j, o))
 		return;
-	if ((rv = snap_write_file(d->snap_dir, j->name, j->data, j->data_len,
-	    err, sizeof(err))) != 0) {
-		LOG(LOG_ERR, "snapshot %s/%s: %s", d->snap_dir, j->name, err);
+	if (in_store(d))
+		/* Create-only unless asked: another daemon may have taken
+		 * the name since the check above, and the store settles it
+		 * in one step. */
+		rv = sst_put(d->store, SST_NAMED, j->name, NULL, j->uid,
+		    j->data, j->data_len, j->overwrite ? 0 : SST_PUT_NEW, err,
+		    sizeof(err));
+	else
+		rv = snap_write_file(d->snap_dir, j->name, j->data,
+		    j->data_len, err, sizeof(err));
+	if (rv == INFINI_EEXIST) {
+		set_out(o, rv, "snapshot '%s' exists; ask to overwrite it "
+		    "(infini snapshot --force)", j->name);
+		return;
+	}
+	if (rv != 0) {
+		LOG(LOG_ERR, "snapshot %s/%s: %s", where(d), j->name, err);
 		set_out(o, rv, "%s", err);
 		return;
 	}
@@ -223,15 +298,19 @@ run_restore(struct infinid *d, struct item *j, struct sio_out *o)
 	 * that it is not theirs. */
 	if ((rv = owner_of(d, j->name, &owner, NULL, err, sizeof(err))) != 0) {
 		if (rv != INFINI_ENOENT)
-			LOG(LOG_NOTICE, "restore from %s/%s: %s", d->snap_dir,
+			LOG(LOG_NOTICE, "restore from %s/%s: %s", where(d),
 			    j->name, err);
 		set_out(o, snap_err(rv), "%s", err);
 		return;
 	}
 	if (others_refused(d, j, o, owner))
 		return;
-	rv = snap_read_file_max(d->snap_dir, j->name, d->snap_max, &buf, &len,
-	    err, sizeof(err));
+	if (in_store(d))
+		rv = sst_get(d->store, SST_NAMED, j->name, d->snap_max, &buf,
+		    &len, err, sizeof(err));
+	else
+		rv = snap_read_file_max(d->snap_dir, j->name, d->snap_max,
+		    &buf, &len, err, sizeof(err));
 	if (rv != 0) {
 		set_out(o, snap_err(rv), "%s", err);
 		return;
@@ -275,6 +354,72 @@ free_names(char **names, size_t n)
 	free(names);
 }
 
+/* add_entry appends the snapshot (name, owner, in) to o->list[*k] when
+ * j's caller may use it. */
+static void
+add_entry(struct infinid *d, const struct item *j, struct sio_out *o,
+    size_t *k, const char *name, uint32_t owner, const struct snap_info *in)
+{
+	struct snap_entry *s = &o->list[*k];
+
+	if (!strm_may_use(d, j->uid, owner))
+		return;
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	s->owner = owner;
+	s->bytes = in->bytes;
+	s->position = in->position;
+	s->created_ms = in->created_ms;
+	/* The id was read from the snapshot: passed on only if valid. */
+	if (wire_valid_id(in->stream_id))
+		snprintf(s->stream_id, sizeof(s->stream_id), "%s",
+		    in->stream_id);
+	(*k)++;
+}
+
+static int
+by_entry_name(const void *a, const void *b)
+{
+	return (strcmp(((const struct sst_entry *)a)->name,
+	    ((const struct sst_entry *)b)->name));
+}
+
+/* list_store is run_list for a shared store: one sst_list_info call
+ * gives every entry with its owner and header. */
+static void
+list_store(struct infinid *d, struct item *j, struct sio_out *o)
+{
+	struct sst_entry *v = NULL;
+	char err[512];
+	size_t n = 0, k = 0;
+	int rv;
+
+	if ((rv = sst_list_info(d->store, SST_NAMED, &v, &n, err,
+	    sizeof(err))) != 0) {
+		LOG(LOG_ERR, "cannot list snapshots in %s: %s", where(d), err);
+		set_out(o, rv == INFINI_ENOMEM ? rv : INFINI_EUNAVAILABLE,
+		    "cannot list the snapshots: %s", err);
+		return;
+	}
+	if (n > SIO_LIST_MAX)
+		n = SIO_LIST_MAX;
+	if (n > 1)
+		qsort(v, n, sizeof(*v), by_entry_name);
+	if ((o->list = calloc(n ? n : 1, sizeof(*o->list))) == NULL) {
+		free(v);
+		set_out(o, INFINI_ENOMEM, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct snap_info in;
+		from_sst(&v[i].info, &in);
+		add_entry(d, j, o, &k, v[i].name, in.has_owner ? in.owner : 0,
+		    &in);
+	}
+	free(v);
+	o->res.list = o->list;
+	o->res.nlist = k;
+}
+
 /* run_list lists the snapshots j's caller may use, by name. */
 static void
 run_list(struct infinid *d, struct item *j, struct sio_out *o)
@@ -284,6 +429,10 @@ run_list(struct infinid *d, struct item *j, struct sio_out *o)
 	struct dirent *e;
 	DIR *dp;
 
+	if (in_store(d)) {
+		list_store(d, j, o);
+		return;
+	}
 	if ((dp = opendir(d->snap_dir)) == NULL) {
 		int en = errno;
 		LOG(LOG_ERR, "cannot read %s: %s", d->snap_dir, strerror(en));
@@ -315,7 +464,6 @@ run_list(struct infinid *d, struct item *j, struct sio_out *o)
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		struct snap_entry *s = &o->list[k];
 		struct snap_info in;
 		uint32_t owner = 0;
 		if (owner_of(d, names[i], &owner, &in, err, sizeof(err)) != 0) {
@@ -323,18 +471,7 @@ run_list(struct infinid *d, struct item *j, struct sio_out *o)
 			    err);
 			continue;
 		}
-		if (!strm_may_use(d, j->uid, owner))
-			continue;
-		snprintf(s->name, sizeof(s->name), "%s", names[i]);
-		s->owner = owner;
-		s->bytes = in.bytes;
-		s->position = in.position;
-		s->created_ms = in.created_ms;
-		/* The id was read from the file: passed on only if valid. */
-		if (wire_valid_id(in.stream_id))
-			snprintf(s->stream_id, sizeof(s->stream_id), "%s",
-			    in.stream_id);
-		k++;
+		add_entry(d, j, o, &k, names[i], owner, &in);
 	}
 	free_names(names, n);
 	o->res.list = o->list;
@@ -350,13 +487,25 @@ run_delete(struct infinid *d, struct item *j, struct sio_out *o)
 
 	rv = owner_of(d, j->name, &owner, NULL, err, sizeof(err));
 	if (rv == INFINI_ENOENT || rv == INFINI_EIO || rv == INFINI_ENOMEM ||
-	    rv == INFINI_EPERM) {
+	    rv == INFINI_EPERM || rv == INFINI_EUNAVAILABLE) {
 		set_out(o, snap_err(rv), "%s", err);
 		return;
 	}
 	/* A damaged file or a non-file under the name: root's. */
 	if (others_refused(d, j, o, owner))
 		return;
+	if (in_store(d)) {
+		if ((rv = sst_del(d->store, SST_NAMED, j->name, NULL, err,
+		    sizeof(err))) != 0) {
+			LOG(LOG_ERR, "delete %s/%s: %s", where(d), j->name,
+			    err);
+			set_out(o, rv, "cannot delete snapshot '%s': %s",
+			    j->name, err);
+			return;
+		}
+		LOG(LOG_INFO, "snapshot %s deleted (uid %u)", j->name, j->uid);
+		return;
+	}
 	if ((dfd = open(d->snap_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
 	    unlinkat(dfd, j->name, 0) != 0) {
 		int en = errno;
@@ -447,7 +596,8 @@ sio_start(struct infinid *d)
 	snprintf(d->snap_dir, sizeof(d->snap_dir), "%s/snapshots",
 	    d->cfg.state_dir);
 	d->snap_max = snap_max_size(d->model);
-	make_dir(d);
+	if (!in_store(d))
+		make_dir(d);
 	clk_cond_init(&d->sio_cv);
 	if (pthread_create(&d->sio, NULL, sio_main, d) != 0)
 		return (INFINI_ENOMEM);

@@ -35,7 +35,7 @@
 
 /* ---- format constants (docs/snapshot-format.md) ---- */
 
-#define HDR_SIZE 240u              /* v1 header, checksum included */
+#define HDR_SIZE SNAP_HEAD_SIZE     /* v1 header, checksum included */
 #define SEC_HDR 24u                /* checksum, type, flags, length */
 #define TRAILER 16u                /* "INFSEND\0", file checksum */
 #define ENDIAN_MARK 0x01020304u
@@ -1081,6 +1081,27 @@ pread_all(int fd, void *b, size_t n, uint64_t off)
 }
 
 int
+snap_info_head(const uint8_t *h, size_t hlen, uint64_t bytes,
+    struct snap_info *out)
+{
+	uint32_t version, idlen;
+
+	if (hlen < HDR_SIZE || memcmp(h + H_MAGIC, SNAP_MAGIC, 8) != 0 ||
+	    (version = get32(h + H_VERSION)) > SNAP_VERSION ||
+	    version < SNAP_VERSION_MIN || get32(h + H_ENDIAN) != ENDIAN_MARK ||
+	    get64(h + H_SUM) != XXH3_64bits(h, H_SUM) ||
+	    (idlen = get32(h + H_IDLEN)) > SNAP_ID_MAX)
+		return (INFINI_ECORRUPT);
+	memset(out, 0, sizeof(*out));
+	out->bytes = bytes;
+	out->position = get64(h + H_POSITION);
+	out->created_ms = get64(h + H_CREATED);
+	memcpy(out->stream_id, h + H_ID, idlen);
+	out->stream_id[idlen] = '\0';
+	return (0);
+}
+
+int
 snap_stat_file(const char *dir, const char *name, size_t max,
     struct snap_info *out, char *err, size_t errlen)
 {
@@ -1088,29 +1109,21 @@ snap_stat_file(const char *dir, const char *name, size_t max,
 	struct stat sb;
 	uint8_t h[HDR_SIZE], sh[SEC_HDR + OWNER_LEN];
 	uint64_t off, end;
-	uint32_t version, nsec, idlen;
+	uint32_t nsec;
 	int fd = -1, rv;
 
 	memset(&in, 0, sizeof(in));
 	if ((rv = open_snapshot(dir, name, max, &fd, &sb, err, errlen)) != 0)
 		return (rv);
 	rv = INFINI_ECORRUPT;
-	in.bytes = (uint64_t)sb.st_size;
-	if (in.bytes < HDR_SIZE + TRAILER || !pread_all(fd, h, HDR_SIZE, 0) ||
-	    memcmp(h + H_MAGIC, SNAP_MAGIC, 8) != 0 ||
-	    (version = get32(h + H_VERSION)) > SNAP_VERSION ||
-	    version < SNAP_VERSION_MIN || get32(h + H_ENDIAN) != ENDIAN_MARK ||
-	    get64(h + H_SUM) != XXH3_64bits(h, H_SUM) ||
-	    (idlen = get32(h + H_IDLEN)) > SNAP_ID_MAX) {
+	if ((uint64_t)sb.st_size < HDR_SIZE + TRAILER ||
+	    !pread_all(fd, h, HDR_SIZE, 0) ||
+	    snap_info_head(h, HDR_SIZE, (uint64_t)sb.st_size, &in) != 0) {
 		if (err != NULL)
 			snprintf(err, errlen, "snapshot '%s' has no valid "
 			    "header", name);
 		goto out;
 	}
-	in.position = get64(h + H_POSITION);
-	in.created_ms = get64(h + H_CREATED);
-	memcpy(in.stream_id, h + H_ID, idlen);
-	in.stream_id[idlen] = '\0';
 	/* The owner section, found by walking the section headers; its
 	 * checksum is verified (it decides who may replace the file). */
 	nsec = get32(h + H_NSECTIONS);

@@ -27,6 +27,7 @@
 #define SNAP_VERSION 1             /* the version this code writes */
 #define SNAP_VERSION_MIN 1         /* the oldest version it reads */
 #define SNAP_ID_MAX 128            /* stream ID bytes */
+#define SNAP_HEAD_SIZE 240         /* the fixed header (snap_info_head) */
 #define SNAP_NAME_MAX 128          /* file name bytes */
 /* snap_decode's expected_fp that accepts any model (inspection tools). */
 #define SNAP_ANY_MODEL 0
@@ -153,6 +154,16 @@ struct snap_info {
 	uint32_t owner;
 	char stream_id[SNAP_ID_MAX + 1];
 };
+
+/*
+ * snap_info_head reads position, creation time and stream ID from h, the
+ * first hlen (>= SNAP_HEAD_SIZE) bytes of a snapshot of bytes bytes, with
+ * the header's checksum checked; the owner is not in the header (has_owner
+ * stays false).  Returns 0 with *out set or INFINI_ECORRUPT.  It lets a
+ * store that keeps the header beside the bytes list snapshots unread.
+ */
+int snap_info_head(const uint8_t *h, size_t hlen, uint64_t bytes,
+    struct snap_info *out);
 
 /*
  * snap_stat_file opens dir/name as snap_read_file_max does and reads only

@@ -386,14 +386,18 @@ int clu_del_state(struct infinid *d, const struct stream *s, char *err,
 void clu_sweep(struct infinid *d);
 
 /*
- * snapio.c: named snapshots (state_dir/snapshots).  Their file I/O runs on
- * a thread of its own with d->mu released, so a slow disk, a huge file or
- * a FIFO under a snapshot's name never holds up the scheduler or Health.
- * Ownership: a named snapshot carries its writer's UID (an OWNER section);
- * a file without one belongs to root.  All take d->mu held.
+ * snapio.c: named snapshots (state_dir/snapshots, or the SST_NAMED entries
+ * of a shared state store, so that daemons sharing it share them).  Their
+ * I/O runs on a thread of its own with d->mu released, so a slow disk or
+ * Redis, a huge file or a FIFO under a snapshot's name never holds up the
+ * scheduler or Health.  Ownership: a named snapshot carries its writer's
+ * UID (an OWNER section, and beside the bytes in a shared store); a file
+ * without one belongs to root.  All take d->mu held.
  */
 /* sio_start makes the snapshot directory, removes temp files a killed
- * writer left there and starts the thread.  0 or INFINI_ENOMEM. */
+ * writer left there (unless named snapshots live in a shared store, d->store
+ * from clu_start, which must run first) and starts the thread.  0 or
+ * INFINI_ENOMEM. */
 int sio_start(struct infinid *d);
 /* sio_stop answers queued items UNAVAILABLE and joins the thread. */
 void sio_stop(struct infinid *d);

@@ -174,6 +174,43 @@ rproc_sentinel(struct rproc *r, const char *dir, const char *name,
 }
 
 int
+rproc_sentinel_set(struct rproc *m, struct rproc *rep, struct rproc *sen,
+    const char *dir, const char *name)
+{
+	char extra[64];
+
+	/* Disk-based sync: the replica is in sync at once, not after the
+	 * diskless sync's 5 s delay. */
+	if (rproc_start(m, dir, 0, true, "--repl-diskless-sync no") != 0)
+		return (-1);
+	snprintf(extra, sizeof(extra), "--replicaof 127.0.0.1 %d", m->port);
+	if (rproc_start(rep, dir, 0, true, extra) != 0)
+		return (-1);
+	return (rproc_sentinel(sen, dir, name, m->port));
+}
+
+bool
+rproc_sentinel_knows(const struct rproc *s, const char *name, int timeout_ms)
+{
+	bool known = false;
+
+	for (int waited = 0; !known && waited <= timeout_ms; waited += 200) {
+		redisContext *sc = rproc_connect(s);
+		redisReply *q = sc ? redisCommand(sc, "SENTINEL replicas %s",
+		    name) : NULL;
+		known = q != NULL && q->type == REDIS_REPLY_ARRAY &&
+		    q->elements > 0;
+		if (q != NULL)
+			freeReplyObject(q);
+		if (sc != NULL)
+			redisFree(sc);
+		if (!known)
+			usleep(200 * 1000);
+	}
+	return (known);
+}
+
+int
 rproc_stop(struct rproc *r, int sig)
 {
 	int st;

@@ -45,6 +45,21 @@ int rproc_restart(struct rproc *r, bool persist);
 int rproc_sentinel(struct rproc *r, const char *dir, const char *name,
     int master_port);
 
+/*
+ * rproc_sentinel_set starts, with their files in dir, a master m
+ * (append-only), its replica rep and a Sentinel sen watching it as name
+ * (rproc_sentinel).  Returns 0 or -1 (what started is left running, for
+ * rproc_stop).
+ */
+int rproc_sentinel_set(struct rproc *m, struct rproc *rep, struct rproc *sen,
+    const char *dir, const char *name);
+
+/* rproc_sentinel_knows: does Sentinel s list a replica of the master
+ * called name?  It learns replicas from the master's INFO every 10 s, and
+ * one it does not know cannot be promoted.  Polls up to timeout_ms. */
+bool rproc_sentinel_knows(const struct rproc *s, const char *name,
+    int timeout_ms);
+
 /* rproc_stop sends sig (SIGTERM: a clean shutdown; SIGKILL: a crash) and
  * waits up to 10 s for the exit (then SIGKILL).  Returns 0 or -1. */
 int rproc_stop(struct rproc *r, int sig);

@@ -13,7 +13,21 @@
  * them lost at most the autosnapshot window (one segment here); and every
  * stream's output, on the daemons that took over as on the others, is bit
  * for bit what the reference daemon gives for the same inputs.
+ *
+ * Last, the same 48 streams on three fresh daemons whose store is
+ * redis-sentinel:// (a master, a replica, a Sentinel): the master is killed
+ * with SIGKILL half way through a round of pushes.  Checked as after the
+ * daemon kill: every stream served, at most the autosnapshot window lost,
+ * bit for bit the reference's; and the time until the daemons' writes to
+ * the store resume (a named snapshot written in a loop from another thread
+ * from the moment of the kill) is measured and printed.
+ *
+ * Before the kill, named snapshots: one written through the daemon that
+ * holds its stream is listed, restored and deleted through the others,
+ * which share it through Redis, and one whose owner is another UID is
+ * neither listed nor restorable.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +47,10 @@
 /* Client back-off, takeover and restore, times INFINI_TEST_TIMEOUT_MULTIPLIER
  * (sanitizer builds run the daemons several times slower). */
 #define RESTORE_BUDGET_MS (15000 * tap_mult())
+
+/* Who a tcp:// caller is to a daemon: no peer credentials, so the
+ * anonymous UID (UID_ANON in daemon/state.h), which owns what it writes. */
+#define TCP_UID 0xfffffffeu
 
 static char top[512], model[600];
 
@@ -64,12 +82,13 @@ tokens_of(int i, int k, int32_t *t)
 	}
 }
 
+/* start_member starts member i in top/PREFIX<i> on store redis_url. */
 static int
-start_member(int i, const char *redis_url)
+start_member(int i, const char *prefix, const char *redis_url)
 {
 	char dir[700], state[720], listen[900], ttl[16];
 
-	snprintf(dir, sizeof(dir), "%s/d%d", top, i);
+	snprintf(dir, sizeof(dir), "%s/%s%d", top, prefix, i);
 	snprintf(state, sizeof(state), "%s/state", dir);
 	mkdir(dir, 0700);
 	mkdir(state, 0700);
@@ -96,6 +115,87 @@ owner_of(redisContext *rc, const char *id)
 	if (r != NULL)
 		freeReplyObject(r);
 	return (who);
+}
+
+/*
+ * named_snapshots: a named snapshot of stream s00 written through its
+ * holder is seen by the other two daemons (each dialled alone): listed with
+ * its stream and position, restored as a new stream at that position, and
+ * deleted through a third.  Then one whose recorded owner is changed to
+ * another UID in Redis is refused by a daemon that did not write it.
+ */
+static void
+named_snapshots(infini_client *c, redisContext *rc, const int *owner)
+{
+	infini_client *one[NDAEMONS] = { NULL };
+	struct infini_snapshot_info *v = NULL;
+	uint64_t pos = 0;
+	size_t n = 0;
+	int w = owner[0], rv = 0, seen = 0;
+
+	for (int i = 0; i < NDAEMONS; i++)
+		rv |= infini_connect(adv[i], 5000, &one[i]);
+	ok(rv == 0 && w >= 0, "a client for each daemon alone");
+	if (rv != 0 || w < 0)
+		goto out;
+	int a = (w + 1) % NDAEMONS, b = (w + 2) % NDAEMONS;
+	rv = infini_snapshot(one[w], "s00", "shared-1", NULL, NULL);
+	ok(rv == 0, "named snapshot shared-1 of s00 written through daemon %d "
+	    "(%s)", w, rv ? infini_errmsg() : "ok");
+	int64_t t0 = fx_now_ms();
+	rv = infini_list_snapshots(one[a], &v, &n);
+	int64_t list_ms = fx_now_ms() - t0;
+	for (size_t i = 0; rv == 0 && i < n; i++)
+		if (strcmp(v[i].name, "shared-1") == 0 &&
+		    strcmp(v[i].stream_id, "s00") == 0 &&
+		    v[i].position == (uint64_t)(ROUNDS * seg) &&
+		    v[i].owner_uid == TCP_UID && v[i].bytes > 0 &&
+		    v[i].created_ms > 0)
+			seen++;
+	infini_snapshot_list_free(v);
+	v = NULL;
+	ok(rv == 0 && seen == 1, "daemon %d lists it with its stream, "
+	    "position %d and owner (%zu listed in %lld ms)", a, ROUNDS * seg,
+	    n, (long long)list_ms);
+	/* Restored under new IDs until one is placed on another daemon
+	 * than the writer (rendezvous hashing decides; 2 in 3 are). */
+	char cid[32];
+	int by = w;
+	rv = 0;
+	for (int k = 0; rv == 0 && by == w && k < 12; k++) {
+		snprintf(cid, sizeof(cid), "s00-copy%d", k);
+		rv = infini_restore(c, cid, "shared-1", NULL, 0, &pos);
+		by = owner_of(rc, cid);
+	}
+	ok(rv == 0 && by >= 0 && by != w && pos == (uint64_t)(ROUNDS * seg),
+	    "restored as %s by daemon %d, at position %llu (%s)", cid, by,
+	    (unsigned long long)pos, rv ? infini_errmsg() : "ok");
+	rv = infini_delete_snapshot(one[b], "shared-1");
+	ok(rv == 0, "deleted through daemon %d (%s)", b,
+	    rv ? infini_errmsg() : "ok");
+	rv = infini_restore(one[a], "s00-copy3", "shared-1", NULL, 0, NULL);
+	is_int(rv, INFINI_ENOENT, "and gone for daemon %d", a);
+
+	/* Another user's: the owner Redis keeps beside the bytes is what
+	 * the daemons check (every tcp caller is the same UID, so the entry
+	 * is given another one behind the daemons' back). */
+	rv = infini_snapshot(one[w], "s00", "theirs", NULL, NULL);
+	redisReply *r = redisCommand(rc, "HSET infini:sn:theirs owner 4242");
+	if (r != NULL)
+		freeReplyObject(r);
+	int rr = infini_restore(one[a], "s00-theirs", "theirs", NULL, 0, NULL);
+	ok(rv == 0 && rr == INFINI_EPERM && strstr(infini_errmsg(),
+	    "another user") != NULL, "another user's snapshot is refused "
+	    "by daemon %d (%s)", a, infini_errmsg());
+	seen = 0;
+	rv = infini_list_snapshots(one[b], &v, &n);
+	for (size_t i = 0; rv == 0 && i < n; i++)
+		seen += strcmp(v[i].name, "theirs") == 0;
+	infini_snapshot_list_free(v);
+	ok(rv == 0 && seen == 0, "and not listed by daemon %d", b);
+out:
+	for (int i = 0; i < NDAEMONS; i++)
+		infini_close(one[i]);
 }
 
 /* Each stream's inputs so far, as chunk numbers (tokens_of). */
@@ -328,6 +428,158 @@ partition(infini_client *c, infini_client *ref_c)
 	redisFree(rc);
 }
 
+/* feed_all opens streams s00.. anew through c and feeds each ROUNDS
+ * chunks, recording them in hist.  Returns how many were fed whole. */
+static int
+feed_all(infini_client *c)
+{
+	char id[32];
+	int32_t t[64];
+	int fed = 0;
+
+	for (int i = 0; i < NSTREAMS; i++) {
+		struct infini_result res = { 0 };
+		snprintf(id, sizeof(id), "s%02d", i);
+		nhist[i] = 0;
+		int rv = infini_open(c, id, false, NULL, NULL);
+		for (int k = 0; rv == 0 && k < ROUNDS; k++) {
+			tokens_of(i, k, t);
+			rv = infini_push_tokens(c, id, t, (size_t)seg,
+			    INFINI_OUT_NONE, &res);
+			infini_result_free(&res);
+			if (rv == 0)
+				hist[i][nhist[i]++] = k;
+		}
+		if (rv != 0)
+			tap_diag("%s: %s", id, infini_errmsg());
+		fed += rv == 0;
+	}
+	return (fed);
+}
+
+/* The Sentinel phase: master, replica and Sentinel, and the probe that
+ * times how long after the master's kill the daemons write again. */
+static struct rproc sm, sr, ss;
+static pthread_t probe_th;
+static char probe_url[300];
+static int64_t kill_ms, resumed_ms = -1;
+static int probe_err = -1;      /* the probe's first refusal */
+static char probe_msg[256];
+
+/* probe writes a named snapshot of s00 through the daemons until one is
+ * accepted (the store took a write again), for at most 30 s. */
+static void *
+probe(void *arg)
+{
+	infini_client *pc = NULL;
+
+	(void)arg;
+	if (infini_connect(probe_url, 5000, &pc) != 0)
+		return (NULL);
+	infini_set_timeout(pc, 1000);
+	while (fx_now_ms() - kill_ms < 30000 * tap_mult()) {
+		int rv = infini_snapshot_ex(pc, "s00", "failover-probe",
+		    INFINI_SNAP_OVERWRITE, NULL, NULL);
+		if (rv == 0) {
+			resumed_ms = fx_now_ms() - kill_ms;
+			break;
+		}
+		if (probe_err < 0) {
+			probe_err = rv;
+			snprintf(probe_msg, sizeof(probe_msg), "%s",
+			    infini_errmsg());
+		}
+		usleep(50 * 1000);
+	}
+	infini_close(pc);
+	return (NULL);
+}
+
+/* master_kill: push_round's mid() for the Sentinel phase. */
+static void
+master_kill(void)
+{
+	rproc_stop(&sm, SIGKILL);
+	kill_ms = fx_now_ms();
+	if (pthread_create(&probe_th, NULL, probe, NULL) != 0)
+		tap_diag("cannot start the probe thread");
+}
+
+/*
+ * sentinel_phase runs the 48 streams again on three fresh daemons on a
+ * redis-sentinel:// store and kills the Redis master mid-round (see the
+ * top of the file).  4 checks.
+ */
+static void
+sentinel_phase(infini_client *ref_c)
+{
+	char dir[600], u[200], id[32];
+	infini_client *c = NULL;
+	redisContext *rc = NULL;
+	int owner[NSTREAMS], rv, fed = 0;
+
+	snprintf(dir, sizeof(dir), "%s/sentinel", top);
+	mkdir(dir, 0700);
+	rv = rproc_sentinel_set(&sm, &sr, &ss, dir, "mymaster");
+	snprintf(u, sizeof(u), "redis-sentinel://127.0.0.1:%d/mymaster/0",
+	    ss.port);
+	probe_url[0] = '\0';
+	for (int i = 0; rv == 0 && i < NDAEMONS; i++) {
+		port[i] = dproc_free_port();
+		snprintf(adv[i], sizeof(adv[i]), "tcp://127.0.0.1:%d", port[i]);
+		rv |= start_member(i, "f", u);
+		snprintf(probe_url + strlen(probe_url), sizeof(probe_url) -
+		    strlen(probe_url), "%s%s", i ? "," : "", adv[i]);
+	}
+	rv = rv ? rv : infini_connect(probe_url, 5000, &c);
+	ok(rv == 0, "sentinel: master, replica, Sentinel and three daemons "
+	    "on %s", u);
+	if (rv != 0) {
+		tap_skip(4, "no Sentinel setup");
+		goto out;
+	}
+	infini_set_timeout(c, 1000);
+	fed = feed_all(c);
+	rc = rproc_connect(&sm);
+	for (int i = 0; i < NSTREAMS; i++) {
+		snprintf(id, sizeof(id), "s%02d", i);
+		owner[i] = rc != NULL ? owner_of(rc, id) : -1;
+	}
+	if (rc != NULL)
+		redisFree(rc);
+	if (!rproc_sentinel_knows(&ss, "mymaster", 15000))
+		tap_diag("the Sentinel did not list the replica in 15 s");
+
+	struct round k3;
+	push_round(c, ref_c, ROUNDS, fx_now_ms(), 60000 * tap_mult(), "f",
+	    owner, -2, master_kill, &k3);
+	if (kill_ms > 0)
+		pthread_join(probe_th, NULL);
+	ok(fed == NSTREAMS && k3.served == NSTREAMS && k3.lost_max <= 1,
+	    "sentinel: master killed under load: all %d streams served "
+	    "(longest push waited %lld ms), at most the autosnapshot window "
+	    "lost (%d streams lost a segment)", k3.served,
+	    (long long)k3.wait_ms, k3.lost_streams);
+	is_int(k3.exact, NSTREAMS, "sentinel: every stream is bit for bit "
+	    "the single-daemon replay's");
+	ok(resumed_ms > 0, "sentinel: the daemons write to the store again "
+	    "%lld ms after the master was killed", (long long)resumed_ms);
+	ok(probe_err == INFINI_EUNAVAILABLE, "sentinel: meanwhile a named "
+	    "snapshot is refused as unavailable, not lost (%s)", probe_msg);
+	tap_diag("sentinel failover under load: store writes resumed %lld ms "
+	    "after the master's kill; the longest push waited %lld ms",
+	    (long long)resumed_ms, (long long)k3.wait_ms);
+out:
+	infini_close(c);
+	for (int i = 0; i < NDAEMONS; i++)
+		if (dp[i].pid > 0)
+			dproc_wait(&dp[i], SIGTERM, 20000);
+	rproc_stop(&ss, SIGTERM);
+	rproc_stop(&sr, SIGTERM);
+	if (sm.pid > 0)
+		rproc_stop(&sm, SIGKILL);
+}
+
 int
 main(void)
 {
@@ -336,14 +588,13 @@ main(void)
 	infini_client *c = NULL, *rc_ref = NULL;
 	redisContext *rc = NULL;
 	int owner[NSTREAMS], count[NDAEMONS] = { 0 }, victim, rv;
-	int32_t t[64];
 
 	if (!rproc_have()) {
 		tap_plan_skip_all("no redis-server (tools/setup-debian.sh "
 		    "installs it)");
 		return (0);
 	}
-	tap_plan(24);
+	tap_plan(37);
 	tap_timeout(300);
 	signal(SIGPIPE, SIG_IGN);
 	setenv("INFINI_VALIDATION", "1", 0);
@@ -370,7 +621,7 @@ main(void)
 		    i == 0 ? cport : port[i]);
 		snprintf(u, sizeof(u), "redis://127.0.0.1:%d/0",
 		    i == 0 ? rport : r.port);
-		rv |= start_member(i, u);
+		rv |= start_member(i, "d", u);
 		snprintf(url + strlen(url), sizeof(url) - strlen(url), "%s%s",
 		    i ? "," : "", adv[i]);
 	}
@@ -393,23 +644,7 @@ main(void)
 	rc = rproc_connect(&r);
 
 	/* Open and feed every stream. */
-	int fed = 0;
-	for (int i = 0; i < NSTREAMS; i++) {
-		struct infini_result res = { 0 };
-		snprintf(id, sizeof(id), "s%02d", i);
-		rv = infini_open(c, id, false, NULL, NULL);
-		for (int k = 0; rv == 0 && k < ROUNDS; k++) {
-			tokens_of(i, k, t);
-			rv = infini_push_tokens(c, id, t, (size_t)seg,
-			    INFINI_OUT_NONE, &res);
-			infini_result_free(&res);
-			if (rv == 0)
-				hist[i][nhist[i]++] = k;
-		}
-		if (rv != 0)
-			tap_diag("%s: %s", id, infini_errmsg());
-		fed += rv == 0;
-	}
+	int fed = feed_all(c);
 	is_int(fed, NSTREAMS, "%d streams opened and fed %d segments each",
 	    NSTREAMS, ROUNDS);
 	/* An ID a daemon would pick is unique on that daemon only. */
@@ -430,6 +665,8 @@ main(void)
 	ok(placed == NSTREAMS && count[0] > 0 && count[1] > 0 && count[2] > 0,
 	    "every stream has one holder; spread %d/%d/%d", count[0],
 	    count[1], count[2]);
+
+	named_snapshots(c, rc, owner);
 
 	/* Kill the busiest daemon and go on feeding every stream. */
 	int64_t t0 = fx_now_ms();
@@ -508,6 +745,7 @@ main(void)
 		if (i != victim)
 			clean &= dproc_wait(&dp[i], SIGTERM, 20000) == 0;
 	ok(clean, "the other daemons shut down cleanly");
+	sentinel_phase(rc_ref);
 out:
 	infini_close(c);
 	infini_close(rc_ref);

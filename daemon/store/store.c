@@ -177,3 +177,46 @@ sst_list(struct sst *st, enum sst_kind k, char ***names, size_t *n,
 		    "kind of entry (%d)", (int)k));
 	return (st->ops->list(st, k, names, n, err, errlen));
 }
+
+/* list_each is sst_list_info for a store without a list_info of its own:
+ * the names, then a stat of each (fine for a directory, where each stat
+ * is a local open and two reads). */
+static int
+list_each(struct sst *st, enum sst_kind k, struct sst_entry **out,
+    size_t *n, char *err, size_t errlen)
+{
+	struct sst_entry *v;
+	char **names = NULL, e2[256];
+	size_t nn = 0, m = 0;
+	int rv;
+
+	if ((rv = st->ops->list(st, k, &names, &nn, err, errlen)) != 0)
+		return (rv);
+	if ((v = calloc(nn ? nn : 1, sizeof(*v))) == NULL) {
+		sst_names_free(names, nn);
+		return (sst_errf(INFINI_ENOMEM, err, errlen, "out of memory"));
+	}
+	for (size_t i = 0; i < nn; i++) {
+		if (st->ops->stat(st, k, names[i], &v[m].info, e2,
+		    sizeof(e2)) != 0)
+			continue;
+		snprintf(v[m].name, sizeof(v[m].name), "%s", names[i]);
+		m++;
+	}
+	sst_names_free(names, nn);
+	*out = v;
+	*n = m;
+	return (0);
+}
+
+int
+sst_list_info(struct sst *st, enum sst_kind k, struct sst_entry **out,
+    size_t *n, char *err, size_t errlen)
+{
+	if (k != SST_STREAM && k != SST_NAMED)
+		return (sst_errf(INFINI_EINVAL, err, errlen, "store: no such "
+		    "kind of entry (%d)", (int)k));
+	if (st->ops->list_info != NULL)
+		return (st->ops->list_info(st, k, out, n, err, errlen));
+	return (list_each(st, k, out, n, err, errlen));
+}

@@ -12,10 +12,12 @@
  *     and a member list (lease.c).
  *
  * The store moves opaque bytes (encoded snapshots, docs/snapshot-format.md)
- * under names that obey snap_name_ok; it does not decode them.  It does no
- * logging: every call returns 0 or an INFINI_E* code with err (at least one
- * byte; may be NULL when errlen is 0) saying what failed.  A handle may be
- * used by several threads at once; calls on one handle are serialised.
+ * under names that obey snap_name_ok; it decodes nothing but a
+ * snapshot's fixed header and owner, for sst_stat (snap_stat_file,
+ * snap_info_head).  It does no logging: every call returns 0 or an
+ * INFINI_E* code with err (at least one byte; may be NULL when errlen is
+ * 0) saying what failed.  A handle may be used by several threads at
+ * once; calls on one handle are serialised.
  */
 #ifndef SST_STORE_H
 #define SST_STORE_H
@@ -54,6 +56,20 @@ struct sst_info {
 	uint32_t owner;
 	uint64_t epoch;         /* shared stores: the fencing epoch of the
 	                         * write (0: written unfenced) */
+	/* What the snapshot's fixed header says (snap_info_head), read
+	 * without the bytes: the directory store from the file, a Redis
+	 * store from the header it keeps beside them.  has_head is false
+	 * for an entry with no valid header. */
+	bool has_head;
+	uint64_t position;
+	uint64_t created_ms;    /* Unix time of encoding, ms */
+	char stream_id[SST_NAME_MAX + 1];
+};
+
+/* An entry with what sst_stat says of it (sst_list_info). */
+struct sst_entry {
+	char name[SST_NAME_MAX + 1];
+	struct sst_info info;
 };
 
 /* A live member of a shared store (sst_members). */
@@ -140,6 +156,17 @@ int sst_list(struct sst *st, enum sst_kind k, char ***names, size_t *n,
     char *err, size_t errlen);
 /* sst_names_free frees what sst_list returned; names may be NULL. */
 void sst_names_free(char **names, size_t n);
+
+/*
+ * sst_list_info lists the entries of kind k with what sst_stat gives for
+ * each: *out (the caller's: free()) holds *n of them, in no particular
+ * order; entries that vanish or cannot be read meanwhile are left out.
+ * A Redis store answers in one round trip (one script), so listing
+ * thousands of named snapshots costs one call, not one per entry.
+ * Returns as sst_list.
+ */
+int sst_list_info(struct sst *st, enum sst_kind k, struct sst_entry **out,
+    size_t *n, char *err, size_t errlen);
 
 /* ---- leases and members: shared stores only (lease.c) ----
  * On a store that is not shared these return INFINI_EUNSUPPORTED.

@@ -87,6 +87,10 @@ dir_stat(struct sst *st, enum sst_kind k, const char *name,
 	out->bytes = in.bytes;
 	out->has_owner = in.has_owner;
 	out->owner = in.owner;
+	out->has_head = true;
+	out->position = in.position;
+	out->created_ms = in.created_ms;
+	snprintf(out->stream_id, sizeof(out->stream_id), "%s", in.stream_id);
 	return (0);
 }
 

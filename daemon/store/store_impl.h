@@ -24,6 +24,9 @@ struct sst_ops {
 	    const struct sst_fence *, char *, size_t);
 	int (*list)(struct sst *, enum sst_kind, char ***, size_t *, char *,
 	    size_t);
+	/* NULL: sst_list_info is sst_list plus sst_stat per name. */
+	int (*list_info)(struct sst *, enum sst_kind, struct sst_entry **,
+	    size_t *, char *, size_t);
 	void (*close)(struct sst *);
 };
 

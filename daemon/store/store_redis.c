@@ -5,8 +5,11 @@
  *
  * Keys (every one under "infini:"):
  *   st:NAME, sn:NAME   a stream state / a named snapshot: hash of data (the
- *                      snapshot bytes), owner (UID, decimal) and epoch (the
- *                      fencing epoch of the write, 0 when unfenced)
+ *                      snapshot bytes), owner (UID, decimal), epoch (the
+ *                      fencing epoch of the write, 0 when unfenced) and head
+ *                      (a copy of the bytes' first SNAP_HEAD_SIZE, the
+ *                      snapshot header: Redis has no range read of a hash
+ *                      field, and listing must not fetch whole states)
  *   idx:st, idx:sn     the set of names of each kind (listing without SCAN)
  *   lease:ID, fence:ID the lease on stream ID and its epoch counter (lease.c)
  *
@@ -22,12 +25,13 @@
 
 #include "infini_err.h"
 #include "rconn.h"
+#include "snapshot.h"
 #include "store_impl.h"
 
 #define KEY_MAX (SST_NAME_MAX + 32)
 
 /* KEYS: entry, index, lease, fence.  ARGV: name, data, owner, new,
- * member ('' unfenced), epoch. */
+ * member ('' unfenced), epoch, head. */
 static struct rscript put_script = { .src =
 "if ARGV[5] ~= '' then\n"
 "  local h = redis.call('GET', KEYS[3])\n"
@@ -42,7 +46,7 @@ static struct rscript put_script = { .src =
 "  return redis.error_reply('EXISTS the name is taken')\n"
 "end\n"
 "redis.call('HSET', KEYS[1], 'data', ARGV[2], 'owner', ARGV[3],\n"
-"  'epoch', ARGV[6])\n"
+"  'epoch', ARGV[6], 'head', ARGV[7])\n"
 "redis.call('SADD', KEYS[2], ARGV[1])\n"
 "return 1\n" };
 
@@ -64,8 +68,26 @@ static struct rscript stat_script = { .src =
 "if redis.call('EXISTS', KEYS[1]) == 0 then\n"
 "  return redis.error_reply('NOENT no such entry')\n"
 "end\n"
-"local v = redis.call('HMGET', KEYS[1], 'owner', 'epoch')\n"
-"return {redis.call('HSTRLEN', KEYS[1], 'data'), v[1] or '', v[2] or ''}\n" };
+"local v = redis.call('HMGET', KEYS[1], 'owner', 'epoch', 'head')\n"
+"return {redis.call('HSTRLEN', KEYS[1], 'data'), v[1] or '', v[2] or '',\n"
+"  v[3] or ''}\n" };
+
+/* KEYS: index.  ARGV: key prefix.  Each entry as stat_script gives it,
+ * its name first; names whose entry is gone, or is not a hash (pcall: one
+ * stray key must not fail the whole listing), are skipped.  One script,
+ * not a round trip per name: a listing of 10^4 snapshots stays one call
+ * (it reads ~300 bytes of each, never the data). */
+static struct rscript list_script = { .src =
+"local out = {}\n"
+"for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+"  local k = ARGV[1] .. n\n"
+"  local v = redis.pcall('HMGET', k, 'owner', 'epoch', 'head')\n"
+"  if type(v) == 'table' and v[1] then\n"
+"    out[#out + 1] = {n, redis.call('HSTRLEN', k, 'data'), v[1],\n"
+"      v[2] or '', v[3] or ''}\n"
+"  end\n"
+"end\n"
+"return out\n" };
 
 static const char *
 tag(enum sst_kind k)
@@ -145,13 +167,14 @@ redis_put(struct sst *st, enum sst_kind k, const char *name,
 	snprintf(own, sizeof(own), "%" PRIu32, owner);
 	const char *argv[] = { w.key, w.idx, w.lease, w.fence, name,
 	    (const char *)buf, own, (flags & SST_PUT_NEW) ? "1" : "0",
-	    f ? f->member : "", w.ep };
-	size_t lens[10];
+	    f ? f->member : "", w.ep, (const char *)buf };
+	size_t lens[11];
 	for (int i = 0; i < 10; i++)
 		lens[i] = i == 5 ? len : strlen(argv[i]);
+	lens[10] = len < SNAP_HEAD_SIZE ? len : SNAP_HEAD_SIZE;
 	if (buf == NULL)
-		argv[5] = "";
-	if ((rv = rconn_eval(st->rc, &put_script, 4, 10, argv, lens, &r, err,
+		argv[5] = argv[10] = "";
+	if ((rv = rconn_eval(st->rc, &put_script, 4, 11, argv, lens, &r, err,
 	    errlen)) != 0)
 		return (rv);
 	if (r->type == REDIS_REPLY_ERROR)
@@ -210,6 +233,36 @@ redis_get(struct sst *st, enum sst_kind k, const char *name, size_t max,
 	return (rv);
 }
 
+/* stat_reply fills *out from a stat_script reply e[0..4): size, owner,
+ * epoch, head.  false when the reply has another shape. */
+static bool
+stat_reply(redisReply **e, struct sst_info *out)
+{
+	struct snap_info in;
+
+	if (e[0]->type != REDIS_REPLY_INTEGER ||
+	    e[1]->type != REDIS_REPLY_STRING ||
+	    e[2]->type != REDIS_REPLY_STRING ||
+	    e[3]->type != REDIS_REPLY_STRING)
+		return (false);
+	memset(out, 0, sizeof(*out));
+	out->bytes = (uint64_t)e[0]->integer;
+	out->has_owner = e[1]->len > 0;
+	out->owner = (uint32_t)strtoul(e[1]->str, NULL, 10);
+	out->epoch = strtoull(e[2]->str, NULL, 10);
+	/* No head: an entry of an older infinid, or bytes that are no
+	 * snapshot; it is listed without position and stream. */
+	if (snap_info_head((const uint8_t *)e[3]->str, e[3]->len,
+	    out->bytes, &in) == 0) {
+		out->has_head = true;
+		out->position = in.position;
+		out->created_ms = in.created_ms;
+		snprintf(out->stream_id, sizeof(out->stream_id), "%s",
+		    in.stream_id);
+	}
+	return (true);
+}
+
 static int
 redis_stat(struct sst *st, enum sst_kind k, const char *name,
     struct sst_info *out, char *err, size_t errlen)
@@ -226,19 +279,10 @@ redis_stat(struct sst *st, enum sst_kind k, const char *name,
 	e = r->element;
 	if (r->type == REDIS_REPLY_ERROR)
 		rv = reply_code(r, name, err, errlen);
-	else if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
-	    e[0]->type != REDIS_REPLY_INTEGER ||
-	    e[1]->type != REDIS_REPLY_STRING ||
-	    e[2]->type != REDIS_REPLY_STRING)
+	else if (r->type != REDIS_REPLY_ARRAY || r->elements != 4 ||
+	    !stat_reply(e, out))
 		rv = sst_errf(INFINI_EIO, err, errlen, "%s: unexpected reply "
 		    "from the store", name);
-	else {
-		memset(out, 0, sizeof(*out));
-		out->bytes = (uint64_t)e[0]->integer;
-		out->has_owner = e[1]->len > 0;
-		out->owner = (uint32_t)strtoul(e[1]->str, NULL, 10);
-		out->epoch = strtoull(e[2]->str, NULL, 10);
-	}
 	freeReplyObject(r);
 	return (rv);
 }
@@ -301,6 +345,52 @@ redis_list(struct sst *st, enum sst_kind k, char ***names, size_t *n,
 	return (0);
 }
 
+static int
+redis_list_info(struct sst *st, enum sst_kind k, struct sst_entry **out,
+    size_t *n, char *err, size_t errlen)
+{
+	char idx[16], pre[16];
+	const char *argv[] = { idx, pre };
+	struct sst_entry *v = NULL;
+	size_t m = 0;
+	redisReply *r;
+	int rv;
+
+	snprintf(idx, sizeof(idx), "infini:idx:%s", tag(k));
+	snprintf(pre, sizeof(pre), "infini:%s:", tag(k));
+	if ((rv = rconn_eval(st->rc, &list_script, 1, 2, argv, NULL, &r, err,
+	    errlen)) != 0)
+		return (rv);
+	if (r->type != REDIS_REPLY_ARRAY)
+		rv = sst_errf(INFINI_EIO, err, errlen, "list %s: %s", idx,
+		    r->type == REDIS_REPLY_ERROR ? r->str : "not an array");
+	else if ((v = calloc(r->elements ? r->elements : 1,
+	    sizeof(*v))) == NULL)
+		rv = sst_errf(INFINI_ENOMEM, err, errlen, "out of memory");
+	for (size_t i = 0; rv == 0 && i < r->elements; i++) {
+		redisReply *x = r->element[i];
+		/* A name in the index that is not a valid name was not put
+		 * there by us: skipped, as the directory skips odd files. */
+		if (x->type != REDIS_REPLY_ARRAY || x->elements != 5 ||
+		    x->element[0]->type != REDIS_REPLY_STRING ||
+		    x->element[0]->len > SST_NAME_MAX ||
+		    !snap_name_ok(x->element[0]->str) ||
+		    !stat_reply(x->element + 1, &v[m].info))
+			continue;
+		memcpy(v[m].name, x->element[0]->str, x->element[0]->len);
+		v[m].name[x->element[0]->len] = '\0';
+		m++;
+	}
+	freeReplyObject(r);
+	if (rv != 0) {
+		free(v);
+		return (rv);
+	}
+	*out = v;
+	*n = m;
+	return (0);
+}
+
 static void
 redis_close(struct sst *st)
 {
@@ -314,6 +404,7 @@ static const struct sst_ops redis_ops = {
 	.stat = redis_stat,
 	.del = redis_del,
 	.list = redis_list,
+	.list_info = redis_list_info,
 	.close = redis_close,
 };
 
