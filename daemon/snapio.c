@@ -259,8 +259,8 @@ run_write(struct infinid *d, struct item *j, struct sio_out *o)
 		 * the name since the check above, and the store settles it
 		 * in one step. */
 		rv = sst_put(d->store, SST_NAMED, j->name, NULL, j->uid,
-		    j->data, j->data_len, j->overwrite ? 0 : SST_PUT_NEW, err,
-		    sizeof(err));
+		    j->data, j->data_len, (j->overwrite ? 0 : SST_PUT_NEW) |
+		    (j->uid != 0 ? SST_PUT_OWNED : 0), err, sizeof(err));
 	else
 		rv = snap_write_file(d->snap_dir, j->name, j->data,
 		    j->data_len, err, sizeof(err));

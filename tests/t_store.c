@@ -133,6 +133,22 @@ interface(struct sst *st, const char *what)
 	    "snapshot is unchanged", what);
 	free(got);
 	got = NULL;
+	if (sst_shared(st)) {
+		/* Daemons sharing the store: an overwrite checks the owner in
+		 * the same step as the write. */
+		rv = sst_put(st, SST_NAMED, "keep-1", NULL, 1009, b, lb,
+		    SST_PUT_OWNED, err, sizeof(err));
+		is_int(rv, INFINI_EPERM, "%s: another user's overwrite is "
+		    "refused in the write itself (%s)", what, err);
+		rv = sst_put(st, SST_NAMED, "keep-1", NULL, 1002, a, la,
+		    SST_PUT_OWNED, err, sizeof(err));
+		rv |= sst_get(st, SST_NAMED, "keep-1", SIZE_MAX, &got, &lg, err,
+		    sizeof(err));
+		ok(rv == 0 && lg == la && memcmp(got, a, la) == 0, "%s: its "
+		    "owner's overwrite goes through", what);
+		free(got);
+		got = NULL;
+	}
 	/* The owner goes beside the bytes (Redis) and inside them (the
 	 * snapshot's OWNER section, which the directory store reads). */
 	uint8_t *c = NULL;
@@ -557,7 +573,7 @@ main(void)
 		    "installs it)");
 		return (0);
 	}
-	tap_plan(74);
+	tap_plan(76);
 	tap_timeout(240);
 	if (fx_tmpdir(top, sizeof(top)) != 0)
 		return (1);

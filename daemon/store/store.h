@@ -79,6 +79,12 @@ struct sst_member {
 
 /* sst_put flags */
 #define SST_PUT_NEW 0x1         /* refuse (INFINI_EEXIST) if name exists */
+/* SST_PUT_OWNED: replace only an entry recorded with the same owner (else
+ * INFINI_EPERM), checked in the same atomic step as the write, so a user's
+ * overwrite through one daemon can never replace what another user wrote
+ * under that name through another meanwhile.  The directory store has one
+ * daemon and one writer thread, which checks before it writes. */
+#define SST_PUT_OWNED 0x2
 
 /*
  * sst_open opens the store that url names: "" or "dir" is the directory
@@ -109,7 +115,8 @@ const char *sst_describe(const struct sst *st);
  * beside the bytes by a shared store (the directory store has it in the
  * snapshot's own OWNER section).  f: see struct sst_fence.  Returns 0,
  * INFINI_EINVAL (bad name, a stream write to a shared store without a
- * fence), INFINI_EEXIST (SST_PUT_NEW and it exists), INFINI_ESTATE (the
+ * fence), INFINI_EEXIST (SST_PUT_NEW and it exists), INFINI_EPERM
+ * (SST_PUT_OWNED and another owner's entry is there), INFINI_ESTATE (the
  * fence is stale: another member holds the lease, or a newer epoch was
  * granted), INFINI_EFULL, INFINI_EPERM, INFINI_EIO, INFINI_EUNAVAILABLE
  * (the shared store cannot be reached), INFINI_ENOMEM.  On failure the

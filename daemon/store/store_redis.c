@@ -31,7 +31,7 @@
 #define KEY_MAX (SST_NAME_MAX + 32)
 
 /* KEYS: entry, index, lease, fence.  ARGV: name, data, owner, new,
- * member ('' unfenced), epoch, head. */
+ * member ('' unfenced), epoch, head, owned. */
 static struct rscript put_script = { .src =
 "if ARGV[5] ~= '' then\n"
 "  local h = redis.call('GET', KEYS[3])\n"
@@ -44,6 +44,11 @@ static struct rscript put_script = { .src =
 "if ARGV[4] == '1' and redis.call('EXISTS', KEYS[1]) == 1 and\n"
 "   redis.call('HGET', KEYS[1], 'data') ~= ARGV[2] then\n"
 "  return redis.error_reply('EXISTS the name is taken')\n"
+"end\n"
+"if ARGV[8] == '1' and redis.call('EXISTS', KEYS[1]) == 1 and\n"
+"   redis.call('HGET', KEYS[1], 'owner') ~= ARGV[3] then\n"
+"  return redis.error_reply('PERM the name holds a snapshot of another '\n"
+"    .. 'owner')\n"
 "end\n"
 "redis.call('HSET', KEYS[1], 'data', ARGV[2], 'owner', ARGV[3],\n"
 "  'epoch', ARGV[6], 'head', ARGV[7])\n"
@@ -110,6 +115,9 @@ reply_code(const redisReply *r, const char *name, char *err, size_t errlen)
 	if (rconn_err_is(r, "EXISTS"))
 		return (sst_errf(INFINI_EEXIST, err, errlen, "snapshot %s "
 		    "exists", name));
+	if (rconn_err_is(r, "PERM"))
+		return (sst_errf(INFINI_EPERM, err, errlen, "snapshot '%s' "
+		    "belongs to another user", name));
 	if (rconn_err_is(r, "NOENT"))
 		return (sst_errf(INFINI_ENOENT, err, errlen, "%s: not in the "
 		    "store", name));
@@ -167,14 +175,15 @@ redis_put(struct sst *st, enum sst_kind k, const char *name,
 	snprintf(own, sizeof(own), "%" PRIu32, owner);
 	const char *argv[] = { w.key, w.idx, w.lease, w.fence, name,
 	    (const char *)buf, own, (flags & SST_PUT_NEW) ? "1" : "0",
-	    f ? f->member : "", w.ep, (const char *)buf };
-	size_t lens[11];
-	for (int i = 0; i < 10; i++)
-		lens[i] = i == 5 ? len : strlen(argv[i]);
-	lens[10] = len < SNAP_HEAD_SIZE ? len : SNAP_HEAD_SIZE;
+	    f ? f->member : "", w.ep, (const char *)buf,
+	    (flags & SST_PUT_OWNED) ? "1" : "0" };
+	size_t lens[12];
+	for (int i = 0; i < 12; i++)
+		lens[i] = i == 5 ? len : i == 10 ? (len < SNAP_HEAD_SIZE ?
+		    len : SNAP_HEAD_SIZE) : strlen(argv[i]);
 	if (buf == NULL)
 		argv[5] = argv[10] = "";
-	if ((rv = rconn_eval(st->rc, &put_script, 4, 11, argv, lens, &r, err,
+	if ((rv = rconn_eval(st->rc, &put_script, 4, 12, argv, lens, &r, err,
 	    errlen)) != 0)
 		return (rv);
 	if (r->type == REDIS_REPLY_ERROR)
