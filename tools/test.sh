@@ -77,7 +77,11 @@ if [ "${INFINI_TEST_ASAN:-1}" != 0 ]; then
 	# compilation take minutes.)
 	ASAN_OPTIONS=detect_leaks=1:log_path=$reports/asan \
 	LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0 \
+	# The daemons run several times slower here: the tests' time budgets
+	# (failover and restore in t_scale, every tap_timeout) stretch with
+	# INFINI_TEST_TIMEOUT_MULTIPLIER; their functional checks do not.
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$reports/ubsan \
+	INFINI_TEST_TIMEOUT_MULTIPLIER=${INFINI_TEST_TIMEOUT_MULTIPLIER:-3} \
 		prove -f "$asan"/tests/*.t || status=$?
 	if [ -n "$(ls -A "$reports")" ]; then
 		echo "sanitizer reports:"
