@@ -75,11 +75,11 @@ if [ "${INFINI_TEST_ASAN:-1}" != 0 ]; then
 	# driver and layers loaded to the end so that the names are there.
 	# (The full unwinder on every malloc makes the daemons' shader
 	# compilation take minutes.)
-	ASAN_OPTIONS=detect_leaks=1:log_path=$reports/asan \
-	LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0 \
 	# The daemons run several times slower here: the tests' time budgets
 	# (failover and restore in t_scale, every tap_timeout) stretch with
 	# INFINI_TEST_TIMEOUT_MULTIPLIER; their functional checks do not.
+	ASAN_OPTIONS=detect_leaks=1:log_path=$reports/asan \
+	LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$reports/ubsan \
 	INFINI_TEST_TIMEOUT_MULTIPLIER=${INFINI_TEST_TIMEOUT_MULTIPLIER:-3} \
 		prove -f "$asan"/tests/*.t || status=$?
