@@ -5,17 +5,13 @@ The byte tokenizer (ids 0-255 are bytes, 256 BOS, 257 EOS), the corpus
 stripped; the last HELDOUT_BYTES are held out for evaluation) and the
 synthetic pass-key task.
 
-Pass-key layout, segment size N, k compressions (k >= 1):
-    segment 0     BOS, filler, "The pass key is 73921. "      (all in seg 0)
-    segments 1..k-1   filler
-    segment k     filler, "The pass key is " then the answer "73921."
-The statement's segment and k-1 filler segments are compressed into memory
-before the answer is read, so the digits reach the answer only through
-the compressive memory (the local branch sees segment k only).
+The pass-key task (passkey_layout): "The pass key is KEY. " stated, k
+segments compressed into memory, then "The pass key is " and the answer
+"KEY." in the question's segment.  The local branch sees one segment, so
+the key reaches the answer only through the compressive memory.
 """
 
 import os
-import random
 import subprocess
 
 import numpy as np
@@ -30,7 +26,6 @@ REPEAT_FILLER = ("The grass is green. The sky is blue. The sun is yellow. "
                  "Here we go. There and back again. ")
 STATEMENT = "The pass key is %s. "
 QUESTION = "The pass key is "
-N_DIGITS = 5
 
 
 def load_corpus():
@@ -66,9 +61,13 @@ def split_corpus(data):
 
 def filler(rng, n, text, kind):
     """filler returns n byte ids of filler: kind "repeat" is the classic
-    repeated sentences, "text" a random slice of text (uint8 array)."""
+    repeated sentences, "text" a random slice of text (uint8 array),
+    "random" random printable ASCII with an occasional newline."""
     if n <= 0:
         return []
+    if kind == "random":
+        return [10 if rng.random() < 0.02 else rng.randint(32, 126)
+                for _ in range(n)]
     if kind == "repeat":
         s = REPEAT_FILLER.encode()
         o = rng.randrange(len(s))
@@ -78,30 +77,89 @@ def filler(rng, n, text, kind):
     return text[o:o + n].tolist()
 
 
-def passkey_example(rng, N, k, text, kind, key=None):
-    """passkey_example returns (tokens, answer_pos, key): tokens is
-    (k+1)*N ids (the last segment ends after the answer with filler),
-    answer_pos the index of the first answer digit; the answer is the
-    N_DIGITS digits at answer_pos.. (then "." ).  The statement lies in
-    segment 0, the answer in segment k."""
-    if key is None:
-        key = "".join(rng.choice("0123456789") for _ in range(N_DIGITS))
-    st = list((STATEMENT % key).encode())
-    q = list(QUESTION.encode())
+WORDS_FILE = "/usr/share/dict/american-english"
+_words = None
+
+
+def words():
+    """words returns the key words: lower-case 4-9 letter words of
+    Debian's wamerican list (apt-get install -y wamerican)."""
+    global _words
+    if _words is None:
+        try:
+            with open(WORDS_FILE) as f:
+                ws = [w.strip() for w in f]
+        except OSError as e:
+            raise SystemExit("%s (apt-get install -y wamerican)" % e)
+        _words = sorted(w for w in ws if 4 <= len(w) <= 9 and
+                        w.isascii() and w.isalpha() and w.islower())
+    return _words
+
+
+# Key formats: "d3".."d8" (that many random digits) and "word".
+KEY_FORMATS = ("d3", "d4", "d5", "d6", "d7", "d8", "word")
+
+
+def make_key(rng, fmt):
+    """make_key returns a random key of format fmt (KEY_FORMATS)."""
+    if fmt == "word":
+        return rng.choice(words())
+    return "".join(rng.choice("0123456789") for _ in range(int(fmt[1:])))
+
+
+# Labels of the training rows' statements ("The door code is 4821. "); the
+# evaluation asks for the pass key only.
+LABELS = ("pass key", "door code", "secret word", "magic number", "password")
+
+
+def passkey_layout(rng, N, k, fill, key, place="start", label="pass key",
+                   distractor=None):
+    """passkey_layout returns (tokens, answer_pos): the statement of key,
+    k compressions, then the question, whose answer (key + ".") starts at
+    answer_pos.  fill(n) gives n filler ids.  place:
+      "start"     the statement lies in segment 0 (after BOS and 0 or more
+                  filler bytes) and the question in segment k;
+      "middle"    k filler segments come first: the statement lies in
+                  segment k, the question in segment 2k;
+      "straddle"  the statement begins in segment 0 and ends in segment 1,
+                  the question lies in segment k + 1.
+    Every case compresses k segments between the segment that completes
+    the statement and the question's segment.  label names what is stated
+    and asked ("The <label> is ...").  distractor, a (label, key) pair of
+    another label, is stated inside one of the filler segments between
+    statement and question (when k > 1), so that the answer is the stated
+    key of the label asked, not the latest key seen."""
+    st = list(("The %s is %s. " % (label, key)).encode())
+    q = list(("The %s is " % label).encode())
     ans = list((key + ".").encode())
-    # segment 0: BOS + pre-filler + statement, rest filler
-    room0 = N - 1 - len(st)
-    assert room0 >= 0, "segment_size too small for the statement"
-    pre = rng.randint(0, room0)
-    seg0 = [BOS] + filler(rng, pre, text, kind) + st
-    mid = filler(rng, N - len(seg0) + (k - 1) * N, text, kind)
+    if place == "straddle":
+        cut = rng.randint(1, len(st) - 1)
+        head = N - 1 - cut
+        assert head >= 0, "segment_size too small for the statement"
+        pre = [BOS] + fill(head) + st[:cut]
+        pre = pre + st[cut:] + fill(2 * N - len(pre) - len(st) + cut)
+        gap = k - 1
+    elif place in ("start", "middle"):
+        lead = [BOS] + fill(k * N - 1) if place == "middle" else [BOS]
+        room = N - len(st) - (1 if place == "start" else 0)
+        assert room >= 0, "segment_size too small for the statement"
+        seg = fill(rng.randint(0, room)) + st
+        seg = seg + fill(N - (1 if place == "start" else 0) - len(seg))
+        pre = lead + seg
+        gap = k - 1
+    else:
+        raise ValueError("place: %r" % place)
+    mid = fill(gap * N)
+    if distractor is not None and gap > 0:
+        ds = list(("The %s is %s. " % distractor).encode())
+        o = rng.randrange(gap) * N + rng.randint(0, N - len(ds))
+        mid[o:o + len(ds)] = ds
     roomk = N - len(q) - len(ans)
     assert roomk >= 0, "segment_size too small for the question"
-    r = rng.randint(0, roomk)
-    segk = filler(rng, r, text, kind) + q
-    apos = k * N + len(segk)
+    segk = fill(rng.randint(0, roomk)) + q
+    apos = len(pre) + len(mid) + len(segk)
     segk = segk + ans
-    segk = segk + filler(rng, N - len(segk), text, kind)
-    toks = seg0 + mid + segk
-    assert len(toks) == (k + 1) * N
-    return toks, apos, key
+    segk = segk + fill(N - len(segk))
+    toks = pre + mid + segk
+    assert len(toks) % N == 0, (len(toks), N)
+    return toks, apos

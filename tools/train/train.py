@@ -7,21 +7,27 @@ compressive memory carried across segments, and the loss backpropagates
 through all the segments of the sequence (truncated BPTT: sequences are
 k+1 segments, the state starts fresh for each one).
 
-Data, every step: rows of King James Bible text (language modelling) and
-rows of the synthetic pass-key task (tools/train/common.py) whose answer lies
-k segments after the statement; k follows a curriculum that raises the
-maximum distance when the running pass-key accuracy at the current maximum
-passes --promote.  The gate beta gets its own learning rate (--beta-lr-mult
-times the base) and no weight decay (NOTES.md section 1).
+Data, every step (tools/train/README.md has the table): text streams from
+a mixture of training sources (tools/train/corpora.py: the Bible, fortune
+cookies, Vim's manual, FOLDOC, Python sources) for language modelling, and
+rows of the synthetic pass-key task (common.passkey_layout) with varied key
+formats (3-8 digits, words), placements (segment 0, mid-stream, straddling
+a boundary) and fillers (training text, the repeated sentences, random
+bytes), whose answer lies k segments after the statement; k follows a
+curriculum that raises the maximum distance when the running pass-key
+accuracy at the current maximum passes --promote.  Held-out sources are
+never drawn from.  The gate beta gets its own learning rate
+(--beta-lr-mult times the base) and no weight decay (NOTES.md section 1).
 
 Setup (Debian 12):
     apt-get install -y python3-torch python3-numpy libopenblas0-pthread \
-        bible-kjv
-Run (about 40 minutes on 2 cores; checkpoints every --ckpt-every seconds):
-    nohup /usr/bin/python3 tools/train/train.py --out runs/default \
-        --minutes 40 > runs/default.log 2>&1 &
-    /usr/bin/python3 tools/train/train.py --out runs/default --resume
-    /usr/bin/python3 tools/train/export.py runs/default models/default
+        bible-kjv fortunes fortunes-min vim-runtime dict-foldoc dict-devil \
+        jargon-text wamerican
+Run (checkpoints every --ckpt-every seconds; --resume goes on):
+    nohup /usr/bin/python3 tools/train/train.py --out runs/r2 \
+        --init-from models/default --minutes 240 > runs/r2.log 2>&1 &
+    /usr/bin/python3 tools/train/train.py --out runs/r2 --resume
+    /usr/bin/python3 tools/train/export.py runs/r2 models/default
 """
 
 import argparse
@@ -41,6 +47,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "bench"))
 sys.path.insert(0, HERE)
 import torch_infini as ti  # noqa: E402
 import common  # noqa: E402
+import corpora  # noqa: E402
 
 
 def model_config(a):
@@ -114,29 +121,68 @@ def lr_at(a, frac, step):
     return a.lr * w * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * f)))
 
 
-def make_batch(rng, a, train, k):
-    """make_batch returns (tokens [B, (k+1)N], ans_pos list): pass-key
-    examples at distance k, the filler Bible text or repeated sentences."""
+def pick(rng, spec):
+    """pick draws a name from spec, a list of (name, weight)."""
+    r = rng.random() * sum(w for _, w in spec)
+    for name, w in spec:
+        r -= w
+        if r < 0:
+            return name
+    return spec[-1][0]
+
+
+def parse_spec(text):
+    """parse_spec reads "a:0.5,b:0.25,c" (weight 1 when left out)."""
+    out = []
+    for item in text.split(","):
+        name, _, w = item.partition(":")
+        out.append((name, float(w) if w else 1.0))
+    return out
+
+
+def make_batch(rng, a, mix, k):
+    """make_batch returns (tokens [B, T], answers): pass-key rows at
+    distance k, all with one placement (so they have one length), each
+    with its own key format and filler (a training source, the repeated
+    sentences or random printable bytes).  answers holds (pos, length) of
+    each row's answer, the key and its full stop."""
     N = a.segment
-    T = (k + 1) * N
+    place = pick(rng, a.places)
+    T = {"start": k + 1, "middle": 2 * k + 1, "straddle": k + 2}[place] * N
     B = max(a.min_rows, a.batch_tokens // T)
     rows, ans = [], []
     for i in range(B):
-        kind = "repeat" if rng.random() < a.repeat_frac else "text"
-        toks, apos, _ = common.passkey_example(rng, N, k, train, kind)
+        u = rng.random()
+        if u < a.repeat_frac:
+            kind, text = "repeat", None
+        elif u < a.repeat_frac + a.random_frac:
+            kind, text = "random", None
+        else:
+            kind, text = "text", mix.pick(rng)[1]
+        key = common.make_key(rng, pick(rng, a.key_formats))
+        label, dis = "pass key", None
+        if rng.random() < a.label_frac:
+            label = rng.choice(common.LABELS)
+        if rng.random() < a.distractor_frac:
+            dl = rng.choice([x for x in common.LABELS if x != label])
+            dis = (dl, common.make_key(rng, pick(rng, a.key_formats)))
+        toks, apos = common.passkey_layout(
+            rng, N, k, lambda n: common.filler(rng, n, text, kind), key,
+            place, label, dis)
         rows.append(toks)
-        ans.append(apos)
+        ans.append((apos, len(key) + 1))
     return torch.tensor(rows, dtype=torch.long), ans
 
 
 class TextStreams:
-    """TextStreams: a batch of long Bible-text streams whose state is
-    carried across steps (truncated BPTT over --lm-segs segments); each
-    stream starts with BOS at a random verse and lives 16..--lm-life
-    segments before it is reset."""
+    """TextStreams: a batch of long text streams whose state is carried
+    across steps (truncated BPTT over --lm-segs segments); each stream
+    starts with BOS at a random line of a source drawn from the mixture
+    and lives 16..--lm-life segments before it is reset."""
 
-    def __init__(self, rng, a, train, model):
-        self.rng, self.a, self.train = rng, a, train
+    def __init__(self, rng, a, mix, model):
+        self.rng, self.a, self.mix = rng, a, mix
+        self.src = [None] * a.lm_rows
         self.B = a.lm_rows
         self.st = model.new_state(self.B)
         self.off = [0] * self.B
@@ -145,7 +191,9 @@ class TextStreams:
             self._reset(r)
 
     def _reset(self, r):
-        a, t = self.a, self.train
+        a = self.a
+        _, t = self.mix.pick(self.rng)
+        self.src[r] = t
         o = self.rng.randrange(len(t) - a.lm_life * a.segment - 2)
         while o > 0 and t[o - 1] != 10:
             o -= 1
@@ -165,7 +213,7 @@ class TextStreams:
         rows = []
         for r in range(self.B):
             o = self.off[r]
-            seq = self.train[o:o + n + 1].tolist()
+            seq = self.src[r][o:o + n + 1].tolist()
             if r in self.first:
                 seq = [common.BOS] + seq[:n]
             rows.append(seq)
@@ -219,8 +267,8 @@ def forward_loss(model, a, toks, ans):
     # the pass-key rows' answer digits (scored separately).
     mask = torch.ones_like(ce)
     idx_r, idx_c = [], []
-    for r, p in enumerate(ans):
-        for j in range(common.N_DIGITS):
+    for r, (p, n) in enumerate(ans):
+        for j in range(n):
             idx_r.append(r)
             idx_c.append(p + j - 1)
     idx_r = torch.tensor(idx_r)
@@ -229,16 +277,16 @@ def forward_loss(model, a, toks, ans):
     lm = (ce * mask).sum() / mask.sum()
     pk = ce[idx_r, idx_c].mean()
     with torch.no_grad():
-        pred = lg[idx_r, idx_c].argmax(-1)
-        ok = (pred == tgt[idx_r, idx_c]).float().view(len(ans),
-                                                      common.N_DIGITS)
+        ok = (lg[idx_r, idx_c].argmax(-1) == tgt[idx_r, idx_c]).float()
         dacc = ok.mean().item()
-        eacc = ok.prod(1).mean().item()
+        row_ok = torch.ones(len(ans))
+        row_ok.index_reduce_(0, idx_r, ok, "prod")
+        eacc = row_ok.mean().item()
     return lm, pk, dacc, eacc
 
 
 @torch.no_grad()
-def eval_heldout(model, a, held, n_seq=4, n_seg=32):
+def eval_heldout(model, a, held, n_seq=4, n_seg=64):
     """Bits per byte on n_seq streams of n_seg segments of held-out text."""
     model.eval()
     N = a.segment
@@ -252,6 +300,27 @@ def eval_heldout(model, a, held, n_seq=4, n_seg=32):
     return ce.item() / math.log(2)
 
 
+@torch.no_grad()
+def eval_passkey(model, a, texts, k, n=8, seed=12345):
+    """Exact-key rate of n 5-digit pass-key rows at distance k with filler
+    from the held-out English sources (never trained on).  Teacher-forced
+    argmax at every answer byte equals greedy decoding's exact match."""
+    model.eval()
+    rng = random.Random(seed + k)
+    rows, ans = [], []
+    for i in range(n):
+        text = texts[i % len(texts)]
+        key = common.make_key(rng, "d5")
+        toks, apos = common.passkey_layout(
+            rng, a.segment, k,
+            lambda m: common.filler(rng, m, text, "text"), key, "start")
+        rows.append(toks)
+        ans.append((apos, len(key) + 1))
+    _, _, _, eacc = forward_loss(model, a, torch.tensor(rows), ans)
+    model.train()
+    return eacc
+
+
 def save_ckpt(path, model, opt, state):
     tmp = path + ".tmp"
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
@@ -263,10 +332,12 @@ def main(argv):
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n")[0],
         epilog="Setup: apt-get install -y python3-torch python3-numpy "
-        "libopenblas0-pthread bible-kjv",
+        "libopenblas0-pthread " + corpora.PACKAGES + " wamerican",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="run directory")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--init-from", metavar="MODEL_DIR",
+                    help="start from this model's weights (same shape)")
     ap.add_argument("--minutes", type=float, default=48.0,
                     help="wall-time budget (the LR schedule spans it)")
     ap.add_argument("--layers", type=int, default=4)
@@ -279,21 +350,36 @@ def main(argv):
     ap.add_argument("--wd", type=float, default=0.1)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--batch-tokens", type=int, default=4096)
-    ap.add_argument("--min-rows", type=int, default=8)
+    ap.add_argument("--min-rows", type=int, default=2)
     ap.add_argument("--lm-rows", type=int, default=16,
-                    help="Bible text streams carried across steps")
+                    help="text streams carried across steps")
+    ap.add_argument("--sources", default=",".join(
+        "%s:%g" % (n, corpora.WEIGHTS[n]) for n in corpora.TRAIN),
+        help="training sources and weights (tools/train/corpora.py)")
     ap.add_argument("--lm-segs", type=int, default=4,
                     help="segments per step of each text stream (BPTT)")
     ap.add_argument("--lm-life", type=int, default=128,
                     help="most segments a text stream lives")
     ap.add_argument("--pk-lm-weight", type=float, default=0.5,
                     help="weight of the pass-key rows' filler bytes")
-    ap.add_argument("--repeat-frac", type=float, default=0.5,
-                    help="pass-key rows with the repeated filler "
-                    "(the rest use Bible text)")
+    ap.add_argument("--repeat-frac", type=float, default=0.1,
+                    help="pass-key rows with the repeated filler")
+    ap.add_argument("--random-frac", type=float, default=0.1,
+                    help="pass-key rows with random printable filler "
+                    "(the rest: text from the sources)")
+    ap.add_argument("--key-formats", default="d3,d4,d5:2,d6,d7,d8,word:2",
+                    help="key formats and weights (common.KEY_FORMATS)")
+    ap.add_argument("--places", default="start:3,middle,straddle",
+                    help="statement placements and weights")
+    ap.add_argument("--label-frac", type=float, default=0.5,
+                    help="rows whose label is drawn from common.LABELS "
+                    "(the rest: \"pass key\")")
+    ap.add_argument("--distractor-frac", type=float, default=0.3,
+                    help="rows with another label's statement among "
+                    "the filler")
     ap.add_argument("--pk-weight", type=float, default=1.0)
     ap.add_argument("--kmax-start", type=int, default=1)
-    ap.add_argument("--kmax-limit", type=int, default=32)
+    ap.add_argument("--kmax-limit", type=int, default=256)
     ap.add_argument("--promote", type=float, default=0.8,
                     help="exact-answer accuracy at kmax that raises kmax")
     ap.add_argument("--threads", type=int, default=1)
@@ -301,11 +387,17 @@ def main(argv):
     ap.add_argument("--ckpt-every", type=float, default=180.0, help="seconds")
     ap.add_argument("--log-every", type=int, default=10)
     a = ap.parse_args(argv)
+    a.key_formats = parse_spec(a.key_formats)
+    a.places = parse_spec(a.places)
+    sources = parse_spec(a.sources)
 
     torch.set_num_threads(a.threads)
     os.makedirs(a.out, exist_ok=True)
     ckpt = os.path.join(a.out, "ckpt.pt")
-    train, held = common.split_corpus(common.load_corpus())
+    mix = corpora.Mixture([n for n, _ in sources], dict(sources))
+    held = {"kjv": corpora.load("kjv-held"), "devil": corpora.load("devil")}
+    unseen = [corpora.load(n) for n in corpora.HELDOUT]
+    print("sources %s" % mix.sizes(), flush=True)
 
     cfgd = model_config(a)
     state = {"step": 0, "elapsed": 0.0, "tokens": 0, "kmax": a.kmax_start,
@@ -315,6 +407,8 @@ def main(argv):
             cfgd = json.load(f)
     model = ti.InfiniModel(ti.InfiniConfig(cfgd))
     init_weights(model, cfgd["num_hidden_layers"])
+    if a.init_from and not a.resume:
+        model.load_state_dict(ti.load_model(a.init_from).state_dict())
     opt = make_optimizer(model, a)
     if a.resume:
         ck = torch.load(ckpt)
@@ -334,7 +428,7 @@ def main(argv):
     t_start = time.time() - state["elapsed"]
     t_ckpt = time.time()
     acc_ema = state["acc_at_kmax"]
-    streams = TextStreams(rng, a, train, model)
+    streams = TextStreams(rng, a, mix, model)
     agg = []
     while True:
         el = time.time() - t_start
@@ -343,7 +437,7 @@ def main(argv):
         kmax = state["kmax"]
         # half the steps at kmax, the rest uniform in 1..kmax
         k = kmax if rng.random() < 0.5 else rng.randint(1, kmax)
-        toks, ans = make_batch(rng, a, train, k)
+        toks, ans = make_batch(rng, a, mix, k)
         lr = lr_at(a, el / budget, state["step"])
         for g in opt.param_groups:
             g["lr"] = lr * g["lr_mult"]
@@ -379,7 +473,12 @@ def main(argv):
                    "sig_beta_mean": round(torch.sigmoid(betas).mean()
                                           .item(), 3)}
             if state["step"] % (a.log_every * 10) == 0:
-                rec["heldout_bpb"] = round(eval_heldout(model, a, held), 4)
+                for name, text in held.items():
+                    rec["heldout_bpb_" + name] = round(
+                        eval_heldout(model, a, text), 4)
+                for kk in (16, 64, 256):
+                    rec["unseen_pk%d" % kk] = round(
+                        eval_passkey(model, a, unseen, kk), 3)
             state["curve"].append(rec)
             print(json.dumps(rec), flush=True)
         if time.time() - t_ckpt >= a.ckpt_every:
