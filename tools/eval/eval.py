@@ -4,7 +4,8 @@ fillers, key formats, key placements and distances, memory on and off, and
 bits per byte on held-out sets; through the engine and through PyTorch.
 
     eval.py [--model models/default] [--trials 20] [--slices A,B,C,D]
-            [--torch-slices A] [--engine build/daemon/infini-run]
+            [--torch-slices A] [--fillers english,...] [--ks-long 1,4,...]
+            [--ks-short 1,16,...] [--engine build/daemon/infini-run]
             [--no-engine] [--no-torch] [--json OUT] [--markdown OUT]
 
 Pass key (tools/train/common.py passkey_layout): "The pass key is KEY. "
@@ -139,10 +140,10 @@ def cells(a, slices):
     out = []
     for s in slices:
         if s == "A":
-            for f in FILLERS:
+            for f in a.fillers:
                 for k in a.ks_long:
                     out.append((s, f, "d5", "start", k, "on"))
-            for k in a.ks_long:
+            for k in a.ks_long if "english" in a.fillers else []:
                 out.append((s, "english", "d5", "start", k, "off"))
         elif s == "B":
             for fmt in ("d3", "d5", "d8", "word"):
@@ -270,7 +271,7 @@ def tables(a, res, backends):
         if not cs:
             continue
         if s == "A":
-            rows = [(f, m) for f in FILLERS for m in ("on", "off")
+            rows = [(f, m) for f in a.fillers for m in ("on", "off")
                     if any(c[1] == f and c[5] == m for c in cs)]
             ks = a.ks_long
             out.append("**A. Distance** (5-digit keys in segment 0; "
@@ -348,6 +349,8 @@ def main(argv):
                     help="slices also run through PyTorch")
     ap.add_argument("--torch-kmax", type=int, default=256,
                     help="largest k run through PyTorch")
+    ap.add_argument("--fillers", default=",".join(FILLERS),
+                    help="the fillers of slice A")
     ap.add_argument("--ks-long", default="1,4,16,64,256,1024")
     ap.add_argument("--ks-short", default="1,16,64,256")
     ap.add_argument("--no-bpb", action="store_true")
@@ -361,6 +364,10 @@ def main(argv):
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     a.ks_long = [int(x) for x in a.ks_long.split(",")]
+    a.fillers = a.fillers.split(",")
+    for f in a.fillers:
+        if f not in FILLERS:
+            raise SystemExit("unknown filler %r (%s)" % (f, ",".join(FILLERS)))
     a.ks_short = [int(x) for x in a.ks_short.split(",")]
     texts = {"english": [corpora.load(n) for n in corpora.HELDOUT],
              "kjv-held": [corpora.load("kjv-held")]}
