@@ -363,6 +363,8 @@ def main(argv):
     ap.add_argument("--markdown", help="write the tables here")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
+    a.slices = a.slices.replace(",", "")
+    a.torch_slices = a.torch_slices.replace(",", "")
     a.ks_long = [int(x) for x in a.ks_long.split(",")]
     a.fillers = a.fillers.split(",")
     for f in a.fillers:
