@@ -136,9 +136,8 @@ def passkey_layout(rng, N, k, fill, key, place="start", label="pass key",
         cut = rng.randint(1, len(st) - 1)
         head = N - 1 - cut
         assert head >= 0, "segment_size too small for the statement"
-        pre = [BOS] + fill(head) + st[:cut]
-        pre = pre + st[cut:] + fill(2 * N - len(pre) - len(st) + cut)
-        gap = k - 1
+        rest = st[cut:]
+        pre = [BOS] + fill(head) + st[:cut] + rest + fill(N - len(rest))
     elif place in ("start", "middle"):
         lead = [BOS] + fill(k * N - 1) if place == "middle" else [BOS]
         room = N - len(st) - (1 if place == "start" else 0)
@@ -146,9 +145,9 @@ def passkey_layout(rng, N, k, fill, key, place="start", label="pass key",
         seg = fill(rng.randint(0, room)) + st
         seg = seg + fill(N - (1 if place == "start" else 0) - len(seg))
         pre = lead + seg
-        gap = k - 1
     else:
         raise ValueError("place: %r" % place)
+    gap = k - 1
     mid = fill(gap * N)
     if distractor is not None and gap > 0:
         ds = list(("The %s is %s. " % distractor).encode())

@@ -12,8 +12,8 @@ is not tied to one kind of text):
     vimdoc    Vim's reference manual (vim-runtime): technical English
     foldoc    the Free On-line Dictionary of Computing (dict-foldoc)
     python    Python's standard library sources (python3.11): code
-Random strings (digits, letters, printable bytes) are made on the fly by
-common.random_filler; they are not a source here.
+Random printable bytes are made on the fly by common.filler (kind
+"random"); they are not a source here.
 
 Held-out sources, never trained on (tools/eval's "unseen" fillers):
     devil     Ambrose Bierce's The Devil's Dictionary, 1911 (dict-devil)
@@ -126,13 +126,11 @@ class Mixture:
     def __init__(self, names, weights=None):
         self.names = list(names)
         self.data = {n: load(n) for n in self.names}
-        w = [(weights or {}).get(n, 1.0) for n in self.names]
-        self.cum = np.cumsum(w) / sum(w)
+        self.weights = [(weights or {}).get(n, 1.0) for n in self.names]
 
     def pick(self, rng):
         """pick returns (name, text) of a source drawn by weight."""
-        i = int(np.searchsorted(self.cum, rng.random(), side="right"))
-        n = self.names[min(i, len(self.names) - 1)]
+        n = rng.choices(self.names, self.weights)[0]
         return n, self.data[n]
 
     def sizes(self):

@@ -123,12 +123,7 @@ def lr_at(a, frac, step):
 
 def pick(rng, spec):
     """pick draws a name from spec, a list of (name, weight)."""
-    r = rng.random() * sum(w for _, w in spec)
-    for name, w in spec:
-        r -= w
-        if r < 0:
-            return name
-    return spec[-1][0]
+    return rng.choices([n for n, _ in spec], [w for _, w in spec])[0]
 
 
 def parse_spec(text):
