@@ -34,6 +34,9 @@ Slices (rows x columns of the matrix; one cell = --trials prompts):
 Bits per byte: next-byte cross-entropy / ln 2 on --bpb-streams streams of
 --bpb-segments segments of each held-out set (kjv-held is the set of the
 shipped model's earlier figure), memory on and off.
+Reading curve: bits per byte in each --curve-window bytes of one
+--curve-bytes document (the start of each --curve-sets set, fed as one
+stream), memory on and off: whether the memory helps as a document goes on.
 
 Memory off: a copy of the model whose every gate beta is -60, so
 sigmoid(beta) = 9e-27 and A = sigmoid(beta) A_mem + (1 - sigmoid(beta)) A_dot
@@ -115,17 +118,31 @@ def bpb_torch(model, streams):
     return bits / n
 
 
+def logits_engine(a, model_dir, toks, tmp):
+    """logits_engine returns infini-run's logits [n, V] for one stream."""
+    tf, of = os.path.join(tmp, "bpb.txt"), os.path.join(tmp, "bpb.npy")
+    write_tokens(tf, toks)
+    subprocess.run([a.engine, "--model", model_dir, "--tokens", tf,
+                    "--output", "logits", "--out", of], check=True,
+                   capture_output=True)
+    return np.load(of)
+
+
 def bpb_engine(a, model_dir, streams, tmp):
     bits = n = 0
-    for r, s in enumerate(streams):
-        tf, of = os.path.join(tmp, "bpb.txt"), os.path.join(tmp, "bpb.npy")
-        write_tokens(tf, s)
-        subprocess.run([a.engine, "--model", model_dir, "--tokens", tf,
-                        "--output", "logits", "--out", of], check=True,
-                       capture_output=True)
-        b, c = bpb_from_logits(np.load(of), s)
+    for s in streams:
+        b, c = bpb_from_logits(logits_engine(a, model_dir, s, tmp), s)
         bits, n = bits + b, n + c
     return bits / n
+
+
+def reading_curve(lg, toks, window):
+    """reading_curve returns the bits per byte of toks[1:] in each window
+    of `window` predictions, given logits [n, V] for toks."""
+    lg = torch.as_tensor(np.asarray(lg))[:-1]
+    ce = F.cross_entropy(lg, torch.as_tensor(toks[1:]), reduction="none")
+    return [round(ce[i:i + window].mean().item() / math.log(2), 3)
+            for i in range(0, len(ce) - window + 1, window)]
 
 
 # ------------------------------------------------------------- pass key
@@ -327,6 +344,25 @@ def tables(a, res, backends):
                 if "%s/%s/%s" % (be, m, st) in res["bpb"] else "-"
                 for be, m in cols)))
         out.append("")
+    if res.get("curve"):
+        sets = sorted({k.split("/")[2] for k in res["curve"]})
+        nw = max(len(v) for v in res["curve"].values())
+        w = a.curve_window
+        out.append("**Reading curve** (bits per byte in each %d-byte "
+                   "window of the first %d bytes of a held-out set, fed as "
+                   "one stream)\n" % (w, a.curve_bytes))
+        out.append("| set | backend | memory | " + " | ".join(
+            "%d-%d kB" % (i * w // 1024, (i + 1) * w // 1024)
+            for i in range(nw)) + " |")
+        out.append("|---|---|---|" + "---|" * nw)
+        for st in sets:
+            for be in backends:
+                for m in ("on", "off"):
+                    cv = res["curve"].get("%s/%s/%s" % (be, m, st))
+                    if cv:
+                        out.append("| %s | %s | %s | %s |" % (
+                            st, be, m, " | ".join("%.2f" % x for x in cv)))
+        out.append("")
     return "\n".join(out)
 
 
@@ -357,6 +393,10 @@ def main(argv):
     ap.add_argument("--bpb-sets", default="kjv-held,devil,jargon,licenses")
     ap.add_argument("--bpb-streams", type=int, default=4)
     ap.add_argument("--bpb-segments", type=int, default=64)
+    ap.add_argument("--curve-sets", default="devil,jargon,licenses",
+                    help="sets of the reading curve ('' for none)")
+    ap.add_argument("--curve-bytes", type=int, default=20480)
+    ap.add_argument("--curve-window", type=int, default=4096)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", help="write the results here")
@@ -378,7 +418,7 @@ def main(argv):
     all_cells = cells(a, a.slices)
     res = {"model": a.model, "trials": a.trials, "cells": all_cells,
            "sources": {"english": list(corpora.HELDOUT)},
-           "passkey": {}, "bpb": {}, "seconds": {}}
+           "passkey": {}, "bpb": {}, "curve": {}, "seconds": {}}
     tmp = tempfile.mkdtemp(prefix="infini-eval-")
     try:
         off_dir = os.path.join(tmp, "nomem")
@@ -397,6 +437,21 @@ def main(argv):
                         else bpb_engine(a, d, streams, tmp)
                     res["bpb"]["%s/%s/%s" % (be, m, st)] = round(b, 4)
                     print("bpb %s memory %s %s: %.4f" % (be, m, st, b),
+                          flush=True)
+            for st in [x for x in a.curve_sets.split(",") if x]:
+                doc = [common.BOS] + \
+                    corpora.load(st)[:a.curve_bytes].tolist()
+                for m, d in dirs.items():
+                    if be == "torch":
+                        with torch.inference_mode():
+                            _, lg, _ = models[m](torch.tensor([doc]), None,
+                                                 logits="all")
+                        lg = lg[0]
+                    else:
+                        lg = logits_engine(a, d, doc, tmp)
+                    cv = reading_curve(lg, doc, a.curve_window)
+                    res["curve"]["%s/%s/%s" % (be, m, st)] = cv
+                    print("curve %s memory %s %s: %s" % (be, m, st, cv),
                           flush=True)
             for c in all_cells:
                 if be == "torch" and (c[0] not in a.torch_slices or

@@ -377,6 +377,9 @@ def main(argv):
     ap.add_argument("--kmax-limit", type=int, default=256)
     ap.add_argument("--promote", type=float, default=0.8,
                     help="exact-answer accuracy at kmax that raises kmax")
+    ap.add_argument("--kmax-set", type=int, metavar="K",
+                    help="set the curriculum's kmax to K now (also on "
+                    "--resume), whatever the running accuracy")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--ckpt-every", type=float, default=180.0, help="seconds")
@@ -410,6 +413,9 @@ def main(argv):
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         state = ck["state"]
+    if a.kmax_set:
+        state["kmax"] = min(a.kmax_set, a.kmax_limit)
+        state["acc_at_kmax"] = 0.0
     else:
         with open(os.path.join(a.out, "config.json"), "w") as f:
             json.dump(cfgd, f, indent=2)
