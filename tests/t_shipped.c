@@ -8,7 +8,17 @@
  * the engine pushes the same tokens in uneven chunks and must give the same
  * logits within SHIP_TOL_TORCH.  The double-precision oracle (tests/ref.h)
  * checks the engine's first REF_NTOK tokens (across the first compression)
- * within SHIP_TOL_REF.  Recall is measured by tools/eval/eval.py, not here.
+ * within SHIP_TOL_REF.  The fixed text mixes prose, code and keys of several
+ * formats, so no single training source dominates it.
+ *
+ * Then recall, the memory end to end through the engine: RECALL_TRIALS pass
+ * keys, each stated in segment 0 and asked for RECALL_K compressions later
+ * over filler the model never saw in training (the GPL-3 text that every
+ * Debian system has in /usr/share/common-licenses), greedy-decoded; at least
+ * RECALL_MIN must come back exact.  The answer is the key the test itself
+ * stated, so a wrong weight, a memory path that drops the state, or a
+ * model whose memory does not work fails it.  tools/eval/eval.py measures
+ * recall over the whole matrix; this is its smoke test.
  *
  * Skips when models/default is absent, when there is no Vulkan device, or
  * when python3 cannot import torch and numpy (tools/setup-debian.sh installs
@@ -36,11 +46,17 @@
 #define SHIP_TOL_REF 1e-4       /* fp32 engine against the double oracle */
 #define BOS 256
 
+#define RECALL_K 64              /* compressions between key and question */
+#define RECALL_TRIALS 8
+#define RECALL_MIN 6
+#define RECALL_FILLER "/usr/share/common-licenses/GPL-3"
+#define SEG 32                  /* the shipped model's segment_size */
+
 static const char *ship_text =
-    "In the beginning God created the heaven and the earth. The pass key "
-    "is 48151. Remember it. And the earth was without form, and void; and "
-    "darkness was upon the face of the deep. And the Spirit of God moved "
-    "upon the face of the waters. And God said, Let there be light.";
+    "The door code is 20417388. def push(self, seg):\n    self.mem += "
+    "seg.kv()  # compress\nA dictionary is a malevolent literary device for "
+    "cramping the growth of a language. The secret word is lantern. In the "
+    "beginning God created the heaven and the earth. ";
 
 static int32_t toks[SHIP_NTOK];
 
@@ -122,6 +138,96 @@ run_engine(struct eng *e, int V, float *logits)
 	return (rv);
 }
 
+/* recall_trial builds one pass-key prompt (the layout of tools/train/
+ * common.py's passkey_layout, place "start": BOS and the statement in
+ * segment 0, RECALL_K - 1 filler segments, the question in the next),
+ * greedy-decodes the answer through the engine and returns 1 when it is
+ * key followed by ".", 0 when not, or a negative error. */
+static int
+recall_trial(struct eng *e, const char *key, const char *fill, size_t nfill,
+    size_t *fo, char *got, size_t gotlen)
+{
+	enum { NPROMPT = (RECALL_K + 1) * SEG };
+	static int32_t p[NPROMPT];
+	char st[64], err[256];
+	const char *q = "The pass key is ";
+	struct eng_sampler greedy = { .temperature = 0 };
+	int n = 0, slot, rv, ngot = 0, nans = (int)strlen(key) + 1;
+	int32_t tok;
+
+	snprintf(st, sizeof(st), "The pass key is %s. ", key);
+	p[n++] = BOS;
+	for (const char *c = st; *c; c++)
+		p[n++] = (unsigned char)*c;
+	/* Filler to the end of segment 0, the RECALL_K - 1 segments between,
+	 * and 4 bytes that open the question's segment. */
+	while (n < RECALL_K * SEG + 4) {
+		p[n++] = (unsigned char)fill[*fo];
+		*fo = (*fo + 1) % nfill;
+	}
+	for (const char *c = q; *c; c++)
+		p[n++] = (unsigned char)*c;
+	if ((rv = eng_stream_alloc(e, &slot)) != 0)
+		return (rv);
+	for (int at = 0; at < n && rv == 0; at += 256) {
+		struct eng_job j = { .slot = slot, .tokens = p + at,
+		    .n = n - at < 256 ? n - at : 256, .out = ENG_OUT_NONE };
+		if (at + j.n == n) {
+			j.sample = &greedy;
+			j.token = &tok;
+		}
+		rv = eng_run(e, &j, 1, err, sizeof(err));
+	}
+	while (rv == 0 && ngot < nans && (size_t)ngot + 1 < gotlen) {
+		got[ngot++] = tok >= 32 && tok < 127 ? (char)tok : '?';
+		struct eng_job j = { .slot = slot, .n = 1, .tokens = &tok,
+		    .out = ENG_OUT_NONE, .sample = &greedy, .token = &tok };
+		if (ngot < nans)
+			rv = eng_run(e, &j, 1, err, sizeof(err));
+	}
+	got[ngot] = 0;
+	eng_stream_free(e, slot);
+	if (rv != 0) {
+		tap_diag("eng_run: %s", err);
+		return (rv < 0 ? rv : -rv);
+	}
+	return (strncmp(got, key, strlen(key)) == 0 && got[nans - 1] == '.');
+}
+
+/* check_recall runs RECALL_TRIALS trials with keys from a fixed generator
+ * and filler taken from successive places of RECALL_FILLER. */
+static void
+check_recall(struct eng *e, const struct eng_model *m)
+{
+	char *fill = NULL, key[16], got[32];
+	size_t nfill, fo = 1000;        /* past the title and preamble head */
+	uint32_t x = 20241207;
+	int right = 0, rv = 0;
+
+	if (m->cfg.segment_size != SEG) {
+		ok(0, "recall: segment_size %d, the check is laid out for %d",
+		    m->cfg.segment_size, SEG);
+		return;
+	}
+	if (fx_read_file(RECALL_FILLER, &fill, &nfill) != 0 || nfill < 4096) {
+		tap_skip(1, "no " RECALL_FILLER " (base-files)");
+		free(fill);
+		return;
+	}
+	for (int t = 0; t < RECALL_TRIALS && rv >= 0; t++) {
+		x = x * 1664525u + 1013904223u;
+		snprintf(key, sizeof(key), "%05u", (x >> 8) % 100000u);
+		rv = recall_trial(e, key, fill, nfill, &fo, got, sizeof(got));
+		right += rv == 1;
+		if (rv == 0)
+			tap_diag("recall: stated %s, answered %s", key, got);
+	}
+	ok(rv >= 0 && right >= RECALL_MIN, "recall: %d/%d 5-digit keys exact "
+	    "after %d compressions of unseen text (want >= %d)", right,
+	    RECALL_TRIALS, RECALL_K, RECALL_MIN);
+	free(fill);
+}
+
 int
 main(void)
 {
@@ -150,7 +256,7 @@ main(void)
 		    "(apt-get install python3-torch python3-numpy)");
 		return (0);
 	}
-	tap_plan(6);
+	tap_plan(7);
 	make_tokens();
 	rv = eng_model_load(MODEL_DIR, &m, err, sizeof(err));
 	if (!ok(rv == 0, "load %s", MODEL_DIR)) {
@@ -215,6 +321,7 @@ main(void)
 	} else {
 		ok(0, "engine = double oracle (set-up failed)");
 	}
+	check_recall(e, m);
 
 out:
 	ref_state_free(rs);
