@@ -26,7 +26,9 @@
 # bench-matmul (every variant, GFLOP/s from GPU timestamps, and torch.matmul
 # on the same GPU) and bench/run.sh with PyTorch on CUDA in bf16 against the
 # engine on bf16 weights: the ~100M and Gemma-2B-shaped models, prefill and
-# decode, and batched decode for 1, 8, 32 and 128 streams.  It stops
+# decode, and batched decode for 1, 8, 32 and 128 streams; between the two,
+# the per-op device time of a ~100M prefill with the cooperative-matrix
+# attention and retrieval and with the portable ones.  It stops
 # starting new parts once 8 of its 10 minutes are gone.
 #
 # GPU_CHECK_ICD names the Vulkan driver manifest instead of NVIDIA's,
@@ -140,6 +142,26 @@ for n in (1024, 4096):
         print("torch.matmul %d^3 %s: %.1f GFLOP/s (median of 10)"
               % (n, str(dt).split(".")[1], 2 * n ** 3 / ts[5] * 1e-9))
 PY
+	# Attention and retrieval before/after: the same prefill with the
+	# coop kernels and with the portable ones (INFINI_OPS=portable).
+	local pm=/tmp/infini-gpucheck-prof/100m ops pp=1024
+	[ "${GPU_CHECK_QUICK:-0}" = 1 ] && pp=64
+	if "$dir/build/tools/gen-model" --out "$pm" --layers 12 --hidden 768 \
+	    --heads 12 --intermediate 2048 --vocab 32000 --segment 256 --tie \
+	    --dtype bf16 >/dev/null; then
+		echo "== per-op device time, ~100M bf16, prefill $pp after $(elapsed) s"
+		for ops in coop portable; do
+			echo "-- attention side: $ops"
+			INFINI_OPS=${ops#coop} timeout 60 \
+			    "$dir/build/bench/bench-model" --model "$pm" \
+			    --prefill $pp --decode 8 --reps 1 --profile 2>&1 |
+			    grep -E '^(op|matmul|attention|retrieve|gate|RESULT)[ +]' ||
+			    rc=1
+		done
+		rm -rf "$pm"
+	else
+		rc=1
+	fi
 	if [ "$(elapsed)" -lt 480 ]; then
 		echo "== engine vs PyTorch CUDA bf16 after $(elapsed) s"
 		local quick=()

@@ -5,8 +5,8 @@
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
 /* matmul_coop.comp - Y (+)= X W^T on cooperative matrices
- * (GL_KHR_cooperative_matrix): f16 A and B, f32 accumulation, for f16 and
- * bf16 weights (W_F16 / W_BF16).
+ * (GL_KHR_cooperative_matrix): f16 A and B, f32 accumulation, for f16,
+ * bf16, q8_0 and q4_0 weights (W_F16 / W_BF16 / W_Q8_0 / W_Q4_0).
  *
  * The tile shape (TM x TN x TK) is the one the device lists for f16 x f16 ->
  * f32 at subgroup scope (vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR),
@@ -16,12 +16,14 @@
  * slab of 2 TK columns of X and W, every invocation helps stage the slab
  * in shared memory as f16 (X converted from f32, rounding to nearest; W
  * decoded from its dtype: bf16 converts exactly where the value lies in
- * f16's normal range), then each subgroup multiplies its tiles.  The
+ * f16's normal range; a block dtype's value, quant times f32 scale, is
+ * rounded to nearest), then each subgroup multiplies its tiles.  The
  * accumulators go through shared memory to Y so that edges, the row
  * strides and the acc flag are handled per element.  Rows and columns past
  * m, n or k load zeros and are not stored. */
 layout(local_size_x_id = 0) in;
 #define WBIND 1
+#define SBIND 3   /* block scales, for W_Q8_0 / W_Q4_0 */
 #include "common.glsl"
 #include "matmul_pc.h"
 layout(constant_id = 1) const uint TM = 16;

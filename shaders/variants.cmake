@@ -33,15 +33,18 @@ infini_shader(memupd memupd.comp)
 infini_shader(memz memz.comp)
 infini_shader(sample sample.comp)
 # Cooperative-matrix matmul (VK_KHR_cooperative_matrix; f16 A and B, f32
-# accumulation) for f16 and bf16 weights, when the build has tools that
+# accumulation) for f16, bf16 and block weights, and the attention-side
+# kernels on cooperative matrices, when the build has tools that
 # compile it (CMakeLists.txt: INFINI_HAVE_COOP).
 if(INFINI_HAVE_COOP)
   set(SHADER_GLSLANG ${GLSLANG_COOP})
   set(SHADER_SPIRV_VAL ${SPIRV_VAL_COOP})
-  foreach(t f16 bf16)
+  foreach(t f16 bf16 q8_0 q4_0)
     string(TOUPPER ${t} T)
     infini_shader(matmul_coop_${t} matmul_coop.comp W_${T})
   endforeach()
+  infini_shader(attention_coop attention_coop.comp)
+  infini_shader(retrieve_coop retrieve_coop.comp)
   set(SHADER_GLSLANG ${GLSLANG})
   set(SHADER_SPIRV_VAL ${SPIRV_VAL})
 endif()

@@ -165,43 +165,6 @@ compare_to_ref(const char *name, const struct fx_opts *o)
 	compare_to_ref_tol(name, o, 2e-4);
 }
 
-/*
- * test_kernel_families runs two models (bf16 weights, linear rule; f16
- * weights, delta rule) on each matmul family forced by INFINI_KERNELS,
- * whatever the device would choose: portable and texel run everywhere,
- * coop where the device has cooperative matrices (else skipped).  The
- * coop family feeds the matmuls f16 activations (rounded to nearest, a
- * relative error of 2^-12 per element), which reaches the outputs of these
- * 2-layer models as about 1e-3; the bound is 5e-3, still far below what a
- * wrong tile or stride gives (O(1)).
- */
-static void
-test_kernel_families(void)
-{
-	static const struct { const char *fam; double tol; } fams[] = {
-		{ "portable", 2e-4 }, { "texel", 2e-4 }, { "coop", 5e-3 },
-	};
-	char name[96];
-	struct fx_opts o;
-
-	for (size_t i = 0; i < sizeof(fams) / sizeof(fams[0]); i++) {
-		setenv("INFINI_KERNELS", fams[i].fam, 1);
-		fx_opts_default(&o);
-		o.dtype = ENG_BF16;
-		o.seed = 21;
-		snprintf(name, sizeof(name), "%s kernels, bf16", fams[i].fam);
-		compare_to_ref_tol(name, &o, fams[i].tol);
-		fx_opts_default(&o);
-		o.dtype = ENG_F16;
-		o.cfg.memory_update = ENG_UPDATE_DELTA;
-		o.seed = 22;
-		snprintf(name, sizeof(name), "%s kernels, f16 delta",
-		    fams[i].fam);
-		compare_to_ref_tol(name, &o, fams[i].tol);
-	}
-	unsetenv("INFINI_KERNELS");
-}
-
 /* choice_of opens o's model and writes the engine's kernel choice line to
  * buf; returns the open's result. */
 static int
@@ -215,6 +178,63 @@ choice_of(const struct fx_opts *o, char *buf, size_t n)
 		eng_kernel_choice(g.e, buf, n);
 	gt_close(&g);
 	return (rv);
+}
+
+/*
+ * test_kernel_families runs two models (bf16 weights, linear rule; f16
+ * weights, delta rule) on each matmul family forced by INFINI_KERNELS,
+ * whatever the device would choose: portable and texel run everywhere,
+ * coop where the device has cooperative matrices (else skipped), once with
+ * its own attention and retrieval kernels (attention_coop.comp,
+ * retrieve_coop.comp) and once with the portable ones (INFINI_OPS).  The
+ * coop family feeds the matmuls, attention and retrieval f16 operands
+ * (rounded to nearest, a relative error of 2^-12 per element), which
+ * reaches the outputs of these 2-layer models as about 1e-3; the bound is
+ * 5e-3, still far below what a wrong tile or stride gives (O(1)).  The
+ * engine's kernel choice line must name the coop attention.
+ */
+static void
+test_kernel_families(void)
+{
+	static const struct {
+		const char *fam, *ops;
+		double tol;
+	} fams[] = {
+		{ "portable", "", 2e-4 }, { "texel", "", 2e-4 },
+		{ "coop", "", 5e-3 }, { "coop", "portable", 5e-3 },
+	};
+	char name[96], choice[256];
+	struct fx_opts o;
+
+	for (size_t i = 0; i < sizeof(fams) / sizeof(fams[0]); i++) {
+		setenv("INFINI_KERNELS", fams[i].fam, 1);
+		setenv("INFINI_OPS", fams[i].ops, 1);
+		if (strcmp(fams[i].fam, "coop") == 0 && *fams[i].ops == '\0') {
+			fx_opts_default(&o);
+			if (choice_of(&o, choice, sizeof(choice)) != 0)
+				tap_skip(1, "the device has no coop kernels");
+			else
+				ok(strstr(choice, "attention coop") != NULL,
+				    "coop family: %s", choice);
+		}
+		fx_opts_default(&o);
+		o.dtype = ENG_BF16;
+		o.seed = 21;
+		snprintf(name, sizeof(name), "%s kernels%s%s, bf16",
+		    fams[i].fam, *fams[i].ops ? ", attention " : "",
+		    fams[i].ops);
+		compare_to_ref_tol(name, &o, fams[i].tol);
+		fx_opts_default(&o);
+		o.dtype = ENG_F16;
+		o.cfg.memory_update = ENG_UPDATE_DELTA;
+		o.seed = 22;
+		snprintf(name, sizeof(name), "%s kernels%s%s, f16 delta",
+		    fams[i].fam, *fams[i].ops ? ", attention " : "",
+		    fams[i].ops);
+		compare_to_ref_tol(name, &o, fams[i].tol);
+	}
+	unsetenv("INFINI_KERNELS");
+	unsetenv("INFINI_OPS");
 }
 
 /* thresholds: the "up to m A, 4-row up to B" part of a choice line. */
@@ -486,7 +506,7 @@ main(void)
 		tap_plan_skip_all("no Vulkan device");
 		return (0);
 	}
-	tap_plan(46 + 18 + 6);
+	tap_plan(46 + 18 + 6 + 7);
 	test_models();
 	test_kernel_families();
 	test_tune();

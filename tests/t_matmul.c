@@ -14,14 +14,15 @@
  * written outputs must be <= 1e-10 (it is ~1e-14 in practice).  The
  * validation layer is on and must report nothing.
  *
- * The cooperative-matrix variant multiplies in f16: its contract is X
- * rounded to f16 (to nearest even), W exact (the test's f16 and bf16
- * weights lie in f16's normal range), products and sums in f32.  Its
- * reference is the same double loop over X rounded here, with the same
- * bound; the NMSE against the unrounded reference is printed too.  On
- * f32 and block dtypes it runs the portable kernel, checked as such.  A
- * device without VK_KHR_cooperative_matrix (or a build without those
- * kernels) skips its cases.
+ * The cooperative-matrix variant multiplies in f16: its contract is X and
+ * W rounded to f16 (to nearest even), products and sums in f32.  The test's
+ * f16 and bf16 weights lie in f16's normal range, so for them the rounding
+ * is exact; a block weight (quant times scale) is rounded.  Its reference
+ * is the same double loop over X and W rounded here, with the same bound;
+ * the NMSE against the unrounded reference is printed too.  On f32 it runs
+ * the portable kernel, checked as such.  A device without
+ * VK_KHR_cooperative_matrix (or a build without those kernels) skips its
+ * cases.
  */
 #include <math.h>
 #include <string.h>
@@ -185,7 +186,7 @@ check_case(struct fix *f, enum eng_dtype dt, uint32_t m, uint32_t n,
 	float *y0 = malloc(sizeof(float) * m * ldy);
 	float *y = malloc(sizeof(float) * m * ldy);
 	double *ref = malloc(sizeof(double) * m * n);
-	double *refh = malloc(sizeof(double) * m * n);   /* X in f16 */
+	double *refh = malloc(sizeof(double) * m * n);   /* X, W in f16 */
 	struct gpu_buf X = { 0 }, Y = { 0 };
 	struct eng_wmat w = { 0 };
 	struct eng_mm_in in = { &X, VK_NULL_HANDLE, ldx };
@@ -211,7 +212,7 @@ check_case(struct fix *f, enum eng_dtype dt, uint32_t m, uint32_t n,
 			for (uint32_t q = 0; q < k; q++) {
 				s += (double)x[i * ldx + q] * wv[j * k + q];
 				sh += (double)to_half(x[i * ldx + q]) *
-				    wv[j * k + q];
+				    to_half(wv[j * k + q]);
 			}
 			ref[i * n + j] = s;
 			refh[i * n + j] = sh;
@@ -229,8 +230,7 @@ check_case(struct fix *f, enum eng_dtype dt, uint32_t m, uint32_t n,
 
 	for (size_t v = 0; v < NVAR; v++) {
 		double e2 = 0, r2 = 0, x2 = 0, stray = 0;
-		bool half = vars[v] == ENG_MM_COOP &&
-		    (dt == ENG_F16 || dt == ENG_BF16);
+		bool half = vars[v] == ENG_MM_COOP && dt != ENG_F32;
 		const double *want = half ? refh : ref;
 		if (vars[v] == ENG_MM_COOP && !f->coop) {
 			tap_skip(1, "no cooperative-matrix kernel on this device "
@@ -260,7 +260,7 @@ check_case(struct fix *f, enum eng_dtype dt, uint32_t m, uint32_t n,
 		ok(e2 / r2 <= NMSE_TOL && stray == 0, "%s %s m %u n %u k %u%s: "
 		    "nmse %.2g%s%s", eng_mm_var_name(vars[v]), dtnames[dt], m,
 		    n, k, acc ? " acc" : "", e2 / r2,
-		    half ? " against X in f16" : "",
+		    half ? " against X, W in f16" : "",
 		    stray != 0 ? ", wrote outside its columns" : "");
 		if (half)
 			tap_diag("  against exact X: nmse %.2g", x2 / r2);

@@ -3,6 +3,13 @@
  * ops of tests/ref.c, by normalised mean squared error
  * NMSE = sum (ref - got)^2 / sum ref^2, which must be <= 1e-10 (fp32 kernels;
  * inputs O(1)).  The matmul variants have their own test (t_matmul.c).
+ *
+ * The cooperative-matrix attention and retrieval multiply in f16: their
+ * rows served on cooperative matrices must be within NMSE 1e-6 of the
+ * oracle (f16 rounding of the operands gives ~1e-7), and the rows they
+ * serve one by one in f32 (tiles that mix streams) within 1e-10, which also
+ * shows that each row took the path it should.  A device or build without
+ * those kernels skips them; INFINI_REQUIRE_COOP makes that a failure.
  */
 #include <math.h>
 #include <string.h>
@@ -22,6 +29,7 @@
 #include "rope_pc.h"
 
 #define TOL 1e-10
+#define TOL_F16 1e-6
 
 static struct gpu_dev *dev;
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -71,7 +79,8 @@ run(enum eng_kernel_id k, uint32_t hd, struct gpu_buf **bufs, uint32_t writes,
 	struct gpu_pipe *p = NULL;
 	struct gpu_cmd *c = NULL;
 	struct gpu_arg a[GPU_MAX_BINDS];
-	uint32_t spec[2] = { 0, hd };
+	uint32_t spec[GPU_MAX_SPEC];
+	uint32_t nspec = eng_kernel_spec(gpu_dev_info(dev), k, hd, spec);
 
 	for (uint32_t i = 0; i < eng_kernels[k].nbind; i++) {
 		a[i] = gpu_arg_of(bufs[i], 0, 0);
@@ -81,7 +90,7 @@ run(enum eng_kernel_id k, uint32_t hd, struct gpu_buf **bufs, uint32_t writes,
 			tap_diag("cannot make a view for %s",
 			    eng_kernels[k].name);
 	}
-	if (gpu_pipe_create(dev, &eng_kernels[k], spec, hd ? 2 : 0, &p) != 0 ||
+	if (gpu_pipe_create(dev, &eng_kernels[k], spec, nspec, &p) != 0 ||
 	    gpu_cmd_alloc(dev, &c) != 0 || gpu_cmd_begin(c) != 0) {
 		tap_diag("cannot run %s", eng_kernels[k].name);
 	} else {
@@ -308,6 +317,174 @@ test_retrieve(enum eng_kernel_id kid, uint32_t rb, bool on_local)
 	free_all(b, 6);
 }
 
+/* Rows for the cooperative-matrix kernels: a run of 24 positions of one
+ * stream (whole tiles of 8 and 16), two rows of other streams, then a run
+ * of 10 that a tile of 8 or 16 rows splits, ending in a partial tile. */
+enum { CSEG = 40, CT = 36 };
+#define CKVS (NKV * CSEG * HD)
+
+static void
+coop_rows(uint32_t *rows)
+{
+	for (int r = 0; r < CT; r++) {
+		uint32_t slot = r < 24 ? 2 : r == 24 ? 0 : 1;
+		uint32_t pos = r < 24 ? 5 + (uint32_t)r : r == 24 ? 39 :
+		    r == 25 ? 3 : 30 + (uint32_t)r - 26;
+		rows[2 * r] = slot;
+		rows[2 * r + 1] = pos;
+	}
+}
+
+/* coop_tiled: does the tile of rows holding row r run on cooperative
+ * matrices (one stream, and for attention consecutive positions)? */
+static bool
+coop_tiled(const uint32_t *rows, int r, uint32_t tm, bool need_pos)
+{
+	int r0 = r / (int)tm * (int)tm;
+	for (int i = r0; i < r0 + (int)tm && i < CT; i++)
+		if (rows[2 * i] != rows[2 * r0] || (need_pos &&
+		    rows[2 * i + 1] != rows[2 * r0 + 1] + (uint32_t)(i - r0)))
+			return (false);
+	return (true);
+}
+
+/* coop_skip: true (and the case skipped) where kernel k cannot run. */
+static bool
+coop_skip(enum eng_kernel_id k, int count)
+{
+	if (gpu_dev_info(dev)->coopmat && eng_kernel_built(k))
+		return (false);
+	tap_skip(count, "no cooperative-matrix kernel on this device or in "
+	    "this build");
+	return (true);
+}
+
+/* coop_check: NMSE of the rows on cooperative matrices (bound TOL_F16) and
+ * of those served one by one (bound TOL), each row n floats. */
+static void
+coop_check(const char *what, const uint32_t *rows, bool need_pos,
+    const double *ref, const float *got, size_t n)
+{
+	uint32_t tm = gpu_dev_info(dev)->coop_m;
+	double e[2][2] = { { 0, 1e-300 }, { 0, 1e-300 } };
+	int cnt[2] = { 0, 0 };
+
+	for (int r = 0; r < CT; r++) {
+		int c = coop_tiled(rows, r, tm, need_pos);
+		cnt[c]++;
+		for (size_t i = r * n; i < (r + 1) * n; i++) {
+			e[c][0] += (ref[i] - got[i]) * (ref[i] - got[i]);
+			e[c][1] += ref[i] * ref[i];
+		}
+	}
+	ok(e[1][0] / e[1][1] <= TOL_F16 && cnt[1] > 0, "%s: %d rows on "
+	    "cooperative matrices (nmse %.2g)", what, cnt[1],
+	    e[1][0] / e[1][1]);
+	ok(e[0][0] / e[0][1] <= TOL && cnt[0] > 0, "%s: %d rows one by one "
+	    "in f32 (nmse %.2g)", what, cnt[0], e[0][0] / e[0][1]);
+}
+
+static void
+test_attention_coop(void)
+{
+	float qr[CT * NH * HD], kc[SLOTS * CKVS], vc[SLOTS * CKVS];
+	float got[CT * NH * HD];
+	uint32_t rows[2 * CT];
+	double q[HD], K[CSEG * HD], V[CSEG * HD], ref[CT * NH * HD];
+
+	if (coop_skip(ENG_K_ATTENTION_COOP, 2))
+		return;
+	coop_rows(rows);
+	fill(qr, CT * NH * HD, 2.0);
+	fill(kc, SLOTS * CKVS, 2.0);
+	fill(vc, SLOTS * CKVS, 1.0);
+	struct gpu_buf b[5] = { up(qr, sizeof(qr)), up(rows, sizeof(rows)),
+	    up(kc, sizeof(kc)), up(vc, sizeof(vc)), up(NULL, sizeof(got)) };
+	struct gpu_buf *bp[5] = { &b[0], &b[1], &b[2], &b[3], &b[4] };
+	struct attention_pc pc = { CT, NH, NKV, HD, CSEG, CKVS,
+	    (float)(1.0 / sqrt((double)HD)) };
+	uint32_t tm = gpu_dev_info(dev)->coop_m;
+	run(ENG_K_ATTENTION_COOP, HD, bp, 1u << 4, &pc, (CT + tm - 1) / tm,
+	    NH, 1);
+	down(&b[4], got, CT * NH * HD);
+	for (int r = 0; r < CT; r++) {
+		uint32_t slot = rows[2 * r], pos = rows[2 * r + 1];
+		for (int h = 0; h < NH; h++) {
+			int g = h / (NH / NKV);
+			for (int i = 0; i < HD; i++)
+				q[i] = qr[(r * NH + h) * HD + i];
+			for (uint32_t t = 0; t <= pos; t++)
+				for (int i = 0; i < HD; i++) {
+					size_t o = slot * CKVS +
+					    (g * CSEG + t) * HD + i;
+					K[t * HD + i] = kc[o];
+					V[t * HD + i] = vc[o];
+				}
+			ref_attention(q, K, V, (int)pos + 1, HD,
+			    ref + (r * NH + h) * HD);
+		}
+	}
+	coop_check("attention_coop", rows, true, ref, got, NH * HD);
+	free_all(b, 5);
+}
+
+/* mscale sets M's magnitude: 3e5 passes f16's range (65504), so the
+ * kernel's power-of-two scaling is what keeps it finite. */
+static void
+test_retrieve_coop(bool on_local, double mscale)
+{
+	enum { LDQ = (NH + 2 * NKV) * HD, MS = NKV * HD * HD,
+	    ZS = NKV * HD, A = NH * HD };
+	static float q[CT * LDQ], M[SLOTS * MS], z[SLOTS * ZS], got[CT * A];
+	static float ad[CT * A];
+	float beta[NH] = { -2.0f, -0.5f, 0.7f, 3.0f };
+	uint32_t rows[2 * CT];
+	static double sq[HD], Md[HD * HD], zd[HD], ref[CT * A];
+	char what[64];
+
+	if (coop_skip(ENG_K_RETRIEVE_COOP, 2))
+		return;
+	coop_rows(rows);
+	fill(q, CT * LDQ, 2.0);
+	fill(M, SLOTS * MS, mscale);
+	fill(ad, CT * A, 1.0);
+	for (int i = 0; i < SLOTS * ZS; i++)
+		z[i] = (float)((2.0 + rnd()) * mscale / 3.0);
+	struct gpu_buf b[6] = { up(q, sizeof(q)), up(rows, sizeof(rows)),
+	    up(M, sizeof(M)), up(z, sizeof(z)), up(beta, sizeof(beta)),
+	    up(ad, sizeof(ad)) };
+	struct gpu_buf *bp[6] = { &b[0], &b[1], &b[2], &b[3], &b[4], &b[5] };
+	struct retrieve_pc pc = { CT, NH, NKV, HD, LDQ, MS, ZS, 1e-6f,
+	    on_local };
+	uint32_t tm = gpu_dev_info(dev)->coop_m;
+	run(ENG_K_RETRIEVE_COOP, HD, bp, 1u << 5, &pc, (CT + tm - 1) / tm,
+	    NH, 1);
+	down(&b[5], got, CT * A);
+	for (int r = 0; r < CT; r++)
+		for (int h = 0; h < NH; h++) {
+			int g = h / (NH / NKV), slot = (int)rows[2 * r];
+			double *o = ref + (r * NH + h) * HD;
+			for (int i = 0; i < HD; i++) {
+				sq[i] = q[r * LDQ + h * HD + i];
+				zd[i] = z[slot * ZS + g * HD + i];
+			}
+			for (int i = 0; i < HD * HD; i++)
+				Md[i] = M[slot * MS + g * HD * HD + i];
+			ref_sigma(sq, HD, sq);
+			ref_retrieve(sq, Md, zd, HD, 1e-6, o);
+			double gt = 1.0 / (1.0 + exp(-(double)beta[h]));
+			for (int i = 0; i < HD; i++) {
+				double loc = ad[(r * NH + h) * HD + i];
+				o[i] = on_local ? gt * loc + (1 - gt) * o[i] :
+				    gt * o[i] + (1 - gt) * loc;
+			}
+		}
+	snprintf(what, sizeof(what), "retrieve_coop + gate on %s, |M| ~ %g",
+	    on_local ? "local" : "memory", mscale);
+	coop_check(what, rows, false, ref, got, A);
+	free_all(b, 6);
+}
+
 static void
 test_gate(bool on_local)
 {
@@ -460,7 +637,14 @@ main(void)
 		tap_plan_skip_all(err);
 		return (0);
 	}
-	tap_plan(27);
+	if (getenv("INFINI_REQUIRE_COOP") != NULL &&
+	    (!gpu_dev_info(dev)->coopmat ||
+	    !eng_kernel_built(ENG_K_ATTENTION_COOP))) {
+		printf("Bail out! INFINI_REQUIRE_COOP is set, but %s has no "
+		    "cooperative-matrix kernel\n", gpu_dev_info(dev)->name);
+		return (1);
+	}
+	tap_plan(33);
 	test_rmsnorm(ENG_K_RMSNORM, false);
 	test_rmsnorm(ENG_K_RMSNORM, true);
 	test_rmsnorm(ENG_K_RMSNORM_SG, false);
@@ -476,6 +660,9 @@ main(void)
 	test_retrieve(ENG_K_RETRIEVE_TEXEL, 4, false);
 	test_retrieve(ENG_K_RETRIEVE_TEXEL, 4, true);
 	test_retrieve(ENG_K_RETRIEVE_TEXEL_R1, 1, true);
+	test_attention_coop();
+	test_retrieve_coop(false, 3e5);
+	test_retrieve_coop(true, 3.0);
 	test_gate(false);
 	test_gate(true);
 	test_glu(ENG_ACT_SILU, "silu");

@@ -22,6 +22,10 @@ make_pipes(struct eng *e, char *err, size_t errlen)
 
 	for (int k = 0; k < ENG_K_COUNT; k++) {
 		uint32_t spec[GPU_MAX_SPEC];
+		/* Left NULL, the engine takes another kernel (forward.c). */
+		if (!eng_kernel_fits(gi, (enum eng_kernel_id)k,
+		    (uint32_t)e->c.head_dim))
+			continue;
 		uint32_t nspec = eng_kernel_spec(gi, (enum eng_kernel_id)k,
 		    (uint32_t)e->c.head_dim, spec);
 		int rv = gpu_pipe_create(e->dev, &eng_kernels[k], spec, nspec,
@@ -291,9 +295,9 @@ eng_kernel_choice(const struct eng *e, char *buf, size_t n)
 	const struct gpu_info *gi = gpu_dev_info(e->dev);
 
 	if (e->mm == ENG_MM_COOP)
-		snprintf(buf, n, "matmul coop (f16 %ux%ux%u tiles; other dtypes "
+		snprintf(buf, n, "matmul coop (f16 %ux%ux%u tiles; f32 weights "
 		    "portable), attention %s, rmsnorm %s", gi->coop_m,
-		    gi->coop_n, gi->coop_k, e->texel_ops ? "texel" : "portable",
+		    gi->coop_n, gi->coop_k, e->coop_ops ? "coop" : "portable",
 		    e->rms_sg ? "subgroup" : "portable");
 	else if (e->mm == ENG_MM_TEXEL)
 		snprintf(buf, n, "matmul texel (1-row shape up to m %u, 4-row up "

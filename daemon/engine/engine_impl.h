@@ -21,8 +21,8 @@ struct eng_wpart {
 
 /* Matmul kernel families (matmul.c).  TEXEL picks its tile or one of its
  * matrix-vector shapes by m; the _TILE/_M4/_M1 values force one (tests,
- * benchmarks).  COOP runs f16 and bf16 weights on cooperative matrices and
- * other dtypes on the portable kernel. */
+ * benchmarks).  COOP runs f16, bf16, q8_0 and q4_0 weights on cooperative
+ * matrices and f32 weights on the portable kernel. */
 enum eng_mm_var {
 	ENG_MM_PORTABLE,           /* matmul.comp: SSBO + shared memory */
 	ENG_MM_TEXEL,              /* matmul_texel.comp: llvmpipe-fast */
@@ -141,6 +141,7 @@ struct eng {
 	struct eng_mm_in mmx[4];   /* matmul inputs with texel views (xn, ad, ...) */
 	int nmmx;
 	bool texel_ops;            /* attention/retrieve/memupd texel kernels */
+	bool coop_ops;             /* attention/retrieve coop kernels */
 	bool rms_sg;               /* rmsnorm reduces with subgroupAdd */
 	struct eng_tune tune;      /* texel shape choice (tune.c) */
 	VkBufferView qrv, qkvv;    /* views of qr, qkv when texel_ops */

@@ -88,10 +88,16 @@ int
 eng_ops_open(struct eng *e)
 {
 	const char *s = getenv("INFINI_OPS");
+	bool portable = s != NULL && strcasecmp(s, "portable") == 0;
 	int rv = 0;
 
+	/* The coop matmuls bring the coop attention side where it builds
+	 * for this head_dim (eng_kernel_fits). */
+	e->coop_ops = e->mm == ENG_MM_COOP && !portable &&
+	    e->pipe[ENG_K_ATTENTION_COOP] != NULL &&
+	    e->pipe[ENG_K_RETRIEVE_COOP] != NULL;
 	e->texel_ops = eng_mm_is_texel(e->mm) && e->c.head_dim % 16 == 0 &&
-	    !(s != NULL && strcasecmp(s, "portable") == 0);
+	    !portable;
 	if (!e->texel_ops)
 		return (0);
 	if ((rv = texel_view(e, &e->qr, &e->qrv)) != 0 ||
@@ -129,6 +135,7 @@ eng_ops_close(struct eng *e)
 		}
 	}
 	e->texel_ops = false;
+	e->coop_ops = false;
 }
 
 /* targ: a whole-buffer binding read through view v. */
@@ -186,7 +193,20 @@ rec_layer(struct eng *e, int l, uint32_t T, uint32_t nfill, bool blocked)
 	    (float)(1.0 / sqrt((double)hd)) };
 	struct retrieve_pc qp = { T, nh, nkv, hd, rq ? A : QKV, e->m_stride,
 	    e->z_stride, (float)c->memory_eps, c->gate_on == ENG_GATE_LOCAL };
-	if (e->texel_ops) {
+	if (e->coop_ops) {
+		/* A workgroup per tile of rows and head (attention_coop.comp),
+		 * the tile's rows the device's coop_m. */
+		uint32_t tm = gpu_dev_info(e->dev)->coop_m;
+		struct gpu_arg aa[5] = { ARG(&e->qr), ARG(&e->rows),
+		    ARG(&d->kc), ARG(&d->vc), ARG(&e->ad) };
+		gpu_cmd_dispatch(e->cmd, e->pipe[ENG_K_ATTENTION_COOP], aa,
+		    1u << 4, &ap, (T + tm - 1) / tm, nh, 1, "attention");
+		struct gpu_arg qa[6] = { ARG(rq ? &e->qr : &e->qkv),
+		    ARG(&e->rows), ARG(&d->M), ARG(&d->z), ARG(&d->beta),
+		    ARG(&e->ad) };
+		gpu_cmd_dispatch(e->cmd, e->pipe[ENG_K_RETRIEVE_COOP], qa,
+		    1u << 5, &qp, (T + tm - 1) / tm, nh, 1, "retrieve+gate");
+	} else if (e->texel_ops) {
 		/* Row blocks pay off when streams bring several rows each. */
 		uint32_t rba = blocked ? ENG_ATT_RB : 1, rbq = blocked ? 4 : 1;
 		struct gpu_arg aa[5] = { targ(&e->qr, e->qrv), ARG(&e->rows),

@@ -59,6 +59,10 @@
 #ifdef INFINI_HAVE_COOP
 #include "matmul_coop_f16.h"
 #include "matmul_coop_bf16.h"
+#include "matmul_coop_q8_0.h"
+#include "matmul_coop_q4_0.h"
+#include "attention_coop.h"
+#include "retrieve_coop.h"
 #define COOP_SPV(kname) kname##_spv, sizeof(kname##_spv)
 #else
 /* Built without a glslang that knows GL_KHR_cooperative_matrix. */
@@ -111,15 +115,53 @@ eng_kernel_spec(const struct gpu_info *gi, enum eng_kernel_id k,
 		return (2);
 	case ENG_K_MATMUL_COOP_F16:
 	case ENG_K_MATMUL_COOP_BF16:
+	case ENG_K_MATMUL_COOP_Q8_0:
+	case ENG_K_MATMUL_COOP_Q4_0:
 		/* Four subgroups, and the device's tile shape. */
 		spec[0] = 4 * gi->subgroup_size;
 		spec[1] = gi->coop_m;
 		spec[2] = gi->coop_n;
 		spec[3] = gi->coop_k;
 		return (4);
+	case ENG_K_ATTENTION_COOP:
+	case ENG_K_RETRIEVE_COOP:
+		/* One subgroup, head_dim, the device's tile shape, and the
+		 * depth of a key block (attention) or memory slab (retrieve):
+		 * whole tiles of both its uses. */
+		spec[0] = gi->subgroup_size;
+		spec[1] = head_dim;
+		spec[2] = gi->coop_m;
+		spec[3] = gi->coop_n;
+		spec[4] = gi->coop_k;
+		spec[5] = gi->coop_n > gi->coop_k ? gi->coop_n : gi->coop_k;
+		return (6);
 	default:
 		return (0);
 	}
+}
+
+bool
+eng_kernel_fits(const struct gpu_info *gi, enum eng_kernel_id k,
+    uint32_t head_dim)
+{
+	uint64_t tm = gi->coop_m, hd = head_dim, bytes;
+	uint64_t kb = gi->coop_n > gi->coop_k ? gi->coop_n : gi->coop_k;
+
+	/* The shared arrays the shaders declare, in bytes. */
+	switch (k) {
+	case ENG_K_ATTENTION_COOP:
+		/* qs, ks, vs, ps (f16); ss, os, ml (f32) */
+		bytes = 2 * (tm * hd + 2 * kb * hd + tm * kb) +
+		    4 * (tm * kb + tm * hd + 2 * tm);
+		break;
+	case ENG_K_RETRIEVE_COOP:
+		/* sq, ms (f16); os, dn (f32) */
+		bytes = 2 * (tm * hd + kb * hd) + 4 * (tm * hd + tm);
+		break;
+	default:
+		return (true);
+	}
+	return (kb != 0 && hd % kb == 0 && bytes <= gi->max_shared);
 }
 
 bool

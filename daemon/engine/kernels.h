@@ -53,7 +53,11 @@
  * devices that have it (gpu_info.coopmat).  Specialised by eng_kernel_spec. */
 #define ENG_COOP_KERNELS(X)                                                \
 	X(MATMUL_COOP_F16, matmul_coop_f16, 3, S3, matmul_pc)               \
-	X(MATMUL_COOP_BF16, matmul_coop_bf16, 3, S3, matmul_pc)
+	X(MATMUL_COOP_BF16, matmul_coop_bf16, 3, S3, matmul_pc)             \
+	X(MATMUL_COOP_Q8_0, matmul_coop_q8_0, 4, S4, matmul_pc)             \
+	X(MATMUL_COOP_Q4_0, matmul_coop_q4_0, 4, S4, matmul_pc)             \
+	X(ATTENTION_COOP, attention_coop, 5, S5, attention_pc)              \
+	X(RETRIEVE_COOP, retrieve_coop, 6, S6, retrieve_pc)
 
 enum eng_kernel_id {
 #define X(id, name, nb, binds, pc) ENG_K_##id,
@@ -72,6 +76,15 @@ extern const struct gpu_kernel eng_kernels[ENG_K_COUNT];
  */
 uint32_t eng_kernel_spec(const struct gpu_info *gi, enum eng_kernel_id k,
     uint32_t head_dim, uint32_t *spec);
+
+/*
+ * eng_kernel_fits: can kernel k be built for head_dim on the device gi
+ * describes?  False for the cooperative-matrix attention and retrieval when
+ * head_dim is not a whole number of the device's tiles or their shared
+ * memory passes the device's limit; true for every other kernel.
+ */
+bool eng_kernel_fits(const struct gpu_info *gi, enum eng_kernel_id k,
+    uint32_t head_dim);
 
 /* eng_kernel_built: is kernel k's SPIR-V in this binary? */
 bool eng_kernel_built(enum eng_kernel_id k);

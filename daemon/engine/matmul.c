@@ -7,8 +7,8 @@
  * shared-memory tiles), the texel one for CPU drivers (matmul_texel.comp: X
  * and W read through texel buffer views, register tiles; see NOTES.md
  * section 4 for why llvmpipe wants it), and the cooperative-matrix one for
- * GPUs with VK_KHR_cooperative_matrix (matmul_coop.comp, f16 and bf16
- * weights; its tile shape is the device's, docs/kernels.md).  The texel
+ * GPUs with VK_KHR_cooperative_matrix (matmul_coop.comp, f16, bf16 and
+ * block weights; its tile shape is the device's, docs/kernels.md).  The texel
  * family has a 16x8-per-invocation tile for prefill and two matrix-vector
  * shapes for decode-sized m, picked per call.
  * This file does not own pipelines (engine.c builds every kernel row) or
@@ -48,7 +48,8 @@ static const struct mm_shape mm_shapes[ENG_MM_COUNT] = {
 	    1, 4, 8, 1 },
 	/* Tiles come from the pipeline's specialization (coop_grid). */
 	[ENG_MM_COOP] = { { ENG_K_MATMUL_F32, ENG_K_MATMUL_COOP_F16,
-	    ENG_K_MATMUL_COOP_BF16, ENG_K_MATMUL_Q8_0, ENG_K_MATMUL_Q4_0 },
+	    ENG_K_MATMUL_COOP_BF16, ENG_K_MATMUL_COOP_Q8_0,
+	    ENG_K_MATMUL_COOP_Q4_0 },
 	    0, 0, 0, 0 },
 };
 
@@ -138,8 +139,8 @@ part_family(struct gpu_pipe *const *pipe, enum eng_mm_var v,
 	    pt->view == VK_NULL_HANDLE || (ENG_DTYPE_QUANT(w->dt) &&
 	    pt->sview == VK_NULL_HANDLE)))
 		return (ENG_MM_PORTABLE);
-	if (v == ENG_MM_COOP && (pipe[mm_shapes[v].k[w->dt]] == NULL ||
-	    (w->dt != ENG_F16 && w->dt != ENG_BF16)))
+	if (v == ENG_MM_COOP && (w->dt == ENG_F32 ||
+	    pipe[mm_shapes[v].k[w->dt]] == NULL))
 		return (ENG_MM_PORTABLE);
 	return (v);
 }
