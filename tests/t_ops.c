@@ -212,6 +212,73 @@ test_rope(enum eng_kernel_id kid, uint32_t pairs, bool rope)
 	free_all(b, 6);
 }
 
+/* ref_attention_rows: the oracle's attention for T rows (slot, pos) over
+ * caches of seg positions per kv head, into ref [T][NH][HD]. */
+static void
+ref_attention_rows(const float *qr, const float *kc, const float *vc,
+    const uint32_t *rows, int T, int seg, double *ref)
+{
+	double q[HD], *K = malloc(sizeof(double) * seg * HD);
+	double *V = malloc(sizeof(double) * seg * HD);
+	size_t kvs = (size_t)NKV * seg * HD;
+
+	if (K == NULL || V == NULL)
+		abort();
+	for (int r = 0; r < T; r++) {
+		uint32_t slot = rows[2 * r], pos = rows[2 * r + 1];
+		for (int h = 0; h < NH; h++) {
+			int g = h / (NH / NKV);
+			for (int i = 0; i < HD; i++)
+				q[i] = qr[(r * NH + h) * HD + i];
+			for (uint32_t t = 0; t <= pos; t++)
+				for (int i = 0; i < HD; i++) {
+					size_t o = slot * kvs +
+					    (g * seg + t) * HD + i;
+					K[t * HD + i] = kc[o];
+					V[t * HD + i] = vc[o];
+				}
+			ref_attention(q, K, V, (int)pos + 1, HD,
+			    ref + (r * NH + h) * HD);
+		}
+	}
+	free(K);
+	free(V);
+}
+
+/* ref_retrieve_rows: the oracle's memory read for T rows (query rows
+ * strided ldq), mixed into the local branch ad with the gate when gate is
+ * set, into ref [T][NH][HD]. */
+static void
+ref_retrieve_rows(const float *q, int ldq, const float *M, const float *z,
+    const uint32_t *rows, int T, bool gate, bool on_local,
+    const float *beta, const float *ad, double *ref)
+{
+	enum { MS = NKV * HD * HD, ZS = NKV * HD };
+	static double sq[HD], Md[HD * HD], zd[HD];
+
+	for (int r = 0; r < T; r++)
+		for (int h = 0; h < NH; h++) {
+			int g = h / (NH / NKV), slot = (int)rows[2 * r];
+			double *o = ref + (r * NH + h) * HD;
+			for (int i = 0; i < HD; i++) {
+				sq[i] = q[r * ldq + h * HD + i];
+				zd[i] = z[slot * ZS + g * HD + i];
+			}
+			for (int i = 0; i < HD * HD; i++)
+				Md[i] = M[slot * MS + g * HD * HD + i];
+			ref_sigma(sq, HD, sq);
+			ref_retrieve(sq, Md, zd, HD, 1e-6, o);
+			if (!gate)
+				continue;
+			double gt = 1.0 / (1.0 + exp(-(double)beta[h]));
+			for (int i = 0; i < HD; i++) {
+				double loc = ad[(r * NH + h) * HD + i];
+				o[i] = on_local ? gt * loc + (1 - gt) * o[i] :
+				    gt * o[i] + (1 - gt) * loc;
+			}
+		}
+}
+
 /* Seven rows: a block of four in one stream, then a block of three rows of
  * two streams (the 4-row texel variant serves those in two passes). */
 static void
@@ -220,7 +287,7 @@ test_attention(enum eng_kernel_id kid, uint32_t rb)
 	enum { T = 7 };
 	float qr[T * NH * HD], kc[SLOTS * KVS], vc[SLOTS * KVS], got[T * NH * HD];
 	uint32_t rows[2 * T] = { 2, 0, 2, 1, 2, 2, 2, 3, 0, 7, 1, 6, 0, 2 };
-	double q[HD], K[SEG * HD], V[SEG * HD], ref[T * NH * HD];
+	double ref[T * NH * HD];
 
 	fill(qr, T * NH * HD, 2.0);
 	fill(kc, SLOTS * KVS, 2.0);
@@ -232,22 +299,7 @@ test_attention(enum eng_kernel_id kid, uint32_t rb)
 	    (float)(1.0 / sqrt((double)HD)) };
 	run(kid, HD, bp, 1u << 4, &pc, groups((T + rb - 1) / rb * NH), 1, 1);
 	down(&b[4], got, T * NH * HD);
-	for (int r = 0; r < T; r++) {
-		uint32_t slot = rows[2 * r], pos = rows[2 * r + 1];
-		for (int h = 0; h < NH; h++) {
-			int g = h / (NH / NKV);
-			for (int i = 0; i < HD; i++)
-				q[i] = qr[(r * NH + h) * HD + i];
-			for (uint32_t t = 0; t <= pos; t++)
-				for (int i = 0; i < HD; i++) {
-					size_t o = slot * KVS + (g * SEG + t) * HD + i;
-					K[t * HD + i] = kc[o];
-					V[t * HD + i] = vc[o];
-				}
-			ref_attention(q, K, V, (int)pos + 1, HD,
-			    ref + (r * NH + h) * HD);
-		}
-	}
+	ref_attention_rows(qr, kc, vc, rows, T, SEG, ref);
 	double e = nmse(ref, got, T * NH * HD);
 	ok(e <= TOL, "%s: causal prefix, kv head h/(nh/nkv) (nmse %.2g)",
 	    eng_kernels[kid].name, e);
@@ -265,7 +317,7 @@ test_retrieve(enum eng_kernel_id kid, uint32_t rb, bool on_local)
 	float q[T * LDQ], M[SLOTS * MS], z[SLOTS * ZS], got[T * A], ad[T * A];
 	float beta[NH] = { -2.0f, -0.5f, 0.7f, 3.0f };
 	uint32_t rows[2 * T] = { 1, 0, 1, 1, 1, 2, 1, 3, 2, 4, 0, 1, 2, 5 };
-	double sq[HD], Md[HD * HD], zd[HD], ref[T * A];
+	double ref[T * A];
 	bool texel = rb > 0;
 
 	fill(q, T * LDQ, 2.0);
@@ -289,27 +341,8 @@ test_retrieve(enum eng_kernel_id kid, uint32_t rb, bool on_local)
 		run(kid, 0, bp, 1u << 4, &pc, groups(T * A), 1, 1);
 		down(&b[4], got, T * A);
 	}
-	for (int r = 0; r < T; r++)
-		for (int h = 0; h < NH; h++) {
-			int g = h / (NH / NKV), slot = (int)rows[2 * r];
-			double *o = ref + (r * NH + h) * HD;
-			for (int i = 0; i < HD; i++) {
-				sq[i] = q[r * LDQ + h * HD + i];
-				zd[i] = z[slot * ZS + g * HD + i];
-			}
-			for (int i = 0; i < HD * HD; i++)
-				Md[i] = M[slot * MS + g * HD * HD + i];
-			ref_sigma(sq, HD, sq);
-			ref_retrieve(sq, Md, zd, HD, 1e-6, o);
-			if (!texel)
-				continue;
-			double gt = 1.0 / (1.0 + exp(-(double)beta[h]));
-			for (int i = 0; i < HD; i++) {
-				double loc = ad[(r * NH + h) * HD + i];
-				o[i] = on_local ? gt * loc + (1 - gt) * o[i] :
-				    gt * o[i] + (1 - gt) * loc;
-			}
-		}
+	ref_retrieve_rows(q, LDQ, M, z, rows, T, texel, on_local, beta, ad,
+	    ref);
 	double e = nmse(ref, got, T * A);
 	ok(e <= TOL, "%s%s: sigma(q) M / (sigma(q) . z + eps) (nmse %.2g)",
 	    eng_kernels[kid].name, !texel ? "" : on_local ?
@@ -390,7 +423,7 @@ test_attention_coop(void)
 	float qr[CT * NH * HD], kc[SLOTS * CKVS], vc[SLOTS * CKVS];
 	float got[CT * NH * HD];
 	uint32_t rows[2 * CT];
-	double q[HD], K[CSEG * HD], V[CSEG * HD], ref[CT * NH * HD];
+	double ref[CT * NH * HD];
 
 	if (coop_skip(ENG_K_ATTENTION_COOP, 2))
 		return;
@@ -407,23 +440,7 @@ test_attention_coop(void)
 	run(ENG_K_ATTENTION_COOP, HD, bp, 1u << 4, &pc, (CT + tm - 1) / tm,
 	    NH, 1);
 	down(&b[4], got, CT * NH * HD);
-	for (int r = 0; r < CT; r++) {
-		uint32_t slot = rows[2 * r], pos = rows[2 * r + 1];
-		for (int h = 0; h < NH; h++) {
-			int g = h / (NH / NKV);
-			for (int i = 0; i < HD; i++)
-				q[i] = qr[(r * NH + h) * HD + i];
-			for (uint32_t t = 0; t <= pos; t++)
-				for (int i = 0; i < HD; i++) {
-					size_t o = slot * CKVS +
-					    (g * CSEG + t) * HD + i;
-					K[t * HD + i] = kc[o];
-					V[t * HD + i] = vc[o];
-				}
-			ref_attention(q, K, V, (int)pos + 1, HD,
-			    ref + (r * NH + h) * HD);
-		}
-	}
+	ref_attention_rows(qr, kc, vc, rows, CT, CSEG, ref);
 	coop_check("attention_coop", rows, true, ref, got, NH * HD);
 	free_all(b, 5);
 }
@@ -439,7 +456,7 @@ test_retrieve_coop(bool on_local, double mscale)
 	static float ad[CT * A];
 	float beta[NH] = { -2.0f, -0.5f, 0.7f, 3.0f };
 	uint32_t rows[2 * CT];
-	static double sq[HD], Md[HD * HD], zd[HD], ref[CT * A];
+	static double ref[CT * A];
 	char what[64];
 
 	if (coop_skip(ENG_K_RETRIEVE_COOP, 2))
@@ -460,25 +477,8 @@ test_retrieve_coop(bool on_local, double mscale)
 	run(ENG_K_RETRIEVE_COOP, HD, bp, 1u << 5, &pc, (CT + tm - 1) / tm,
 	    NH, 1);
 	down(&b[5], got, CT * A);
-	for (int r = 0; r < CT; r++)
-		for (int h = 0; h < NH; h++) {
-			int g = h / (NH / NKV), slot = (int)rows[2 * r];
-			double *o = ref + (r * NH + h) * HD;
-			for (int i = 0; i < HD; i++) {
-				sq[i] = q[r * LDQ + h * HD + i];
-				zd[i] = z[slot * ZS + g * HD + i];
-			}
-			for (int i = 0; i < HD * HD; i++)
-				Md[i] = M[slot * MS + g * HD * HD + i];
-			ref_sigma(sq, HD, sq);
-			ref_retrieve(sq, Md, zd, HD, 1e-6, o);
-			double gt = 1.0 / (1.0 + exp(-(double)beta[h]));
-			for (int i = 0; i < HD; i++) {
-				double loc = ad[(r * NH + h) * HD + i];
-				o[i] = on_local ? gt * loc + (1 - gt) * o[i] :
-				    gt * o[i] + (1 - gt) * loc;
-			}
-		}
+	ref_retrieve_rows(q, LDQ, M, z, rows, CT, true, on_local, beta, ad,
+	    ref);
 	snprintf(what, sizeof(what), "retrieve_coop + gate on %s, |M| ~ %g",
 	    on_local ? "local" : "memory", mscale);
 	coop_check(what, rows, false, ref, got, A);
