@@ -4,7 +4,6 @@
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
-#extension GL_KHR_shader_subgroup_vote : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
 /*
  * attention_coop.comp - the local (dot-product) branch on cooperative
@@ -95,7 +94,7 @@ void main()
 
 	for (uint i = lid; i < nr; i += nl)
 		run = run && rows[r0 + i] == first + uvec2(0u, i);
-	if (!subgroupAll(run)) {
+	if (subgroupAdd(run ? 0u : 1u) != 0u) {
 		for (uint i = 0u; i < nr; i++)
 			one_row(r0 + i, h);
 		return;

@@ -161,7 +161,8 @@ eng_kernel_fits(const struct gpu_info *gi, enum eng_kernel_id k,
 	default:
 		return (true);
 	}
-	return (kb != 0 && hd % kb == 0 && bytes <= gi->max_shared);
+	return (gi->subgroup_arith && kb != 0 && hd % kb == 0 &&
+	    bytes <= gi->max_shared);
 }
 
 bool

@@ -80,8 +80,9 @@ uint32_t eng_kernel_spec(const struct gpu_info *gi, enum eng_kernel_id k,
 /*
  * eng_kernel_fits: can kernel k be built for head_dim on the device gi
  * describes?  False for the cooperative-matrix attention and retrieval when
- * head_dim is not a whole number of the device's tiles or their shared
- * memory passes the device's limit; true for every other kernel.
+ * the device lacks subgroup arithmetic, head_dim is not a whole number of
+ * the device's tiles, or their shared memory passes the device's limit;
+ * true for every other kernel.
  */
 bool eng_kernel_fits(const struct gpu_info *gi, enum eng_kernel_id k,
     uint32_t head_dim);
