@@ -20,8 +20,9 @@
  *   l = c l + rowsum P;  O = c O + P V    TM x HD, f16 x f16 -> f32
  * and writes O / l.  Q (scaled), K, V and P enter the products as f16
  * (rounded to nearest); m, l, S and O stay f32.  O lives in shared memory
- * (KHR cooperative matrices cannot scale rows of an accumulator), loaded
- * into accumulators for each product and stored back.
+ * (KHR cooperative matrices cannot scale rows of an accumulator): all lanes
+ * rescale it, then it is loaded into accumulators for each product and
+ * stored back.
  *
  * Rows of several streams, as a decode batch brings, are served one by
  * one in f32: lanes split head_dim, and subgroupAdd forms each score.
@@ -51,7 +52,7 @@ shared float16_t vs[KB * HD];   /* value block [KB][HD] */
 shared float ss[TM * KB];       /* scores [TM][KB] */
 shared float16_t ps[TM * KB];   /* probabilities [TM][KB] */
 shared float os[TM * HD];       /* output accumulator [TM][HD] */
-shared float ml[2u * TM];       /* running max and sum per row */
+shared float ml[3u * TM];       /* running max, sum, rescale per row */
 
 /* one_row: attention of batch row r alone, in f32 (the portable kernel's
  * online softmax, with head_dim split over the lanes); os row 0 holds the
@@ -141,8 +142,8 @@ void main()
 			    gl_CooperativeMatrixLayoutRowMajor);
 		}
 		barrier();
-		/* Each lane takes whole rows: its softmax step, then the
-		 * rescale of its row of O. */
+		/* Each lane takes whole rows for the softmax step; then
+		 * every lane rescales O. */
 		for (uint i = lid; i < TM; i += nl) {
 			float m = ml[2u * i], mn = m, sum = 0.0;
 			uint last = i < nr ? p0 + i : 0u;   /* newest key seen */
@@ -158,10 +159,11 @@ void main()
 			float corr = mn == m ? 1.0 : exp(m - mn);
 			ml[2u * i] = mn;
 			ml[2u * i + 1u] = ml[2u * i + 1u] * corr + sum;
-			if (corr != 1.0)
-				for (uint c = 0u; c < HD; c++)
-					os[i * HD + c] *= corr;
+			ml[2u * TM + i] = corr;
 		}
+		barrier();
+		for (uint e = lid; e < TM * HD; e += nl)
+			os[e] *= ml[2u * TM + e / HD];
 		barrier();
 		for (uint c = 0u; c < HD; c += TN) {
 			coopmat<float, gl_ScopeSubgroup, TM, TN,

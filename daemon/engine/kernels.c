@@ -152,7 +152,7 @@ eng_kernel_fits(const struct gpu_info *gi, enum eng_kernel_id k,
 	case ENG_K_ATTENTION_COOP:
 		/* qs, ks, vs, ps (f16); ss, os, ml (f32) */
 		bytes = 2 * (tm * hd + 2 * kb * hd + tm * kb) +
-		    4 * (tm * kb + tm * hd + 2 * tm);
+		    4 * (tm * kb + tm * hd + 3 * tm);
 		break;
 	case ENG_K_RETRIEVE_COOP:
 		/* sq, ms (f16); os, dn (f32) */
