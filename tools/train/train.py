@@ -94,6 +94,30 @@ def init_weights(model, n_layers):
             torch.nn.init.normal_(p, 0.0, std)
 
 
+def load_grown(model, src):
+    """load_grown copies the state dict src into model.  A tensor of the
+    model's MLP that is larger than src's (--ffn above the source model's
+    intermediate_size) takes src's values in its leading block and keeps
+    its fresh init elsewhere, but for down_proj's new columns, which are
+    zero: the new units start with no effect, so the grown model computes
+    what src did, and training brings them in."""
+    sd = model.state_dict()
+    for name, t in sd.items():
+        s = src[name]
+        if s.shape == t.shape:
+            t.copy_(s)
+            continue
+        if ".mlp." not in name or s.dim() != t.dim() or \
+                any(x > y for x, y in zip(s.shape, t.shape)):
+            raise SystemExit("--init-from: %s is %s there, %s here (only "
+                             "the MLP may grow)" % (name, tuple(s.shape),
+                                                    tuple(t.shape)))
+        if name.endswith("down_proj.weight"):
+            t[:, s.shape[1]:] = 0.0
+        t[tuple(slice(0, n) for n in s.shape)] = s
+    model.load_state_dict(sd)
+
+
 def make_optimizer(model, a):
     """AdamW with three groups: matrices (weight decay), norms and
     embeddings (none), and beta (no decay, its own learning rate)."""
@@ -332,7 +356,8 @@ def main(argv):
     ap.add_argument("--out", required=True, help="run directory")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--init-from", metavar="MODEL_DIR",
-                    help="start from this model's weights (same shape)")
+                    help="start from this model's weights (same shape, "
+                    "or a wider MLP: --ffn above its intermediate_size)")
     ap.add_argument("--minutes", type=float, default=48.0,
                     help="wall-time budget (the LR schedule spans it)")
     ap.add_argument("--layers", type=int, default=4)
@@ -406,7 +431,7 @@ def main(argv):
     model = ti.InfiniModel(ti.InfiniConfig(cfgd))
     init_weights(model, cfgd["num_hidden_layers"])
     if a.init_from and not a.resume:
-        model.load_state_dict(ti.load_model(a.init_from).state_dict())
+        load_grown(model, ti.load_model(a.init_from).state_dict())
     opt = make_optimizer(model, a)
     if a.resume:
         ck = torch.load(ckpt)
