@@ -1,12 +1,16 @@
 #!/usr/bin/python3
 """export.py - write a training run's checkpoint as an engine model directory.
 
-    export.py RUN_DIR OUT_DIR [--dtype F32|BF16]
+    export.py RUN_DIR OUT_DIR [--dtype F32|BF16] [--earlier RUN ...]
 
 Writes OUT_DIR/config.json (the run's config) and OUT_DIR/model.safetensors
 (checkpoint names are already the engine's: model.layers.{i}.self_attn.gate
 and the Hugging Face Llama names), plus OUT_DIR/train_curve.json, the run's
-logged curve and totals (MODEL_CARD.md quotes it).  Checks that the exported
+logged curve and totals (MODEL_CARD.md quotes it).  A model trained in
+stages, each run --init-from the one before, names the earlier runs with
+--earlier (oldest first): their arguments, totals and curves go into
+train_curve.json's "earlier" list, so the file holds the whole lineage.
+Checks that the exported
 directory loads back through torch_infini.load_model with the same logits.
 """
 
@@ -22,12 +26,42 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "bench"))
 import torch_infini as ti  # noqa: E402
 
 
+def totals(st):
+    return {"steps": st["step"], "tokens": st["tokens"],
+            "wall_minutes": round(st["elapsed"] / 60, 2),
+            "final_kmax": st["kmax"]}
+
+
+def run_args(run):
+    """run_args returns the run's args.json (its command line), or None."""
+    try:
+        with open(os.path.join(run, "args.json")) as f:
+            return json.load(f)
+    except OSError:
+        return None
+
+
+def run_record(run):
+    """run_record returns an earlier run's name, arguments, totals and
+    curve, from its checkpoint's state."""
+    st = torch.load(os.path.join(run, "ckpt.pt"))["state"]
+    rec = {"run": os.path.basename(os.path.normpath(run))}
+    rec.update(totals(st))
+    rec["args"] = run_args(run)
+    rec["curve"] = st["curve"]
+    return rec
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run")
     ap.add_argument("out")
     ap.add_argument("--dtype", default="F32", choices=["F32", "BF16"])
+    ap.add_argument("--earlier", nargs="+", default=[], metavar="RUN",
+                    help="the runs this one was initialised from, oldest "
+                    "first")
     a = ap.parse_args(argv)
+    earlier = [run_record(r) for r in a.earlier]
     with open(os.path.join(a.run, "config.json")) as f:
         cfgd = json.load(f)
     ck = torch.load(os.path.join(a.run, "ckpt.pt"))
@@ -38,10 +72,13 @@ def main(argv):
     ti.save_safetensors(os.path.join(a.out, "model.safetensors"),
                         ck["model"], a.dtype)
     st = ck["state"]
+    rec = totals(st)
+    rec["curve"] = st["curve"]
+    if earlier:
+        rec["args"] = run_args(a.run)
+        rec["earlier"] = earlier
     with open(os.path.join(a.out, "train_curve.json"), "w") as f:
-        json.dump({"steps": st["step"], "tokens": st["tokens"],
-                   "wall_minutes": round(st["elapsed"] / 60, 2),
-                   "final_kmax": st["kmax"], "curve": st["curve"]}, f)
+        json.dump(rec, f)
     # Round trip: the exported model gives the checkpoint's logits.
     m0 = ti.InfiniModel(ti.InfiniConfig(cfgd))
     m0.load_state_dict(ck["model"])

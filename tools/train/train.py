@@ -402,6 +402,8 @@ def main(argv):
     ap.add_argument("--kmax-limit", type=int, default=256)
     ap.add_argument("--promote", type=float, default=0.8,
                     help="exact-answer accuracy at kmax that raises kmax")
+    ap.add_argument("--klong-frac", type=float, default=0.0,
+                    help="steps at --kmax-limit whatever kmax is")
     ap.add_argument("--kmax-set", type=int, metavar="K",
                     help="set the curriculum's kmax to K now (also on "
                     "--resume), whatever the running accuracy")
@@ -461,8 +463,17 @@ def main(argv):
         if el >= budget:
             break
         kmax = state["kmax"]
-        # half the steps at kmax, the rest uniform in 1..kmax
-        k = kmax if rng.random() < 0.5 else rng.randint(1, kmax)
+        # --klong-frac of the steps at --kmax-limit (the distance the
+        # curriculum heads for, so that the formats it has mastered keep
+        # it while the hard ones hold kmax back); of the rest, half at
+        # kmax and half uniform in 1..kmax
+        u = rng.random()
+        if u < a.klong_frac:
+            k = a.kmax_limit
+        elif u < a.klong_frac + (1 - a.klong_frac) / 2:
+            k = kmax
+        else:
+            k = rng.randint(1, kmax)
         toks, ans = make_batch(rng, a, mix, k)
         lr = lr_at(a, el / budget, state["step"])
         for g in opt.param_groups:
