@@ -12,13 +12,14 @@
  * formats, so no single training source dominates it.
  *
  * Then recall, the memory end to end through the engine: RECALL_TRIALS pass
- * keys of 5 digits and as many of 8, each stated in segment 0 and asked for RECALL_K compressions later
- * over filler the model never saw in training (the GPL-3 text that every
- * Debian system has in /usr/share/common-licenses), greedy-decoded; at least
- * RECALL_MIN of each length must come back exact.  The answer is the key the test itself
- * stated, so a wrong weight, a memory path that drops the state, or a
- * model whose memory does not work fails it.  tools/eval/eval.py measures
- * recall over the whole matrix; this is its smoke test.
+ * keys of 5 digits and as many of 8, each stated in segment 0 and asked for
+ * RECALL_K compressions later over filler the model never saw in training
+ * (the GPL-3 text that every Debian system has in /usr/share/common-licenses),
+ * greedy-decoded; at least RECALL_MIN of each length must come back exact.
+ * The answer is the key the test itself stated, so a wrong weight, a memory
+ * path that drops the state, or a model whose memory does not work fails it.
+ * tools/eval/eval.py measures recall over the whole matrix; this is its
+ * smoke test.
  *
  * Skips when models/default is absent, when there is no Vulkan device, or
  * when python3 cannot import torch and numpy (tools/setup-debian.sh installs

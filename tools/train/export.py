@@ -26,12 +26,6 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "bench"))
 import torch_infini as ti  # noqa: E402
 
 
-def totals(st):
-    return {"steps": st["step"], "tokens": st["tokens"],
-            "wall_minutes": round(st["elapsed"] / 60, 2),
-            "final_kmax": st["kmax"]}
-
-
 def run_args(run):
     """run_args returns the run's args.json (its command line), or None."""
     try:
@@ -41,15 +35,14 @@ def run_args(run):
         return None
 
 
-def run_record(run):
-    """run_record returns an earlier run's name, arguments, totals and
-    curve, from its checkpoint's state."""
-    st = torch.load(os.path.join(run, "ckpt.pt"))["state"]
-    rec = {"run": os.path.basename(os.path.normpath(run))}
-    rec.update(totals(st))
-    rec["args"] = run_args(run)
-    rec["curve"] = st["curve"]
-    return rec
+def run_record(run, st):
+    """run_record returns a run's name, arguments, totals and logged
+    curve, given its checkpoint's state st."""
+    return {"run": os.path.basename(os.path.normpath(run)),
+            "args": run_args(run), "steps": st["step"],
+            "tokens": st["tokens"],
+            "wall_minutes": round(st["elapsed"] / 60, 2),
+            "final_kmax": st["kmax"], "curve": st["curve"]}
 
 
 def main(argv):
@@ -61,7 +54,8 @@ def main(argv):
                     help="the runs this one was initialised from, oldest "
                     "first")
     a = ap.parse_args(argv)
-    earlier = [run_record(r) for r in a.earlier]
+    earlier = [run_record(r, torch.load(os.path.join(r, "ckpt.pt"))["state"])
+               for r in a.earlier]
     with open(os.path.join(a.run, "config.json")) as f:
         cfgd = json.load(f)
     ck = torch.load(os.path.join(a.run, "ckpt.pt"))
@@ -72,10 +66,8 @@ def main(argv):
     ti.save_safetensors(os.path.join(a.out, "model.safetensors"),
                         ck["model"], a.dtype)
     st = ck["state"]
-    rec = totals(st)
-    rec["curve"] = st["curve"]
+    rec = run_record(a.run, st)
     if earlier:
-        rec["args"] = run_args(a.run)
         rec["earlier"] = earlier
     with open(os.path.join(a.out, "train_curve.json"), "w") as f:
         json.dump(rec, f)
