@@ -163,8 +163,8 @@ def make_batch(rng, a, mix, k):
     """make_batch returns (tokens [B, T], answers): pass-key rows at
     distance k, all with one placement (so they have one length), each
     with its own key format and filler (a training source, the repeated
-    sentences or random printable bytes).  answers holds (pos, length) of
-    each row's answer, the key and its full stop."""
+    sentences or random printable bytes).  answers holds (pos, length,
+    format) of each row's answer, the key and its full stop."""
     N = a.segment
     place = pick(rng, a.places)
     T = {"start": k + 1, "middle": 2 * k + 1, "straddle": k + 2}[place] * N
@@ -178,7 +178,8 @@ def make_batch(rng, a, mix, k):
             kind, text = "random", None
         else:
             kind, text = "text", mix.pick(rng)[1]
-        key = common.make_key(rng, pick(rng, a.key_formats))
+        fmt = pick(rng, a.key_formats)
+        key = common.make_key(rng, fmt)
         label, dis = "pass key", None
         if rng.random() < a.label_frac:
             label = rng.choice(common.LABELS)
@@ -189,7 +190,7 @@ def make_batch(rng, a, mix, k):
             rng, N, k, lambda n: common.filler(rng, n, text, kind), key,
             place, label, dis)
         rows.append(toks)
-        ans.append((apos, len(key) + 1))
+        ans.append((apos, len(key) + 1, fmt))
     return torch.tensor(rows, dtype=torch.long), ans
 
 
@@ -270,7 +271,8 @@ def lm_loss(model, a, streams):
 
 def forward_loss(model, a, toks, ans):
     """forward_loss runs toks segment by segment from a fresh state and
-    returns (filler_loss, answer_loss, digit_acc, exact_acc)."""
+    returns (filler_loss, answer_loss, digit_acc, exact_acc, row_ok):
+    row_ok[r] is 1 where row r's whole answer was the argmax."""
     B, T = toks.shape
     N = a.segment
     st = model.new_state(B)
@@ -286,7 +288,7 @@ def forward_loss(model, a, toks, ans):
     # the pass-key rows' answer digits (scored separately).
     mask = torch.ones_like(ce)
     idx_r, idx_c = [], []
-    for r, (p, n) in enumerate(ans):
+    for r, (p, n, _) in enumerate(ans):
         for j in range(n):
             idx_r.append(r)
             idx_c.append(p + j - 1)
@@ -301,7 +303,7 @@ def forward_loss(model, a, toks, ans):
         row_ok = torch.ones(len(ans))
         row_ok.index_reduce_(0, idx_r, ok, "prod")
         eacc = row_ok.mean().item()
-    return lm, pk, dacc, eacc
+    return lm, pk, dacc, eacc, row_ok
 
 
 @torch.no_grad()
@@ -320,22 +322,23 @@ def eval_heldout(model, a, held, n_seq=4, n_seg=64):
 
 
 @torch.no_grad()
-def eval_passkey(model, a, texts, k, n=8, seed=12345):
-    """Exact-key rate of n 5-digit pass-key rows at distance k with filler
-    from the held-out English sources (never trained on).  Teacher-forced
-    argmax at every answer byte equals greedy decoding's exact match."""
+def eval_passkey(model, a, texts, k, fmt="d5", n=8, seed=12345):
+    """Exact-key rate of n pass-key rows (keys of format fmt, one of
+    common.KEY_FORMATS) at distance k with filler from the held-out
+    English sources (never trained on).  Teacher-forced argmax at every
+    answer byte equals greedy decoding's exact match."""
     model.eval()
     rng = random.Random(seed + k)
     rows, ans = [], []
     for i in range(n):
         text = texts[i % len(texts)]
-        key = common.make_key(rng, "d5")
+        key = common.make_key(rng, fmt)
         toks, apos = common.passkey_layout(
             rng, a.segment, k,
             lambda m: common.filler(rng, m, text, "text"), key, "start")
         rows.append(toks)
-        ans.append((apos, len(key) + 1))
-    _, _, _, eacc = forward_loss(model, a, torch.tensor(rows), ans)
+        ans.append((apos, len(key) + 1, fmt))
+    _, _, _, eacc, _ = forward_loss(model, a, torch.tensor(rows), ans)
     model.train()
     return eacc
 
@@ -458,6 +461,7 @@ def main(argv):
     acc_ema = state["acc_at_kmax"]
     streams = TextStreams(rng, a, mix, model)
     agg = []
+    fmt_ok = {}
     while True:
         el = time.time() - t_start
         if el >= budget:
@@ -478,7 +482,9 @@ def main(argv):
         lr = lr_at(a, el / budget, state["step"])
         for g in opt.param_groups:
             g["lr"] = lr * g["lr_mult"]
-        plm, pk, dacc, eacc = forward_loss(model, a, toks, ans)
+        plm, pk, dacc, eacc, row_ok = forward_loss(model, a, toks, ans)
+        for (_, _, fmt), ok in zip(ans, row_ok.tolist()):
+            fmt_ok.setdefault(fmt, []).append(ok)
         lm, nlm = lm_loss(model, a, streams)
         loss = lm + a.pk_lm_weight * plm + a.pk_weight * pk
         opt.zero_grad(set_to_none=True)
@@ -507,6 +513,8 @@ def main(argv):
                    "pk_loss": round(m[1], 4), "pk_digit": round(m[2], 3),
                    "pk_exact": round(m[3], 3), "acc_ema": round(acc_ema, 3),
                    "lr": round(lr, 6),
+                   "exact_by_format": {f: round(float(np.mean(v)), 3)
+                                       for f, v in sorted(fmt_ok.items())},
                    "sig_beta_mean": round(torch.sigmoid(betas).mean()
                                           .item(), 3)}
             if state["step"] % (a.log_every * 10) == 0:
@@ -516,6 +524,10 @@ def main(argv):
                 for kk in (16, 64, 256):
                     rec["unseen_pk%d" % kk] = round(
                         eval_passkey(model, a, unseen, kk), 3)
+                for kk in (1, 64):
+                    rec["unseen_word%d" % kk] = round(
+                        eval_passkey(model, a, unseen, kk, "word", 16), 3)
+            fmt_ok = {}
             state["curve"].append(rec)
             print(json.dumps(rec), flush=True)
         if time.time() - t_ckpt >= a.ckpt_every:
