@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """export.py - write a training run's checkpoint as an engine model directory.
 
-    export.py RUN_DIR OUT_DIR [--dtype F32|BF16] [--earlier RUN ...]
+    export.py RUN_DIR OUT_DIR [--dtype F32|BF16] [--lineage CURVE_JSON]
+              [--earlier RUN ...]
 
 Writes OUT_DIR/config.json (the run's config) and OUT_DIR/model.safetensors
 (checkpoint names are already the engine's: model.layers.{i}.self_attn.gate
@@ -10,6 +11,10 @@ logged curve and totals (MODEL_CARD.md quotes it).  A model trained in
 stages, each run --init-from the one before, names the earlier runs with
 --earlier (oldest first): their arguments, totals and curves go into
 train_curve.json's "earlier" list, so the file holds the whole lineage.
+When the earlier runs' directories are gone (they are git-ignored and stay
+on the machine that trained them), --lineage names the train_curve.json of
+the model this run started from: its earlier runs and its own record come
+first in the list, then those of --earlier.
 Checks that the exported
 directory loads back through torch_infini.load_model with the same logits.
 """
@@ -53,9 +58,18 @@ def main(argv):
     ap.add_argument("--earlier", nargs="+", default=[], metavar="RUN",
                     help="the runs this one was initialised from, oldest "
                     "first")
+    ap.add_argument("--lineage", metavar="CURVE_JSON",
+                    help="an exported model's train_curve.json: its runs "
+                    "come before those of --earlier")
     a = ap.parse_args(argv)
-    earlier = [run_record(r, torch.load(os.path.join(r, "ckpt.pt"))["state"])
-               for r in a.earlier]
+    earlier = []
+    if a.lineage:
+        # Read now: OUT_DIR may be the directory it lives in.
+        with open(a.lineage) as f:
+            prev = json.load(f)
+        earlier = prev.pop("earlier", []) + [prev]
+    earlier += [run_record(r, torch.load(os.path.join(r, "ckpt.pt"))["state"])
+                for r in a.earlier]
     with open(os.path.join(a.run, "config.json")) as f:
         cfgd = json.load(f)
     ck = torch.load(os.path.join(a.run, "ckpt.pt"))
