@@ -14,8 +14,7 @@ train_curve.json's "earlier" list, so the file holds the whole lineage.
 When the earlier runs' directories are gone (they are git-ignored and stay
 on the machine that trained them), --lineage names the train_curve.json of
 the model this run started from: its earlier runs and its own record come
-first in the list, then those of --earlier.
-Checks that the exported
+first in the list, then those of --earlier.  Checks that the exported
 directory loads back through torch_infini.load_model with the same logits.
 """
 
